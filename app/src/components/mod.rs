@@ -1,0 +1,2 @@
+pub mod home;
+mod status;

@@ -1,0 +1,94 @@
+//! Types shared by the browser, the server functions and the REST API.
+//! The REST `/health` route and the `get_health` server function return the same `HealthReport`.
+
+use serde::{Deserialize, Serialize};
+
+/// Overall state of the service, as reported by `GET /health`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ServiceStatus {
+    /// Database reachable and every model ready (or mock engines in use).
+    Ok,
+    /// The server answers, but some model is missing, loading or failed.
+    Degraded,
+}
+
+/// Life cycle of one model, from the files on disk to a compiled engine.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ModelState {
+    Missing,
+    Downloading,
+    Loading,
+    Ready,
+    Error,
+}
+
+impl ModelState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ModelState::Missing => "missing",
+            ModelState::Downloading => "downloading",
+            ModelState::Loading => "loading",
+            ModelState::Ready => "ready",
+            ModelState::Error => "error",
+        }
+    }
+}
+
+/// Which engine a model feeds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ModelRole {
+    /// The chat model (DeepSeek-R1-Distill-Qwen).
+    Llm,
+    /// The image model (Stable Diffusion 1.5).
+    Sd,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ModelHealth {
+    pub role: ModelRole,
+    /// Hugging Face repo id or local directory, as configured.
+    pub id: String,
+    /// Local folder the model is loaded from, once known.
+    pub path: Option<String>,
+    pub state: ModelState,
+    /// OpenVINO device name (`CPU`), or `mock` when mock engines answer.
+    pub device: String,
+    /// Why the model is in `error` (or what to do when `missing`).
+    pub detail: Option<String>,
+    /// Download progress in 0..=1 while `downloading`.
+    pub progress: Option<f32>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DatabaseHealth {
+    /// `sqlite` or `postgres`.
+    pub backend: String,
+    pub ok: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RuntimeHealth {
+    /// OpenVINO build number, e.g. `2026.4.1-...`.
+    pub version: String,
+    /// The `libopenvino_c` file that was loaded.
+    pub library: String,
+}
+
+/// Body of `GET /health`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct HealthReport {
+    pub status: ServiceStatus,
+    /// Duet's version (the server crate's).
+    pub version: String,
+    pub use_mocks: bool,
+    pub auto_download_models: bool,
+    /// Repositories present in `MODELS_DIR` (Hugging Face cache layout).
+    pub cached_models: Vec<String>,
+    pub models: Vec<ModelHealth>,
+    pub database: DatabaseHealth,
+    /// `None` in mock mode, where OpenVINO is not loaded.
+    pub openvino: Option<RuntimeHealth>,
+}

@@ -1,0 +1,358 @@
+//! One configuration, read once at start-up from flags, the environment and `.env`.
+//! Every field names its environment variable; a bad value stops the server with a message that
+//! names the variable and what it accepts.
+
+use clap::{ArgAction, Args, ValueEnum};
+use std::{fmt, net::SocketAddr, path::PathBuf};
+
+/// The default chat model: DeepSeek-R1-Distill-Qwen-1.5B, INT4 channel-wise, exported for OpenVINO.
+pub const DEFAULT_LLM_MODEL: &str = "OpenVINO/DeepSeek-R1-Distill-Qwen-1.5B-int4-cw-ov";
+/// The default image model: Stable Diffusion 1.5, INT8, exported for OpenVINO.
+pub const DEFAULT_SD_MODEL: &str = "OpenVINO/stable-diffusion-v1-5-int8-ov";
+
+#[derive(Args, Clone, Debug)]
+pub struct Config {
+    /// Address the web server listens on (the name cargo-leptos uses).
+    #[arg(long = "addr", env = "LEPTOS_SITE_ADDR", value_name = "LEPTOS_SITE_ADDR",
+          default_value = "127.0.0.1:3000", value_parser = parse_addr, global = true)]
+    pub site_addr: SocketAddr,
+
+    /// Folder holding the compiled site (WASM, CSS, assets) built by cargo-leptos.
+    #[arg(
+        long,
+        env = "LEPTOS_SITE_ROOT",
+        default_value = "target/site",
+        global = true
+    )]
+    pub site_root: PathBuf,
+
+    /// Folder for the database, downloaded models and generated images.
+    #[arg(long, env = "DATA_DIR", default_value = "data", global = true)]
+    pub data_dir: PathBuf,
+
+    /// Database: `sqlite://FILE` (default `DATA_DIR/duet.db`) or `postgres://USER@HOST/DB`.
+    #[arg(long, env = "DATABASE_URL", value_parser = parse_database_url, global = true)]
+    pub database_url: Option<DatabaseUrl>,
+
+    /// Model cache in the Hugging Face hub layout (default `DATA_DIR/models`).
+    #[arg(long, env = "MODELS_DIR", global = true)]
+    pub models_dir: Option<PathBuf>,
+
+    /// Chat model: a Hugging Face repo id or a local model directory.
+    #[arg(long, env = "LLM_MODEL", default_value = DEFAULT_LLM_MODEL,
+          value_parser = |s: &str| ModelSpec::parse("LLM_MODEL", s), global = true)]
+    pub llm_model: ModelSpec,
+
+    /// Image model: a Hugging Face repo id or a local model directory.
+    #[arg(long, env = "SD_MODEL", default_value = DEFAULT_SD_MODEL,
+          value_parser = |s: &str| ModelSpec::parse("SD_MODEL", s), global = true)]
+    pub sd_model: ModelSpec,
+
+    /// Answer with deterministic mock engines instead of running the models (true/false).
+    #[arg(long, env = "USE_MOCKS", default_value = "false", action = ArgAction::Set,
+          value_parser = |s: &str| parse_bool("USE_MOCKS", s), global = true)]
+    pub use_mocks: bool,
+
+    /// Fetch missing model files from Hugging Face at start-up (true/false).
+    #[arg(long, env = "AUTO_DOWNLOAD_MODELS", default_value = "false", action = ArgAction::Set,
+          value_parser = |s: &str| parse_bool("AUTO_DOWNLOAD_MODELS", s), global = true)]
+    pub auto_download_models: bool,
+
+    /// Access token for gated or private Hugging Face repositories.
+    #[arg(long, env = "HUGGINGFACE_TOKEN", hide_env_values = true, global = true)]
+    pub huggingface_token: Option<Secret>,
+
+    /// OpenVINO device that runs the models.
+    #[arg(long, env = "DEVICE", default_value = "CPU", value_parser = ["CPU", "GPU", "NPU", "AUTO"],
+          global = true)]
+    pub device: String,
+
+    /// Folder holding `libopenvino_c.so*`; when unset: INTEL_OPENVINO_DIR, system paths, then `.openvino/`.
+    #[arg(long, env = "OPENVINO_LIB_DIR", global = true)]
+    pub openvino_lib_dir: Option<PathBuf>,
+
+    /// OpenVINO install root, as set by OpenVINO's `setupvars.sh`.
+    #[arg(long, env = "INTEL_OPENVINO_DIR", global = true)]
+    pub intel_openvino_dir: Option<PathBuf>,
+
+    /// Log line format.
+    #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Pretty, global = true)]
+    pub log_format: LogFormat,
+
+    /// Which logs to print, in tracing's EnvFilter syntax.
+    #[arg(
+        long = "log",
+        env = "RUST_LOG",
+        value_name = "RUST_LOG",
+        default_value = "info,sqlx=warn,tower_http=warn,openvino_finder=warn",
+        global = true
+    )]
+    pub log_filter: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Pretty,
+    /// One JSON object per line, for log collectors.
+    Json,
+}
+
+impl Config {
+    pub fn database_url(&self) -> DatabaseUrl {
+        self.database_url.clone().unwrap_or_else(|| {
+            DatabaseUrl::Sqlite(format!(
+                "sqlite://{}",
+                self.data_dir.join("duet.db").display()
+            ))
+        })
+    }
+
+    pub fn models_dir(&self) -> PathBuf {
+        self.models_dir
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("models"))
+    }
+
+    /// `(VARIABLE, value)` pairs for the start-up log, secrets masked.
+    pub fn summary(&self) -> Vec<(&'static str, String)> {
+        let opt = |p: &Option<PathBuf>| {
+            p.as_ref()
+                .map_or("(unset)".into(), |p| p.display().to_string())
+        };
+        vec![
+            ("LEPTOS_SITE_ADDR", self.site_addr.to_string()),
+            ("LEPTOS_SITE_ROOT", self.site_root.display().to_string()),
+            ("DATA_DIR", self.data_dir.display().to_string()),
+            ("DATABASE_URL", self.database_url().masked()),
+            ("MODELS_DIR", self.models_dir().display().to_string()),
+            ("LLM_MODEL", self.llm_model.to_string()),
+            ("SD_MODEL", self.sd_model.to_string()),
+            ("USE_MOCKS", self.use_mocks.to_string()),
+            (
+                "AUTO_DOWNLOAD_MODELS",
+                self.auto_download_models.to_string(),
+            ),
+            (
+                "HUGGINGFACE_TOKEN",
+                self.huggingface_token
+                    .as_ref()
+                    .map_or("(unset)".into(), |s| s.to_string()),
+            ),
+            ("DEVICE", self.device.clone()),
+            ("OPENVINO_LIB_DIR", opt(&self.openvino_lib_dir)),
+            ("INTEL_OPENVINO_DIR", opt(&self.intel_openvino_dir)),
+            (
+                "LOG_FORMAT",
+                format!("{:?}", self.log_format).to_lowercase(),
+            ),
+            ("RUST_LOG", self.log_filter.clone()),
+        ]
+    }
+}
+
+/// A value that must never reach a log line.
+#[derive(Clone)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<String> for Secret {
+    fn from(value: String) -> Self {
+        Secret(value)
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DatabaseUrl {
+    Sqlite(String),
+    Postgres(String),
+}
+
+impl DatabaseUrl {
+    pub fn as_str(&self) -> &str {
+        match self {
+            DatabaseUrl::Sqlite(url) | DatabaseUrl::Postgres(url) => url,
+        }
+    }
+
+    /// The URL with any password replaced by `***`.
+    pub fn masked(&self) -> String {
+        let url = self.as_str();
+        let Some((scheme, rest)) = url.split_once("://") else {
+            return url.to_string();
+        };
+        match rest.split_once('@') {
+            Some((userinfo, host)) if userinfo.contains(':') => {
+                let user = userinfo.split(':').next().unwrap_or_default();
+                format!("{scheme}://{user}:***@{host}")
+            }
+            _ => url.to_string(),
+        }
+    }
+}
+
+fn parse_bool(variable: &str, value: &str) -> Result<bool, String> {
+    match value.trim().to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" | "on" => Ok(true),
+        "false" | "0" | "no" | "off" => Ok(false),
+        _ => Err(format!(
+            "{variable}: expected true or false (or 1/0, yes/no, on/off)"
+        )),
+    }
+}
+
+fn parse_addr(value: &str) -> Result<SocketAddr, String> {
+    value
+        .parse()
+        .map_err(|_| "LEPTOS_SITE_ADDR: expected IP:PORT, e.g. 127.0.0.1:3000".to_string())
+}
+
+fn parse_database_url(value: &str) -> Result<DatabaseUrl, String> {
+    if value.starts_with("sqlite:") {
+        Ok(DatabaseUrl::Sqlite(value.to_string()))
+    } else if value.starts_with("postgres://") || value.starts_with("postgresql://") {
+        Ok(DatabaseUrl::Postgres(value.to_string()))
+    } else {
+        Err(
+            "DATABASE_URL must start with sqlite: (e.g. sqlite://data/duet.db) or postgres:// \
+             (e.g. postgres://duet@localhost/duet)"
+                .to_string(),
+        )
+    }
+}
+
+/// Where a model comes from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ModelSpec {
+    /// A Hugging Face repository, e.g. `OpenVINO/stable-diffusion-v1-5-int8-ov`.
+    Repo(String),
+    /// A folder on this machine holding an exported model.
+    Local(PathBuf),
+}
+
+impl ModelSpec {
+    /// An existing directory is local; otherwise the value must look like `owner/name`.
+    pub fn parse(variable: &str, value: &str) -> Result<ModelSpec, String> {
+        let path = PathBuf::from(value);
+        if path.is_dir() {
+            return Ok(ModelSpec::Local(path));
+        }
+        let looks_like_path = value.starts_with(['/', '.', '~']) || value.matches('/').count() > 1;
+        if looks_like_path {
+            return Err(format!(
+                "{variable}: no directory at {value}; expected an existing local model \
+                                directory or a Hugging Face repo id like owner/name"
+            ));
+        }
+        if is_repo_id(value) {
+            Ok(ModelSpec::Repo(value.to_string()))
+        } else {
+            Err(format!(
+                "{variable}: {value:?} is neither a local directory nor a Hugging Face repo id \
+                         (owner/name, letters, digits, '-', '_', '.')"
+            ))
+        }
+    }
+}
+
+fn is_repo_id(value: &str) -> bool {
+    let valid = |part: &str| {
+        !part.is_empty()
+            && part.len() <= 96
+            && !part.starts_with(['-', '.'])
+            && part
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+    };
+    matches!(value.split_once('/'), Some((owner, name)) if valid(owner) && valid(name))
+}
+
+impl fmt::Display for ModelSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ModelSpec::Repo(id) => f.write_str(id),
+            ModelSpec::Local(path) => write!(f, "{}", path.display()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn repo_ids_and_local_dirs_are_told_apart() {
+        assert_eq!(
+            ModelSpec::parse("LLM_MODEL", DEFAULT_LLM_MODEL).unwrap(),
+            ModelSpec::Repo(DEFAULT_LLM_MODEL.into())
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let local = dir.path().to_str().unwrap();
+        assert_eq!(
+            ModelSpec::parse("SD_MODEL", local).unwrap(),
+            ModelSpec::Local(dir.path().into())
+        );
+    }
+
+    #[test]
+    fn bad_model_values_name_the_variable() {
+        let err = ModelSpec::parse("SD_MODEL", "not a repo").unwrap_err();
+        assert!(err.starts_with("SD_MODEL:"), "{err}");
+        let err = ModelSpec::parse("LLM_MODEL", "/no/such/dir").unwrap_err();
+        assert!(err.contains("no directory at /no/such/dir"), "{err}");
+        assert!(ModelSpec::parse("LLM_MODEL", "owner/-bad").is_err());
+        assert!(ModelSpec::parse("LLM_MODEL", "a/b/c").is_err());
+    }
+
+    #[test]
+    fn database_urls_are_checked_and_masked() {
+        assert_eq!(
+            parse_database_url("sqlite://data/duet.db").unwrap(),
+            DatabaseUrl::Sqlite("sqlite://data/duet.db".into())
+        );
+        let pg = parse_database_url("postgres://duet:hunter2@db:5432/duet").unwrap();
+        assert_eq!(pg.masked(), "postgres://duet:***@db:5432/duet");
+        assert!(parse_database_url("mysql://x")
+            .unwrap_err()
+            .starts_with("DATABASE_URL"));
+    }
+
+    #[test]
+    fn booleans_and_addresses_name_their_variable() {
+        assert_eq!(parse_bool("USE_MOCKS", "TRUE"), Ok(true));
+        assert_eq!(parse_bool("USE_MOCKS", "off"), Ok(false));
+        let err = parse_bool("AUTO_DOWNLOAD_MODELS", "maybe").unwrap_err();
+        assert_eq!(
+            err,
+            "AUTO_DOWNLOAD_MODELS: expected true or false (or 1/0, yes/no, on/off)"
+        );
+        assert!(parse_addr("0.0.0.0:80").is_ok());
+        assert!(parse_addr("localhost")
+            .unwrap_err()
+            .starts_with("LEPTOS_SITE_ADDR:"));
+    }
+
+    #[test]
+    fn secrets_never_print() {
+        let s = Secret::from("hf_abc".to_string());
+        assert_eq!(format!("{s} {s:?}"), "*** Secret(***)");
+        assert_eq!(s.expose(), "hf_abc");
+    }
+}

@@ -1,0 +1,110 @@
+//! One OS thread per engine owns its OpenVINO objects (they are `Send` but not `Sync` and need
+//! `&mut`); async callers send it closures and await the answer.
+
+use super::InferenceError;
+use tokio::sync::oneshot;
+
+type Job<M> = Box<dyn FnOnce(&mut M) + Send>;
+
+pub struct EngineHost<M> {
+    jobs: std::sync::mpsc::Sender<Job<M>>,
+}
+
+impl<M> Clone for EngineHost<M> {
+    fn clone(&self) -> Self {
+        EngineHost {
+            jobs: self.jobs.clone(),
+        }
+    }
+}
+
+impl<M: 'static> EngineHost<M> {
+    /// Start a thread named `name` that builds its model with `load` and then runs jobs in order.
+    /// `loaded` hears how loading went; when it fails the thread ends and jobs get `EngineGone`.
+    pub fn spawn<L, F>(name: &str, load: L, loaded: F) -> std::io::Result<Self>
+    where
+        L: FnOnce() -> Result<M, InferenceError> + Send + 'static,
+        F: FnOnce(Result<(), InferenceError>) + Send + 'static,
+    {
+        let (jobs, queue) = std::sync::mpsc::channel::<Job<M>>();
+        std::thread::Builder::new()
+            .name(name.to_string())
+            .spawn(move || {
+                let mut model = match load() {
+                    Ok(model) => {
+                        loaded(Ok(()));
+                        model
+                    }
+                    Err(err) => return loaded(Err(err)),
+                };
+                while let Ok(job) = queue.recv() {
+                    job(&mut model);
+                }
+            })?;
+        Ok(EngineHost { jobs })
+    }
+
+    /// Run `f` on the engine thread and wait for its result without blocking the async runtime.
+    pub async fn run<R, F>(&self, f: F) -> Result<R, InferenceError>
+    where
+        R: Send + 'static,
+        F: FnOnce(&mut M) -> R + Send + 'static,
+    {
+        let (tx, rx) = oneshot::channel();
+        let job: Job<M> = Box::new(move |model| {
+            let _ = tx.send(f(model));
+        });
+        self.jobs
+            .send(job)
+            .map_err(|_| InferenceError::EngineGone)?;
+        rx.await.map_err(|_| InferenceError::EngineGone)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn jobs_run_in_order_on_the_engine_thread() {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let host = EngineHost::spawn(
+            "test-engine",
+            || Ok(Vec::<u32>::new()),
+            move |r| tx.send(r.is_ok()).unwrap(),
+        )
+        .unwrap();
+        assert!(rx.recv().unwrap());
+        host.run(|v| v.push(1)).await.unwrap();
+        let name = host
+            .run(|_| std::thread::current().name().map(String::from))
+            .await
+            .unwrap();
+        assert_eq!(name.as_deref(), Some("test-engine"));
+        assert_eq!(
+            host.run(|v| {
+                v.push(2);
+                v.clone()
+            })
+            .await
+            .unwrap(),
+            vec![1, 2]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_failed_load_reports_and_refuses_jobs() {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let host = EngineHost::<()>::spawn(
+            "failing-engine",
+            || Err(InferenceError::BadModel("broken".into())),
+            move |r| tx.send(r.unwrap_err().to_string()).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(rx.recv().unwrap(), "broken");
+        assert!(matches!(
+            host.run(|_| ()).await,
+            Err(InferenceError::EngineGone)
+        ));
+    }
+}

@@ -1,0 +1,123 @@
+//! Inference over OpenVINO: the runtime, the model loaders and the threads that own them.
+//! Nothing here knows about HTTP.
+
+pub mod diffusion;
+pub mod engine;
+pub mod llm;
+pub mod npy;
+pub mod runtime;
+
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, thiserror::Error)]
+pub enum InferenceError {
+    #[error("{dir}: missing model files: {}", files.join(", "))]
+    MissingFiles { dir: PathBuf, files: Vec<String> },
+    #[error("{context}: {source}")]
+    OpenVino {
+        context: String,
+        source: openvino::InferenceError,
+    },
+    #[error("OpenVINO could not start: {0}")]
+    Setup(String),
+    #[error("{0}")]
+    Runtime(#[from] runtime::RuntimeError),
+    #[error("{0}")]
+    BadModel(String),
+    #[error("the engine thread has stopped")]
+    EngineGone,
+}
+
+/// Attach what we were doing to an OpenVINO error, so a failure names the file or tensor.
+pub(crate) trait OvContext<T> {
+    fn ov(self, context: impl FnOnce() -> String) -> Result<T, InferenceError>;
+}
+
+impl<T> OvContext<T> for Result<T, openvino::InferenceError> {
+    fn ov(self, context: impl FnOnce() -> String) -> Result<T, InferenceError> {
+        self.map_err(|source| InferenceError::OpenVino {
+            context: context(),
+            source,
+        })
+    }
+}
+
+/// Files of `required` that `dir` lacks.
+pub fn missing_files(dir: &Path, required: &[&str]) -> Vec<String> {
+    required
+        .iter()
+        .filter(|f| !dir.join(f).is_file())
+        .map(|f| f.to_string())
+        .collect()
+}
+
+pub(crate) fn require_files(dir: &Path, required: &[&str]) -> Result<(), InferenceError> {
+    let files = missing_files(dir, required);
+    if files.is_empty() {
+        Ok(())
+    } else {
+        Err(InferenceError::MissingFiles {
+            dir: dir.to_path_buf(),
+            files,
+        })
+    }
+}
+
+/// A new OpenVINO core (the C library must be loaded first, see [`runtime::load`]).
+pub fn new_core() -> Result<openvino::Core, InferenceError> {
+    openvino::Core::new().map_err(|e| InferenceError::Setup(e.to_string()))
+}
+
+/// Read `<stem>.xml` + `<stem>.bin` from `dir` and compile it for `device`.
+pub(crate) fn compile(
+    core: &mut openvino::Core,
+    dir: &Path,
+    stem: &str,
+    device: &str,
+) -> Result<openvino::CompiledModel, InferenceError> {
+    let xml = dir.join(format!("{stem}.xml"));
+    let bin = dir.join(format!("{stem}.bin"));
+    let model = core
+        .read_model_from_file(&xml.to_string_lossy(), &bin.to_string_lossy())
+        .ov(|| format!("reading {}", xml.display()))?;
+    core.compile_model(&model, openvino::DeviceType::from(device))
+        .ov(|| format!("compiling {} for {device}", xml.display()))
+}
+
+/// A tensor of `shape` filled from `data`, in the element type the model's input expects
+/// (exports differ: `input_ids` may be i64 or i32).
+pub(crate) fn int_tensor(
+    element: openvino::ElementType,
+    shape: &[i64],
+    data: &[i64],
+) -> Result<openvino::Tensor, InferenceError> {
+    let ctx = || format!("creating a {element:?} tensor of shape {shape:?}");
+    let mut tensor =
+        openvino::Tensor::new(element, &openvino::Shape::new(shape).ov(ctx)?).ov(ctx)?;
+    match element {
+        openvino::ElementType::I64 => tensor.get_data_mut::<i64>().ov(ctx)?.copy_from_slice(data),
+        openvino::ElementType::I32 => {
+            for (dst, src) in tensor.get_data_mut::<i32>().ov(ctx)?.iter_mut().zip(data) {
+                *dst = i32::try_from(*src)
+                    .map_err(|_| InferenceError::BadModel(format!("{src} does not fit in i32")))?;
+            }
+        }
+        other => {
+            return Err(InferenceError::BadModel(format!(
+                "unsupported integer input type {other:?}"
+            )))
+        }
+    }
+    Ok(tensor)
+}
+
+/// The element type of a compiled model's input, by name.
+pub(crate) fn input_type(
+    compiled: &openvino::CompiledModel,
+    name: &str,
+) -> Result<openvino::ElementType, InferenceError> {
+    compiled
+        .get_input_by_name(name)
+        .and_then(|node| node.get_element_type())
+        .ov(|| format!("looking up model input {name:?}"))
+}

@@ -1,0 +1,151 @@
+//! Duet's server: configuration, start-up, and the layers below the HTTP edge.
+
+pub mod api;
+pub mod cli;
+pub mod config;
+pub mod inference;
+pub mod logging;
+pub mod models;
+pub mod routes;
+pub mod service;
+pub mod state;
+pub mod storage;
+
+pub use routes::app;
+pub use state::AppState;
+
+use app::types::ModelRole;
+use config::Config;
+use inference::runtime::{self, RuntimeError, RuntimeSearch};
+use leptos::prelude::LeptosOptions;
+use models::ModelSlot;
+use std::sync::Arc;
+use storage::{Database, StorageError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error("{0}")]
+    Runtime(#[from] RuntimeError),
+    #[error("{0}")]
+    Storage(#[from] StorageError),
+    #[error("could not start an engine thread: {0}")]
+    Thread(std::io::Error),
+    #[error("could not listen on {addr}: {source}")]
+    Bind {
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Config(String),
+    #[error("server stopped: {0}")]
+    Serve(std::io::Error),
+}
+
+/// Everything the server needs, built from the configuration: database (migrated), OpenVINO (unless
+/// mocked) and the model engines, which finish loading in the background.
+pub async fn build_state(config: Config) -> Result<AppState, StartupError> {
+    // The runtime first: without it nothing can run, and the error says what to install.
+    let runtime = if config.use_mocks {
+        None
+    } else {
+        let runtime = runtime::load(&RuntimeSearch::from_config(&config))?;
+        tracing::info!(version = %runtime.version, library = %runtime.library.display(), "OpenVINO loaded");
+        Some(runtime)
+    };
+    let db = Database::connect(&config.database_url()).await?;
+    db.migrate().await?;
+
+    let (llm, sd, engines) = if config.use_mocks {
+        let llm = Arc::new(ModelSlot::mock(ModelRole::Llm, config.llm_model.clone()));
+        let sd = Arc::new(ModelSlot::mock(ModelRole::Sd, config.sd_model.clone()));
+        (llm, sd, Default::default())
+    } else {
+        let models_dir = config.models_dir();
+        let llm = Arc::new(ModelSlot::locate(
+            ModelRole::Llm,
+            config.llm_model.clone(),
+            &config.device,
+            &models_dir,
+        ));
+        let sd = Arc::new(ModelSlot::locate(
+            ModelRole::Sd,
+            config.sd_model.clone(),
+            &config.device,
+            &models_dir,
+        ));
+        for slot in [&llm, &sd] {
+            let h = slot.health();
+            if let Some(detail) = h.detail.as_deref() {
+                tracing::warn!(role = ?h.role, model = %h.id, state = h.state.as_str(), "{detail}");
+            }
+        }
+        let engines = models::loader::start(&llm, &sd).map_err(StartupError::Thread)?;
+        (llm, sd, engines)
+    };
+
+    let leptos = LeptosOptions::builder()
+        .output_name("duet")
+        .site_root(config.site_root.to_string_lossy().as_ref())
+        .site_pkg_dir("pkg")
+        .site_addr(config.site_addr)
+        .build();
+    Ok(AppState {
+        config: Arc::new(config),
+        db,
+        llm,
+        sd,
+        engines,
+        runtime,
+        leptos,
+    })
+}
+
+/// Run the command line.
+pub async fn run(cli: cli::Cli) -> Result<(), StartupError> {
+    let config = cli.config;
+    logging::init(config.log_format, &config.log_filter).map_err(StartupError::Config)?;
+    match cli.command.unwrap_or(cli::Command::Serve) {
+        cli::Command::Serve => serve(config).await,
+    }
+}
+
+async fn serve(config: Config) -> Result<(), StartupError> {
+    tracing::info!(version = env!("CARGO_PKG_VERSION"), "starting Duet");
+    for (name, value) in config.summary() {
+        tracing::info!("config {name}={value}");
+    }
+    if config.use_mocks {
+        tracing::warn!("USE_MOCKS=true: answers come from mock engines, not the models");
+    }
+    let addr = config.site_addr;
+    let state = build_state(config).await?;
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| StartupError::Bind { addr, source })?;
+    tracing::info!("listening on http://{addr}");
+    axum::serve(listener, app(state))
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .map_err(StartupError::Serve)
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        if let Ok(mut sig) =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        {
+            sig.recv().await;
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = terminate => {},
+    }
+    tracing::info!("shutting down");
+}

@@ -1,0 +1,75 @@
+//! The router: REST API, server functions, server-rendered pages and static files, wrapped in
+//! request ids and request logging.
+
+use crate::{api, state::AppState};
+use app::ssr::SharedBackend;
+use axum::{
+    extract::{MatchedPath, Request},
+    http::HeaderName,
+    routing::get,
+    Router,
+};
+use leptos::prelude::provide_context;
+use leptos_axum::{generate_route_list, LeptosRoutes};
+use std::{sync::Arc, time::Duration};
+use tower::ServiceBuilder;
+use tower_http::{
+    request_id::{MakeRequestUuid, PropagateRequestIdLayer, RequestId, SetRequestIdLayer},
+    trace::TraceLayer,
+};
+use tracing::Span;
+
+const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+pub fn app(state: AppState) -> Router {
+    let backend: SharedBackend = Arc::new(state.clone());
+    let routes = generate_route_list(app::App);
+    let leptos_options = state.leptos.clone();
+    let context = move || provide_context(backend.clone());
+
+    Router::new()
+        .route("/health", get(api::health::get_health))
+        .leptos_routes_with_context(&state, routes, context.clone(), move || {
+            app::shell(leptos_options.clone())
+        })
+        .fallback(leptos_axum::file_and_error_handler_with_context::<
+            AppState,
+            _,
+        >(context, app::shell))
+        .layer(
+            ServiceBuilder::new()
+                .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+                .layer(
+                    TraceLayer::new_for_http()
+                        .make_span_with(request_span)
+                        .on_response(
+                            |res: &axum::response::Response, latency: Duration, _span: &Span| {
+                                tracing::info!(
+                                    status = res.status().as_u16(),
+                                    latency_ms = latency.as_secs_f64() * 1000.0,
+                                    "response"
+                                );
+                            },
+                        ),
+                )
+                .layer(PropagateRequestIdLayer::new(REQUEST_ID)),
+        )
+        .with_state(state)
+}
+
+/// One span per request: method, the route that matched (not the raw path, so ids stay out of
+/// metrics; static files and 404s show as `(fallback)`) and the request id that is also returned
+/// in `x-request-id`.
+fn request_span(req: &Request) -> Span {
+    let path = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(MatchedPath::as_str)
+        .unwrap_or("(fallback)");
+    let id = req
+        .extensions()
+        .get::<RequestId>()
+        .and_then(|id| id.header_value().to_str().ok())
+        .unwrap_or("-");
+    tracing::info_span!("request", method = %req.method(), path, request_id = id)
+}

@@ -1,0 +1,133 @@
+//! The `server` binary: bad configuration stops it with a message naming the variable, and the
+//! start-up log shows the configuration with secrets masked.
+
+mod common;
+
+use std::process::{Command, Output};
+
+fn server(envs: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_server"));
+    cmd.current_dir(common::repo_root());
+    // Start from a clean slate so the developer's own variables do not leak in.
+    for var in [
+        "USE_MOCKS",
+        "LLM_MODEL",
+        "SD_MODEL",
+        "DATABASE_URL",
+        "DATA_DIR",
+        "MODELS_DIR",
+        "LEPTOS_SITE_ADDR",
+        "HUGGINGFACE_TOKEN",
+        "OPENVINO_LIB_DIR",
+        "AUTO_DOWNLOAD_MODELS",
+        "LOG_FORMAT",
+        "RUST_LOG",
+        "DEVICE",
+    ] {
+        cmd.env_remove(var);
+    }
+    cmd.envs(envs.iter().copied())
+        .output()
+        .expect("run the server binary")
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn bad_values_name_the_variable_and_exit_non_zero() {
+    let cases = [
+        ("USE_MOCKS", "maybe", "USE_MOCKS: expected true or false"),
+        (
+            "AUTO_DOWNLOAD_MODELS",
+            "sometimes",
+            "AUTO_DOWNLOAD_MODELS: expected true or false",
+        ),
+        ("LLM_MODEL", "not a repo", "LLM_MODEL:"),
+        (
+            "SD_MODEL",
+            "/no/such/folder",
+            "SD_MODEL: no directory at /no/such/folder",
+        ),
+        (
+            "DATABASE_URL",
+            "mysql://db/duet",
+            "DATABASE_URL must start with sqlite: ",
+        ),
+        (
+            "LEPTOS_SITE_ADDR",
+            "localhost",
+            "LEPTOS_SITE_ADDR: expected IP:PORT",
+        ),
+        ("DEVICE", "TPU", "possible values: CPU, GPU, NPU, AUTO"),
+        ("LOG_FORMAT", "xml", "possible values: pretty, json"),
+    ];
+    for (var, value, expected) in cases {
+        let out = server(&[(var, value)]);
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "{var}={value}: {}",
+            stderr(&out)
+        );
+        assert!(
+            stderr(&out).contains(expected),
+            "{var}={value}: {}",
+            stderr(&out)
+        );
+    }
+}
+
+#[test]
+fn an_openvino_lib_dir_without_the_library_is_one_clear_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let out = server(&[
+        ("OPENVINO_LIB_DIR", dir.path().to_str().unwrap()),
+        ("DATA_DIR", data.to_str().unwrap()),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    let lines: Vec<_> = err.lines().collect();
+    assert_eq!(lines.len(), 1, "{err}");
+    assert!(
+        lines[0].starts_with(&format!("error: OPENVINO_LIB_DIR={}", dir.path().display())),
+        "{err}"
+    );
+    assert!(
+        !data.exists(),
+        "nothing is created before the runtime is found"
+    );
+}
+
+#[test]
+fn startup_log_lists_the_configuration_with_secrets_masked() {
+    let dir = tempfile::tempdir().unwrap();
+    // Hold the port so the server stops right after logging its configuration.
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = busy.local_addr().unwrap().to_string();
+    let data = dir.path().to_str().unwrap();
+    let out = server(&[
+        ("USE_MOCKS", "true"),
+        ("DATA_DIR", data),
+        ("LEPTOS_SITE_ADDR", &addr),
+        ("HUGGINGFACE_TOKEN", "hf_topsecret"),
+        ("DATABASE_URL", &format!("sqlite://{data}/duet.db")),
+        ("LOG_FORMAT", "json"),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let log = String::from_utf8_lossy(&out.stdout);
+    assert!(!log.contains("hf_topsecret") && !stderr(&out).contains("hf_topsecret"));
+    assert!(log.contains("config HUGGINGFACE_TOKEN=***"), "{log}");
+    assert!(log.contains("config USE_MOCKS=true"), "{log}");
+    // JSON log lines parse as JSON.
+    for line in log.lines() {
+        serde_json::from_str::<serde_json::Value>(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+    }
+    assert!(
+        stderr(&out).contains(&format!("could not listen on {addr}")),
+        "{}",
+        stderr(&out)
+    );
+}

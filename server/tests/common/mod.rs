@@ -1,0 +1,41 @@
+//! Helpers shared by the integration tests.
+#![allow(dead_code)] // each test binary uses a different subset
+
+pub mod postgres;
+
+use clap::Parser;
+use server::cli::Cli;
+use std::path::{Path, PathBuf};
+
+pub const LLM_FIXTURE: &str = "fixtures/llm/tiny-deepseek-r1-distill-qwen-int4-cw-ov";
+pub const SD_FIXTURE: &str = "fixtures/sd/tiny-stable-diffusion-v1-5-int8-ov";
+
+/// The repository root (tests run with the crate folder as working directory).
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("workspace root")
+        .to_path_buf()
+}
+
+pub fn fixture(rel: &str) -> PathBuf {
+    let path = repo_root().join(rel);
+    assert!(
+        path.exists(),
+        "missing fixture {}: run scripts/make-fixtures.sh",
+        path.display()
+    );
+    path
+}
+
+/// A configuration from flags alone (every value the test cares about is explicit, so variables
+/// in the developer's environment cannot change the outcome).
+pub fn config(data_dir: &Path, extra: &[&str]) -> server::config::Config {
+    let data = data_dir.to_str().unwrap().to_string();
+    let db = format!("sqlite://{}/duet.db", data);
+    let mut args = vec!["server", "--data-dir", &data, "--database-url", &db];
+    args.extend_from_slice(extra);
+    Cli::try_parse_from(args)
+        .expect("test configuration parses")
+        .config
+}

@@ -1,0 +1,96 @@
+//! Both fixture models load through the `openvino` crate and give the reference results:
+//! the chat model's first greedy token equals openvino-genai's for every reference prompt, and
+//! the image model's text encoder matches optimum-intel's hidden states.
+
+mod common;
+
+use server::inference::{diffusion::SdModels, llm, llm::LlmModel, new_core, npy, runtime};
+
+fn load_runtime() {
+    let search = runtime::RuntimeSearch {
+        system_paths: true,
+        project_roots: vec![common::repo_root()],
+        ..Default::default()
+    };
+    runtime::load(&search).expect("OpenVINO runtime: run scripts/setup.sh openvino");
+}
+
+fn reference(name: &str) -> serde_json::Value {
+    let path = common::fixture(&format!("fixtures/reference/{name}"));
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+fn ids(value: &serde_json::Value) -> Vec<i64> {
+    value
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_i64().unwrap())
+        .collect()
+}
+
+#[test]
+fn llm_first_greedy_token_matches_openvino_genai() {
+    load_runtime();
+    let mut model = LlmModel::load(
+        &mut new_core().unwrap(),
+        &common::fixture(common::LLM_FIXTURE),
+        "CPU",
+    )
+    .unwrap();
+    let refs = reference("llm.json");
+    let cases = refs["cases"].as_array().unwrap();
+    assert!(cases.len() >= 5);
+    for case in cases {
+        let logits = model
+            .prefill_last_logits(&ids(&case["prompt_ids"]))
+            .unwrap();
+        let expected = ids(&case["greedy_ids"])[0];
+        assert_eq!(
+            llm::argmax(&logits),
+            Some(expected as usize),
+            "case {}",
+            case["name"]
+        );
+    }
+}
+
+#[test]
+fn sd_text_encoder_matches_optimum_intel() {
+    load_runtime();
+    let mut models = SdModels::load(
+        &mut new_core().unwrap(),
+        &common::fixture(common::SD_FIXTURE),
+        "CPU",
+    )
+    .unwrap();
+    let refs = reference("sd.json");
+    let out = models.encode_text(&ids(&refs["prompt_ids"])).unwrap();
+    let expected = npy::read_f32(&common::fixture(
+        "fixtures/reference/sd_text_encoder_last_hidden_state.npy",
+    ))
+    .unwrap();
+    assert_eq!(out.shape, expected.shape);
+    assert_eq!(out.shape[..2], [1, 77]);
+    let max_diff = out
+        .data
+        .iter()
+        .zip(&expected.data)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0f32, f32::max);
+    assert!(max_diff < 1e-4, "max abs difference {max_diff}");
+}
+
+#[test]
+fn loading_a_folder_without_the_model_names_the_missing_files() {
+    load_runtime();
+    let empty = tempfile::tempdir().unwrap();
+    let err = LlmModel::load(&mut new_core().unwrap(), empty.path(), "CPU")
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        err.contains("openvino_model.xml") && err.contains("tokenizer.json"),
+        "{err}"
+    );
+}

@@ -1,0 +1,187 @@
+//! Migrations and basic queries on both databases: a SQLite file and a throwaway Postgres cluster.
+
+mod common;
+
+use server::{config::DatabaseUrl, storage::Database};
+use sqlx::Row;
+
+const TABLES: [&str; 3] = ["conversations", "messages", "images"];
+
+async fn table_names(db: &Database) -> Vec<String> {
+    let rows = match db {
+        Database::Sqlite(pool) => sqlx::query("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")
+            .fetch_all(pool)
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.get::<String, _>(0))
+            .collect::<Vec<_>>(),
+        Database::Postgres(pool) => sqlx::query(
+            "SELECT table_name::text FROM information_schema.tables WHERE table_schema = 'public' ORDER BY 1",
+        )
+        .fetch_all(pool)
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get::<String, _>(0))
+        .collect(),
+    };
+    rows
+}
+
+/// Insert a conversation with two messages through the same SQL on either backend, read them
+/// back, and check that deleting the conversation removes its messages (foreign key cascade).
+async fn round_trip(db: &Database) {
+    const CONV: &str = "INSERT INTO conversations (id, user_id, title, created_at, updated_at) VALUES ($1, $2, $3, $4, $4)";
+    const MSG: &str = "INSERT INTO messages (id, conversation_id, seq, role, content, reasoning, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)";
+    const READ: &str =
+        "SELECT role, content, reasoning FROM messages WHERE conversation_id = $1 ORDER BY seq";
+    const COUNT: &str = "SELECT COUNT(*) FROM messages";
+    macro_rules! exercise {
+        ($pool:expr) => {{
+            let pool = $pool;
+            sqlx::query(CONV)
+                .bind("c1")
+                .bind("alice")
+                .bind("Fox pictures")
+                .bind(1_700_000_000_000i64)
+                .execute(pool)
+                .await
+                .unwrap();
+            sqlx::query(MSG)
+                .bind("m1")
+                .bind("c1")
+                .bind(0i32)
+                .bind("user")
+                .bind("Draw a fox")
+                .bind(None::<String>)
+                .bind(1i64)
+                .execute(pool)
+                .await
+                .unwrap();
+            sqlx::query(MSG)
+                .bind("m2")
+                .bind("c1")
+                .bind(1i32)
+                .bind("assistant")
+                .bind("Here is a fox. 🦊")
+                .bind(Some("They want a fox."))
+                .bind(2i64)
+                .execute(pool)
+                .await
+                .unwrap();
+            let rows = sqlx::query(READ).bind("c1").fetch_all(pool).await.unwrap();
+            let got: Vec<(String, String, Option<String>)> = rows
+                .iter()
+                .map(|r| (r.get(0), r.get(1), r.get(2)))
+                .collect();
+            assert_eq!(
+                got,
+                vec![
+                    ("user".into(), "Draw a fox".into(), None),
+                    (
+                        "assistant".into(),
+                        "Here is a fox. 🦊".into(),
+                        Some("They want a fox.".into())
+                    ),
+                ]
+            );
+            // A role outside the allowed set is refused by the schema.
+            assert!(sqlx::query(MSG)
+                .bind("m3")
+                .bind("c1")
+                .bind(2i32)
+                .bind("robot")
+                .bind("x")
+                .bind(None::<String>)
+                .bind(3i64)
+                .execute(pool)
+                .await
+                .is_err());
+            // Two messages cannot share a position in one conversation.
+            assert!(sqlx::query(MSG)
+                .bind("m4")
+                .bind("c1")
+                .bind(1i32)
+                .bind("user")
+                .bind("x")
+                .bind(None::<String>)
+                .bind(3i64)
+                .execute(pool)
+                .await
+                .is_err());
+            sqlx::query("DELETE FROM conversations WHERE id = $1")
+                .bind("c1")
+                .execute(pool)
+                .await
+                .unwrap();
+            let left: i64 = sqlx::query(COUNT).fetch_one(pool).await.unwrap().get(0);
+            assert_eq!(left, 0, "messages must go with their conversation");
+        }};
+    }
+    match db {
+        Database::Sqlite(pool) => exercise!(pool),
+        Database::Postgres(pool) => exercise!(pool),
+    }
+}
+
+async fn check_backend(db: Database) {
+    db.migrate().await.expect("migrations apply");
+    db.migrate().await.expect("migrations are idempotent");
+    db.ping().await.unwrap();
+    let tables = table_names(&db).await;
+    for table in TABLES {
+        assert!(
+            tables.iter().any(|t| t == table),
+            "{table} missing from {tables:?}"
+        );
+    }
+    round_trip(&db).await;
+}
+
+#[tokio::test]
+async fn sqlite_migrates_in_wal_mode_and_round_trips() {
+    let dir = tempfile::tempdir().unwrap();
+    // The folder does not exist yet: connecting creates it and the file.
+    let url = DatabaseUrl::Sqlite(format!("sqlite://{}/nested/duet.db", dir.path().display()));
+    let db = Database::connect(&url).await.unwrap();
+    assert_eq!(db.backend(), "sqlite");
+    let Database::Sqlite(pool) = &db else {
+        unreachable!()
+    };
+    let mode: String = sqlx::query("PRAGMA journal_mode")
+        .fetch_one(pool)
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(mode, "wal");
+    let fk: i64 = sqlx::query("PRAGMA foreign_keys")
+        .fetch_one(pool)
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(fk, 1);
+    check_backend(db).await;
+    assert!(dir.path().join("nested/duet.db").is_file());
+}
+
+#[tokio::test]
+async fn postgres_migrates_and_round_trips() {
+    let pg = common::postgres::TempPostgres::start();
+    let db = Database::connect(&DatabaseUrl::Postgres(pg.url()))
+        .await
+        .unwrap();
+    assert_eq!(db.backend(), "postgres");
+    check_backend(db).await;
+}
+
+#[tokio::test]
+async fn unreachable_postgres_is_a_clear_error_with_the_password_masked() {
+    let url = DatabaseUrl::Postgres("postgres://duet:s3cret@127.0.0.1:1/duet".into());
+    let err = Database::connect(&url).await.unwrap_err().to_string();
+    assert!(
+        err.starts_with("database postgres://duet:***@127.0.0.1:1/duet"),
+        "{err}"
+    );
+    assert!(!err.contains("s3cret"));
+}
