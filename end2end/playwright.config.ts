@@ -1,0 +1,61 @@
+import { defineConfig, devices } from '@playwright/test';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+
+// The suite starts the real server (built by `cargo leptos build`, see scripts/test.sh) on its own
+// port with a throwaway data folder and the fixture models, and drives Debian's Chromium.
+const root = resolve(__dirname, '..');
+const port = Number(process.env.E2E_PORT ?? 3107);
+const dataDir = mkdtempSync(join(tmpdir(), 'duet-e2e-'));
+const chromium = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
+
+export default defineConfig({
+  testDir: './tests',
+  outputDir: './test-results',
+  timeout: 60_000,
+  expect: { timeout: 15_000 },
+  fullyParallel: false,
+  workers: 1,
+  retries: 0,
+  reporter: [['list']],
+  use: {
+    baseURL: `http://127.0.0.1:${port}`,
+    trace: 'retain-on-failure',
+    screenshot: 'only-on-failure',
+    launchOptions: {
+      executablePath: chromium,
+      args: [
+        '--no-sandbox',
+        '--disable-gpu',
+        '--disable-quic',
+        '--disable-background-networking',
+        '--disable-component-update',
+        '--disable-sync',
+        '--no-first-run',
+      ],
+    },
+  },
+  projects: [
+    { name: 'desktop', use: { ...devices['Desktop Chrome'], viewport: { width: 1280, height: 800 } } },
+    { name: 'phone', use: { ...devices['Pixel 7'], viewport: { width: 375, height: 740 } } },
+  ],
+  webServer: {
+    command: process.env.SERVER_BIN ?? join(root, 'target/debug/server'),
+    cwd: root,
+    url: `http://127.0.0.1:${port}/health`,
+    reuseExistingServer: false,
+    timeout: 120_000,
+    stdout: 'ignore',
+    stderr: 'pipe',
+    env: {
+      LEPTOS_SITE_ADDR: `127.0.0.1:${port}`,
+      LEPTOS_SITE_ROOT: join(root, 'target/site'),
+      DATA_DIR: dataDir,
+      LLM_MODEL: join(root, 'fixtures/llm/tiny-deepseek-r1-distill-qwen-int4-cw-ov'),
+      SD_MODEL: join(root, 'fixtures/sd/tiny-stable-diffusion-v1-5-int8-ov'),
+      USE_MOCKS: 'false',
+      RUST_LOG: 'info',
+    },
+  },
+});

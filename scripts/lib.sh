@@ -1,0 +1,176 @@
+# Shared helpers for scripts/start.sh, scripts/test.sh and scripts/setup.sh. Sourced, not run.
+# Every ensure_* checks first and installs only what is missing, so a second run is quick.
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+OPENVINO_VERSION="2026.4.1"
+CARGO_LEPTOS_VERSION="0.3.6"   # 0.3.7+ needs a newer rustc than 1.95
+BINARYEN_VERSION="132"         # Debian's wasm-opt is too old for current wasm-bindgen output
+export PATH="$HOME/.cargo/bin:$ROOT/.tools/node_modules/.bin:$PATH"
+
+STAGE_NAMES=()
+STAGE_SECONDS=()
+_stage_name=""
+_stage_start=0
+
+# Start a named stage; the previous one is closed and timed.
+stage() {
+  stage_end
+  _stage_name="$*"
+  _stage_start=$(date +%s)
+  printf '\n==> %s\n' "$*"
+}
+
+stage_end() {
+  if [ -n "$_stage_name" ]; then
+    STAGE_NAMES+=("$_stage_name")
+    STAGE_SECONDS+=($(( $(date +%s) - _stage_start )))
+    _stage_name=""
+  fi
+}
+
+print_stage_times() {
+  stage_end
+  printf '\n==> stage timings\n'
+  local total=0 i
+  for i in "${!STAGE_NAMES[@]}"; do
+    printf '    %-58s %4dm%02ds\n' "${STAGE_NAMES[$i]}" $(( STAGE_SECONDS[i] / 60 )) $(( STAGE_SECONDS[i] % 60 ))
+    total=$(( total + STAGE_SECONDS[i] ))
+  done
+  printf '    %-58s %4dm%02ds\n' "total" $(( total / 60 )) $(( total % 60 ))
+}
+
+step() { printf '    - %s\n' "$*"; }
+die() { printf '\nerror: %s\n' "$*" >&2; exit 1; }
+
+as_root() {
+  if [ "$(id -u)" = 0 ]; then "$@"
+  elif command -v sudo >/dev/null 2>&1; then sudo "$@"
+  else die "need root to run: $* (install it by hand, or run as root)"
+  fi
+}
+
+apt_install() {
+  command -v apt-get >/dev/null 2>&1 || die "apt-get not found: install these packages by hand: $*"
+  step "apt-get install $*"
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+}
+
+ensure_rust() {
+  command -v cargo >/dev/null 2>&1 || die "Rust is required (https://rustup.rs), then run this again"
+  step "rust: $(rustc --version)"
+}
+
+ensure_wasm_target() {
+  if rustup target list --installed | grep -qx wasm32-unknown-unknown; then
+    step "wasm32-unknown-unknown target: present"
+  else
+    step "adding the wasm32-unknown-unknown target"
+    rustup target add wasm32-unknown-unknown
+  fi
+}
+
+ensure_cargo_leptos() {
+  if cargo leptos --version 2>/dev/null | grep -q "$CARGO_LEPTOS_VERSION"; then
+    step "cargo-leptos $CARGO_LEPTOS_VERSION: present"
+  else
+    step "installing cargo-leptos $CARGO_LEPTOS_VERSION (about 15 minutes on 2 cores, once)"
+    cargo install cargo-leptos --locked --version "$CARGO_LEPTOS_VERSION"
+  fi
+}
+
+# The CLI must match the wasm-bindgen version in Cargo.lock exactly.
+ensure_wasm_bindgen() {
+  local want have
+  want=$(awk '/^name = "wasm-bindgen"$/ { getline; gsub(/"/, "", $3); print $3 }' "$ROOT/Cargo.lock")
+  [ -n "$want" ] || die "no wasm-bindgen in Cargo.lock"
+  have=$(wasm-bindgen --version 2>/dev/null | awk '{print $2}' || true)
+  if [ "$have" = "$want" ]; then
+    step "wasm-bindgen-cli $want: present"
+  else
+    step "installing wasm-bindgen-cli $want (was: ${have:-none}; about 2 minutes)"
+    # Not --locked: the pinned lock file wants a webpki-roots version that is no longer published.
+    cargo install wasm-bindgen-cli --version "$want" --force
+  fi
+}
+
+ensure_wasm_opt() {
+  if wasm-opt --version 2>/dev/null | grep -q "version $BINARYEN_VERSION"; then
+    step "wasm-opt (binaryen $BINARYEN_VERSION): present"
+  else
+    command -v npm >/dev/null 2>&1 || die "Node.js with npm is required for wasm-opt"
+    step "installing binaryen $BINARYEN_VERSION into .tools/"
+    npm install --silent --no-audit --no-fund --prefix "$ROOT/.tools" "binaryen@$BINARYEN_VERSION" >/dev/null
+  fi
+}
+
+# OpenVINO's C runtime: a system install is used when present (the server looks there first);
+# otherwise the official PyPI wheel is unpacked into .openvino/ (no Python needed at run time).
+ensure_openvino() {
+  if [ -n "${OPENVINO_LIB_DIR:-}" ] || [ -n "${INTEL_OPENVINO_DIR:-}" ]; then
+    step "OpenVINO: using the system install (${OPENVINO_LIB_DIR:-$INTEL_OPENVINO_DIR})"
+  elif compgen -G "$ROOT/.openvino/openvino/libs/libopenvino_c.so*" >/dev/null \
+      && [ -f "$ROOT/.openvino/.version-$OPENVINO_VERSION" ]; then
+    step "OpenVINO $OPENVINO_VERSION: present in .openvino/"
+  else
+    command -v python3 >/dev/null 2>&1 || die "Python 3 with pip is required to fetch the OpenVINO wheel"
+    step "installing OpenVINO $OPENVINO_VERSION (PyPI wheel) into .openvino/"
+    rm -rf "$ROOT/.openvino"
+    python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore --no-deps \
+      --target "$ROOT/.openvino" "openvino==$OPENVINO_VERSION"
+    touch "$ROOT/.openvino/.version-$OPENVINO_VERSION"
+  fi
+}
+
+ensure_chromium() {
+  if command -v chromium >/dev/null 2>&1; then
+    step "chromium: $(chromium --version 2>/dev/null | head -1)"
+  else
+    apt_install chromium
+  fi
+}
+
+ensure_postgres() {
+  if compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || command -v initdb >/dev/null 2>&1; then
+    step "postgresql server binaries: present"
+  else
+    apt_install postgresql
+  fi
+}
+
+ensure_e2e_deps() {
+  local dir="$ROOT/end2end"
+  if [ -f "$dir/node_modules/.package-lock.json" ] && [ "$dir/node_modules/.package-lock.json" -nt "$dir/package-lock.json" ]; then
+    step "end2end npm packages: present"
+  else
+    step "installing end2end npm packages (Playwright, without its browser download)"
+    (cd "$dir" && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --silent --no-audit --no-fund >/dev/null)
+  fi
+}
+
+# Only for scripts/make-fixtures.sh and bench/: torch, optimum-intel, openvino-genai (a few GB).
+ensure_fixture_venv() {
+  local venv="$ROOT/.venv-fixtures" req="$ROOT/scripts/requirements-fixtures.txt"
+  if [ -f "$venv/.installed" ] && cmp -s "$req" "$venv/.installed"; then
+    step "fixture Python environment: present"
+  else
+    step "creating .venv-fixtures/ from scripts/requirements-fixtures.txt (downloads a few GB)"
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install --quiet --disable-pip-version-check -r "$req"
+    cp "$req" "$venv/.installed"
+  fi
+}
+
+ensure_build_tools() {
+  ensure_rust
+  ensure_wasm_target
+  ensure_cargo_leptos
+  ensure_wasm_bindgen
+  ensure_wasm_opt
+}
+
+ensure_test_tools() {
+  ensure_chromium
+  ensure_postgres
+  ensure_e2e_deps
+}
