@@ -6,8 +6,12 @@ mod common;
 use std::process::{Command, Output};
 
 fn server(envs: &[(&str, &str)]) -> Output {
+    server_in(&common::repo_root(), envs)
+}
+
+fn server_in(dir: &std::path::Path, envs: &[(&str, &str)]) -> Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_server"));
-    cmd.current_dir(common::repo_root());
+    cmd.current_dir(dir);
     // Start from a clean slate so the developer's own variables do not leak in.
     for var in [
         "USE_MOCKS",
@@ -77,6 +81,31 @@ fn bad_values_name_the_variable_and_exit_non_zero() {
             stderr(&out)
         );
     }
+}
+
+#[test]
+fn a_dot_env_file_is_read_and_the_environment_wins_over_it() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join(".env"),
+        "USE_MOCKS=perhaps\nLOG_FORMAT=json\n",
+    )
+    .unwrap();
+    let out = server_in(dir.path(), &[]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("USE_MOCKS: expected true or false"),
+        "{}",
+        stderr(&out)
+    );
+    // A variable set in the environment is not overridden by .env.
+    let out = server_in(dir.path(), &[("USE_MOCKS", "true"), ("LOG_FORMAT", "xml")]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("'xml'") && !stderr(&out).contains("perhaps"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]
