@@ -18,12 +18,7 @@ pub struct Config {
     pub site_addr: SocketAddr,
 
     /// Folder holding the compiled site (WASM, CSS, assets) built by cargo-leptos.
-    #[arg(
-        long,
-        env = "LEPTOS_SITE_ROOT",
-        default_value = "target/site",
-        global = true
-    )]
+    #[arg(long, env = "LEPTOS_SITE_ROOT", default_value = "target/site", global = true)]
     pub site_root: PathBuf,
 
     /// Folder for the database, downloaded models and generated images.
@@ -75,6 +70,27 @@ pub struct Config {
     #[arg(long, env = "INTEL_OPENVINO_DIR", global = true)]
     pub intel_openvino_dir: Option<PathBuf>,
 
+    /// Chat context window in tokens (default: the model's own limit).
+    #[arg(long, env = "LLM_CONTEXT_TOKENS", global = true)]
+    pub llm_context_tokens: Option<usize>,
+
+    /// Idle conversations whose KV cache stays in memory, so their next turn starts fast.
+    #[arg(long, env = "LLM_KV_SESSIONS", default_value_t = 8, global = true)]
+    pub llm_kv_sessions: usize,
+
+    /// Memory in MiB that idle conversations' KV caches may use together.
+    #[arg(long, env = "LLM_KV_CACHE_MB", default_value_t = 1024, global = true)]
+    pub llm_kv_cache_mb: usize,
+
+    /// KV cache precision: u8 (quantized, least memory), f16, bf16 or f32.
+    #[arg(long, env = "LLM_KV_CACHE_PRECISION", default_value = "u8",
+          value_parser = ["u8", "f16", "bf16", "f32"], global = true)]
+    pub llm_kv_cache_precision: String,
+
+    /// Where OpenVINO keeps compiled models so the next start is fast (default `MODELS_DIR/cache`).
+    #[arg(long, env = "OPENVINO_CACHE_DIR", global = true)]
+    pub openvino_cache_dir: Option<PathBuf>,
+
     /// Log line format.
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Pretty, global = true)]
     pub log_format: LogFormat,
@@ -100,26 +116,44 @@ pub enum LogFormat {
 
 impl Config {
     pub fn database_url(&self) -> DatabaseUrl {
-        self.database_url.clone().unwrap_or_else(|| {
-            DatabaseUrl::Sqlite(format!(
-                "sqlite://{}",
-                self.data_dir.join("duet.db").display()
-            ))
-        })
+        self.database_url
+            .clone()
+            .unwrap_or_else(|| DatabaseUrl::Sqlite(format!("sqlite://{}", self.data_dir.join("duet.db").display())))
     }
 
     pub fn models_dir(&self) -> PathBuf {
-        self.models_dir
-            .clone()
-            .unwrap_or_else(|| self.data_dir.join("models"))
+        self.models_dir.clone().unwrap_or_else(|| self.data_dir.join("models"))
+    }
+
+    pub fn openvino_cache_dir(&self) -> PathBuf {
+        self.openvino_cache_dir.clone().unwrap_or_else(|| self.models_dir().join("cache"))
+    }
+
+    /// How the chat engine compiles and runs its model.
+    pub fn llm_engine_options(&self) -> crate::inference::llm::EngineOptions {
+        use crate::inference::llm::{CompileOptions, EngineOptions};
+        let mut compile = CompileOptions {
+            device: self.device.clone(),
+            cache_dir: Some(self.openvino_cache_dir()),
+            ..Default::default()
+        };
+        for (key, value) in compile.properties.iter_mut() {
+            if key == "KV_CACHE_PRECISION" {
+                *value = self.llm_kv_cache_precision.clone();
+            }
+        }
+        EngineOptions {
+            compile,
+            max_context: self.llm_context_tokens,
+            max_sessions: self.llm_kv_sessions,
+            max_session_bytes: self.llm_kv_cache_mb << 20,
+            ..Default::default()
+        }
     }
 
     /// `(VARIABLE, value)` pairs for the start-up log, secrets masked.
     pub fn summary(&self) -> Vec<(&'static str, String)> {
-        let opt = |p: &Option<PathBuf>| {
-            p.as_ref()
-                .map_or("(unset)".into(), |p| p.display().to_string())
-        };
+        let opt = |p: &Option<PathBuf>| p.as_ref().map_or("(unset)".into(), |p| p.display().to_string());
         vec![
             ("LEPTOS_SITE_ADDR", self.site_addr.to_string()),
             ("LEPTOS_SITE_ROOT", self.site_root.display().to_string()),
@@ -129,23 +163,17 @@ impl Config {
             ("LLM_MODEL", self.llm_model.to_string()),
             ("SD_MODEL", self.sd_model.to_string()),
             ("USE_MOCKS", self.use_mocks.to_string()),
-            (
-                "AUTO_DOWNLOAD_MODELS",
-                self.auto_download_models.to_string(),
-            ),
-            (
-                "HUGGINGFACE_TOKEN",
-                self.huggingface_token
-                    .as_ref()
-                    .map_or("(unset)".into(), |s| s.to_string()),
-            ),
+            ("AUTO_DOWNLOAD_MODELS", self.auto_download_models.to_string()),
+            ("HUGGINGFACE_TOKEN", self.huggingface_token.as_ref().map_or("(unset)".into(), |s| s.to_string())),
             ("DEVICE", self.device.clone()),
+            ("LLM_CONTEXT_TOKENS", self.llm_context_tokens.map_or("(model limit)".into(), |n| n.to_string())),
+            ("LLM_KV_SESSIONS", self.llm_kv_sessions.to_string()),
+            ("LLM_KV_CACHE_MB", self.llm_kv_cache_mb.to_string()),
+            ("LLM_KV_CACHE_PRECISION", self.llm_kv_cache_precision.clone()),
+            ("OPENVINO_CACHE_DIR", self.openvino_cache_dir().display().to_string()),
             ("OPENVINO_LIB_DIR", opt(&self.openvino_lib_dir)),
             ("INTEL_OPENVINO_DIR", opt(&self.intel_openvino_dir)),
-            (
-                "LOG_FORMAT",
-                format!("{:?}", self.log_format).to_lowercase(),
-            ),
+            ("LOG_FORMAT", format!("{:?}", self.log_format).to_lowercase()),
             ("RUST_LOG", self.log_filter.clone()),
         ]
     }
@@ -212,16 +240,12 @@ fn parse_bool(variable: &str, value: &str) -> Result<bool, String> {
     match value.trim().to_ascii_lowercase().as_str() {
         "true" | "1" | "yes" | "on" => Ok(true),
         "false" | "0" | "no" | "off" => Ok(false),
-        _ => Err(format!(
-            "{variable}: expected true or false (or 1/0, yes/no, on/off)"
-        )),
+        _ => Err(format!("{variable}: expected true or false (or 1/0, yes/no, on/off)")),
     }
 }
 
 fn parse_addr(value: &str) -> Result<SocketAddr, String> {
-    value
-        .parse()
-        .map_err(|_| "LEPTOS_SITE_ADDR: expected IP:PORT, e.g. 127.0.0.1:3000".to_string())
+    value.parse().map_err(|_| "LEPTOS_SITE_ADDR: expected IP:PORT, e.g. 127.0.0.1:3000".to_string())
 }
 
 fn parse_database_url(value: &str) -> Result<DatabaseUrl, String> {
@@ -230,11 +254,9 @@ fn parse_database_url(value: &str) -> Result<DatabaseUrl, String> {
     } else if value.starts_with("postgres://") || value.starts_with("postgresql://") {
         Ok(DatabaseUrl::Postgres(value.to_string()))
     } else {
-        Err(
-            "DATABASE_URL must start with sqlite: (e.g. sqlite://data/duet.db) or postgres:// \
+        Err("DATABASE_URL must start with sqlite: (e.g. sqlite://data/duet.db) or postgres:// \
              (e.g. postgres://duet@localhost/duet)"
-                .to_string(),
-        )
+            .to_string())
     }
 }
 
@@ -277,9 +299,7 @@ fn is_repo_id(value: &str) -> bool {
         !part.is_empty()
             && part.len() <= 96
             && !part.starts_with(['-', '.'])
-            && part
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+            && part.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
     };
     matches!(value.split_once('/'), Some((owner, name)) if valid(owner) && valid(name))
 }
@@ -305,10 +325,7 @@ mod tests {
         );
         let dir = tempfile::tempdir().unwrap();
         let local = dir.path().to_str().unwrap();
-        assert_eq!(
-            ModelSpec::parse("SD_MODEL", local).unwrap(),
-            ModelSpec::Local(dir.path().into())
-        );
+        assert_eq!(ModelSpec::parse("SD_MODEL", local).unwrap(), ModelSpec::Local(dir.path().into()));
     }
 
     #[test]
@@ -329,9 +346,7 @@ mod tests {
         );
         let pg = parse_database_url("postgres://duet:hunter2@db:5432/duet").unwrap();
         assert_eq!(pg.masked(), "postgres://duet:***@db:5432/duet");
-        assert!(parse_database_url("mysql://x")
-            .unwrap_err()
-            .starts_with("DATABASE_URL"));
+        assert!(parse_database_url("mysql://x").unwrap_err().starts_with("DATABASE_URL"));
     }
 
     #[test]
@@ -339,14 +354,9 @@ mod tests {
         assert_eq!(parse_bool("USE_MOCKS", "TRUE"), Ok(true));
         assert_eq!(parse_bool("USE_MOCKS", "off"), Ok(false));
         let err = parse_bool("AUTO_DOWNLOAD_MODELS", "maybe").unwrap_err();
-        assert_eq!(
-            err,
-            "AUTO_DOWNLOAD_MODELS: expected true or false (or 1/0, yes/no, on/off)"
-        );
+        assert_eq!(err, "AUTO_DOWNLOAD_MODELS: expected true or false (or 1/0, yes/no, on/off)");
         assert!(parse_addr("0.0.0.0:80").is_ok());
-        assert!(parse_addr("localhost")
-            .unwrap_err()
-            .starts_with("LEPTOS_SITE_ADDR:"));
+        assert!(parse_addr("localhost").unwrap_err().starts_with("LEPTOS_SITE_ADDR:"));
     }
 
     #[test]

@@ -31,10 +31,7 @@ pub enum StartupError {
     #[error("could not start an engine thread: {0}")]
     Thread(std::io::Error),
     #[error("could not listen on {addr}: {source}")]
-    Bind {
-        addr: std::net::SocketAddr,
-        source: std::io::Error,
-    },
+    Bind { addr: std::net::SocketAddr, source: std::io::Error },
     #[error("{0}")]
     Config(String),
     #[error("server stopped: {0}")]
@@ -61,25 +58,15 @@ pub async fn build_state(config: Config) -> Result<AppState, StartupError> {
         (llm, sd, Default::default())
     } else {
         let models_dir = config.models_dir();
-        let llm = Arc::new(ModelSlot::locate(
-            ModelRole::Llm,
-            config.llm_model.clone(),
-            &config.device,
-            &models_dir,
-        ));
-        let sd = Arc::new(ModelSlot::locate(
-            ModelRole::Sd,
-            config.sd_model.clone(),
-            &config.device,
-            &models_dir,
-        ));
+        let llm = Arc::new(ModelSlot::locate(ModelRole::Llm, config.llm_model.clone(), &config.device, &models_dir));
+        let sd = Arc::new(ModelSlot::locate(ModelRole::Sd, config.sd_model.clone(), &config.device, &models_dir));
         for slot in [&llm, &sd] {
             let h = slot.health();
             if let Some(detail) = h.detail.as_deref() {
                 tracing::warn!(role = ?h.role, model = %h.id, state = h.state.as_str(), "{detail}");
             }
         }
-        let engines = models::loader::start(&llm, &sd).map_err(StartupError::Thread)?;
+        let engines = models::loader::start(&llm, &sd, config.llm_engine_options()).map_err(StartupError::Thread)?;
         (llm, sd, engines)
     };
 
@@ -89,15 +76,7 @@ pub async fn build_state(config: Config) -> Result<AppState, StartupError> {
         .site_pkg_dir("pkg")
         .site_addr(config.site_addr)
         .build();
-    Ok(AppState {
-        config: Arc::new(config),
-        db,
-        llm,
-        sd,
-        engines,
-        runtime,
-        leptos,
-    })
+    Ok(AppState { config: Arc::new(config), db, llm, sd, engines, runtime, leptos })
 }
 
 /// Run the command line.
@@ -119,14 +98,9 @@ async fn serve(config: Config) -> Result<(), StartupError> {
     }
     let addr = config.site_addr;
     let state = build_state(config).await?;
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .map_err(|source| StartupError::Bind { addr, source })?;
+    let listener = tokio::net::TcpListener::bind(addr).await.map_err(|source| StartupError::Bind { addr, source })?;
     tracing::info!("listening on http://{addr}");
-    axum::serve(listener, app(state))
-        .with_graceful_shutdown(shutdown_signal())
-        .await
-        .map_err(StartupError::Serve)
+    axum::serve(listener, app(state)).with_graceful_shutdown(shutdown_signal()).await.map_err(StartupError::Serve)
 }
 
 async fn shutdown_signal() {
@@ -135,9 +109,7 @@ async fn shutdown_signal() {
     };
     #[cfg(unix)]
     let terminate = async {
-        if let Ok(mut sig) =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        {
+        if let Ok(mut sig) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
             sig.recv().await;
         }
     };

@@ -4,16 +4,10 @@ use tracing_subscriber::EnvFilter;
 /// Install the global subscriber; `filter` uses `RUST_LOG` syntax. Safe to call twice (tests).
 pub fn init(format: LogFormat, filter: &str) -> Result<(), String> {
     let filter = EnvFilter::try_new(filter).map_err(|e| format!("RUST_LOG: {e}"))?;
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_target(true);
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_target(true);
     let _ = match format {
         LogFormat::Pretty => builder.try_init(),
-        LogFormat::Json => builder
-            .json()
-            .flatten_event(true)
-            .with_current_span(true)
-            .try_init(),
+        LogFormat::Json => builder.json().flatten_event(true).with_current_span(true).try_init(),
     };
     Ok(())
 }

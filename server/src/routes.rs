@@ -29,29 +29,20 @@ pub fn app(state: AppState) -> Router {
 
     Router::new()
         .route("/health", get(api::health::get_health))
-        .leptos_routes_with_context(&state, routes, context.clone(), move || {
-            app::shell(leptos_options.clone())
-        })
-        .fallback(leptos_axum::file_and_error_handler_with_context::<
-            AppState,
-            _,
-        >(context, app::shell))
+        .leptos_routes_with_context(&state, routes, context.clone(), move || app::shell(leptos_options.clone()))
+        .fallback(leptos_axum::file_and_error_handler_with_context::<AppState, _>(context, app::shell))
         .layer(
             ServiceBuilder::new()
                 .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
-                .layer(
-                    TraceLayer::new_for_http()
-                        .make_span_with(request_span)
-                        .on_response(
-                            |res: &axum::response::Response, latency: Duration, _span: &Span| {
-                                tracing::info!(
-                                    status = res.status().as_u16(),
-                                    latency_ms = latency.as_secs_f64() * 1000.0,
-                                    "response"
-                                );
-                            },
-                        ),
-                )
+                .layer(TraceLayer::new_for_http().make_span_with(request_span).on_response(
+                    |res: &axum::response::Response, latency: Duration, _span: &Span| {
+                        tracing::info!(
+                            status = res.status().as_u16(),
+                            latency_ms = latency.as_secs_f64() * 1000.0,
+                            "response"
+                        );
+                    },
+                ))
                 .layer(PropagateRequestIdLayer::new(REQUEST_ID)),
         )
         .with_state(state)
@@ -61,15 +52,7 @@ pub fn app(state: AppState) -> Router {
 /// metrics; static files and 404s show as `(fallback)`) and the request id that is also returned
 /// in `x-request-id`.
 fn request_span(req: &Request) -> Span {
-    let path = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map(MatchedPath::as_str)
-        .unwrap_or("(fallback)");
-    let id = req
-        .extensions()
-        .get::<RequestId>()
-        .and_then(|id| id.header_value().to_str().ok())
-        .unwrap_or("-");
+    let path = req.extensions().get::<MatchedPath>().map(MatchedPath::as_str).unwrap_or("(fallback)");
+    let id = req.extensions().get::<RequestId>().and_then(|id| id.header_value().to_str().ok()).unwrap_or("-");
     tracing::info_span!("request", method = %req.method(), path, request_id = id)
 }

@@ -30,9 +30,7 @@ fn server_in(dir: &std::path::Path, envs: &[(&str, &str)]) -> Output {
     ] {
         cmd.env_remove(var);
     }
-    cmd.envs(envs.iter().copied())
-        .output()
-        .expect("run the server binary")
+    cmd.envs(envs.iter().copied()).output().expect("run the server binary")
 }
 
 fn stderr(out: &Output) -> String {
@@ -43,91 +41,45 @@ fn stderr(out: &Output) -> String {
 fn bad_values_name_the_variable_and_exit_non_zero() {
     let cases = [
         ("USE_MOCKS", "maybe", "USE_MOCKS: expected true or false"),
-        (
-            "AUTO_DOWNLOAD_MODELS",
-            "sometimes",
-            "AUTO_DOWNLOAD_MODELS: expected true or false",
-        ),
+        ("AUTO_DOWNLOAD_MODELS", "sometimes", "AUTO_DOWNLOAD_MODELS: expected true or false"),
         ("LLM_MODEL", "not a repo", "LLM_MODEL:"),
-        (
-            "SD_MODEL",
-            "/no/such/folder",
-            "SD_MODEL: no directory at /no/such/folder",
-        ),
-        (
-            "DATABASE_URL",
-            "mysql://db/duet",
-            "DATABASE_URL must start with sqlite: ",
-        ),
-        (
-            "LEPTOS_SITE_ADDR",
-            "localhost",
-            "LEPTOS_SITE_ADDR: expected IP:PORT",
-        ),
+        ("SD_MODEL", "/no/such/folder", "SD_MODEL: no directory at /no/such/folder"),
+        ("DATABASE_URL", "mysql://db/duet", "DATABASE_URL must start with sqlite: "),
+        ("LEPTOS_SITE_ADDR", "localhost", "LEPTOS_SITE_ADDR: expected IP:PORT"),
         ("DEVICE", "TPU", "possible values: CPU, GPU, NPU, AUTO"),
         ("LOG_FORMAT", "xml", "possible values: pretty, json"),
     ];
     for (var, value, expected) in cases {
         let out = server(&[(var, value)]);
-        assert_eq!(
-            out.status.code(),
-            Some(2),
-            "{var}={value}: {}",
-            stderr(&out)
-        );
-        assert!(
-            stderr(&out).contains(expected),
-            "{var}={value}: {}",
-            stderr(&out)
-        );
+        assert_eq!(out.status.code(), Some(2), "{var}={value}: {}", stderr(&out));
+        assert!(stderr(&out).contains(expected), "{var}={value}: {}", stderr(&out));
     }
 }
 
 #[test]
 fn a_dot_env_file_is_read_and_the_environment_wins_over_it() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(
-        dir.path().join(".env"),
-        "USE_MOCKS=perhaps\nLOG_FORMAT=json\n",
-    )
-    .unwrap();
+    std::fs::write(dir.path().join(".env"), "USE_MOCKS=perhaps\nLOG_FORMAT=json\n").unwrap();
     let out = server_in(dir.path(), &[]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(
-        stderr(&out).contains("USE_MOCKS: expected true or false"),
-        "{}",
-        stderr(&out)
-    );
+    assert!(stderr(&out).contains("USE_MOCKS: expected true or false"), "{}", stderr(&out));
     // A variable set in the environment is not overridden by .env.
     let out = server_in(dir.path(), &[("USE_MOCKS", "true"), ("LOG_FORMAT", "xml")]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(
-        stderr(&out).contains("'xml'") && !stderr(&out).contains("perhaps"),
-        "{}",
-        stderr(&out)
-    );
+    assert!(stderr(&out).contains("'xml'") && !stderr(&out).contains("perhaps"), "{}", stderr(&out));
 }
 
 #[test]
 fn an_openvino_lib_dir_without_the_library_is_one_clear_line() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let out = server(&[
-        ("OPENVINO_LIB_DIR", dir.path().to_str().unwrap()),
-        ("DATA_DIR", data.to_str().unwrap()),
-    ]);
+    let out = server(&[("OPENVINO_LIB_DIR", dir.path().to_str().unwrap()), ("DATA_DIR", data.to_str().unwrap())]);
     assert_eq!(out.status.code(), Some(1));
     let err = stderr(&out);
     let lines: Vec<_> = err.lines().collect();
     assert_eq!(lines.len(), 1, "{err}");
-    assert!(
-        lines[0].starts_with(&format!("error: OPENVINO_LIB_DIR={}", dir.path().display())),
-        "{err}"
-    );
-    assert!(
-        !data.exists(),
-        "nothing is created before the runtime is found"
-    );
+    assert!(lines[0].starts_with(&format!("error: OPENVINO_LIB_DIR={}", dir.path().display())), "{err}");
+    assert!(!data.exists(), "nothing is created before the runtime is found");
 }
 
 #[test]
@@ -154,9 +106,5 @@ fn startup_log_lists_the_configuration_with_secrets_masked() {
     for line in log.lines() {
         serde_json::from_str::<serde_json::Value>(line).unwrap_or_else(|e| panic!("{e}: {line}"));
     }
-    assert!(
-        stderr(&out).contains(&format!("could not listen on {addr}")),
-        "{}",
-        stderr(&out)
-    );
+    assert!(stderr(&out).contains(&format!("could not listen on {addr}")), "{}", stderr(&out));
 }

@@ -7,11 +7,8 @@ mod common;
 use server::inference::{diffusion::SdModels, llm, llm::LlmModel, new_core, npy, runtime};
 
 fn load_runtime() {
-    let search = runtime::RuntimeSearch {
-        system_paths: true,
-        project_roots: vec![common::repo_root()],
-        ..Default::default()
-    };
+    let search =
+        runtime::RuntimeSearch { system_paths: true, project_roots: vec![common::repo_root()], ..Default::default() };
     runtime::load(&search).expect("OpenVINO runtime: run scripts/setup.sh openvino");
 }
 
@@ -21,63 +18,35 @@ fn reference(name: &str) -> serde_json::Value {
 }
 
 fn ids(value: &serde_json::Value) -> Vec<i64> {
-    value
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_i64().unwrap())
-        .collect()
+    value.as_array().unwrap().iter().map(|v| v.as_i64().unwrap()).collect()
 }
 
 #[test]
 fn llm_first_greedy_token_matches_openvino_genai() {
     load_runtime();
-    let mut model = LlmModel::load(
-        &mut new_core().unwrap(),
-        &common::fixture(common::LLM_FIXTURE),
-        "CPU",
-    )
-    .unwrap();
+    // The graph as exported (no rewrite): the first greedy token comes from the full logits.
+    let options = llm::CompileOptions { slice_logits: false, ..Default::default() };
+    let mut model = LlmModel::load(&mut new_core().unwrap(), &common::fixture(common::LLM_FIXTURE), &options).unwrap();
     let refs = reference("llm.json");
     let cases = refs["cases"].as_array().unwrap();
     assert!(cases.len() >= 5);
     for case in cases {
-        let logits = model
-            .prefill_last_logits(&ids(&case["prompt_ids"]))
-            .unwrap();
+        let logits = model.prefill_last_logits(&ids(&case["prompt_ids"])).unwrap();
         let expected = ids(&case["greedy_ids"])[0];
-        assert_eq!(
-            llm::argmax(&logits),
-            Some(expected as usize),
-            "case {}",
-            case["name"]
-        );
+        assert_eq!(llm::argmax(&logits), expected as usize, "case {}", case["name"]);
     }
 }
 
 #[test]
 fn sd_text_encoder_matches_optimum_intel() {
     load_runtime();
-    let mut models = SdModels::load(
-        &mut new_core().unwrap(),
-        &common::fixture(common::SD_FIXTURE),
-        "CPU",
-    )
-    .unwrap();
+    let mut models = SdModels::load(&mut new_core().unwrap(), &common::fixture(common::SD_FIXTURE), "CPU").unwrap();
     let refs = reference("sd.json");
     let out = models.encode_text(&ids(&refs["prompt_ids"])).unwrap();
-    let expected = npy::read_f32(&common::fixture(
-        "fixtures/reference/sd_text_encoder_last_hidden_state.npy",
-    ))
-    .unwrap();
+    let expected = npy::read_f32(&common::fixture("fixtures/reference/sd_text_encoder_last_hidden_state.npy")).unwrap();
     assert_eq!(out.shape, expected.shape);
     assert_eq!(out.shape[..2], [1, 77]);
-    let max_diff = out
-        .data
-        .iter()
-        .zip(&expected.data)
-        .map(|(a, b)| (a - b).abs())
-        .fold(0f32, f32::max);
+    let max_diff = out.data.iter().zip(&expected.data).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
     assert!(max_diff < 1e-4, "max abs difference {max_diff}");
 }
 
@@ -85,12 +54,27 @@ fn sd_text_encoder_matches_optimum_intel() {
 fn loading_a_folder_without_the_model_names_the_missing_files() {
     load_runtime();
     let empty = tempfile::tempdir().unwrap();
-    let err = LlmModel::load(&mut new_core().unwrap(), empty.path(), "CPU")
-        .err()
-        .unwrap()
-        .to_string();
-    assert!(
-        err.contains("openvino_model.xml") && err.contains("tokenizer.json"),
-        "{err}"
-    );
+    let err = LlmModel::load(&mut new_core().unwrap(), empty.path(), &Default::default()).err().unwrap().to_string();
+    assert!(err.contains("openvino_model.xml") && err.contains("tokenizer.json"), "{err}");
+}
+
+#[test]
+fn sliced_logits_equal_the_full_graphs_last_position() {
+    load_runtime();
+    let dir = common::fixture(common::LLM_FIXTURE);
+    let cache = tempfile::tempdir().unwrap();
+    let options =
+        |slice_logits| llm::CompileOptions { slice_logits, cache_dir: Some(cache.path().into()), ..Default::default() };
+    let mut full = LlmModel::load(&mut new_core().unwrap(), &dir, &options(false)).unwrap();
+    let mut sliced = LlmModel::load(&mut new_core().unwrap(), &dir, &options(true)).unwrap();
+    assert!(!full.sliced_logits && sliced.sliced_logits);
+    let rewritten: Vec<_> = std::fs::read_dir(cache.path().join("ir")).unwrap().flatten().collect();
+    assert_eq!(rewritten.len(), 1, "the rewritten IR is cached once");
+    for case in reference("llm.json")["cases"].as_array().unwrap() {
+        let prompt = ids(&case["prompt_ids"]);
+        let (a, b) = (full.prefill_last_logits(&prompt).unwrap(), sliced.prefill_last_logits(&prompt).unwrap());
+        assert_eq!(a.len(), b.len());
+        let max_diff = a.iter().zip(&b).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max);
+        assert!(max_diff < 1e-4, "{}: max abs difference {max_diff}", case["name"]);
+    }
 }

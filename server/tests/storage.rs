@@ -32,10 +32,10 @@ async fn table_names(db: &Database) -> Vec<String> {
 /// Insert a conversation with two messages through the same SQL on either backend, read them
 /// back, and check that deleting the conversation removes its messages (foreign key cascade).
 async fn round_trip(db: &Database) {
-    const CONV: &str = "INSERT INTO conversations (id, user_id, title, created_at, updated_at) VALUES ($1, $2, $3, $4, $4)";
+    const CONV: &str =
+        "INSERT INTO conversations (id, user_id, title, created_at, updated_at) VALUES ($1, $2, $3, $4, $4)";
     const MSG: &str = "INSERT INTO messages (id, conversation_id, seq, role, content, reasoning, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)";
-    const READ: &str =
-        "SELECT role, content, reasoning FROM messages WHERE conversation_id = $1 ORDER BY seq";
+    const READ: &str = "SELECT role, content, reasoning FROM messages WHERE conversation_id = $1 ORDER BY seq";
     const COUNT: &str = "SELECT COUNT(*) FROM messages";
     macro_rules! exercise {
         ($pool:expr) => {{
@@ -71,19 +71,13 @@ async fn round_trip(db: &Database) {
                 .await
                 .unwrap();
             let rows = sqlx::query(READ).bind("c1").fetch_all(pool).await.unwrap();
-            let got: Vec<(String, String, Option<String>)> = rows
-                .iter()
-                .map(|r| (r.get(0), r.get(1), r.get(2)))
-                .collect();
+            let got: Vec<(String, String, Option<String>)> =
+                rows.iter().map(|r| (r.get(0), r.get(1), r.get(2))).collect();
             assert_eq!(
                 got,
                 vec![
                     ("user".into(), "Draw a fox".into(), None),
-                    (
-                        "assistant".into(),
-                        "Here is a fox. 🦊".into(),
-                        Some("They want a fox.".into())
-                    ),
+                    ("assistant".into(), "Here is a fox. 🦊".into(), Some("They want a fox.".into())),
                 ]
             );
             // A role outside the allowed set is refused by the schema.
@@ -110,11 +104,7 @@ async fn round_trip(db: &Database) {
                 .execute(pool)
                 .await
                 .is_err());
-            sqlx::query("DELETE FROM conversations WHERE id = $1")
-                .bind("c1")
-                .execute(pool)
-                .await
-                .unwrap();
+            sqlx::query("DELETE FROM conversations WHERE id = $1").bind("c1").execute(pool).await.unwrap();
             let left: i64 = sqlx::query(COUNT).fetch_one(pool).await.unwrap().get(0);
             assert_eq!(left, 0, "messages must go with their conversation");
         }};
@@ -131,10 +121,7 @@ async fn check_backend(db: Database) {
     db.ping().await.unwrap();
     let tables = table_names(&db).await;
     for table in TABLES {
-        assert!(
-            tables.iter().any(|t| t == table),
-            "{table} missing from {tables:?}"
-        );
+        assert!(tables.iter().any(|t| t == table), "{table} missing from {tables:?}");
     }
     round_trip(&db).await;
 }
@@ -146,20 +133,10 @@ async fn sqlite_migrates_in_wal_mode_and_round_trips() {
     let url = DatabaseUrl::Sqlite(format!("sqlite://{}/nested/duet.db", dir.path().display()));
     let db = Database::connect(&url).await.unwrap();
     assert_eq!(db.backend(), "sqlite");
-    let Database::Sqlite(pool) = &db else {
-        unreachable!()
-    };
-    let mode: String = sqlx::query("PRAGMA journal_mode")
-        .fetch_one(pool)
-        .await
-        .unwrap()
-        .get(0);
+    let Database::Sqlite(pool) = &db else { unreachable!() };
+    let mode: String = sqlx::query("PRAGMA journal_mode").fetch_one(pool).await.unwrap().get(0);
     assert_eq!(mode, "wal");
-    let fk: i64 = sqlx::query("PRAGMA foreign_keys")
-        .fetch_one(pool)
-        .await
-        .unwrap()
-        .get(0);
+    let fk: i64 = sqlx::query("PRAGMA foreign_keys").fetch_one(pool).await.unwrap().get(0);
     assert_eq!(fk, 1);
     check_backend(db).await;
     assert!(dir.path().join("nested/duet.db").is_file());
@@ -168,9 +145,7 @@ async fn sqlite_migrates_in_wal_mode_and_round_trips() {
 #[tokio::test]
 async fn postgres_migrates_and_round_trips() {
     let pg = common::postgres::TempPostgres::start();
-    let db = Database::connect(&DatabaseUrl::Postgres(pg.url()))
-        .await
-        .unwrap();
+    let db = Database::connect(&DatabaseUrl::Postgres(pg.url())).await.unwrap();
     assert_eq!(db.backend(), "postgres");
     check_backend(db).await;
 }
@@ -179,9 +154,6 @@ async fn postgres_migrates_and_round_trips() {
 async fn unreachable_postgres_is_a_clear_error_with_the_password_masked() {
     let url = DatabaseUrl::Postgres("postgres://duet:s3cret@127.0.0.1:1/duet".into());
     let err = Database::connect(&url).await.unwrap_err().to_string();
-    assert!(
-        err.starts_with("database postgres://duet:***@127.0.0.1:1/duet"),
-        "{err}"
-    );
+    assert!(err.starts_with("database postgres://duet:***@127.0.0.1:1/duet"), "{err}");
     assert!(!err.contains("s3cret"));
 }

@@ -13,10 +13,8 @@ fn role_title(role: ModelRole) -> &'static str {
 #[component]
 pub fn ModelCard(model: ModelHealth) -> impl IntoView {
     let state = model.state.as_str();
-    let progress = model
-        .progress
-        .filter(|_| model.state == ModelState::Downloading)
-        .map(|p| format!(" {:.0}%", p * 100.0));
+    let progress =
+        model.progress.filter(|_| model.state == ModelState::Downloading).map(|p| format!(" {:.0}%", p * 100.0));
     view! {
         <article class="card" data-role=format!("{:?}", model.role).to_lowercase()>
             <h3>{role_title(model.role)}</h3>
@@ -46,15 +44,7 @@ pub fn StatusFooter(report: HealthReport) -> impl IntoView {
         .openvino
         .map(|rt| format!("OpenVINO {}", rt.version))
         .unwrap_or_else(|| "OpenVINO not loaded".to_string());
-    let database = format!(
-        "{} {}",
-        report.database.backend,
-        if report.database.ok {
-            "ok"
-        } else {
-            "unreachable"
-        }
-    );
+    let database = format!("{} {}", report.database.backend, if report.database.ok { "ok" } else { "unreachable" });
     view! {
         <footer class="status-footer" role="status">
             <span class=format!("dot dot-{class}")></span>

@@ -48,26 +48,16 @@ impl SdModels {
 
     /// CLIP text encoder: token ids (already padded to 77) → `last_hidden_state` [1, 77, hidden].
     pub fn encode_text(&mut self, ids: &[i64]) -> Result<FloatArray, InferenceError> {
-        let mut request = self
-            .text_encoder
-            .create_infer_request()
-            .ov(|| "creating a text encoder request".into())?;
+        let mut request = self.text_encoder.create_infer_request().ov(|| "creating a text encoder request".into())?;
         let element = input_type(&self.text_encoder, "input_ids")?;
         let tensor = int_tensor(element, &[1, ids.len() as i64], ids)?;
-        request
-            .set_tensor("input_ids", &tensor)
-            .ov(|| "setting input_ids".into())?;
+        request.set_tensor("input_ids", &tensor).ov(|| "setting input_ids".into())?;
         request.infer().ov(|| "running the text encoder".into())?;
-        let out = request
-            .get_tensor("last_hidden_state")
-            .ov(|| "reading last_hidden_state".into())?;
+        let out = request.get_tensor("last_hidden_state").ov(|| "reading last_hidden_state".into())?;
         let shape = out.get_shape().ov(|| "reading its shape".into())?;
         Ok(FloatArray {
             shape: shape.get_dimensions().iter().map(|&d| d as usize).collect(),
-            data: out
-                .get_data::<f32>()
-                .ov(|| "reading last_hidden_state".into())?
-                .to_vec(),
+            data: out.get_data::<f32>().ov(|| "reading last_hidden_state".into())?.to_vec(),
         })
     }
 }

@@ -12,9 +12,7 @@ pub struct EngineHost<M> {
 
 impl<M> Clone for EngineHost<M> {
     fn clone(&self) -> Self {
-        EngineHost {
-            jobs: self.jobs.clone(),
-        }
+        EngineHost { jobs: self.jobs.clone() }
     }
 }
 
@@ -27,20 +25,18 @@ impl<M: 'static> EngineHost<M> {
         F: FnOnce(Result<(), InferenceError>) + Send + 'static,
     {
         let (jobs, queue) = std::sync::mpsc::channel::<Job<M>>();
-        std::thread::Builder::new()
-            .name(name.to_string())
-            .spawn(move || {
-                let mut model = match load() {
-                    Ok(model) => {
-                        loaded(Ok(()));
-                        model
-                    }
-                    Err(err) => return loaded(Err(err)),
-                };
-                while let Ok(job) = queue.recv() {
-                    job(&mut model);
+        std::thread::Builder::new().name(name.to_string()).spawn(move || {
+            let mut model = match load() {
+                Ok(model) => {
+                    loaded(Ok(()));
+                    model
                 }
-            })?;
+                Err(err) => return loaded(Err(err)),
+            };
+            while let Ok(job) = queue.recv() {
+                job(&mut model);
+            }
+        })?;
         Ok(EngineHost { jobs })
     }
 
@@ -54,9 +50,7 @@ impl<M: 'static> EngineHost<M> {
         let job: Job<M> = Box::new(move |model| {
             let _ = tx.send(f(model));
         });
-        self.jobs
-            .send(job)
-            .map_err(|_| InferenceError::EngineGone)?;
+        self.jobs.send(job).map_err(|_| InferenceError::EngineGone)?;
         rx.await.map_err(|_| InferenceError::EngineGone)
     }
 }
@@ -68,18 +62,11 @@ mod tests {
     #[tokio::test]
     async fn jobs_run_in_order_on_the_engine_thread() {
         let (tx, rx) = std::sync::mpsc::channel();
-        let host = EngineHost::spawn(
-            "test-engine",
-            || Ok(Vec::<u32>::new()),
-            move |r| tx.send(r.is_ok()).unwrap(),
-        )
-        .unwrap();
+        let host =
+            EngineHost::spawn("test-engine", || Ok(Vec::<u32>::new()), move |r| tx.send(r.is_ok()).unwrap()).unwrap();
         assert!(rx.recv().unwrap());
         host.run(|v| v.push(1)).await.unwrap();
-        let name = host
-            .run(|_| std::thread::current().name().map(String::from))
-            .await
-            .unwrap();
+        let name = host.run(|_| std::thread::current().name().map(String::from)).await.unwrap();
         assert_eq!(name.as_deref(), Some("test-engine"));
         assert_eq!(
             host.run(|v| {
@@ -102,9 +89,6 @@ mod tests {
         )
         .unwrap();
         assert_eq!(rx.recv().unwrap(), "broken");
-        assert!(matches!(
-            host.run(|_| ()).await,
-            Err(InferenceError::EngineGone)
-        ));
+        assert!(matches!(host.run(|_| ()).await, Err(InferenceError::EngineGone)));
     }
 }

@@ -14,10 +14,7 @@ pub enum InferenceError {
     #[error("{dir}: missing model files: {}", files.join(", "))]
     MissingFiles { dir: PathBuf, files: Vec<String> },
     #[error("{context}: {source}")]
-    OpenVino {
-        context: String,
-        source: openvino::InferenceError,
-    },
+    OpenVino { context: String, source: openvino::InferenceError },
     #[error("OpenVINO could not start: {0}")]
     Setup(String),
     #[error("{0}")]
@@ -26,6 +23,8 @@ pub enum InferenceError {
     BadModel(String),
     #[error("the engine thread has stopped")]
     EngineGone,
+    #[error("{0}")]
+    Generation(String),
 }
 
 /// Attach what we were doing to an OpenVINO error, so a failure names the file or tensor.
@@ -35,20 +34,13 @@ pub(crate) trait OvContext<T> {
 
 impl<T> OvContext<T> for Result<T, openvino::InferenceError> {
     fn ov(self, context: impl FnOnce() -> String) -> Result<T, InferenceError> {
-        self.map_err(|source| InferenceError::OpenVino {
-            context: context(),
-            source,
-        })
+        self.map_err(|source| InferenceError::OpenVino { context: context(), source })
     }
 }
 
 /// Files of `required` that `dir` lacks.
 pub fn missing_files(dir: &Path, required: &[&str]) -> Vec<String> {
-    required
-        .iter()
-        .filter(|f| !dir.join(f).is_file())
-        .map(|f| f.to_string())
-        .collect()
+    required.iter().filter(|f| !dir.join(f).is_file()).map(|f| f.to_string()).collect()
 }
 
 pub(crate) fn require_files(dir: &Path, required: &[&str]) -> Result<(), InferenceError> {
@@ -56,10 +48,7 @@ pub(crate) fn require_files(dir: &Path, required: &[&str]) -> Result<(), Inferen
     if files.is_empty() {
         Ok(())
     } else {
-        Err(InferenceError::MissingFiles {
-            dir: dir.to_path_buf(),
-            files,
-        })
+        Err(InferenceError::MissingFiles { dir: dir.to_path_buf(), files })
     }
 }
 
@@ -92,21 +81,16 @@ pub(crate) fn int_tensor(
     data: &[i64],
 ) -> Result<openvino::Tensor, InferenceError> {
     let ctx = || format!("creating a {element:?} tensor of shape {shape:?}");
-    let mut tensor =
-        openvino::Tensor::new(element, &openvino::Shape::new(shape).ov(ctx)?).ov(ctx)?;
+    let mut tensor = openvino::Tensor::new(element, &openvino::Shape::new(shape).ov(ctx)?).ov(ctx)?;
     match element {
         openvino::ElementType::I64 => tensor.get_data_mut::<i64>().ov(ctx)?.copy_from_slice(data),
         openvino::ElementType::I32 => {
             for (dst, src) in tensor.get_data_mut::<i32>().ov(ctx)?.iter_mut().zip(data) {
-                *dst = i32::try_from(*src)
-                    .map_err(|_| InferenceError::BadModel(format!("{src} does not fit in i32")))?;
+                *dst =
+                    i32::try_from(*src).map_err(|_| InferenceError::BadModel(format!("{src} does not fit in i32")))?;
             }
         }
-        other => {
-            return Err(InferenceError::BadModel(format!(
-                "unsupported integer input type {other:?}"
-            )))
-        }
+        other => return Err(InferenceError::BadModel(format!("unsupported integer input type {other:?}"))),
     }
     Ok(tensor)
 }

@@ -33,10 +33,7 @@ pub fn parse_f32(bytes: &[u8]) -> Result<NpyArray, NpyError> {
     }
     let (header_len, start) = match bytes[6] {
         1 => (u16::from_le_bytes([bytes[8], bytes[9]]) as usize, 10),
-        2 | 3 if bytes.len() >= 12 => (
-            u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize,
-            12,
-        ),
+        2 | 3 if bytes.len() >= 12 => (u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize, 12),
         v => return Err(NpyError::Unsupported(format!("format version {v}"))),
     };
     let header = bytes
@@ -47,38 +44,23 @@ pub fn parse_f32(bytes: &[u8]) -> Result<NpyArray, NpyError> {
     if header_value(header, "fortran_order").as_deref() != Some("False") {
         return Err(NpyError::Unsupported("Fortran order".into()));
     }
-    let shape = parse_shape(
-        &header_value(header, "shape").ok_or_else(|| NpyError::Format("no shape".into()))?,
-    )?;
+    let shape = parse_shape(&header_value(header, "shape").ok_or_else(|| NpyError::Format("no shape".into()))?)?;
     let body = &bytes[start + header_len..];
     let count: usize = shape.iter().product();
     let data: Vec<f32> = match descr.trim_matches('\'') {
         "<f4" => chunks::<4>(body, count)?.map(f32::from_le_bytes).collect(),
-        "<f8" => chunks::<8>(body, count)?
-            .map(|b| f64::from_le_bytes(b) as f32)
-            .collect(),
-        "<f2" => chunks::<2>(body, count)?
-            .map(|b| f16_to_f32(u16::from_le_bytes(b)))
-            .collect(),
+        "<f8" => chunks::<8>(body, count)?.map(|b| f64::from_le_bytes(b) as f32).collect(),
+        "<f2" => chunks::<2>(body, count)?.map(|b| f16_to_f32(u16::from_le_bytes(b))).collect(),
         other => return Err(NpyError::Unsupported(format!("dtype {other}"))),
     };
     Ok(NpyArray { shape, data })
 }
 
-fn chunks<const N: usize>(
-    body: &[u8],
-    count: usize,
-) -> Result<impl Iterator<Item = [u8; N]> + '_, NpyError> {
+fn chunks<const N: usize>(body: &[u8], count: usize) -> Result<impl Iterator<Item = [u8; N]> + '_, NpyError> {
     if body.len() < count * N {
-        return Err(NpyError::Format(format!(
-            "expected {} data bytes, found {}",
-            count * N,
-            body.len()
-        )));
+        return Err(NpyError::Format(format!("expected {} data bytes, found {}", count * N, body.len())));
     }
-    Ok(body[..count * N]
-        .chunks_exact(N)
-        .map(|c| c.try_into().expect("exact chunk")))
+    Ok(body[..count * N].chunks_exact(N).map(|c| c.try_into().expect("exact chunk")))
 }
 
 /// The text after `'key':` up to the next top-level comma or closing brace.
@@ -94,11 +76,7 @@ fn header_value(header: &str, key: &str) -> Option<String> {
         }
         depth == 0 && (c == ',' || c == '}')
     })?;
-    let end = if rest.starts_with('(') {
-        end.0.max(rest.find(')')? + 1)
-    } else {
-        end.0
-    };
+    let end = if rest.starts_with('(') { end.0.max(rest.find(')')? + 1) } else { end.0 };
     Some(rest[..end].trim().to_string())
 }
 
@@ -108,10 +86,7 @@ fn parse_shape(text: &str) -> Result<Vec<usize>, NpyError> {
         .split(',')
         .map(str::trim)
         .filter(|s| !s.is_empty())
-        .map(|s| {
-            s.parse()
-                .map_err(|_| NpyError::Format(format!("bad shape {text}")))
-        })
+        .map(|s| s.parse().map_err(|_| NpyError::Format(format!("bad shape {text}"))))
         .collect()
 }
 
@@ -132,8 +107,7 @@ mod tests {
     use super::*;
 
     fn npy(descr: &str, shape: &str, body: &[u8]) -> Vec<u8> {
-        let mut header =
-            format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape}, }}");
+        let mut header = format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape}, }}");
         while (10 + header.len() + 1) % 64 != 0 {
             header.push(' ');
         }
@@ -147,10 +121,7 @@ mod tests {
 
     #[test]
     fn reads_f4_with_shape() {
-        let body: Vec<u8> = [1.5f32, -2.0, 0.25, 8.0, 0.0, 3.0]
-            .iter()
-            .flat_map(|v| v.to_le_bytes())
-            .collect();
+        let body: Vec<u8> = [1.5f32, -2.0, 0.25, 8.0, 0.0, 3.0].iter().flat_map(|v| v.to_le_bytes()).collect();
         let arr = parse_f32(&npy("<f4", "(1, 2, 3)", &body)).unwrap();
         assert_eq!(arr.shape, vec![1, 2, 3]);
         assert_eq!(arr.data, vec![1.5, -2.0, 0.25, 8.0, 0.0, 3.0]);
@@ -158,19 +129,10 @@ mod tests {
 
     #[test]
     fn reads_f8_f2_and_vectors() {
-        let body: Vec<u8> = [0.5f64, -4.0]
-            .iter()
-            .flat_map(|v| v.to_le_bytes())
-            .collect();
-        assert_eq!(
-            parse_f32(&npy("<f8", "(2,)", &body)).unwrap().data,
-            vec![0.5, -4.0]
-        );
+        let body: Vec<u8> = [0.5f64, -4.0].iter().flat_map(|v| v.to_le_bytes()).collect();
+        assert_eq!(parse_f32(&npy("<f8", "(2,)", &body)).unwrap().data, vec![0.5, -4.0]);
         // 0x3c00 = 1.0, 0xc000 = -2.0, 0x3555 ≈ 0.333 in IEEE half precision.
-        let body: Vec<u8> = [0x3c00u16, 0xc000, 0x3555]
-            .iter()
-            .flat_map(|v| v.to_le_bytes())
-            .collect();
+        let body: Vec<u8> = [0x3c00u16, 0xc000, 0x3555].iter().flat_map(|v| v.to_le_bytes()).collect();
         let arr = parse_f32(&npy("<f2", "(3,)", &body)).unwrap();
         assert_eq!(&arr.data[..2], &[1.0, -2.0]);
         assert!((arr.data[2] - 0.33325).abs() < 1e-4);
@@ -179,13 +141,9 @@ mod tests {
     #[test]
     fn rejects_wrong_files() {
         assert!(matches!(parse_f32(b"PNG...."), Err(NpyError::Format(_))));
-        let err = parse_f32(&npy("<i8", "(1,)", &[0; 8]))
-            .unwrap_err()
-            .to_string();
+        let err = parse_f32(&npy("<i8", "(1,)", &[0; 8])).unwrap_err().to_string();
         assert!(err.contains("dtype <i8"), "{err}");
-        let err = parse_f32(&npy("<f4", "(4,)", &[0; 8]))
-            .unwrap_err()
-            .to_string();
+        let err = parse_f32(&npy("<f4", "(4,)", &[0; 8])).unwrap_err().to_string();
         assert!(err.contains("expected 16 data bytes"), "{err}");
     }
 }

@@ -43,11 +43,7 @@ impl RuntimeSearch {
     pub fn from_config(config: &crate::config::Config) -> Self {
         let mut project_roots = Vec::new();
         project_roots.extend(std::env::current_dir().ok());
-        project_roots.extend(
-            std::env::current_exe()
-                .ok()
-                .and_then(|e| e.parent().map(Path::to_path_buf)),
-        );
+        project_roots.extend(std::env::current_exe().ok().and_then(|e| e.parent().map(Path::to_path_buf)));
         RuntimeSearch {
             explicit_dir: config.openvino_lib_dir.clone(),
             intel_openvino_dir: config.intel_openvino_dir.clone(),
@@ -59,18 +55,11 @@ impl RuntimeSearch {
     /// The library file to load, or why there is none.
     pub fn locate(&self) -> Result<PathBuf, RuntimeError> {
         if let Some(dir) = &self.explicit_dir {
-            return pick_library(dir).ok_or_else(|| RuntimeError::NotInExplicitDir {
-                dir: dir.display().to_string(),
-            });
+            return pick_library(dir).ok_or_else(|| RuntimeError::NotInExplicitDir { dir: dir.display().to_string() });
         }
         let mut searched = Vec::new();
         if let Some(root) = &self.intel_openvino_dir {
-            for dir in [
-                root.join("runtime/lib/intel64"),
-                root.join("lib"),
-                root.join("libs"),
-                root.clone(),
-            ] {
+            for dir in [root.join("runtime/lib/intel64"), root.join("lib"), root.join("libs"), root.clone()] {
                 if let Some(lib) = pick_library(&dir) {
                     return Ok(lib);
                 }
@@ -92,11 +81,7 @@ impl RuntimeSearch {
             }
             searched.push(root.join(LOCAL_RUNTIME_DIR));
         }
-        let searched = searched
-            .iter()
-            .map(|p| p.display().to_string())
-            .collect::<Vec<_>>()
-            .join(", ");
+        let searched = searched.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ");
         Err(RuntimeError::NotFound { searched })
     }
 }
@@ -115,11 +100,7 @@ pub fn pick_library(dir: &Path) -> Option<PathBuf> {
         let version = if rest.is_empty() {
             vec![u64::MAX] // the unversioned development link wins
         } else if let Some(v) = rest.strip_prefix('.') {
-            match v
-                .split('.')
-                .map(str::parse)
-                .collect::<Result<Vec<u64>, _>>()
-            {
+            match v.split('.').map(str::parse).collect::<Result<Vec<u64>, _>>() {
                 Ok(v) => v,
                 Err(_) => continue,
             }
@@ -147,12 +128,8 @@ pub fn load(search: &RuntimeSearch) -> Result<Runtime, RuntimeError> {
     RUNTIME
         .get_or_init(|| {
             let library = search.locate()?;
-            openvino_sys::library::load_from(&library).map_err(|reason| {
-                RuntimeError::LoadFailed {
-                    library: library.display().to_string(),
-                    reason,
-                }
-            })?;
+            openvino_sys::library::load_from(&library)
+                .map_err(|reason| RuntimeError::LoadFailed { library: library.display().to_string(), reason })?;
             let version = openvino::version().build_number;
             Ok(Runtime { library, version })
         })
@@ -175,15 +152,9 @@ mod tests {
         touch(dir.path(), "libopenvino_c.so.2641");
         touch(dir.path(), "libopenvino_c.so.backup");
         touch(dir.path(), "libopenvino.so.9999");
-        assert_eq!(
-            pick_library(dir.path()),
-            Some(dir.path().join("libopenvino_c.so.2641"))
-        );
+        assert_eq!(pick_library(dir.path()), Some(dir.path().join("libopenvino_c.so.2641")));
         touch(dir.path(), "libopenvino_c.so");
-        assert_eq!(
-            pick_library(dir.path()),
-            Some(dir.path().join("libopenvino_c.so"))
-        );
+        assert_eq!(pick_library(dir.path()), Some(dir.path().join("libopenvino_c.so")));
     }
 
     #[test]
@@ -194,10 +165,7 @@ mod tests {
         touch(&lib_dir, "libopenvino_c.so");
         let local = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(local.path().join(LOCAL_RUNTIME_DIR)).unwrap();
-        touch(
-            &local.path().join(LOCAL_RUNTIME_DIR),
-            "libopenvino_c.so.2641",
-        );
+        touch(&local.path().join(LOCAL_RUNTIME_DIR), "libopenvino_c.so.2641");
         let search = RuntimeSearch {
             intel_openvino_dir: Some(system.path().into()),
             project_roots: vec![local.path().into()],
@@ -209,10 +177,7 @@ mod tests {
     #[test]
     fn explicit_dir_without_library_is_an_error_naming_the_variable() {
         let dir = tempfile::tempdir().unwrap();
-        let search = RuntimeSearch {
-            explicit_dir: Some(dir.path().into()),
-            ..Default::default()
-        };
+        let search = RuntimeSearch { explicit_dir: Some(dir.path().into()), ..Default::default() };
         let err = search.locate().unwrap_err().to_string();
         assert!(err.starts_with("OPENVINO_LIB_DIR="), "{err}");
     }
@@ -225,20 +190,14 @@ mod tests {
         touch(&libs, "libopenvino_c.so.2641");
         let sub = root.path().join("server/tests");
         std::fs::create_dir_all(&sub).unwrap();
-        let search = RuntimeSearch {
-            project_roots: vec![sub],
-            ..Default::default()
-        };
+        let search = RuntimeSearch { project_roots: vec![sub], ..Default::default() };
         assert_eq!(search.locate().unwrap(), libs.join("libopenvino_c.so.2641"));
     }
 
     #[test]
     fn missing_runtime_says_what_to_run() {
         let empty = tempfile::tempdir().unwrap();
-        let search = RuntimeSearch {
-            project_roots: vec![empty.path().into()],
-            ..Default::default()
-        };
+        let search = RuntimeSearch { project_roots: vec![empty.path().into()], ..Default::default() };
         let err = search.locate().unwrap_err().to_string();
         assert!(err.contains("scripts/setup.sh openvino"), "{err}");
         assert!(!err.contains('\n'));

@@ -3,58 +3,71 @@
 
 use super::ModelSlot;
 use crate::inference::{
-    diffusion::SdModels, engine::EngineHost, llm::LlmModel, new_core, InferenceError,
+    diffusion::SdModels,
+    engine::EngineHost,
+    llm::{EngineOptions, LlmEngine},
+    new_core, InferenceError,
 };
-use std::{path::Path, sync::Arc};
+use std::{sync::Arc, time::Instant};
 
-/// The engine threads that loaded successfully started (a slot that was missing has none).
+/// The engines whose model files were found (a missing model has none).
 #[derive(Clone, Default)]
 pub struct Engines {
-    pub llm: Option<EngineHost<LlmModel>>,
+    pub llm: Option<LlmEngine>,
     pub sd: Option<EngineHost<SdModels>>,
 }
 
-/// Spawn one engine thread per model whose files are present.
-pub fn start(llm: &Arc<ModelSlot>, sd: &Arc<ModelSlot>) -> std::io::Result<Engines> {
-    Ok(Engines {
-        llm: spawn(llm, "llm-engine", |dir, device| {
-            LlmModel::load(&mut new_core()?, dir, device)
-        })?,
-        sd: spawn(sd, "sd-engine", |dir, device| {
-            SdModels::load(&mut new_core()?, dir, device)
-        })?,
-    })
+/// Start one engine thread per model whose files are present.
+pub fn start(llm: &Arc<ModelSlot>, sd: &Arc<ModelSlot>, llm_options: EngineOptions) -> std::io::Result<Engines> {
+    let llm_engine = match loadable(llm) {
+        Some(dir) => {
+            tracing::info!(model = %dir.display(), device = %llm.device, "loading chat model");
+            let slot = llm.clone();
+            let engine = LlmEngine::start(dir, llm_options, move |outcome| match outcome {
+                Ok(info) => {
+                    tracing::info!(
+                        ms = info.load_ms as u64,
+                        context = info.context_limit,
+                        sliced_logits = info.sliced_logits,
+                        "chat model ready"
+                    );
+                    slot.set_ready();
+                }
+                Err(err) => report_failure(&slot, err),
+            })?;
+            Some(engine)
+        }
+        None => None,
+    };
+    let sd_engine = match loadable(sd) {
+        Some(dir) => {
+            let (slot, device) = (sd.clone(), sd.device.clone());
+            Some(EngineHost::spawn(
+                "sd-engine",
+                move || {
+                    let started = Instant::now();
+                    tracing::info!(model = %dir.display(), %device, "loading image model");
+                    let models = SdModels::load(&mut new_core()?, &dir, &device)?;
+                    tracing::info!(ms = started.elapsed().as_millis() as u64, "image model ready");
+                    Ok(models)
+                },
+                move |outcome| match outcome {
+                    Ok(()) => slot.set_ready(),
+                    Err(err) => report_failure(&slot, err),
+                },
+            )?)
+        }
+        None => None,
+    };
+    Ok(Engines { llm: llm_engine, sd: sd_engine })
 }
 
-fn spawn<M: 'static>(
-    slot: &Arc<ModelSlot>,
-    thread: &str,
-    load: fn(&Path, &str) -> Result<M, InferenceError>,
-) -> std::io::Result<Option<EngineHost<M>>> {
-    let Some(dir) = slot
-        .path()
-        .filter(|_| slot.state() == app::types::ModelState::Loading)
-    else {
-        return Ok(None);
-    };
-    let device = slot.device.clone();
-    let report = slot.clone();
-    let host = EngineHost::spawn(
-        thread,
-        move || {
-            let started = std::time::Instant::now();
-            tracing::info!(model = %dir.display(), %device, "loading model");
-            let model = load(&dir, &device)?;
-            tracing::info!(model = %dir.display(), ms = started.elapsed().as_millis() as u64, "model ready");
-            Ok(model)
-        },
-        move |outcome| match outcome {
-            Ok(()) => report.set_ready(),
-            Err(err) => {
-                tracing::error!(role = ?report.role, error = %err, "model failed to load");
-                report.set_error(err.to_string());
-            }
-        },
-    )?;
-    Ok(Some(host))
+/// The folder to load, when the slot's files were all found.
+fn loadable(slot: &ModelSlot) -> Option<std::path::PathBuf> {
+    slot.path().filter(|_| slot.state() == app::types::ModelState::Loading)
+}
+
+fn report_failure(slot: &ModelSlot, err: InferenceError) {
+    tracing::error!(role = ?slot.role, error = %err, "model failed to load");
+    slot.set_error(err.to_string());
 }

@@ -34,20 +34,10 @@ impl ModelSlot {
             Some(path) => {
                 let missing = crate::inference::missing_files(&path, required_files(role));
                 if missing.is_empty() {
-                    Status {
-                        state: ModelState::Loading,
-                        path: Some(path),
-                        detail: None,
-                        progress: None,
-                    }
+                    Status { state: ModelState::Loading, path: Some(path), detail: None, progress: None }
                 } else {
                     let detail = format!("missing files: {}", missing.join(", "));
-                    Status {
-                        state: ModelState::Error,
-                        path: Some(path),
-                        detail: Some(detail),
-                        progress: None,
-                    }
+                    Status { state: ModelState::Error, path: Some(path), detail: Some(detail), progress: None }
                 }
             }
             None => Status {
@@ -61,28 +51,13 @@ impl ModelSlot {
                 progress: None,
             },
         };
-        ModelSlot {
-            role,
-            spec,
-            device: device.to_string(),
-            status: RwLock::new(status),
-        }
+        ModelSlot { role, spec, device: device.to_string(), status: RwLock::new(status) }
     }
 
     /// A slot answered by a mock engine: nothing to load.
     pub fn mock(role: ModelRole, spec: ModelSpec) -> ModelSlot {
-        let status = Status {
-            state: ModelState::Ready,
-            path: None,
-            detail: None,
-            progress: None,
-        };
-        ModelSlot {
-            role,
-            spec,
-            device: "mock".into(),
-            status: RwLock::new(status),
-        }
+        let status = Status { state: ModelState::Ready, path: None, detail: None, progress: None };
+        ModelSlot { role, spec, device: "mock".into(), status: RwLock::new(status) }
     }
 
     pub fn state(&self) -> ModelState {
@@ -183,11 +158,7 @@ pub fn cached_repos(models_dir: &Path) -> Vec<String> {
         .flatten()
         .filter(|e| e.path().join("snapshots").is_dir())
         .filter_map(|e| {
-            let name = e
-                .file_name()
-                .to_str()?
-                .strip_prefix("models--")?
-                .to_string();
+            let name = e.file_name().to_str()?.strip_prefix("models--")?.to_string();
             let (owner, repo) = name.split_once("--")?;
             Some(format!("{owner}/{repo}"))
         })
@@ -201,10 +172,7 @@ mod tests {
     use super::*;
 
     fn cache_with(models_dir: &Path, repo: &str, commit: &str, files: &[&str]) -> PathBuf {
-        let snap = models_dir
-            .join(cache_folder_name(repo))
-            .join("snapshots")
-            .join(commit);
+        let snap = models_dir.join(cache_folder_name(repo)).join("snapshots").join(commit);
         for f in files {
             let p = snap.join(f);
             std::fs::create_dir_all(p.parent().unwrap()).unwrap();
@@ -220,21 +188,10 @@ mod tests {
     fn repo_ids_map_to_the_hub_cache_layout() {
         let dir = tempfile::tempdir().unwrap();
         let repo = "OpenVINO/DeepSeek-R1-Distill-Qwen-1.5B-int4-cw-ov";
-        assert_eq!(
-            cache_folder_name(repo),
-            "models--OpenVINO--DeepSeek-R1-Distill-Qwen-1.5B-int4-cw-ov"
-        );
+        assert_eq!(cache_folder_name(repo), "models--OpenVINO--DeepSeek-R1-Distill-Qwen-1.5B-int4-cw-ov");
         assert_eq!(find_files(&ModelSpec::Repo(repo.into()), dir.path()), None);
-        let snap = cache_with(
-            dir.path(),
-            repo,
-            "abc123",
-            crate::inference::llm::REQUIRED_FILES,
-        );
-        assert_eq!(
-            find_files(&ModelSpec::Repo(repo.into()), dir.path()),
-            Some(snap)
-        );
+        let snap = cache_with(dir.path(), repo, "abc123", crate::inference::llm::REQUIRED_FILES);
+        assert_eq!(find_files(&ModelSpec::Repo(repo.into()), dir.path()), Some(snap));
         assert_eq!(cached_repos(dir.path()), vec![repo.to_string()]);
     }
 
@@ -246,19 +203,10 @@ mod tests {
         assert_eq!(slot.state(), ModelState::Missing);
         assert!(slot.health().detail.unwrap().contains("SD_MODEL"));
 
-        cache_with(
-            dir.path(),
-            "OpenVINO/stable-diffusion-v1-5-int8-ov",
-            "c1",
-            &["model_index.json"],
-        );
+        cache_with(dir.path(), "OpenVINO/stable-diffusion-v1-5-int8-ov", "c1", &["model_index.json"]);
         let slot = ModelSlot::locate(ModelRole::Sd, spec.clone(), "CPU", dir.path());
         assert_eq!(slot.state(), ModelState::Error);
-        assert!(slot
-            .health()
-            .detail
-            .unwrap()
-            .contains("unet/openvino_model.xml"));
+        assert!(slot.health().detail.unwrap().contains("unet/openvino_model.xml"));
 
         cache_with(
             dir.path(),

@@ -4,9 +4,7 @@
 use crate::config::DatabaseUrl;
 use sqlx::{
     postgres::{PgConnectOptions, PgPool, PgPoolOptions},
-    sqlite::{
-        SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
-    },
+    sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous},
 };
 use std::{str::FromStr, time::Duration};
 
@@ -15,10 +13,7 @@ pub enum StorageError {
     #[error("database {url}: {source}")]
     Connect { url: String, source: sqlx::Error },
     #[error("could not create the database folder {path}: {source}")]
-    Folder {
-        path: String,
-        source: std::io::Error,
-    },
+    Folder { path: String, source: std::io::Error },
     #[error("database migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("database error: {0}")]
@@ -34,10 +29,7 @@ pub enum Database {
 impl Database {
     /// Connect (creating the SQLite file and its folder when needed).
     pub async fn connect(url: &DatabaseUrl) -> Result<Database, StorageError> {
-        let connect_err = |source| StorageError::Connect {
-            url: url.masked(),
-            source,
-        };
+        let connect_err = |source| StorageError::Connect { url: url.masked(), source };
         match url {
             DatabaseUrl::Sqlite(raw) => {
                 let options = SqliteConnectOptions::from_str(raw)
@@ -47,21 +39,12 @@ impl Database {
                     .synchronous(SqliteSynchronous::Normal)
                     .foreign_keys(true)
                     .busy_timeout(Duration::from_secs(5));
-                if let Some(parent) = options
-                    .get_filename()
-                    .parent()
-                    .filter(|p| !p.as_os_str().is_empty())
-                {
-                    std::fs::create_dir_all(parent).map_err(|source| StorageError::Folder {
-                        path: parent.display().to_string(),
-                        source,
-                    })?;
+                if let Some(parent) = options.get_filename().parent().filter(|p| !p.as_os_str().is_empty()) {
+                    std::fs::create_dir_all(parent)
+                        .map_err(|source| StorageError::Folder { path: parent.display().to_string(), source })?;
                 }
-                let pool = SqlitePoolOptions::new()
-                    .max_connections(8)
-                    .connect_with(options)
-                    .await
-                    .map_err(connect_err)?;
+                let pool =
+                    SqlitePoolOptions::new().max_connections(8).connect_with(options).await.map_err(connect_err)?;
                 Ok(Database::Sqlite(pool))
             }
             DatabaseUrl::Postgres(raw) => {

@@ -12,19 +12,12 @@ pub const SD_FIXTURE: &str = "fixtures/sd/tiny-stable-diffusion-v1-5-int8-ov";
 
 /// The repository root (tests run with the crate folder as working directory).
 pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("workspace root")
-        .to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace root").to_path_buf()
 }
 
 pub fn fixture(rel: &str) -> PathBuf {
     let path = repo_root().join(rel);
-    assert!(
-        path.exists(),
-        "missing fixture {}: run scripts/make-fixtures.sh",
-        path.display()
-    );
+    assert!(path.exists(), "missing fixture {}: run scripts/make-fixtures.sh", path.display());
     path
 }
 
@@ -35,7 +28,5 @@ pub fn config(data_dir: &Path, extra: &[&str]) -> server::config::Config {
     let db = format!("sqlite://{}/duet.db", data);
     let mut args = vec!["server", "--data-dir", &data, "--database-url", &db];
     args.extend_from_slice(extra);
-    Cli::try_parse_from(args)
-        .expect("test configuration parses")
-        .config
+    Cli::try_parse_from(args).expect("test configuration parses").config
 }

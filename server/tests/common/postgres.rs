@@ -22,58 +22,19 @@ impl TempPostgres {
                  `apt-get install postgresql` (or run scripts/setup.sh test), or set PG_BIN_DIR"
             )
         });
-        let dir = tempfile::Builder::new()
-            .prefix("duet-pg-")
-            .tempdir()
-            .expect("temp dir");
+        let dir = tempfile::Builder::new().prefix("duet-pg-").tempdir().expect("temp dir");
         // initdb refuses to run as root; then the cluster belongs to the `postgres` user.
         let as_postgres_user = is_root();
         if as_postgres_user {
-            run(
-                Command::new("chown")
-                    .args(["-R", "postgres:postgres"])
-                    .arg(dir.path()),
-                "chown",
-            );
+            run(Command::new("chown").args(["-R", "postgres:postgres"]).arg(dir.path()), "chown");
         }
         let port = free_port();
-        let pg = TempPostgres {
-            dir,
-            bin,
-            port,
-            as_postgres_user,
-        };
+        let pg = TempPostgres { dir, bin, port, as_postgres_user };
         let data = pg.dir.path().join("data");
-        pg.run_pg(
-            "initdb",
-            &[
-                "-D",
-                data.to_str().unwrap(),
-                "-A",
-                "trust",
-                "-U",
-                "postgres",
-                "--no-sync",
-            ],
-        );
-        let opts = format!(
-            "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off",
-            pg.dir.path().display()
-        );
+        pg.run_pg("initdb", &["-D", data.to_str().unwrap(), "-A", "trust", "-U", "postgres", "--no-sync"]);
+        let opts = format!("-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off", pg.dir.path().display());
         let log = pg.dir.path().join("log");
-        pg.run_pg(
-            "pg_ctl",
-            &[
-                "-D",
-                data.to_str().unwrap(),
-                "-o",
-                &opts,
-                "-l",
-                log.to_str().unwrap(),
-                "-w",
-                "start",
-            ],
-        );
+        pg.run_pg("pg_ctl", &["-D", data.to_str().unwrap(), "-o", &opts, "-l", log.to_str().unwrap(), "-w", "start"]);
         pg
     }
 
@@ -93,27 +54,19 @@ impl TempPostgres {
     }
 
     fn run_pg(&self, tool: &str, args: &[&str]) {
-        run(
-            self.command(tool).args(args).current_dir(self.dir.path()),
-            tool,
-        );
+        run(self.command(tool).args(args).current_dir(self.dir.path()), tool);
     }
 }
 
 impl Drop for TempPostgres {
     fn drop(&mut self) {
         let data = self.dir.path().join("data");
-        let _ = self
-            .command("pg_ctl")
-            .args(["-D", data.to_str().unwrap(), "-m", "immediate", "stop"])
-            .output();
+        let _ = self.command("pg_ctl").args(["-D", data.to_str().unwrap(), "-m", "immediate", "stop"]).output();
     }
 }
 
 fn run(cmd: &mut Command, what: &str) {
-    let out = cmd
-        .output()
-        .unwrap_or_else(|e| panic!("could not run {what}: {e}"));
+    let out = cmd.output().unwrap_or_else(|e| panic!("could not run {what}: {e}"));
     assert!(
         out.status.success(),
         "{what} failed: {}\n{}",
@@ -132,34 +85,18 @@ fn find_bin_dir() -> Option<PathBuf> {
         .map(|e| e.path().join("bin"))
         .filter(|p| p.join("initdb").is_file())
         .collect();
-    versions.sort_by_key(|p| {
-        p.parent()
-            .and_then(|v| v.file_name()?.to_str()?.parse::<u32>().ok())
-            .unwrap_or(0)
-    });
-    versions
-        .pop()
-        .or_else(|| which("initdb").and_then(|p| p.parent().map(Path::to_path_buf)))
+    versions.sort_by_key(|p| p.parent().and_then(|v| v.file_name()?.to_str()?.parse::<u32>().ok()).unwrap_or(0));
+    versions.pop().or_else(|| which("initdb").and_then(|p| p.parent().map(Path::to_path_buf)))
 }
 
 fn which(tool: &str) -> Option<PathBuf> {
-    std::env::split_paths(&std::env::var_os("PATH")?)
-        .map(|d| d.join(tool))
-        .find(|p| p.is_file())
+    std::env::split_paths(&std::env::var_os("PATH")?).map(|d| d.join(tool)).find(|p| p.is_file())
 }
 
 fn is_root() -> bool {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .map(|o| o.stdout.trim_ascii() == b"0")
-        .unwrap_or(false)
+    Command::new("id").arg("-u").output().map(|o| o.stdout.trim_ascii() == b"0").unwrap_or(false)
 }
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }

@@ -1,0 +1,305 @@
+//! The chat engine: one OS thread owns the compiled model, the tokenizer and every conversation's
+//! inference request. Callers send requests over a channel and read events from another. Work is
+//! done one unit at a time (a prompt chunk or one token), round-robin over the generations in
+//! flight, so several conversations advance together and none starves.
+
+use super::{
+    context::{fit, ContextError},
+    files::LlmFiles,
+    generation::{Completion, GenerateRequest, Generation, GenerationEvent, Prompt, Setup, Step},
+    kv::KvLayout,
+    model::{CompileOptions, LlmModel},
+    sampler::SamplingParams,
+    session::{Entry, SessionCache},
+};
+use crate::inference::{new_core, InferenceError};
+use openvino::InferRequest;
+use std::{
+    collections::VecDeque,
+    path::PathBuf,
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        mpsc, Arc,
+    },
+};
+use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
+
+#[derive(Clone, Debug)]
+pub struct EngineOptions {
+    pub compile: CompileOptions,
+    /// Context window in tokens; `None`: the model's own limit.
+    pub max_context: Option<usize>,
+    /// Idle conversations whose KV cache is kept.
+    pub max_sessions: usize,
+    /// Estimated KV bytes the idle conversations may hold together.
+    pub max_session_bytes: usize,
+    /// Prompt chunk size while other conversations are generating, so they keep getting tokens.
+    pub shared_prefill_chunk: usize,
+}
+
+impl Default for EngineOptions {
+    fn default() -> Self {
+        EngineOptions {
+            compile: CompileOptions::default(),
+            max_context: None,
+            max_sessions: 8,
+            max_session_bytes: 1 << 30,
+            shared_prefill_chunk: 128,
+        }
+    }
+}
+
+/// What the engine reports once the model is loaded.
+#[derive(Clone, Debug)]
+pub struct EngineInfo {
+    pub context_limit: usize,
+    pub sliced_logits: bool,
+    pub load_ms: f64,
+}
+
+enum Command {
+    Generate { request: GenerateRequest, events: UnboundedSender<GenerationEvent>, cancel: Arc<AtomicBool> },
+}
+
+/// A cheap, cloneable handle to the engine thread.
+#[derive(Clone)]
+pub struct LlmEngine {
+    commands: mpsc::Sender<Command>,
+}
+
+/// The events of one generation. Dropping it cancels the generation.
+pub struct GenerationHandle {
+    events: UnboundedReceiver<GenerationEvent>,
+    cancel: Arc<AtomicBool>,
+}
+
+impl GenerationHandle {
+    pub async fn next(&mut self) -> Option<GenerationEvent> {
+        self.events.recv().await
+    }
+
+    /// For synchronous callers (the command line); never call on the async runtime.
+    pub fn blocking_next(&mut self) -> Option<GenerationEvent> {
+        self.events.blocking_recv()
+    }
+
+    /// Ask the engine to stop this generation before its next token.
+    pub fn cancel(&self) {
+        self.cancel.store(true, Ordering::Relaxed);
+    }
+
+    /// Wait for the final result, ignoring the streamed pieces.
+    pub async fn completion(mut self) -> Result<Completion, InferenceError> {
+        while let Some(event) = self.next().await {
+            match event {
+                GenerationEvent::Done(c) => return Ok(c),
+                GenerationEvent::Failed(e) => return Err(InferenceError::Generation(e)),
+                _ => {}
+            }
+        }
+        Err(InferenceError::EngineGone)
+    }
+
+    pub fn blocking_completion(mut self) -> Result<Completion, InferenceError> {
+        while let Some(event) = self.blocking_next() {
+            match event {
+                GenerationEvent::Done(c) => return Ok(c),
+                GenerationEvent::Failed(e) => return Err(InferenceError::Generation(e)),
+                _ => {}
+            }
+        }
+        Err(InferenceError::EngineGone)
+    }
+}
+
+impl Drop for GenerationHandle {
+    fn drop(&mut self) {
+        self.cancel.store(true, Ordering::Relaxed);
+    }
+}
+
+impl LlmEngine {
+    /// Start the engine thread; it loads the model and reports through `loaded`. When loading
+    /// fails the thread ends and every request gets `EngineGone`.
+    pub fn start(
+        dir: PathBuf,
+        options: EngineOptions,
+        loaded: impl FnOnce(Result<EngineInfo, InferenceError>) + Send + 'static,
+    ) -> std::io::Result<LlmEngine> {
+        let (commands, inbox) = mpsc::channel();
+        std::thread::Builder::new().name("llm-engine".into()).spawn(move || {
+            let started = std::time::Instant::now();
+            match Worker::load(&dir, options) {
+                Ok(mut worker) => {
+                    loaded(Ok(EngineInfo {
+                        context_limit: worker.context_limit,
+                        sliced_logits: worker.model.sliced_logits,
+                        load_ms: started.elapsed().as_secs_f64() * 1000.0,
+                    }));
+                    worker.run(inbox);
+                }
+                Err(err) => loaded(Err(err)),
+            }
+        })?;
+        Ok(LlmEngine { commands })
+    }
+
+    pub fn generate(&self, request: GenerateRequest) -> Result<GenerationHandle, InferenceError> {
+        let (events, receiver) = unbounded_channel();
+        let cancel = Arc::new(AtomicBool::new(false));
+        self.commands
+            .send(Command::Generate { request, events, cancel: cancel.clone() })
+            .map_err(|_| InferenceError::EngineGone)?;
+        Ok(GenerationHandle { events: receiver, cancel })
+    }
+}
+
+struct Worker {
+    model: LlmModel,
+    files: LlmFiles,
+    options: EngineOptions,
+    context_limit: usize,
+    sessions: SessionCache<InferRequest>,
+    active: VecDeque<Generation>,
+}
+
+impl Worker {
+    fn load(dir: &std::path::Path, options: EngineOptions) -> Result<Worker, InferenceError> {
+        let files = LlmFiles::load(dir).map_err(|e| InferenceError::BadModel(e.to_string()))?;
+        let model = LlmModel::load(&mut new_core()?, dir, &options.compile)?;
+        let model_limit = files.config.max_position_embeddings.min(files.model_max_length.unwrap_or(usize::MAX));
+        let context_limit = options.max_context.map_or(model_limit, |c| c.min(model_limit));
+        let slot_bytes = files.config.kv_bytes_per_token(options.compile.kv_bytes_per_value());
+        let sessions = SessionCache::new(options.max_sessions, options.max_session_bytes, slot_bytes);
+        Ok(Worker { model, files, options, context_limit, sessions, active: VecDeque::new() })
+    }
+
+    fn run(&mut self, inbox: mpsc::Receiver<Command>) {
+        loop {
+            // Block only when there is nothing to do; otherwise take what has arrived and go on.
+            if self.active.is_empty() {
+                match inbox.recv() {
+                    Ok(command) => self.handle(command),
+                    Err(_) => return, // every handle is gone and no work is left
+                }
+            }
+            while let Ok(command) = inbox.try_recv() {
+                self.handle(command);
+            }
+            let Some(mut generation) = self.active.pop_front() else { continue };
+            let chunk = if self.active.is_empty() { usize::MAX } else { self.options.shared_prefill_chunk };
+            let decoder = |ids: &[u32]| self.files.tokenizer.decode(ids, true).unwrap_or_default();
+            match generation.step(&self.model, &decoder, chunk) {
+                Ok(Step::Continue) => self.active.push_back(generation),
+                Ok(Step::Finished) => self.keep_session(generation),
+                Err(err) => {
+                    tracing::error!(error = %err, "generation failed");
+                    generation.fail(&err); // its request may be in a bad state: not kept
+                }
+            }
+        }
+    }
+
+    fn handle(&mut self, command: Command) {
+        match command {
+            Command::Generate { request, events, cancel } => match self.admit(request, events.clone(), cancel) {
+                Ok(generation) => self.active.push_back(generation),
+                Err(err) => {
+                    let _ = events.send(GenerationEvent::Failed(err));
+                }
+            },
+        }
+    }
+
+    /// Tokenize, fit to the context, find the conversation's cache and plan what to run.
+    fn admit(
+        &mut self,
+        request: GenerateRequest,
+        events: UnboundedSender<GenerationEvent>,
+        cancel: Arc<AtomicBool>,
+    ) -> Result<Generation, String> {
+        let params = request.params;
+        if params.max_new_tokens == 0 {
+            return Err("max_new_tokens must be at least 1".into());
+        }
+        let reserve = params.max_new_tokens.min(self.context_limit / 2);
+        let budget = self.context_limit - reserve;
+        let (prompt, dropped_messages) = match &request.prompt {
+            Prompt::Messages(messages) => {
+                let fitted =
+                    fit(messages, budget, |m| self.encode_messages(m).map(|ids| ids.len())).map_err(|e| match e {
+                        ContextError::Count(e) => e,
+                        too_long => too_long.to_string(),
+                    })?;
+                (self.encode_messages(&fitted.messages)?, fitted.dropped)
+            }
+            Prompt::Ids(ids) if ids.len() > budget => {
+                return Err(format!("the prompt has {} tokens but at most {budget} fit in the context", ids.len()))
+            }
+            Prompt::Ids(ids) => (ids.clone(), 0),
+        };
+        if prompt.is_empty() {
+            return Err("the prompt is empty".into());
+        }
+        let tail = self.files.tokenizer.decode(&prompt[prompt.len().saturating_sub(4)..], false).unwrap_or_default();
+        let prompt_opens_think = tail.trim_end().ends_with("<think>");
+
+        let mut entry = match request.conversation.as_deref().and_then(|k| self.sessions.take(k)) {
+            // A cache that is mostly holes costs more attention than a fresh prefill saves.
+            Some(entry) if entry.layout.holes() <= entry.layout.visible().len().max(256) => entry,
+            _ => Entry { session: self.model.new_request().map_err(|e| e.to_string())?, layout: KvLayout::new() },
+        };
+        let plan = entry.layout.plan(&prompt);
+        let sampling = params.sampling.clone().unwrap_or_else(|| self.default_sampling());
+        Ok(Generation::new(
+            Setup {
+                key: request.conversation,
+                entry,
+                feed: plan.feed,
+                first_position: plan.first_position,
+                prompt_tokens: prompt.len(),
+                dropped_messages,
+                params,
+                sampling,
+                prompt_opens_think,
+                eos: self.files.defaults.eos_token_ids.clone(),
+                context_limit: self.context_limit,
+                events,
+                cancel,
+            },
+            &prompt,
+        ))
+    }
+
+    fn encode_messages(&self, messages: &[super::template::ChatMessage]) -> Result<Vec<u32>, String> {
+        let text = self.files.template.render(messages, true).map_err(|e| e.to_string())?;
+        let encoding = self.files.tokenizer.encode(text, false).map_err(|e| format!("tokenizer: {e}"))?;
+        Ok(encoding.get_ids().to_vec())
+    }
+
+    /// The model's `generation_config.json` sampling, with a fresh seed.
+    fn default_sampling(&self) -> SamplingParams {
+        let d = &self.files.defaults;
+        let seed =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |t| t.as_nanos() as u64);
+        if d.do_sample {
+            SamplingParams {
+                temperature: d.temperature,
+                top_k: d.top_k,
+                top_p: d.top_p,
+                repetition_penalty: d.repetition_penalty,
+                seed,
+            }
+        } else {
+            SamplingParams { seed, ..SamplingParams::greedy() }
+        }
+    }
+
+    fn keep_session(&mut self, generation: Generation) {
+        if let Some(key) = generation.key {
+            for evicted in self.sessions.put(key, generation.entry) {
+                tracing::debug!(conversation = %evicted, "KV cache evicted");
+            }
+        }
+    }
+}

@@ -1,0 +1,26 @@
+//! The chat model engine: DeepSeek-R1-Distill-Qwen on OpenVINO, in Rust.
+//!
+//! Pure parts (no I/O, unit-tested with exact values): `template`, `sampler`, `detok`,
+//! `reasoning`, `stop`, `kv`, `session`, `context`, `ir`. `files` reads a model folder, `model`
+//! runs the compiled graph, `generation` and `engine` drive requests on the engine thread.
+
+pub mod context;
+pub mod detok;
+mod engine;
+pub mod files;
+mod generation;
+pub mod ir;
+pub mod kv;
+mod model;
+pub mod reasoning;
+pub mod sampler;
+pub mod session;
+pub mod stop;
+pub mod template;
+
+pub use engine::{EngineInfo, EngineOptions, GenerationHandle, LlmEngine};
+pub use generation::{Completion, FinishReason, GenerateRequest, GenerationEvent, GenerationParams, Prompt};
+pub use model::{CompileOptions, LlmModel, REQUIRED_FILES};
+pub use reasoning::Part;
+pub use sampler::{argmax, SamplingParams};
+pub use template::ChatMessage;
