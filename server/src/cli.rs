@@ -1,8 +1,8 @@
-//! The `server` command line: `serve` (the default) and, as they arrive, tools that use the same
-//! engines (`generate`, `imagine`, `bench`, `download-models`, `verify-models`).
+//! The `server` command line: `serve` (the default) and tools that use the same engines.
 
 use crate::config::Config;
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
 
 #[derive(Parser, Debug)]
 #[command(name = "server", version, about = "Duet: chat and pictures on your own CPU", long_about = None)]
@@ -17,4 +17,84 @@ pub struct Cli {
 pub enum Command {
     /// Start the web server (the default).
     Serve,
+    /// Generate one chat reply with a model folder and print it.
+    Generate(GenerateArgs),
+    /// Measure an engine's speed; prints one JSON line.
+    #[command(subcommand)]
+    Bench(BenchCommand),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct GenerateArgs {
+    /// Chat model folder (an OpenVINO export like OpenVINO/DeepSeek-R1-Distill-Qwen-1.5B-int4-cw-ov).
+    #[arg(long)]
+    pub model: PathBuf,
+    /// One user message, rendered with the model's chat template.
+    #[arg(long, required_unless_present = "prompt_ids", conflicts_with = "prompt_ids")]
+    pub prompt: Option<String>,
+    /// Exact prompt token ids, comma-separated, fed as they are.
+    #[arg(long, value_delimiter = ',')]
+    pub prompt_ids: Option<Vec<u32>>,
+    /// A system message before the prompt.
+    #[arg(long, conflicts_with = "prompt_ids")]
+    pub system: Option<String>,
+    #[arg(long, default_value_t = 512)]
+    pub max_new_tokens: usize,
+    /// 0 is greedy; default: the model's generation_config.json.
+    #[arg(long)]
+    pub temperature: Option<f32>,
+    #[arg(long)]
+    pub top_p: Option<f32>,
+    #[arg(long)]
+    pub top_k: Option<usize>,
+    #[arg(long)]
+    pub repetition_penalty: Option<f32>,
+    /// Same seed, same prompt, same settings: same reply.
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Stop before this text (repeatable).
+    #[arg(long)]
+    pub stop: Vec<String>,
+    /// Print one JSON line: {"token_ids", "text", "reasoning", "answer", …}.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Subcommand, Debug, Clone)]
+pub enum BenchCommand {
+    /// Time to first token, time per output token and load time of the chat engine.
+    Llm(BenchLlmArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct BenchLlmArgs {
+    #[arg(long)]
+    pub model: PathBuf,
+    #[arg(long, default_value_t = 512)]
+    pub prompt_tokens: usize,
+    #[arg(long, default_value_t = 128)]
+    pub new_tokens: usize,
+    /// Timed runs (one more runs first as warm-up and is discarded); medians are reported.
+    #[arg(long, default_value_t = 3)]
+    pub runs: usize,
+    /// Also time the first token of the last turn of a conversation this long, with the KV cache
+    /// kept between turns and with the whole history run again.
+    #[arg(long)]
+    pub turns: Option<usize>,
+    /// Compute logits for every position (no IR rewrite), to measure what slicing buys.
+    #[arg(long)]
+    pub no_slice: bool,
+    /// Override a device property, e.g. `--property KV_CACHE_PRECISION=f16`; `KEY=` removes one.
+    #[arg(long, value_parser = parse_property)]
+    pub property: Vec<(String, String)>,
+    /// Run prompts in chunks of this many tokens (default: whole prompts).
+    #[arg(long)]
+    pub prefill_chunk: Option<usize>,
+    /// Do not use OpenVINO's compiled-model cache (measures a cold compile).
+    #[arg(long)]
+    pub no_cache: bool,
+}
+
+fn parse_property(s: &str) -> Result<(String, String), String> {
+    s.split_once('=').map(|(k, v)| (k.to_string(), v.to_string())).ok_or_else(|| "expected KEY=VALUE".to_string())
 }

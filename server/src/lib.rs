@@ -2,6 +2,7 @@
 
 pub mod api;
 pub mod cli;
+pub mod commands;
 pub mod config;
 pub mod inference;
 pub mod logging;
@@ -34,6 +35,8 @@ pub enum StartupError {
     Bind { addr: std::net::SocketAddr, source: std::io::Error },
     #[error("{0}")]
     Config(String),
+    #[error("{0}")]
+    Tool(String),
     #[error("server stopped: {0}")]
     Serve(std::io::Error),
 }
@@ -85,7 +88,14 @@ pub async fn run(cli: cli::Cli) -> Result<(), StartupError> {
     logging::init(config.log_format, &config.log_filter).map_err(StartupError::Config)?;
     match cli.command.unwrap_or(cli::Command::Serve) {
         cli::Command::Serve => serve(config).await,
+        // The tools block on engine threads: keep them off the async workers.
+        cli::Command::Generate(args) => blocking(move || commands::generate::run(&config, args)).await,
+        cli::Command::Bench(command) => blocking(move || commands::bench::run(&config, command)).await,
     }
+}
+
+async fn blocking(f: impl FnOnce() -> Result<(), String> + Send + 'static) -> Result<(), StartupError> {
+    tokio::task::spawn_blocking(f).await.map_err(|e| StartupError::Config(e.to_string()))?.map_err(StartupError::Tool)
 }
 
 async fn serve(config: Config) -> Result<(), StartupError> {

@@ -6,7 +6,7 @@ mod common;
 use server::inference::{
     llm::{
         files::LlmFiles, ChatMessage, Completion, EngineOptions, FinishReason, GenerateRequest, GenerationEvent,
-        GenerationParams, LlmEngine, Part, Prompt, SamplingParams,
+        GenerationParams, LlmEngine, Part, Prompt, SamplingOverrides,
     },
     runtime,
 };
@@ -50,7 +50,7 @@ fn ids(value: &serde_json::Value) -> Vec<u32> {
 }
 
 fn greedy(max_new_tokens: usize) -> GenerationParams {
-    GenerationParams { sampling: Some(SamplingParams::greedy()), max_new_tokens, ..Default::default() }
+    GenerationParams { sampling: SamplingOverrides::greedy(), max_new_tokens, ..Default::default() }
 }
 
 async fn run(engine: &LlmEngine, conversation: Option<&str>, prompt: Prompt, params: GenerationParams) -> Completion {
@@ -237,6 +237,17 @@ async fn long_conversations_drop_their_oldest_turns_and_too_long_prompts_fail() 
 }
 
 #[tokio::test]
+async fn out_of_vocabulary_prompt_ids_are_refused() {
+    let (engine, _cache) = engine(EngineOptions::default());
+    let request = GenerateRequest { conversation: None, prompt: Prompt::Ids(vec![5, 151646]), params: greedy(4) };
+    let err = engine.generate(request).unwrap().completion().await.unwrap_err().to_string();
+    assert_eq!(err, "prompt token id 151646 is outside the vocabulary (0..960)");
+    let request = GenerateRequest { conversation: None, prompt: Prompt::Ids(vec![]), params: greedy(4) };
+    let err = engine.generate(request).unwrap().completion().await.unwrap_err().to_string();
+    assert_eq!(err, "the prompt is empty");
+}
+
+#[tokio::test]
 async fn stop_strings_end_generation_before_the_string() {
     let (engine, _cache) = engine(EngineOptions::default());
     let prompt = Prompt::Messages(vec![ChatMessage::new("user", "Draw a red fox in the snow")]);
@@ -251,7 +262,12 @@ async fn stop_strings_end_generation_before_the_string() {
 async fn the_same_seed_gives_the_same_sample() {
     let (engine, _cache) = engine(EngineOptions::default());
     let sampled = |seed| GenerationParams {
-        sampling: Some(SamplingParams { temperature: 1.5, top_k: 0, top_p: 1.0, repetition_penalty: 1.0, seed }),
+        sampling: SamplingOverrides {
+            temperature: Some(1.5),
+            top_p: Some(1.0),
+            seed: Some(seed),
+            ..Default::default()
+        },
         ignore_eos: true,
         ..greedy(24)
     };
@@ -272,7 +288,12 @@ async fn streamed_text_equals_decoding_all_tokens_at_once() {
     // Sampling at high temperature visits byte tokens that split multi-byte characters.
     for seed in 0..8 {
         let params = GenerationParams {
-            sampling: Some(SamplingParams { temperature: 3.0, top_k: 0, top_p: 1.0, repetition_penalty: 1.0, seed }),
+            sampling: SamplingOverrides {
+                temperature: Some(3.0),
+                top_p: Some(1.0),
+                seed: Some(seed),
+                ..Default::default()
+            },
             ignore_eos: true,
             ..greedy(40)
         };

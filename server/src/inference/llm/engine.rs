@@ -9,7 +9,6 @@ use super::{
     generation::{Completion, GenerateRequest, Generation, GenerationEvent, Prompt, Setup, Step},
     kv::KvLayout,
     model::{CompileOptions, LlmModel},
-    sampler::SamplingParams,
     session::{Entry, SessionCache},
 };
 use crate::inference::{new_core, InferenceError};
@@ -35,6 +34,8 @@ pub struct EngineOptions {
     pub max_session_bytes: usize,
     /// Prompt chunk size while other conversations are generating, so they keep getting tokens.
     pub shared_prefill_chunk: usize,
+    /// Prompt chunk size otherwise; `None` runs a whole prompt at once.
+    pub prefill_chunk: Option<usize>,
 }
 
 impl Default for EngineOptions {
@@ -45,6 +46,7 @@ impl Default for EngineOptions {
             max_sessions: 8,
             max_session_bytes: 1 << 30,
             shared_prefill_chunk: 128,
+            prefill_chunk: None,
         }
     }
 }
@@ -165,6 +167,7 @@ struct Worker {
 
 impl Worker {
     fn load(dir: &std::path::Path, options: EngineOptions) -> Result<Worker, InferenceError> {
+        crate::inference::require_files(dir, super::REQUIRED_FILES)?;
         let files = LlmFiles::load(dir).map_err(|e| InferenceError::BadModel(e.to_string()))?;
         let model = LlmModel::load(&mut new_core()?, dir, &options.compile)?;
         let model_limit = files.config.max_position_embeddings.min(files.model_max_length.unwrap_or(usize::MAX));
@@ -187,9 +190,17 @@ impl Worker {
                 self.handle(command);
             }
             let Some(mut generation) = self.active.pop_front() else { continue };
-            let chunk = if self.active.is_empty() { usize::MAX } else { self.options.shared_prefill_chunk };
+            let chunk = match self.active.is_empty() {
+                true => self.options.prefill_chunk.unwrap_or(usize::MAX),
+                false => self.options.shared_prefill_chunk,
+            };
             let decoder = |ids: &[u32]| self.files.tokenizer.decode(ids, true).unwrap_or_default();
-            match generation.step(&self.model, &decoder, chunk) {
+            // A bug in one generation must not take the engine, and every other conversation, down.
+            let step = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                generation.step(&self.model, &decoder, chunk)
+            }))
+            .unwrap_or_else(|panic| Err(InferenceError::Generation(format!("engine panic: {}", panic_text(&panic)))));
+            match step {
                 Ok(Step::Continue) => self.active.push_back(generation),
                 Ok(Step::Finished) => self.keep_session(generation),
                 Err(err) => {
@@ -241,6 +252,10 @@ impl Worker {
         if prompt.is_empty() {
             return Err("the prompt is empty".into());
         }
+        let vocab = self.files.config.vocab_size;
+        if let Some(bad) = prompt.iter().find(|&&id| id as usize >= vocab) {
+            return Err(format!("prompt token id {bad} is outside the vocabulary (0..{vocab})"));
+        }
         let tail = self.files.tokenizer.decode(&prompt[prompt.len().saturating_sub(4)..], false).unwrap_or_default();
         let prompt_opens_think = tail.trim_end().ends_with("<think>");
 
@@ -250,7 +265,9 @@ impl Worker {
             _ => Entry { session: self.model.new_request().map_err(|e| e.to_string())?, layout: KvLayout::new() },
         };
         let plan = entry.layout.plan(&prompt);
-        let sampling = params.sampling.clone().unwrap_or_else(|| self.default_sampling());
+        let fresh_seed =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |t| t.as_nanos() as u64);
+        let sampling = self.files.defaults.resolve(&params.sampling, fresh_seed);
         Ok(Generation::new(
             Setup {
                 key: request.conversation,
@@ -277,24 +294,6 @@ impl Worker {
         Ok(encoding.get_ids().to_vec())
     }
 
-    /// The model's `generation_config.json` sampling, with a fresh seed.
-    fn default_sampling(&self) -> SamplingParams {
-        let d = &self.files.defaults;
-        let seed =
-            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |t| t.as_nanos() as u64);
-        if d.do_sample {
-            SamplingParams {
-                temperature: d.temperature,
-                top_k: d.top_k,
-                top_p: d.top_p,
-                repetition_penalty: d.repetition_penalty,
-                seed,
-            }
-        } else {
-            SamplingParams { seed, ..SamplingParams::greedy() }
-        }
-    }
-
     fn keep_session(&mut self, generation: Generation) {
         if let Some(key) = generation.key {
             for evicted in self.sessions.put(key, generation.entry) {
@@ -302,4 +301,12 @@ impl Worker {
             }
         }
     }
+}
+
+fn panic_text(panic: &Box<dyn std::any::Any + Send>) -> &str {
+    panic
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("unknown")
 }

@@ -1,7 +1,10 @@
 //! Reading an exported chat model folder (the layout of `OpenVINO/DeepSeek-R1-Distill-Qwen-1.5B-int4-cw-ov`):
 //! tokenizer, chat template, generation defaults and size limits. Every error names its file.
 
-use super::template::ChatTemplate;
+use super::{
+    sampler::{SamplingOverrides, SamplingParams},
+    template::ChatTemplate,
+};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 
@@ -42,6 +45,21 @@ pub struct GenerationDefaults {
     pub top_p: f32,
     pub top_k: usize,
     pub repetition_penalty: f32,
+}
+
+impl GenerationDefaults {
+    /// The caller's settings over the model's: without an explicit temperature the model's own
+    /// choice holds (sampling at its temperature when `do_sample`, else greedy).
+    pub fn resolve(&self, o: &SamplingOverrides, fresh_seed: u64) -> SamplingParams {
+        let temperature = o.temperature.unwrap_or(if self.do_sample { self.temperature } else { 0.0 });
+        SamplingParams {
+            temperature,
+            top_k: o.top_k.unwrap_or(self.top_k),
+            top_p: o.top_p.unwrap_or(self.top_p),
+            repetition_penalty: o.repetition_penalty.unwrap_or(self.repetition_penalty),
+            seed: o.seed.unwrap_or(fresh_seed),
+        }
+    }
 }
 
 pub struct LlmFiles {
@@ -178,6 +196,18 @@ mod tests {
         assert_eq!(files.config.head_dim, 16);
         assert_eq!(files.config.kv_bytes_per_token(1), 2 * 2 * 2 * 16);
         assert_eq!(files.model_max_length, Some(16384));
+    }
+
+    #[test]
+    fn callers_settings_override_the_model_defaults_field_by_field() {
+        let d = LlmFiles::load(&fixture()).unwrap().defaults;
+        let p = d.resolve(&SamplingOverrides::default(), 42);
+        assert_eq!((p.temperature, p.top_p, p.top_k, p.repetition_penalty, p.seed), (0.6, 0.95, 0, 1.0, 42));
+        let p = d.resolve(&SamplingOverrides { top_k: Some(5), seed: Some(7), ..Default::default() }, 42);
+        assert_eq!((p.temperature, p.top_k, p.seed), (0.6, 5, 7));
+        assert!(d.resolve(&SamplingOverrides::greedy(), 1).is_greedy());
+        let no_sample = GenerationDefaults { do_sample: false, ..d };
+        assert!(no_sample.resolve(&SamplingOverrides::default(), 1).is_greedy());
     }
 
     #[test]

@@ -6,7 +6,7 @@ use super::{
     detok::{Decode, IncrementalDetokenizer},
     model::LlmModel,
     reasoning::{Part, ReasoningSplitter},
-    sampler::{Sampler, SamplingParams},
+    sampler::{Sampler, SamplingOverrides, SamplingParams},
     session::Entry,
     stop::StopMatcher,
     template::ChatMessage,
@@ -33,8 +33,8 @@ pub enum Prompt {
 
 #[derive(Clone, Debug)]
 pub struct GenerationParams {
-    /// `None`: the defaults of the model's `generation_config.json`.
-    pub sampling: Option<SamplingParams>,
+    /// Left-out settings come from the model's `generation_config.json`.
+    pub sampling: SamplingOverrides,
     pub max_new_tokens: usize,
     /// Generation ends before the first of these strings; it is not part of the reply.
     pub stop: Vec<String>,
@@ -44,7 +44,12 @@ pub struct GenerationParams {
 
 impl Default for GenerationParams {
     fn default() -> Self {
-        GenerationParams { sampling: None, max_new_tokens: 1024, stop: Vec::new(), ignore_eos: false }
+        GenerationParams {
+            sampling: SamplingOverrides::default(),
+            max_new_tokens: 1024,
+            stop: Vec::new(),
+            ignore_eos: false,
+        }
     }
 }
 

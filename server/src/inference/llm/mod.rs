@@ -22,5 +22,5 @@ pub use engine::{EngineInfo, EngineOptions, GenerationHandle, LlmEngine};
 pub use generation::{Completion, FinishReason, GenerateRequest, GenerationEvent, GenerationParams, Prompt};
 pub use model::{CompileOptions, LlmModel, REQUIRED_FILES};
 pub use reasoning::Part;
-pub use sampler::{argmax, SamplingParams};
+pub use sampler::{argmax, SamplingOverrides, SamplingParams};
 pub use template::ChatMessage;

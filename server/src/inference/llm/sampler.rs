@@ -35,6 +35,25 @@ impl SamplingParams {
     }
 }
 
+/// Sampling settings a caller chose; what is left out comes from the model's
+/// `generation_config.json` (see `files::GenerationDefaults::resolve`).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct SamplingOverrides {
+    /// 0 means greedy.
+    pub temperature: Option<f32>,
+    pub top_k: Option<usize>,
+    pub top_p: Option<f32>,
+    pub repetition_penalty: Option<f32>,
+    /// Absent: a fresh random seed, reported back in the completion.
+    pub seed: Option<u64>,
+}
+
+impl SamplingOverrides {
+    pub fn greedy() -> Self {
+        SamplingOverrides { temperature: Some(0.0), ..Default::default() }
+    }
+}
+
 pub struct Sampler {
     params: SamplingParams,
     rng: ChaCha8Rng,

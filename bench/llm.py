@@ -1,0 +1,173 @@
+#!/usr/bin/env python3
+"""Duet's chat engine against openvino-genai's LLMPipeline, side by side in one run.
+
+Both get the same model folder, the same prompt token ids, greedy decoding with end-of-sequence
+ignored, and all cores; each runs in its own process so its peak memory is its own. Prints a table
+of medians (the first run is a discarded warm-up) with the ratio ours / GenAI and the target.
+
+    bench/run.sh llm                         # after scripts/make-fixtures.sh --full
+    bench/run.sh llm --prompt-tokens 512 --new-tokens 128 --runs 3 --turns 10
+"""
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_MODEL = ROOT / "data/bench-models/llm/deepseek-r1-distill-qwen-1.5b-arch-int4-cw-ov"
+
+
+def bench_prompt(n, run):
+    """The same ids as `server bench llm` (server/src/commands/bench.rs): a different prompt for
+    every run, so GenAI's prefix cache cannot serve a run from the previous one."""
+    return [3 + (i * 7919 + 13 + run * 104729) % 937 for i in range(n)]
+
+
+def run_child(cmd):
+    """Run a benchmark process and return the JSON line it prints last."""
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    out, err = proc.communicate()
+    if proc.returncode != 0:
+        sys.exit(f"{cmd[0]} failed ({proc.returncode}):\n{err[-2000:]}")
+    line = json.loads(out.strip().splitlines()[-1])
+    return line
+
+
+def genai_worker(args):
+    """Runs inside its own process: openvino-genai on the same prompt ids."""
+    import numpy as np
+    import openvino as ov
+    import openvino_genai as ov_genai
+
+    started = time.perf_counter()
+    pipe = ov_genai.LLMPipeline(str(args.model), "CPU")
+    load_ms = (time.perf_counter() - started) * 1000
+    config = pipe.get_generation_config()
+    config.max_new_tokens = args.new_tokens
+    config.min_new_tokens = args.new_tokens
+    config.ignore_eos = True
+    config.do_sample = False
+    ttft, tpot = [], []
+    for run in range(args.runs + 1):
+        ids = ov.Tensor(np.array([bench_prompt(args.prompt_tokens, run)], dtype=np.int64))
+        result = pipe.generate(ids, config)
+        metrics = result.perf_metrics
+        if run > 0:
+            ttft.append(metrics.get_ttft().mean)
+            tpot.append(metrics.get_tpot().mean)
+    tpot_ms = statistics.median(tpot)
+    print(json.dumps({
+        "ttft_ms": statistics.median(ttft),
+        "tpot_ms": tpot_ms,
+        "tokens_per_s": 1000 / tpot_ms,
+        "load_ms": load_ms,
+        "peak_rss_mb": peak_rss_mb(),
+    }))
+
+
+def peak_rss_mb():
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+SWEEP = [
+    ("defaults (LATENCY hint, u8 KV, dyn. quant. 32, last-token logits)", []),
+    ("logits for every position", ["--no-slice"]),
+    ("KV cache f16", ["--property", "KV_CACHE_PRECISION=f16"]),
+    ("dynamic quantization off", ["--property", "DYNAMIC_QUANTIZATION_GROUP_SIZE=0"]),
+    ("no PERFORMANCE_HINT", ["--property", "PERFORMANCE_HINT="]),
+    ("prompt in chunks of 256", ["--prefill-chunk", "256"]),
+    ("no compiled-model cache", ["--no-cache"]),
+]
+
+
+def sweep(args, common):
+    results = {name: [] for name, _ in SWEEP}
+    for round_ in range(args.sweep):
+        for name, extra in SWEEP:
+            cmd = [str(args.server), "--data-dir", str(ROOT / "data/bench"), "bench", "llm",
+                   "--model", str(args.model), *common, *extra]
+            results[name].append(run_child(cmd))
+            print(f"  round {round_ + 1}: {name}: ttft {results[name][-1]['ttft_ms']:.0f} ms, "
+                  f"tpot {results[name][-1]['tpot_ms']:.1f} ms", flush=True)
+    med = lambda name, key: statistics.median(r[key] for r in results[name])
+    base = SWEEP[0][0]
+    print(f"\n{'setting':66} {'ttft ms':>9} {'tpot ms':>8} {'load ms':>8} {'MiB':>6}")
+    for name, _ in SWEEP:
+        print(f"{name:66} {med(name, 'ttft_ms'):9.0f} {med(name, 'tpot_ms'):8.1f} "
+              f"{med(name, 'load_ms'):8.0f} {med(name, 'peak_rss_mb'):6.0f}")
+    print(f"(medians of {args.sweep} interleaved rounds; each round: one warm-up and {args.runs} timed runs; "
+          f"baseline: {base})")
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", type=Path, default=DEFAULT_MODEL)
+    p.add_argument("--server", type=Path, default=ROOT / "target/release/server")
+    p.add_argument("--prompt-tokens", type=int, default=512)
+    p.add_argument("--new-tokens", type=int, default=128)
+    p.add_argument("--runs", type=int, default=3)
+    p.add_argument("--turns", type=int, default=10, help="conversation length for the KV reuse check")
+    p.add_argument("--ours-args", default="", help="extra arguments for `server bench llm`")
+    p.add_argument("--sweep", type=int, metavar="ROUNDS",
+                   help="instead: measure what each compile setting of ours buys, variants interleaved "
+                        "over ROUNDS rounds (medians), since one-off timings on shared hosts drift")
+    p.add_argument("--genai-worker", action="store_true", help=argparse.SUPPRESS)
+    args = p.parse_args()
+    if args.genai_worker:
+        return genai_worker(args)
+    if not args.model.is_dir():
+        sys.exit(f"no model at {args.model}: run scripts/make-fixtures.sh --full first")
+    if not args.server.is_file():
+        sys.exit(f"no server binary at {args.server}: run cargo build --release -p server first")
+
+    common = ["--prompt-tokens", str(args.prompt_tokens), "--new-tokens", str(args.new_tokens),
+              "--runs", str(args.runs)]
+    if args.sweep:
+        return sweep(args, common)
+    ours_cmd = [str(args.server), "--data-dir", str(ROOT / "data/bench"), "bench", "llm",
+                "--model", str(args.model), *common, *args.ours_args.split()]
+    # The conversation check runs separately: its long prefills would otherwise count in the
+    # memory comparison above.
+    turns_cmd = [str(args.server), "--data-dir", str(ROOT / "data/bench"), "bench", "llm",
+                 "--model", str(args.model), "--prompt-tokens", "16", "--new-tokens", "2", "--runs", "1",
+                 "--turns", str(args.turns), *args.ours_args.split()]
+    genai_cmd = [sys.executable, __file__, "--genai-worker", "--model", str(args.model), *common]
+    print(f"model {args.model.name}, prompt {args.prompt_tokens} tokens, {args.new_tokens} new tokens, "
+          f"{args.runs} runs (+1 warm-up), {os.cpu_count()} cores", flush=True)
+    print("running openvino-genai …", flush=True)
+    genai = run_child(genai_cmd)
+    print("running Duet …", flush=True)
+    ours = run_child(ours_cmd)
+    conversation = run_child(turns_cmd) if args.turns else {}
+
+    rows = [
+        ("time to first token (ms)", ours["ttft_ms"], genai["ttft_ms"], "<= 1.00"),
+        ("time per output token (ms)", ours["tpot_ms"], genai["tpot_ms"], "<= 1.00"),
+        ("decode tokens/s", ours["tokens_per_s"], genai["tokens_per_s"], ">= 1.00"),
+        ("load (ms)", ours["load_ms"], genai["load_ms"], ""),
+        ("peak memory (MiB)", ours["peak_rss_mb"], genai["peak_rss_mb"], "<= 1.10"),
+    ]
+    print(f"\n{'metric':32} {'Duet':>12} {'GenAI':>12} {'ratio':>8}  target")
+    for name, a, b, target in rows:
+        print(f"{name:32} {a:12.1f} {b:12.1f} {a / b:8.3f}  {target}")
+    if conversation:
+        c = conversation
+        print(f"\nconversation of {c['turns']} turns ({c['history_tokens']} tokens of history), "
+              f"last turn's time to first token:")
+        print(f"  with the KV cache kept    {c['followup_ttft_ms']:10.1f} ms")
+        print(f"  re-running the history    {c['reprefill_ttft_ms']:10.1f} ms")
+        print(f"  ratio                     {c['followup_ratio']:10.3f}   target <= 0.25")
+    print(f"\nDuet: {json.dumps(ours)}\nGenAI: {json.dumps(genai)}")
+
+
+if __name__ == "__main__":
+    main()

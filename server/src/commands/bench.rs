@@ -1,0 +1,162 @@
+//! `server bench llm`: load time, time to first token, time per output token and peak memory of
+//! the chat engine, as one JSON line (medians; the first run is a discarded warm-up).
+//! bench/llm.py runs this beside openvino-genai on the same model and prompt ids.
+
+use super::{load_runtime, start_llm};
+use crate::{
+    cli::{BenchCommand, BenchLlmArgs},
+    config::Config,
+    inference::llm::{
+        ChatMessage, Completion, GenerateRequest, GenerationParams, LlmEngine, Prompt, SamplingOverrides,
+    },
+};
+
+pub fn run(config: &Config, command: BenchCommand) -> Result<(), String> {
+    match command {
+        BenchCommand::Llm(args) => llm(config, args),
+    }
+}
+
+/// The prompt of run `run`: deterministic ids, valid in any vocabulary of 940+ tokens, different
+/// for every run so that no prefix cache can serve one run from another. bench/llm.py computes
+/// the same lists.
+pub fn bench_prompt(n: usize, run: usize) -> Vec<u32> {
+    (0..n).map(|i| 3 + ((i * 7919 + 13 + run * 104_729) % 937) as u32).collect()
+}
+
+fn llm(config: &Config, args: BenchLlmArgs) -> Result<(), String> {
+    load_runtime(config)?;
+    let mut options = config.llm_engine_options();
+    options.compile.slice_logits = !args.no_slice;
+    if args.no_cache {
+        options.compile.cache_dir = None;
+    }
+    options.prefill_chunk = args.prefill_chunk.or(options.prefill_chunk);
+    for (key, value) in &args.property {
+        options.compile.properties.retain(|(k, _)| k != key);
+        if !value.is_empty() {
+            options.compile.properties.push((key.clone(), value.clone()));
+        }
+    }
+    let (engine, info) = start_llm(&args.model, options.clone())?;
+    let params = GenerationParams {
+        sampling: SamplingOverrides::greedy(),
+        max_new_tokens: args.new_tokens.max(2),
+        ignore_eos: true,
+        ..Default::default()
+    };
+    let mut ttft = Vec::new();
+    let mut tpot = Vec::new();
+    for run in 0..=args.runs {
+        let c = complete(&engine, None, Prompt::Ids(bench_prompt(args.prompt_tokens, run)), &params)?;
+        if run > 0 {
+            ttft.push(c.ttft_ms);
+            tpot.push((c.total_ms - c.ttft_ms) / (c.completion_tokens - 1) as f64);
+        }
+    }
+    let tpot_ms = median(&mut tpot);
+    let mut line = serde_json::json!({
+        "ttft_ms": median(&mut ttft),
+        "tpot_ms": tpot_ms,
+        "tokens_per_s": 1000.0 / tpot_ms,
+        "load_ms": info.load_ms,
+        "prompt_tokens": args.prompt_tokens,
+        "new_tokens": params.max_new_tokens,
+        "runs": args.runs,
+        "sliced_logits": info.sliced_logits,
+        "prefill_chunk": options.prefill_chunk,
+        "properties": options.compile.properties.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>(),
+    });
+    if let Some(turns) = args.turns {
+        let (followup, reprefill, history) = conversation(&engine, turns.max(2))?;
+        line["turns"] = turns.into();
+        line["history_tokens"] = history.into();
+        line["followup_ttft_ms"] = followup.into();
+        line["reprefill_ttft_ms"] = reprefill.into();
+        line["followup_ratio"] = (followup / reprefill).into();
+    }
+    line["peak_rss_mb"] = peak_rss_mb().into();
+    println!("{line}");
+    Ok(())
+}
+
+/// Time to first token of a conversation's last turn: with its KV cache kept from the earlier
+/// turns, and with the whole history run again. Returns (follow-up, re-prefill, history tokens).
+fn conversation(engine: &LlmEngine, turns: usize) -> Result<(f64, f64, usize), String> {
+    let words = |seed: usize, n: usize| {
+        const W: [&str; 12] = [
+            "light", "river", "stone", "quiet", "market", "garden", "winter", "paper", "signal", "copper", "harbor",
+            "window",
+        ];
+        (0..n).map(|i| W[(seed * 31 + i * 7) % W.len()]).collect::<Vec<_>>().join(" ")
+    };
+    let params = GenerationParams {
+        sampling: SamplingOverrides::greedy(),
+        max_new_tokens: 16,
+        ignore_eos: true,
+        ..Default::default()
+    };
+    let mut messages = Vec::new();
+    for turn in 0..turns {
+        messages.push(ChatMessage::new("user", format!("Question {turn}: {}?", words(turn, 30))));
+        if turn + 1 < turns {
+            // Run the turn so the cache holds it (reasoning included), as a live conversation's does.
+            complete(engine, Some("bench"), Prompt::Messages(messages.clone()), &params)?;
+            messages.push(ChatMessage::new("assistant", format!("Answer {turn}: {}.", words(turn + 5, 50))));
+        }
+    }
+    let last = GenerationParams { max_new_tokens: 2, ..params };
+    let warm = complete(engine, Some("bench"), Prompt::Messages(messages.clone()), &last)?;
+    let cold = complete(engine, Some("bench-cold"), Prompt::Messages(messages), &last)?;
+    if warm.reused_tokens == 0 || cold.reused_tokens != 0 {
+        return Err(format!("unexpected cache use: {} / {} tokens reused", warm.reused_tokens, cold.reused_tokens));
+    }
+    Ok((warm.ttft_ms, cold.ttft_ms, cold.prompt_tokens))
+}
+
+fn complete(
+    engine: &LlmEngine,
+    key: Option<&str>,
+    prompt: Prompt,
+    params: &GenerationParams,
+) -> Result<Completion, String> {
+    let request = GenerateRequest { conversation: key.map(String::from), prompt, params: params.clone() };
+    engine.generate(request).map_err(|e| e.to_string())?.blocking_completion().map_err(|e| e.to_string())
+}
+
+fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(f64::total_cmp);
+    match values.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => values[n / 2],
+        n => (values[n / 2 - 1] + values[n / 2]) / 2.0,
+    }
+}
+
+/// The process's peak resident memory (VmHWM), in MiB.
+fn peak_rss_mb() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+        })
+        .map_or(f64::NAN, |kb| kb / 1024.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bench_prompt_is_stable_and_in_range() {
+        assert_eq!(bench_prompt(4, 0), vec![16, 439, 862, 348]);
+        assert_eq!(bench_prompt(2, 1), vec![738, 224]);
+        assert!(bench_prompt(2000, 7).iter().all(|&id| (3..940).contains(&id)));
+    }
+
+    #[test]
+    fn median_of_odd_and_even_counts() {
+        assert_eq!(median(&mut [3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(median(&mut [4.0, 1.0, 2.0, 3.0]), 2.5);
+    }
+}

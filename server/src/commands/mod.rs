@@ -1,0 +1,25 @@
+//! Command-line tools that run the engines directly, without the web server.
+
+pub mod bench;
+pub mod generate;
+
+use crate::{config::Config, inference::runtime};
+
+/// Load OpenVINO as the server would; tools cannot run without it.
+fn load_runtime(config: &Config) -> Result<(), String> {
+    runtime::load(&runtime::RuntimeSearch::from_config(config)).map(|_| ()).map_err(|e| e.to_string())
+}
+
+/// Start the chat engine on `dir` and wait until its model is loaded.
+fn start_llm(
+    dir: &std::path::Path,
+    options: crate::inference::llm::EngineOptions,
+) -> Result<(crate::inference::llm::LlmEngine, crate::inference::llm::EngineInfo), String> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let engine = crate::inference::llm::LlmEngine::start(dir.to_path_buf(), options, move |r| {
+        let _ = tx.send(r);
+    })
+    .map_err(|e| e.to_string())?;
+    let info = rx.recv().map_err(|_| "the engine thread stopped".to_string())?.map_err(|e| e.to_string())?;
+    Ok((engine, info))
+}
