@@ -87,7 +87,7 @@ pub struct BenchLlmArgs {
     /// Override a device property, e.g. `--property KV_CACHE_PRECISION=f16`; `KEY=` removes one.
     #[arg(long, value_parser = parse_property)]
     pub property: Vec<(String, String)>,
-    /// Run prompts in chunks of this many tokens (default: whole prompts).
+    /// Run prompts in chunks of this many tokens (default LLM_PREFILL_CHUNK; 0: whole prompts).
     #[arg(long)]
     pub prefill_chunk: Option<usize>,
     /// Do not use OpenVINO's compiled-model cache (measures a cold compile).

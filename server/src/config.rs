@@ -74,6 +74,10 @@ pub struct Config {
     #[arg(long, env = "LLM_CONTEXT_TOKENS", global = true)]
     pub llm_context_tokens: Option<usize>,
 
+    /// Prompts run in chunks of this many tokens, bounding each conversation's buffers; 0: whole.
+    #[arg(long, env = "LLM_PREFILL_CHUNK", default_value_t = 256, global = true)]
+    pub llm_prefill_chunk: usize,
+
     /// Idle conversations whose KV cache stays in memory, so their next turn starts fast.
     #[arg(long, env = "LLM_KV_SESSIONS", default_value_t = 8, global = true)]
     pub llm_kv_sessions: usize,
@@ -147,6 +151,7 @@ impl Config {
             max_context: self.llm_context_tokens,
             max_sessions: self.llm_kv_sessions,
             max_session_bytes: self.llm_kv_cache_mb << 20,
+            prefill_chunk: (self.llm_prefill_chunk > 0).then_some(self.llm_prefill_chunk),
             ..Default::default()
         }
     }
@@ -167,6 +172,7 @@ impl Config {
             ("HUGGINGFACE_TOKEN", self.huggingface_token.as_ref().map_or("(unset)".into(), |s| s.to_string())),
             ("DEVICE", self.device.clone()),
             ("LLM_CONTEXT_TOKENS", self.llm_context_tokens.map_or("(model limit)".into(), |n| n.to_string())),
+            ("LLM_PREFILL_CHUNK", self.llm_prefill_chunk.to_string()),
             ("LLM_KV_SESSIONS", self.llm_kv_sessions.to_string()),
             ("LLM_KV_CACHE_MB", self.llm_kv_cache_mb.to_string()),
             ("LLM_KV_CACHE_PRECISION", self.llm_kv_cache_precision.clone()),

@@ -31,7 +31,9 @@ fn llm(config: &Config, args: BenchLlmArgs) -> Result<(), String> {
     if args.no_cache {
         options.compile.cache_dir = None;
     }
-    options.prefill_chunk = args.prefill_chunk.or(options.prefill_chunk);
+    if let Some(chunk) = args.prefill_chunk {
+        options.prefill_chunk = (chunk > 0).then_some(chunk);
+    }
     for (key, value) in &args.property {
         options.compile.properties.retain(|(k, _)| k != key);
         if !value.is_empty() {
@@ -111,6 +113,7 @@ fn conversation(engine: &LlmEngine, turns: usize) -> Result<(f64, f64, usize), S
     if warm.reused_tokens == 0 || cold.reused_tokens != 0 {
         return Err(format!("unexpected cache use: {} / {} tokens reused", warm.reused_tokens, cold.reused_tokens));
     }
+    tracing::info!(fed = warm.prompt_tokens - warm.reused_tokens, reused = warm.reused_tokens, "follow-up turn");
     Ok((warm.ttft_ms, cold.ttft_ms, cold.prompt_tokens))
 }
 
