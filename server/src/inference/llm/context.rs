@@ -19,15 +19,16 @@ pub struct Fitted {
     pub messages: Vec<ChatMessage>,
     /// Messages dropped from the start of the conversation.
     pub dropped: usize,
-    pub tokens: usize,
+    /// The prompt's token ids.
+    pub ids: Vec<u32>,
 }
 
 /// The longest suffix of the conversation whose prompt has at most `budget` tokens.
-/// `count` renders and tokenizes a list of messages.
+/// `encode` renders and tokenizes a list of messages.
 pub fn fit<E>(
     messages: &[ChatMessage],
     budget: usize,
-    mut count: impl FnMut(&[ChatMessage]) -> Result<usize, E>,
+    mut encode: impl FnMut(&[ChatMessage]) -> Result<Vec<u32>, E>,
 ) -> Result<Fitted, ContextError<E>> {
     let (system, turns): (Vec<_>, Vec<_>) = messages.iter().cloned().partition(|m| m.role == "system");
     // Turn boundaries: each user message starts a turn.
@@ -37,11 +38,11 @@ pub fn fit<E>(
     let mut last = (0, 0);
     for from in candidates {
         let kept: Vec<ChatMessage> = system.iter().cloned().chain(turns[from..].iter().cloned()).collect();
-        let tokens = count(&kept).map_err(ContextError::Count)?;
-        if tokens <= budget {
-            return Ok(Fitted { messages: kept, dropped: from, tokens });
+        let ids = encode(&kept).map_err(ContextError::Count)?;
+        if ids.len() <= budget {
+            return Ok(Fitted { messages: kept, dropped: from, ids });
         }
-        last = (tokens, from);
+        last = (ids.len(), from);
     }
     Err(ContextError::TooLong { prompt_tokens: last.0, budget })
 }
@@ -55,14 +56,14 @@ mod tests {
     }
 
     /// One token per character of content, plus one per message.
-    fn count(m: &[ChatMessage]) -> Result<usize, &'static str> {
-        Ok(m.iter().map(|m| m.content.len() + 1).sum())
+    fn count(m: &[ChatMessage]) -> Result<Vec<u32>, &'static str> {
+        Ok(vec![0; m.iter().map(|m| m.content.len() + 1).sum()])
     }
 
     #[test]
     fn a_conversation_that_fits_is_unchanged() {
         let c = conv(&[("system", "sys"), ("user", "hello"), ("assistant", "hi")]);
-        assert_eq!(fit(&c, 100, count).unwrap(), Fitted { messages: c.clone(), dropped: 0, tokens: 13 });
+        assert_eq!(fit(&c, 100, count).unwrap(), Fitted { messages: c.clone(), dropped: 0, ids: vec![0; 13] });
     }
 
     #[test]
@@ -78,7 +79,7 @@ mod tests {
         // Everything: 2+5+5+3+3+2 = 20. Without the first turn: 2+3+3+2 = 10.
         let fitted = fit(&c, 12, count).unwrap();
         assert_eq!(fitted.messages, conv(&[("system", "S"), ("user", "cc"), ("assistant", "dd"), ("user", "e")]));
-        assert_eq!((fitted.dropped, fitted.tokens), (2, 10));
+        assert_eq!((fitted.dropped, fitted.ids.len()), (2, 10));
         let fitted = fit(&c, 4, count).unwrap();
         assert_eq!(fitted.messages, conv(&[("system", "S"), ("user", "e")]));
     }
@@ -93,7 +94,7 @@ mod tests {
 
     #[test]
     fn counting_errors_pass_through() {
-        let err = fit(&conv(&[("user", "x")]), 5, |_| Err::<usize, _>("template broke")).unwrap_err();
+        let err = fit(&conv(&[("user", "x")]), 5, |_| Err::<Vec<u32>, _>("template broke")).unwrap_err();
         assert_eq!(err, ContextError::Count("template broke"));
     }
 }

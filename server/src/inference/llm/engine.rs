@@ -239,12 +239,11 @@ impl Worker {
         let budget = self.context_limit - reserve;
         let (prompt, dropped_messages) = match &request.prompt {
             Prompt::Messages(messages) => {
-                let fitted =
-                    fit(messages, budget, |m| self.encode_messages(m).map(|ids| ids.len())).map_err(|e| match e {
-                        ContextError::Count(e) => e,
-                        too_long => too_long.to_string(),
-                    })?;
-                (self.encode_messages(&fitted.messages)?, fitted.dropped)
+                let fitted = fit(messages, budget, |m| self.encode_messages(m)).map_err(|e| match e {
+                    ContextError::Count(e) => e,
+                    too_long => too_long.to_string(),
+                })?;
+                (fitted.ids, fitted.dropped)
             }
             Prompt::Ids(ids) if ids.len() > budget => {
                 return Err(format!("the prompt has {} tokens but at most {budget} fit in the context", ids.len()))
