@@ -5,6 +5,10 @@ Both get the same model folder, the same prompt token ids, greedy decoding with 
 ignored, and all cores; each runs in its own process so its peak memory is its own. Prints a table
 of medians (the first run is a discarded warm-up) with the ratio ours / GenAI and the target.
 
+GenAI runs twice per round: with its default backend on CPU (paged attention, a model
+transformation only its C++ API can apply) and with ATTENTION_BACKEND=SDPA (its stateful
+pipeline: the same graph and state API Duet drives through the C API).
+
     bench/run.sh llm                         # after scripts/make-fixtures.sh --full
     bench/run.sh llm --prompt-tokens 512 --new-tokens 128 --runs 3 --turns 10
 """
@@ -45,7 +49,10 @@ def genai_worker(args):
     import openvino_genai as ov_genai
 
     started = time.perf_counter()
-    pipe = ov_genai.LLMPipeline(str(args.model), "CPU")
+    # GenAI's default on CPU is its paged-attention backend (a graph transformation the C API does
+    # not offer); "SDPA" is its stateful pipeline, the same graph and state API Duet drives.
+    backend = {} if args.genai_backend == "default" else {"ATTENTION_BACKEND": args.genai_backend}
+    pipe = ov_genai.LLMPipeline(str(args.model), "CPU", **backend)
     load_ms = (time.perf_counter() - started) * 1000
     config = pipe.get_generation_config()
     config.max_new_tokens = args.new_tokens
@@ -121,6 +128,9 @@ def main():
     p.add_argument("--sweep", type=int, metavar="ROUNDS",
                    help="instead: measure what each compile setting of ours buys, variants interleaved "
                         "over ROUNDS rounds (medians), since one-off timings on shared hosts drift")
+    p.add_argument("--genai-backends", default="default,SDPA",
+                   help="GenAI attention backends to compare against (default = its paged attention)")
+    p.add_argument("--genai-backend", default="default", help=argparse.SUPPRESS)
     p.add_argument("--genai-worker", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.genai_worker:
@@ -141,22 +151,25 @@ def main():
     turns_cmd = [str(args.server), "--data-dir", str(ROOT / "data/bench"), "bench", "llm",
                  "--model", str(args.model), "--prompt-tokens", "16", "--new-tokens", "2", "--runs", "1",
                  "--turns", str(args.turns), *args.ours_args.split()]
-    genai_cmd = [sys.executable, __file__, "--genai-worker", "--model", str(args.model), *common]
+    engines = [("Duet", ours_cmd)] + [
+        (f"GenAI {b}", [sys.executable, __file__, "--genai-worker", "--genai-backend", b,
+                        "--model", str(args.model), *common])
+        for b in args.genai_backends.split(",")]
     print(f"model {args.model.name}, prompt {args.prompt_tokens} tokens, {args.new_tokens} new tokens, "
           f"{args.rounds} rounds x {args.runs} runs (+1 warm-up each), {os.cpu_count()} cores", flush=True)
-    # Host speed drifts by 10-20% over minutes on shared machines: alternate which engine goes
+    # Host speed drifts by 10-20% over minutes on shared machines: rotate which engine goes
     # first, round after round, and compare medians; the per-round ratios show the spread.
-    ours_rounds, genai_rounds = [], []
+    results = {name: [] for name, _ in engines}
     for r in range(args.rounds):
-        order = [("GenAI", genai_cmd, genai_rounds), ("Duet", ours_cmd, ours_rounds)]
-        for name, cmd, results in (order if r % 2 == 0 else order[::-1]):
-            results.append(run_child(cmd))
-            print(f"  round {r + 1} {name:5}: ttft {results[-1]['ttft_ms']:8.0f} ms, "
-                  f"tpot {results[-1]['tpot_ms']:6.1f} ms, {results[-1]['peak_rss_mb']:5.0f} MiB", flush=True)
+        shift = r % len(engines)
+        for name, cmd in engines[shift:] + engines[:shift]:
+            results[name].append(run_child(cmd))
+            last = results[name][-1]
+            print(f"  round {r + 1} {name:13}: ttft {last['ttft_ms']:8.0f} ms, "
+                  f"tpot {last['tpot_ms']:6.1f} ms, {last['peak_rss_mb']:5.0f} MiB", flush=True)
     conversation = run_child(turns_cmd) if args.turns else {}
 
     med = lambda rounds, key: statistics.median(r[key] for r in rounds)
-    spread = lambda key: [o[key] / g[key] for o, g in zip(ours_rounds, genai_rounds)]
     rows = [
         ("time to first token (ms)", "ttft_ms", "<= 1.00"),
         ("time per output token (ms)", "tpot_ms", "<= 1.00"),
@@ -164,11 +177,15 @@ def main():
         ("load (ms)", "load_ms", ""),
         ("peak memory (MiB)", "peak_rss_mb", "<= 1.10"),
     ]
-    print(f"\n{'metric':28} {'Duet':>9} {'GenAI':>9} {'ratio':>7} {'per-round ratios':>22}  target")
-    for name, key, target in rows:
-        a, b = med(ours_rounds, key), med(genai_rounds, key)
-        per_round = " ".join(f"{x:.2f}" for x in spread(key))
-        print(f"{name:28} {a:9.1f} {b:9.1f} {a / b:7.3f} {per_round:>22}  {target}")
+    ours = results["Duet"]
+    for name, _ in engines[1:]:
+        theirs = results[name]
+        print(f"\nDuet against {name}")
+        print(f"{'metric':28} {'Duet':>9} {'GenAI':>9} {'ratio':>7} {'per-round ratios':>22}  target")
+        for label, key, target in rows:
+            a, b = med(ours, key), med(theirs, key)
+            per_round = " ".join(f"{o[key] / t[key]:.2f}" for o, t in zip(ours, theirs))
+            print(f"{label:28} {a:9.1f} {b:9.1f} {a / b:7.3f} {per_round:>22}  {target}")
     if conversation:
         c = conversation
         print(f"\nconversation of {c['turns']} turns ({c['history_tokens']} tokens of history), "
@@ -176,7 +193,8 @@ def main():
         print(f"  with the KV cache kept    {c['followup_ttft_ms']:10.1f} ms")
         print(f"  re-running the history    {c['reprefill_ttft_ms']:10.1f} ms")
         print(f"  ratio                     {c['followup_ratio']:10.3f}   target <= 0.25")
-    print(f"\nDuet rounds: {json.dumps(ours_rounds)}\nGenAI rounds: {json.dumps(genai_rounds)}")
+    for name, rounds in results.items():
+        print(f"\n{name} rounds: {json.dumps(rounds)}")
 
 
 if __name__ == "__main__":
