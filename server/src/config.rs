@@ -91,6 +91,10 @@ pub struct Config {
           value_parser = ["u8", "f16", "bf16", "f32"], global = true)]
     pub llm_kv_cache_precision: String,
 
+    /// Image sizes whose compiled UNet and VAE stay in memory (each costs about the UNet's size).
+    #[arg(long, env = "SD_COMPILED_SIZES", default_value_t = 2, global = true)]
+    pub sd_compiled_sizes: usize,
+
     /// Where OpenVINO keeps compiled models so the next start is fast (default `MODELS_DIR/cache`).
     #[arg(long, env = "OPENVINO_CACHE_DIR", global = true)]
     pub openvino_cache_dir: Option<PathBuf>,
@@ -156,6 +160,16 @@ impl Config {
         }
     }
 
+    /// How the image engine compiles its models.
+    pub fn sd_compile_options(&self) -> crate::inference::diffusion::SdCompileOptions {
+        crate::inference::diffusion::SdCompileOptions {
+            device: self.device.clone(),
+            cache_dir: Some(self.openvino_cache_dir()),
+            compiled_sizes: self.sd_compiled_sizes.max(1),
+            ..Default::default()
+        }
+    }
+
     /// `(VARIABLE, value)` pairs for the start-up log, secrets masked.
     pub fn summary(&self) -> Vec<(&'static str, String)> {
         let opt = |p: &Option<PathBuf>| p.as_ref().map_or("(unset)".into(), |p| p.display().to_string());
@@ -176,6 +190,7 @@ impl Config {
             ("LLM_KV_SESSIONS", self.llm_kv_sessions.to_string()),
             ("LLM_KV_CACHE_MB", self.llm_kv_cache_mb.to_string()),
             ("LLM_KV_CACHE_PRECISION", self.llm_kv_cache_precision.clone()),
+            ("SD_COMPILED_SIZES", self.sd_compiled_sizes.to_string()),
             ("OPENVINO_CACHE_DIR", self.openvino_cache_dir().display().to_string()),
             ("OPENVINO_LIB_DIR", opt(&self.openvino_lib_dir)),
             ("INTEL_OPENVINO_DIR", opt(&self.intel_openvino_dir)),

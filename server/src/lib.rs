@@ -69,7 +69,8 @@ pub async fn build_state(config: Config) -> Result<AppState, StartupError> {
                 tracing::warn!(role = ?h.role, model = %h.id, state = h.state.as_str(), "{detail}");
             }
         }
-        let engines = models::loader::start(&llm, &sd, config.llm_engine_options()).map_err(StartupError::Thread)?;
+        let engines = models::loader::start(&llm, &sd, config.llm_engine_options(), config.sd_compile_options())
+            .map_err(StartupError::Thread)?;
         (llm, sd, engines)
     };
 

@@ -1,10 +1,10 @@
 //! Both fixture models load through the `openvino` crate and give the reference results:
 //! the chat model's first greedy token equals openvino-genai's for every reference prompt, and
-//! the image model's text encoder matches optimum-intel's hidden states.
+//! the image model's tokenizer and text encoder match optimum-intel's ids and hidden states.
 
 mod common;
 
-use server::inference::{diffusion::SdModels, llm, llm::LlmModel, new_core, npy, runtime};
+use server::inference::{diffusion::SdModel, llm, llm::LlmModel, new_core, npy, runtime};
 
 fn load_runtime() {
     let search =
@@ -38,15 +38,19 @@ fn llm_first_greedy_token_matches_openvino_genai() {
 }
 
 #[test]
-fn sd_text_encoder_matches_optimum_intel() {
+fn sd_tokenizer_and_text_encoder_match_optimum_intel() {
     load_runtime();
-    let mut models = SdModels::load(&mut new_core().unwrap(), &common::fixture(common::SD_FIXTURE), "CPU").unwrap();
+    let mut model = SdModel::load(&common::fixture(common::SD_FIXTURE), &Default::default()).unwrap();
     let refs = reference("sd.json");
-    let out = models.encode_text(&ids(&refs["prompt_ids"])).unwrap();
+    let params = &refs["params"];
+    for (text, key) in [(&params["prompt"], "prompt_ids"), (&params["negative_prompt"], "negative_prompt_ids")] {
+        assert_eq!(model.tokenizer.encode(text.as_str().unwrap()).unwrap(), ids(&refs[key]), "{text}");
+    }
+    let out = model.encode_text(&ids(&refs["prompt_ids"])).unwrap();
     let expected = npy::read_f32(&common::fixture("fixtures/reference/sd_text_encoder_last_hidden_state.npy")).unwrap();
-    assert_eq!(out.shape, expected.shape);
-    assert_eq!(out.shape[..2], [1, 77]);
-    let max_diff = out.data.iter().zip(&expected.data).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+    assert_eq!(expected.shape[..2], [1, 77]);
+    assert_eq!(out.len(), expected.data.len());
+    let max_diff = out.iter().zip(&expected.data).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
     assert!(max_diff < 1e-4, "max abs difference {max_diff}");
 }
 

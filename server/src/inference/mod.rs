@@ -57,22 +57,6 @@ pub fn new_core() -> Result<openvino::Core, InferenceError> {
     openvino::Core::new().map_err(|e| InferenceError::Setup(e.to_string()))
 }
 
-/// Read `<stem>.xml` + `<stem>.bin` from `dir` and compile it for `device`.
-pub(crate) fn compile(
-    core: &mut openvino::Core,
-    dir: &Path,
-    stem: &str,
-    device: &str,
-) -> Result<openvino::CompiledModel, InferenceError> {
-    let xml = dir.join(format!("{stem}.xml"));
-    let bin = dir.join(format!("{stem}.bin"));
-    let model = core
-        .read_model_from_file(&xml.to_string_lossy(), &bin.to_string_lossy())
-        .ov(|| format!("reading {}", xml.display()))?;
-    core.compile_model(&model, openvino::DeviceType::from(device))
-        .ov(|| format!("compiling {} for {device}", xml.display()))
-}
-
 /// A tensor of `shape` filled from `data`, in the element type the model's input expects
 /// (exports differ: `input_ids` may be i64 or i32).
 pub(crate) fn int_tensor(

@@ -3,22 +3,26 @@
 
 use super::ModelSlot;
 use crate::inference::{
-    diffusion::SdModels,
-    engine::EngineHost,
+    diffusion::{SdCompileOptions, SdEngine},
     llm::{EngineOptions, LlmEngine},
-    new_core, InferenceError,
+    InferenceError,
 };
-use std::{sync::Arc, time::Instant};
+use std::sync::Arc;
 
 /// The engines whose model files were found (a missing model has none).
 #[derive(Clone, Default)]
 pub struct Engines {
     pub llm: Option<LlmEngine>,
-    pub sd: Option<EngineHost<SdModels>>,
+    pub sd: Option<SdEngine>,
 }
 
 /// Start one engine thread per model whose files are present.
-pub fn start(llm: &Arc<ModelSlot>, sd: &Arc<ModelSlot>, llm_options: EngineOptions) -> std::io::Result<Engines> {
+pub fn start(
+    llm: &Arc<ModelSlot>,
+    sd: &Arc<ModelSlot>,
+    llm_options: EngineOptions,
+    sd_options: SdCompileOptions,
+) -> std::io::Result<Engines> {
     let llm_engine = match loadable(llm) {
         Some(dir) => {
             tracing::info!(model = %dir.display(), device = %llm.device, "loading chat model");
@@ -41,21 +45,15 @@ pub fn start(llm: &Arc<ModelSlot>, sd: &Arc<ModelSlot>, llm_options: EngineOptio
     };
     let sd_engine = match loadable(sd) {
         Some(dir) => {
-            let (slot, device) = (sd.clone(), sd.device.clone());
-            Some(EngineHost::spawn(
-                "sd-engine",
-                move || {
-                    let started = Instant::now();
-                    tracing::info!(model = %dir.display(), %device, "loading image model");
-                    let models = SdModels::load(&mut new_core()?, &dir, &device)?;
-                    tracing::info!(ms = started.elapsed().as_millis() as u64, "image model ready");
-                    Ok(models)
-                },
-                move |outcome| match outcome {
-                    Ok(()) => slot.set_ready(),
-                    Err(err) => report_failure(&slot, err),
-                },
-            )?)
+            tracing::info!(model = %dir.display(), device = %sd.device, "loading image model");
+            let slot = sd.clone();
+            Some(SdEngine::start(dir, sd_options, move |outcome| match outcome {
+                Ok(info) => {
+                    tracing::info!(ms = info.load_ms as u64, "image model ready");
+                    slot.set_ready();
+                }
+                Err(err) => report_failure(&slot, err),
+            })?)
         }
         None => None,
     };

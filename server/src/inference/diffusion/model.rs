@@ -1,0 +1,251 @@
+//! The compiled parts of a Stable Diffusion folder. The UNet and VAE decoder are reshaped to
+//! static shapes for each requested size (OpenVINO's CPU kernels are faster on static shapes)
+//! and kept in a small most-recently-used cache of compiled sizes.
+
+use super::{files::SdFiles, scheduler::SchedulerKind, tokenizer::ClipTokenizer};
+use crate::inference::{input_type, int_tensor, InferenceError, OvContext};
+use openvino::{CompiledModel, Core, DeviceType, InferRequest, Model, PartialShape, RwPropertyKey, Tensor};
+use std::path::PathBuf;
+
+/// How to compile the pipeline.
+#[derive(Clone, Debug)]
+pub struct SdCompileOptions {
+    pub device: String,
+    /// OpenVINO's compiled-model cache: the second compile of a size loads in a fraction.
+    pub cache_dir: Option<PathBuf>,
+    /// Compile for the requested size instead of keeping dynamic shapes.
+    pub static_shapes: bool,
+    /// How many compiled sizes to keep (each holds its own UNet and VAE).
+    pub compiled_sizes: usize,
+    pub properties: Vec<(String, String)>,
+}
+
+impl Default for SdCompileOptions {
+    fn default() -> Self {
+        SdCompileOptions {
+            device: "CPU".into(),
+            cache_dir: None,
+            static_shapes: true,
+            compiled_sizes: 2,
+            properties: vec![("PERFORMANCE_HINT".into(), "LATENCY".into())],
+        }
+    }
+}
+
+/// UNet and VAE decoder compiled for one (width, height, batch).
+struct SizedModels {
+    key: (u32, u32, usize),
+    /// Kept for its requests, which allocate their buffers once.
+    _unet: CompiledModel,
+    _vae: CompiledModel,
+    unet: InferRequest,
+    vae: InferRequest,
+    timestep_type: openvino::ElementType,
+}
+
+pub struct SdModel {
+    pub files: SdFiles,
+    pub tokenizer: ClipTokenizer,
+    core: Core,
+    device: String,
+    options: SdCompileOptions,
+    _text_encoder: CompiledModel,
+    text_request: InferRequest,
+    text_input_type: openvino::ElementType,
+    unet_graph: Model,
+    vae_graph: Model,
+    /// Most recently used last.
+    sized: Vec<SizedModels>,
+}
+
+/// Timings of the parts of one image, for benchmarks and logs.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct PartTimes {
+    pub compile_ms: f64,
+    pub text_encode_ms: f64,
+    pub unet_ms: Vec<f64>,
+    pub vae_ms: f64,
+}
+
+impl SdModel {
+    pub fn load(dir: &std::path::Path, options: &SdCompileOptions) -> Result<Self, InferenceError> {
+        let files = SdFiles::open(dir)?;
+        let tokenizer =
+            ClipTokenizer::load(&dir.join("tokenizer")).map_err(|e| InferenceError::BadModel(e.to_string()))?;
+        let mut core = crate::inference::new_core()?;
+        let device = DeviceType::from(options.device.as_str());
+        let mut properties = options.properties.clone();
+        if let Some(cache) = &options.cache_dir {
+            properties.push(("CACHE_DIR".into(), cache.join("openvino").display().to_string()));
+        }
+        for (key, value) in &properties {
+            core.set_property(&device, &RwPropertyKey::Other(key.clone().into()), value)
+                .ov(|| format!("setting {key}={value} on {}", options.device))?;
+        }
+        let read = |core: &mut Core, part: &str| -> Result<Model, InferenceError> {
+            let xml = dir.join(part).join("openvino_model.xml");
+            let bin = dir.join(part).join("openvino_model.bin");
+            core.read_model_from_file(&xml.to_string_lossy(), &bin.to_string_lossy())
+                .ov(|| format!("reading {}", xml.display()))
+        };
+        let mut text_graph = read(&mut core, "text_encoder")?;
+        if options.static_shapes {
+            let shape = PartialShape::new_static(2, &[1, super::tokenizer::MAX_LENGTH as i64])
+                .ov(|| "making the text encoder shape".into())?;
+            text_graph.reshape(&[("input_ids", &shape)]).ov(|| "reshaping the text encoder".into())?;
+        }
+        let mut text_encoder = core
+            .compile_model(&text_graph, DeviceType::from(options.device.as_str()))
+            .ov(|| "compiling text_encoder".into())?;
+        let text_input_type = input_type(&text_encoder, "input_ids")?;
+        let text_request = text_encoder.create_infer_request().ov(|| "creating a text encoder request".into())?;
+        let unet_graph = read(&mut core, "unet")?;
+        let vae_graph = read(&mut core, "vae_decoder")?;
+        Ok(SdModel {
+            files,
+            tokenizer,
+            core,
+            device: options.device.clone(),
+            options: options.clone(),
+            _text_encoder: text_encoder,
+            text_request,
+            text_input_type,
+            unet_graph,
+            vae_graph,
+            sized: Vec::new(),
+        })
+    }
+
+    pub fn default_scheduler(&self) -> SchedulerKind {
+        self.files.default_scheduler
+    }
+
+    /// Compile (or reuse) the UNet and VAE for `width` × `height` at `batch`; returns the
+    /// milliseconds spent compiling (0 when cached).
+    pub fn prepare(&mut self, width: u32, height: u32, batch: usize) -> Result<f64, InferenceError> {
+        let key = (width, height, batch);
+        if let Some(pos) = self.sized.iter().position(|s| s.key == key) {
+            let entry = self.sized.remove(pos);
+            self.sized.push(entry);
+            return Ok(0.0);
+        }
+        let started = std::time::Instant::now();
+        if self.sized.len() >= self.options.compiled_sizes.max(1) {
+            self.sized.remove(0); // free the least recently used size before compiling the next
+        }
+        let (h, w) = (height as i64 / 8, width as i64 / 8);
+        let (unet, vae) = if self.options.static_shapes {
+            let b = batch as i64;
+            let channels = self.files.latent_channels as i64;
+            let hidden = self.files.text_hidden_size as i64;
+            let shape = |dims: &[i64]| PartialShape::new_static(dims.len() as i64, dims).ov(|| "making a shape".into());
+            let (sample, timestep, states) = (shape(&[b, channels, h, w])?, shape(&[1])?, shape(&[b, 77, hidden])?);
+            self.unet_graph
+                .reshape(&[("sample", &sample), ("timestep", &timestep), ("encoder_hidden_states", &states)])
+                .ov(|| format!("reshaping the UNet to {width}x{height}"))?;
+            let latent = shape(&[1, channels, h, w])?;
+            self.vae_graph
+                .reshape(&[("latent_sample", &latent)])
+                .ov(|| format!("reshaping the VAE decoder to {width}x{height}"))?;
+            (self.compile_unet()?, self.compile_vae()?)
+        } else {
+            (self.compile_unet()?, self.compile_vae()?)
+        };
+        let (mut unet, mut vae) = (unet, vae);
+        let timestep_type = input_type(&unet, "timestep")?;
+        let unet_request = unet.create_infer_request().ov(|| "creating a UNet request".into())?;
+        let vae_request = vae.create_infer_request().ov(|| "creating a VAE request".into())?;
+        self.sized.push(SizedModels {
+            key,
+            _unet: unet,
+            _vae: vae,
+            unet: unet_request,
+            vae: vae_request,
+            timestep_type,
+        });
+        let ms = started.elapsed().as_secs_f64() * 1000.0;
+        tracing::info!(width, height, batch, ms = ms as u64, "compiled the image model for this size");
+        Ok(ms)
+    }
+
+    fn compile_unet(&mut self) -> Result<CompiledModel, InferenceError> {
+        self.core
+            .compile_model(&self.unet_graph, DeviceType::from(self.device.as_str()))
+            .ov(|| "compiling the UNet".into())
+    }
+
+    fn compile_vae(&mut self) -> Result<CompiledModel, InferenceError> {
+        self.core
+            .compile_model(&self.vae_graph, DeviceType::from(self.device.as_str()))
+            .ov(|| "compiling the VAE decoder".into())
+    }
+
+    fn current(&mut self) -> Result<&mut SizedModels, InferenceError> {
+        self.sized.last_mut().ok_or_else(|| InferenceError::Generation("no size prepared".into()))
+    }
+
+    /// CLIP `last_hidden_state` for 77 token ids: [77 × hidden] values.
+    pub fn encode_text(&mut self, ids: &[i64]) -> Result<Vec<f32>, InferenceError> {
+        let tensor = int_tensor(self.text_input_type, &[1, ids.len() as i64], ids)?;
+        let request = &mut self.text_request;
+        request.set_tensor("input_ids", &tensor).ov(|| "setting input_ids".into())?;
+        request.infer().ov(|| "running the text encoder".into())?;
+        let out = request.get_tensor("last_hidden_state").ov(|| "reading last_hidden_state".into())?;
+        Ok(out.get_data::<f32>().ov(|| "reading last_hidden_state".into())?.to_vec())
+    }
+
+    /// One UNet run on the prepared size: `sample` is [batch, C, h, w], `states` [batch, 77, hidden].
+    pub fn unet(
+        &mut self,
+        sample: &[f32],
+        timestep: i64,
+        states: &[f32],
+        batch: usize,
+    ) -> Result<Vec<f32>, InferenceError> {
+        let (channels, hidden) = (self.files.latent_channels, self.files.text_hidden_size);
+        let models = self.current()?;
+        let (w, h) = (models.key.0 as i64 / 8, models.key.1 as i64 / 8);
+        let b = batch as i64;
+        let timestep_type = models.timestep_type;
+        let request = &mut models.unet;
+        request
+            .set_tensor("sample", &f32_tensor(&[b, channels as i64, h, w], sample)?)
+            .ov(|| "setting sample".into())?;
+        let t = match timestep_type {
+            openvino::ElementType::F32 => f32_tensor(&[1], &[timestep as f32])?,
+            other => int_tensor(other, &[1], &[timestep])?,
+        };
+        request.set_tensor("timestep", &t).ov(|| "setting timestep".into())?;
+        request
+            .set_tensor("encoder_hidden_states", &f32_tensor(&[b, 77, hidden as i64], states)?)
+            .ov(|| "setting encoder_hidden_states".into())?;
+        request.infer().ov(|| "running the UNet".into())?;
+        let out = request.get_output_tensor_by_index(0).ov(|| "reading the UNet output".into())?;
+        Ok(out.get_data::<f32>().ov(|| "reading the UNet output".into())?.to_vec())
+    }
+
+    /// Decode latents (already divided by the VAE scaling factor) into [3, H, W] values in [-1, 1].
+    pub fn decode(&mut self, latents: &[f32]) -> Result<Vec<f32>, InferenceError> {
+        let channels = self.files.latent_channels as i64;
+        let models = self.current()?;
+        let (w, h) = (models.key.0 as i64 / 8, models.key.1 as i64 / 8);
+        let request = &mut models.vae;
+        request
+            .set_tensor("latent_sample", &f32_tensor(&[1, channels, h, w], latents)?)
+            .ov(|| "setting latent_sample".into())?;
+        request.infer().ov(|| "running the VAE decoder".into())?;
+        let out = request.get_output_tensor_by_index(0).ov(|| "reading the VAE output".into())?;
+        Ok(out.get_data::<f32>().ov(|| "reading the VAE output".into())?.to_vec())
+    }
+}
+
+fn f32_tensor(shape: &[i64], data: &[f32]) -> Result<Tensor, InferenceError> {
+    let ctx = || format!("creating an f32 tensor of shape {shape:?}");
+    let mut tensor = Tensor::new(openvino::ElementType::F32, &openvino::Shape::new(shape).ov(ctx)?).ov(ctx)?;
+    let dst = tensor.get_data_mut::<f32>().ov(ctx)?;
+    if dst.len() != data.len() {
+        return Err(InferenceError::Generation(format!("{} values for shape {shape:?}", data.len())));
+    }
+    dst.copy_from_slice(data);
+    Ok(tensor)
+}
