@@ -19,6 +19,8 @@ pub enum Command {
     Serve,
     /// Generate one chat reply with a model folder and print it.
     Generate(GenerateArgs),
+    /// Make one image with a Stable Diffusion folder and write it as PNG.
+    Imagine(ImagineArgs),
     /// Measure an engine's speed; prints one JSON line.
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -60,10 +62,86 @@ pub struct GenerateArgs {
     pub json: bool,
 }
 
+#[derive(Args, Debug, Clone)]
+pub struct ImagineArgs {
+    /// Stable Diffusion folder (an OpenVINO export like OpenVINO/stable-diffusion-v1-5-int8-ov).
+    #[arg(long)]
+    pub model: PathBuf,
+    /// What to draw (required unless --from gives it).
+    #[arg(long)]
+    pub prompt: Option<String>,
+    /// What to keep out of the picture.
+    #[arg(long)]
+    pub negative_prompt: Option<String>,
+    /// Denoising steps, 1 to 100 [default: 20].
+    #[arg(long)]
+    pub steps: Option<u32>,
+    /// Classifier-free guidance scale; 1 or less turns guidance off [default: 7.5].
+    #[arg(long)]
+    pub guidance: Option<f32>,
+    /// Multiple of 8 from 256 to 1024 [default: 512].
+    #[arg(long)]
+    pub width: Option<u32>,
+    /// Multiple of 8 from 256 to 1024 [default: 512].
+    #[arg(long)]
+    pub height: Option<u32>,
+    /// 0 to 4294967295; the same seed gives the same image [default: random].
+    #[arg(long)]
+    pub seed: Option<u32>,
+    /// pndm, ddim, euler, euler_a, dpmpp_2m_karras or lcm (A1111 names work too)
+    /// [default: the model's own].
+    #[arg(long)]
+    pub scheduler: Option<String>,
+    /// Initial latents (float32 .npy of 1x4xH/8xW/8) instead of seeded noise, to compare with
+    /// other implementations.
+    #[arg(long)]
+    pub latents: Option<PathBuf>,
+    /// Start from the recipe stored in a PNG Duet made; other flags override its values.
+    #[arg(long)]
+    pub from: Option<PathBuf>,
+    /// Where to write the PNG.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Print one JSON line: {"path", "seed", "total_ms", …}.
+    #[arg(long)]
+    pub json: bool,
+}
+
 #[derive(Subcommand, Debug, Clone)]
 pub enum BenchCommand {
     /// Time to first token, time per output token and load time of the chat engine.
     Llm(BenchLlmArgs),
+    /// Time per image and per part (text encoder, UNet step, VAE) of the image engine.
+    Sd(BenchSdArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct BenchSdArgs {
+    #[arg(long)]
+    pub model: PathBuf,
+    #[arg(long, default_value_t = 512)]
+    pub width: u32,
+    #[arg(long, default_value_t = 512)]
+    pub height: u32,
+    #[arg(long, default_value_t = 20)]
+    pub steps: u32,
+    #[arg(long, default_value_t = 7.5)]
+    pub guidance: f32,
+    /// Scheduler name [default: the model's own].
+    #[arg(long)]
+    pub scheduler: Option<String>,
+    /// Timed images (one more runs first as warm-up and is discarded); medians are reported.
+    #[arg(long, default_value_t = 3)]
+    pub runs: usize,
+    /// Keep dynamic shapes instead of compiling for the size, to measure what static shapes buy.
+    #[arg(long)]
+    pub dynamic: bool,
+    /// Override a device property, e.g. `--property PERFORMANCE_HINT=THROUGHPUT`; `KEY=` removes one.
+    #[arg(long, value_parser = parse_property)]
+    pub property: Vec<(String, String)>,
+    /// Do not use OpenVINO's compiled-model cache (measures a cold compile).
+    #[arg(long)]
+    pub no_cache: bool,
 }
 
 #[derive(Args, Debug, Clone)]

@@ -91,6 +91,7 @@ pub async fn run(cli: cli::Cli) -> Result<(), StartupError> {
         cli::Command::Serve => serve(config).await,
         // The tools block on engine threads: keep them off the async workers.
         cli::Command::Generate(args) => blocking(move || commands::generate::run(&config, args)).await,
+        cli::Command::Imagine(args) => blocking(move || commands::imagine::run(&config, args)).await,
         cli::Command::Bench(command) => blocking(move || commands::bench::run(&config, command)).await,
     }
 }

@@ -14,6 +14,7 @@ use crate::{
 pub fn run(config: &Config, command: BenchCommand) -> Result<(), String> {
     match command {
         BenchCommand::Llm(args) => llm(config, args),
+        BenchCommand::Sd(args) => super::bench_sd::run(config, args),
     }
 }
 
@@ -127,7 +128,7 @@ fn complete(
     engine.generate(request).map_err(|e| e.to_string())?.blocking_completion().map_err(|e| e.to_string())
 }
 
-fn median(values: &mut [f64]) -> f64 {
+pub(super) fn median(values: &mut [f64]) -> f64 {
     values.sort_by(f64::total_cmp);
     match values.len() {
         0 => f64::NAN,
@@ -137,7 +138,7 @@ fn median(values: &mut [f64]) -> f64 {
 }
 
 /// The process's peak resident memory (VmHWM), in MiB.
-fn peak_rss_mb() -> f64 {
+pub(super) fn peak_rss_mb() -> f64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {

@@ -1,7 +1,9 @@
 //! Command-line tools that run the engines directly, without the web server.
 
 pub mod bench;
+mod bench_sd;
 pub mod generate;
+pub mod imagine;
 
 use crate::{config::Config, inference::runtime};
 

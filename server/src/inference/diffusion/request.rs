@@ -75,6 +75,56 @@ impl ImageRequest {
     }
 }
 
+/// A request as callers write it: anything left out comes from a base recipe (e.g. a PNG's) or
+/// the defaults (20 steps, guidance 7.5, 512×512, a random seed, the model's scheduler).
+#[derive(Clone, Debug, Default, Deserialize)]
+pub struct ImageParams {
+    pub prompt: Option<String>,
+    pub negative_prompt: Option<String>,
+    pub steps: Option<u32>,
+    pub guidance_scale: Option<f32>,
+    pub width: Option<u32>,
+    pub height: Option<u32>,
+    pub seed: Option<u32>,
+    pub scheduler: Option<String>,
+}
+
+impl ImageParams {
+    pub fn resolve(
+        self,
+        base: Option<ImageRequest>,
+        default_scheduler: SchedulerKind,
+    ) -> Result<ImageRequest, InvalidField> {
+        let scheduler = match &self.scheduler {
+            Some(name) => parse_scheduler(name)?,
+            None => base.as_ref().map_or(default_scheduler, |b| b.scheduler),
+        };
+        let request = ImageRequest {
+            prompt: self
+                .prompt
+                .or_else(|| base.as_ref().map(|b| b.prompt.clone()))
+                .ok_or_else(|| invalid("prompt", "is required"))?,
+            negative_prompt: self
+                .negative_prompt
+                .or_else(|| base.as_ref().map(|b| b.negative_prompt.clone()))
+                .unwrap_or_default(),
+            steps: self.steps.or(base.as_ref().map(|b| b.steps)).unwrap_or(20),
+            guidance_scale: self.guidance_scale.or(base.as_ref().map(|b| b.guidance_scale)).unwrap_or(7.5),
+            width: self.width.or(base.as_ref().map(|b| b.width)).unwrap_or(512),
+            height: self.height.or(base.as_ref().map(|b| b.height)).unwrap_or(512),
+            seed: self.seed.or(base.as_ref().map(|b| b.seed)).unwrap_or_else(random_seed),
+            scheduler,
+        };
+        request.validate()?;
+        Ok(request)
+    }
+}
+
+/// A fresh seed for requests that give none (reported back, so the image can be made again).
+pub fn random_seed() -> u32 {
+    uuid::Uuid::new_v4().as_u128() as u32
+}
+
 /// Parse a scheduler name as the API and CLI accept it.
 pub fn parse_scheduler(name: &str) -> Result<SchedulerKind, InvalidField> {
     SchedulerKind::parse(name)
@@ -130,6 +180,24 @@ mod tests {
         assert!(err.message.contains("pndm, ddim, euler, euler_a, dpmpp_2m_karras, lcm"), "{err}");
         assert_eq!(parse_scheduler("Euler a"), Ok(SchedulerKind::EulerA));
         assert_eq!(parse_scheduler("DPMPP_2M_KARRAS"), Ok(SchedulerKind::DpmPp2mKarras));
+    }
+
+    #[test]
+    fn params_fill_in_from_the_base_then_the_defaults() {
+        let base = ImageRequest { steps: 30, seed: 99, scheduler: SchedulerKind::Ddim, ..ok() };
+        let params = ImageParams { width: Some(768), scheduler: Some("euler".into()), ..Default::default() };
+        let r = params.clone().resolve(Some(base), SchedulerKind::Pndm).unwrap();
+        assert_eq!((r.prompt.as_str(), r.steps, r.seed, r.width, r.height), ("a fox", 30, 99, 768, 512));
+        assert_eq!(r.scheduler, SchedulerKind::Euler);
+        let err = params.clone().resolve(None, SchedulerKind::Pndm).unwrap_err();
+        assert_eq!(err.field, "prompt");
+        let r =
+            ImageParams { prompt: Some("x".into()), ..Default::default() }.resolve(None, SchedulerKind::Lcm).unwrap();
+        assert_eq!((r.steps, r.guidance_scale, r.width, r.scheduler), (20, 7.5, 512, SchedulerKind::Lcm));
+        let err = ImageParams { prompt: Some("x".into()), height: Some(100), ..Default::default() }
+            .resolve(None, SchedulerKind::Pndm)
+            .unwrap_err();
+        assert_eq!(err.field, "height");
     }
 
     #[test]

@@ -1,0 +1,79 @@
+//! `server imagine`: one image from a Stable Diffusion folder, written as PNG with its recipe.
+
+use super::load_runtime;
+use crate::{
+    cli::ImagineArgs,
+    config::Config,
+    inference::{
+        diffusion::{image_file, pipeline, request::ImageParams, SdModel},
+        npy,
+    },
+};
+use std::{io::Write, sync::atomic::AtomicBool, time::Instant};
+
+pub fn run(config: &Config, args: ImagineArgs) -> Result<(), String> {
+    let base = match &args.from {
+        Some(path) => {
+            let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+            Some(image_file::read_request(&bytes).map_err(|e| format!("{}: {e}", path.display()))?)
+        }
+        None => None,
+    };
+    let latents = match &args.latents {
+        Some(path) => Some(npy::read_f32(path).map_err(|e| format!("--latents: {e}"))?.data),
+        None => None,
+    };
+    load_runtime(config)?;
+    let started = Instant::now();
+    let mut model = SdModel::load(&args.model, &config.sd_compile_options()).map_err(|e| e.to_string())?;
+    let params = ImageParams {
+        prompt: args.prompt.clone(),
+        negative_prompt: args.negative_prompt.clone(),
+        steps: args.steps,
+        guidance_scale: args.guidance,
+        width: args.width,
+        height: args.height,
+        seed: args.seed,
+        scheduler: args.scheduler.clone(),
+    };
+    let request = params
+        .resolve(base, model.default_scheduler())
+        .map_err(|e| format!("--{}: {}", cli_flag(e.field), e.message))?;
+    let quiet = args.json;
+    let mut progress = |p: pipeline::Progress| {
+        if !quiet {
+            eprint!("\rstep {}/{} ({:.1} s)", p.step, p.total, p.elapsed_ms as f64 / 1000.0);
+            let _ = std::io::stderr().flush();
+        }
+    };
+    let output = pipeline::generate(&mut model, &request, latents.as_deref(), &mut progress, &AtomicBool::new(false))
+        .map_err(|e| e.to_string())?;
+    if !quiet {
+        eprintln!();
+    }
+    std::fs::write(&args.out, &output.png).map_err(|e| format!("{}: {e}", args.out.display()))?;
+    let total_ms = started.elapsed().as_secs_f64() * 1000.0;
+    if args.json {
+        let line = serde_json::json!({
+            "path": args.out,
+            "seed": request.seed,
+            "total_ms": total_ms,
+            "request": request,
+            "times": output.times,
+            // With injected latents the seed played no part: the file alone cannot remake it.
+            "latents": args.latents,
+        });
+        println!("{line}");
+    } else {
+        println!("{} (seed {}, {:.1} s)", args.out.display(), request.seed, total_ms / 1000.0);
+    }
+    Ok(())
+}
+
+/// The command-line flag for a request field (`guidance_scale` is `--guidance`).
+fn cli_flag(field: &str) -> String {
+    match field {
+        "guidance_scale" => "guidance".into(),
+        other => other.replace('_', "-"),
+    }
+}

@@ -1,0 +1,177 @@
+//! The image engine on the fixture pipeline, through its engine thread: the reference image from
+//! the reference latents, reproducible seeds, every scheduler, progress, cancellation and errors.
+
+mod common;
+
+use server::inference::{
+    diffusion::{
+        image_file, ImageRequest, PipelineError, Progress, SchedulerKind, SdCompileOptions, SdEngine, SdModel,
+    },
+    npy, runtime,
+};
+use std::sync::{
+    atomic::{AtomicBool, Ordering},
+    Arc,
+};
+
+fn start() -> SdEngine {
+    let search =
+        runtime::RuntimeSearch { system_paths: true, project_roots: vec![common::repo_root()], ..Default::default() };
+    runtime::load(&search).expect("OpenVINO runtime: run scripts/setup.sh openvino");
+    let (tx, rx) = std::sync::mpsc::channel();
+    let engine = SdEngine::start(common::fixture(common::SD_FIXTURE), SdCompileOptions::default(), move |r| {
+        tx.send(r.map(|_| ()).map_err(|e| e.to_string())).unwrap()
+    })
+    .unwrap();
+    rx.recv().unwrap().expect("the fixture pipeline loads");
+    engine
+}
+
+fn reference() -> serde_json::Value {
+    let path = common::fixture("fixtures/reference/sd.json");
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+fn request(seed: u32, scheduler: SchedulerKind, steps: u32, guidance: f32) -> ImageRequest {
+    ImageRequest {
+        prompt: "a red fox in the snow, watercolor".into(),
+        negative_prompt: "blurry, low quality".into(),
+        steps,
+        guidance_scale: guidance,
+        width: 256,
+        height: 256,
+        seed,
+        scheduler,
+    }
+}
+
+fn decode_png(bytes: &[u8]) -> Vec<u8> {
+    image_file::decode(bytes).unwrap().image.pixels
+}
+
+#[tokio::test]
+async fn reference_latents_give_the_reference_image() {
+    let engine = start();
+    let refs = reference();
+    let p = &refs["params"];
+    assert_eq!(engine.default_scheduler(), SchedulerKind::Pndm);
+    let request = ImageRequest {
+        prompt: p["prompt"].as_str().unwrap().into(),
+        negative_prompt: p["negative_prompt"].as_str().unwrap().into(),
+        steps: p["num_inference_steps"].as_u64().unwrap() as u32,
+        guidance_scale: p["guidance_scale"].as_f64().unwrap() as f32,
+        width: p["width"].as_u64().unwrap() as u32,
+        height: p["height"].as_u64().unwrap() as u32,
+        seed: 0,
+        scheduler: SchedulerKind::Pndm,
+    };
+    let latents = npy::read_f32(&common::fixture("fixtures/reference/sd_initial_latents.npy")).unwrap();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let output =
+        engine.generate(request, Some(latents.data), Some(tx), Arc::new(AtomicBool::new(false))).await.unwrap();
+
+    let expected = image_file::decode(&std::fs::read(common::fixture("fixtures/reference/sd_reference.png")).unwrap())
+        .unwrap()
+        .image;
+    assert_eq!((output.image.width, output.image.height), (expected.width, expected.height));
+    let diffs: Vec<u32> =
+        output.image.pixels.iter().zip(&expected.pixels).map(|(a, b)| (*a as i32 - *b as i32).unsigned_abs()).collect();
+    let max = *diffs.iter().max().unwrap();
+    let mean = diffs.iter().sum::<u32>() as f64 / diffs.len() as f64;
+    println!("pixel difference to the optimum-intel reference: max {max}, mean {mean:.6}");
+    assert!(max <= 2 && mean <= 0.5, "max {max}, mean {mean}");
+
+    // PNDM's 8 steps run the UNet 9 times; progress comes after each run, in order.
+    let mut steps = Vec::new();
+    while let Ok(Progress { step, total, .. }) = rx.try_recv() {
+        assert_eq!(total, 9);
+        steps.push(step);
+    }
+    assert_eq!(steps, (1..=9).collect::<Vec<_>>());
+    assert_eq!(output.times.unet_ms.len(), 9);
+}
+
+#[tokio::test]
+async fn a_seed_gives_the_same_png_and_the_png_remakes_itself() {
+    let engine = start();
+    let cancel = || Arc::new(AtomicBool::new(false));
+    let a = engine.generate(request(42, SchedulerKind::EulerA, 4, 7.5), None, None, cancel()).await.unwrap();
+    let b = engine.generate(request(42, SchedulerKind::EulerA, 4, 7.5), None, None, cancel()).await.unwrap();
+    assert_eq!(a.png, b.png, "same seed, same bytes");
+    let c = engine.generate(request(43, SchedulerKind::EulerA, 4, 7.5), None, None, cancel()).await.unwrap();
+    assert_ne!(decode_png(&a.png), decode_png(&c.png), "another seed, another image");
+
+    let recipe = image_file::read_request(&a.png).unwrap();
+    assert_eq!(recipe, request(42, SchedulerKind::EulerA, 4, 7.5));
+    let again = engine.generate(recipe, None, None, cancel()).await.unwrap();
+    assert_eq!(again.png, a.png, "the PNG's own recipe makes it again");
+    let texts = image_file::decode(&a.png).unwrap().texts;
+    let params = &texts.iter().find(|(k, _)| k == "parameters").unwrap().1;
+    assert!(params.contains("Sampler: Euler a, CFG scale: 7.5, Seed: 42, Size: 256x256"), "{params}");
+}
+
+#[tokio::test]
+async fn every_scheduler_and_the_unguided_path_make_an_image() {
+    let engine = start();
+    for (kind, guidance) in SchedulerKind::ALL.into_iter().flat_map(|k| [(k, 7.5), (k, 1.0)]) {
+        let output = engine
+            .generate(request(7, kind, 3, guidance), None, None, Arc::new(AtomicBool::new(false)))
+            .await
+            .unwrap_or_else(|e| panic!("{kind:?} at guidance {guidance}: {e}"));
+        let pixels = &output.image.pixels;
+        assert_eq!(pixels.len(), 256 * 256 * 3);
+        let distinct = pixels.iter().collect::<std::collections::HashSet<_>>().len();
+        assert!(distinct > 16, "{kind:?} at {guidance}: a flat image ({distinct} values)");
+    }
+}
+
+#[tokio::test]
+async fn cancelling_stops_between_steps_and_the_engine_carries_on() {
+    let engine = start();
+    let cancel = Arc::new(AtomicBool::new(false));
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let job = {
+        let (engine, cancel) = (engine.clone(), cancel.clone());
+        tokio::spawn(
+            async move { engine.generate(request(1, SchedulerKind::Ddim, 50, 7.5), None, Some(tx), cancel).await },
+        )
+    };
+    let first = rx.recv().await.expect("a first step");
+    assert_eq!(first.step, 1);
+    cancel.store(true, Ordering::Relaxed);
+    let result = job.await.unwrap();
+    assert!(matches!(result, Err(PipelineError::Cancelled)), "{:?}", result.err());
+    let mut last = first.step;
+    while let Ok(p) = rx.try_recv() {
+        last = p.step;
+    }
+    assert!(last < 50, "stopped after step {last} of 50");
+    let after = engine.generate(request(1, SchedulerKind::Ddim, 2, 7.5), None, None, Arc::new(AtomicBool::new(false)));
+    assert!(after.await.is_ok());
+}
+
+#[tokio::test]
+async fn bad_requests_name_the_field() {
+    let engine = start();
+    let no = || Arc::new(AtomicBool::new(false));
+    let bad = ImageRequest { width: 250, ..request(1, SchedulerKind::Pndm, 4, 7.5) };
+    match engine.generate(bad, None, None, no()).await {
+        Err(PipelineError::Invalid(e)) => assert_eq!(e.field, "width"),
+        other => panic!("{:?}", other.err()),
+    }
+    match engine.generate(request(1, SchedulerKind::Pndm, 4, 7.5), Some(vec![0.0; 10]), None, no()).await {
+        Err(PipelineError::Invalid(e)) => assert!(e.field == "latents" && e.message.contains("4096"), "{e}"),
+        other => panic!("{:?}", other.err()),
+    }
+    match engine.generate(request(1, SchedulerKind::Lcm, 60, 7.5), None, None, no()).await {
+        Err(PipelineError::Scheduler(e)) => assert!(e.to_string().contains("between 1 and 50"), "{e}"),
+        other => panic!("{:?}", other.err()),
+    }
+}
+
+#[test]
+fn a_folder_without_the_pipeline_names_the_missing_files() {
+    let empty = tempfile::tempdir().unwrap();
+    let err = SdModel::load(empty.path(), &Default::default()).err().unwrap().to_string();
+    assert!(err.contains("unet/openvino_model.xml") && err.contains("model_index.json"), "{err}");
+}
