@@ -52,8 +52,6 @@ pub struct SdModel {
     _text_encoder: CompiledModel,
     text_request: InferRequest,
     text_input_type: openvino::ElementType,
-    unet_graph: Model,
-    vae_graph: Model,
     /// Most recently used last.
     sized: Vec<SizedModels>,
 }
@@ -82,16 +80,9 @@ impl SdModel {
             core.set_property(&device, &RwPropertyKey::Other(key.clone().into()), value)
                 .ov(|| format!("setting {key}={value} on {}", options.device))?;
         }
-        let read = |core: &mut Core, part: &str| -> Result<Model, InferenceError> {
-            let xml = dir.join(part).join("openvino_model.xml");
-            let bin = dir.join(part).join("openvino_model.bin");
-            core.read_model_from_file(&xml.to_string_lossy(), &bin.to_string_lossy())
-                .ov(|| format!("reading {}", xml.display()))
-        };
-        let mut text_graph = read(&mut core, "text_encoder")?;
+        let mut text_graph = read_graph(&mut core, dir, "text_encoder")?;
         if options.static_shapes {
-            let shape = PartialShape::new_static(2, &[1, super::tokenizer::MAX_LENGTH as i64])
-                .ov(|| "making the text encoder shape".into())?;
+            let shape = static_shape(&[1, super::tokenizer::MAX_LENGTH as i64])?;
             text_graph.reshape(&[("input_ids", &shape)]).ov(|| "reshaping the text encoder".into())?;
         }
         let mut text_encoder = core
@@ -99,8 +90,6 @@ impl SdModel {
             .ov(|| "compiling text_encoder".into())?;
         let text_input_type = input_type(&text_encoder, "input_ids")?;
         let text_request = text_encoder.create_infer_request().ov(|| "creating a text encoder request".into())?;
-        let unet_graph = read(&mut core, "unet")?;
-        let vae_graph = read(&mut core, "vae_decoder")?;
         Ok(SdModel {
             files,
             tokenizer,
@@ -110,8 +99,6 @@ impl SdModel {
             _text_encoder: text_encoder,
             text_request,
             text_input_type,
-            unet_graph,
-            vae_graph,
             sized: Vec::new(),
         })
     }
@@ -133,24 +120,28 @@ impl SdModel {
         if self.sized.len() >= self.options.compiled_sizes.max(1) {
             self.sized.remove(0); // free the least recently used size before compiling the next
         }
+        // The graphs are read again for every size and dropped once compiled: a read graph keeps
+        // its weights mapped, and holding the UNet's beside its compiled copy cost ~0.8 GB.
         let (h, w) = (height as i64 / 8, width as i64 / 8);
-        let (unet, vae) = if self.options.static_shapes {
-            let b = batch as i64;
-            let channels = self.files.latent_channels as i64;
-            let hidden = self.files.text_hidden_size as i64;
-            let shape = |dims: &[i64]| PartialShape::new_static(dims.len() as i64, dims).ov(|| "making a shape".into());
-            let (sample, timestep, states) = (shape(&[b, channels, h, w])?, shape(&[1])?, shape(&[b, 77, hidden])?);
-            self.unet_graph
+        let (b, channels) = (batch as i64, self.files.latent_channels as i64);
+        let hidden = self.files.text_hidden_size as i64;
+        let mut unet_graph = self.read_graph("unet")?;
+        if self.options.static_shapes {
+            let sample = static_shape(&[b, channels, h, w])?;
+            let (timestep, states) = (static_shape(&[1])?, static_shape(&[b, 77, hidden])?);
+            unet_graph
                 .reshape(&[("sample", &sample), ("timestep", &timestep), ("encoder_hidden_states", &states)])
                 .ov(|| format!("reshaping the UNet to {width}x{height}"))?;
-            let latent = shape(&[1, channels, h, w])?;
-            self.vae_graph
+        }
+        let unet = self.compile(unet_graph, "the UNet")?;
+        let mut vae_graph = self.read_graph("vae_decoder")?;
+        if self.options.static_shapes {
+            let latent = static_shape(&[1, channels, h, w])?;
+            vae_graph
                 .reshape(&[("latent_sample", &latent)])
                 .ov(|| format!("reshaping the VAE decoder to {width}x{height}"))?;
-            (self.compile_unet()?, self.compile_vae()?)
-        } else {
-            (self.compile_unet()?, self.compile_vae()?)
-        };
+        }
+        let vae = self.compile(vae_graph, "the VAE decoder")?;
         let (mut unet, mut vae) = (unet, vae);
         let timestep_type = input_type(&unet, "timestep")?;
         let unet_request = unet.create_infer_request().ov(|| "creating a UNet request".into())?;
@@ -168,16 +159,13 @@ impl SdModel {
         Ok(ms)
     }
 
-    fn compile_unet(&mut self) -> Result<CompiledModel, InferenceError> {
-        self.core
-            .compile_model(&self.unet_graph, DeviceType::from(self.device.as_str()))
-            .ov(|| "compiling the UNet".into())
+    fn read_graph(&mut self, part: &str) -> Result<Model, InferenceError> {
+        read_graph(&mut self.core, &self.files.dir, part)
     }
 
-    fn compile_vae(&mut self) -> Result<CompiledModel, InferenceError> {
-        self.core
-            .compile_model(&self.vae_graph, DeviceType::from(self.device.as_str()))
-            .ov(|| "compiling the VAE decoder".into())
+    /// Compile `graph`, consuming it so its weights are unmapped as soon as possible.
+    fn compile(&mut self, graph: Model, what: &str) -> Result<CompiledModel, InferenceError> {
+        self.core.compile_model(&graph, DeviceType::from(self.device.as_str())).ov(|| format!("compiling {what}"))
     }
 
     fn current(&mut self) -> Result<&mut SizedModels, InferenceError> {
@@ -237,6 +225,16 @@ impl SdModel {
         let out = request.get_output_tensor_by_index(0).ov(|| "reading the VAE output".into())?;
         Ok(out.get_data::<f32>().ov(|| "reading the VAE output".into())?.to_vec())
     }
+}
+
+fn read_graph(core: &mut Core, dir: &std::path::Path, part: &str) -> Result<Model, InferenceError> {
+    let (xml, bin) = (dir.join(part).join("openvino_model.xml"), dir.join(part).join("openvino_model.bin"));
+    core.read_model_from_file(&xml.to_string_lossy(), &bin.to_string_lossy())
+        .ov(|| format!("reading {}", xml.display()))
+}
+
+fn static_shape(dims: &[i64]) -> Result<PartialShape, InferenceError> {
+    PartialShape::new_static(dims.len() as i64, dims).ov(|| format!("making the shape {dims:?}"))
 }
 
 fn f32_tensor(shape: &[i64], data: &[f32]) -> Result<Tensor, InferenceError> {

@@ -1,0 +1,163 @@
+#!/usr/bin/env python3
+"""Duet's image engine against openvino-genai's Text2ImagePipeline, side by side in one run.
+
+Both get the same model folder, prompt, size, steps, guidance, scheduler (the folder's own,
+PNDM for SD 1.5) and seeds, and all cores; each runs in its own process so its peak memory is
+its own. Both compile for the requested size (GenAI via reshape(); Duet does so by itself).
+Prints medians per size (the first image of each process is a discarded warm-up) with the ratio
+ours / GenAI, and how far apart the two images of the same seed are (Duet draws its noise
+exactly as GenAI's CppStdGenerator does).
+
+    bench/run.sh sd                          # after scripts/make-fixtures.sh --full
+    bench/run.sh sd --sizes 512,256 --steps 20 --runs 1 --rounds 1
+"""
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_MODEL = ROOT / "data/bench-models/sd/stable-diffusion-v1-5-arch-int8-ov"
+# The same texts as server/src/commands/bench_sd.rs.
+PROMPT = "a watercolor painting of a red fox in the snow, soft light"
+NEGATIVE = "blurry, low quality"
+
+
+def run_child(cmd):
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    out, err = proc.communicate()
+    if proc.returncode != 0:
+        sys.exit(f"{cmd[0]} failed ({proc.returncode}):\n{err[-2000:]}")
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def peak_rss_mb():
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def genai_worker(args):
+    """Runs in its own process: Text2ImagePipeline for one size, images with seeds 0..runs."""
+    import numpy as np
+    import openvino_genai as ov_genai
+
+    started = time.perf_counter()
+    pipe = ov_genai.Text2ImagePipeline(str(args.model))
+    pipe.reshape(1, args.height, args.width, args.guidance)
+    pipe.compile("CPU", PERFORMANCE_HINT="LATENCY", CACHE_DIR=str(ROOT / "data/bench/genai-cache"))
+    load_ms = (time.perf_counter() - started) * 1000
+    total, unet, text, vae = [], [], [], []
+    for run in range(args.runs + 1):
+        t = time.perf_counter()
+        image = pipe.generate(PROMPT, negative_prompt=NEGATIVE, width=args.width, height=args.height,
+                              num_inference_steps=args.steps, guidance_scale=args.guidance, rng_seed=run)
+        elapsed = (time.perf_counter() - t) * 1000
+        if args.save_seed_image is not None and run == args.save_seed_image:
+            np.save(args.save_to, np.asarray(image.data)[0])
+        if run == 0:
+            continue
+        m = pipe.get_performance_metrics()
+        total.append(elapsed)
+        durations = [d / 1000 for d in m.raw_metrics.unet_inference_durations]
+        unet.append(statistics.median(durations) if durations else float("nan"))
+        encoders = m.get_text_encoder_infer_duration()  # per encoder, by name
+        text.append(sum(encoders.values()) if isinstance(encoders, dict) else encoders)
+        vae.append(m.get_vae_decoder_infer_duration())
+    print(json.dumps({
+        "total_ms": statistics.median(total),
+        "unet_step_ms": statistics.median(unet),
+        "text_encode_ms": statistics.median(text),
+        "vae_ms": statistics.median(vae),
+        "load_ms": load_ms,
+        "peak_rss_mb": peak_rss_mb(),
+    }))
+
+
+def pixel_difference(args, size, tmp):
+    """The same seed through both engines: how far apart are the pictures?"""
+    import numpy as np
+    from PIL import Image
+
+    w, h = size
+    genai_npy = Path(tmp) / "genai.npy"
+    run_child([sys.executable, __file__, "--genai-worker", "--model", str(args.model), "--width", str(w),
+               "--height", str(h), "--steps", str(args.steps), "--guidance", str(args.guidance), "--runs", "0",
+               "--save-seed-image", "0", "--save-to", str(genai_npy)])
+    duet_png = Path(tmp) / "duet.png"
+    run_child([str(args.server), "--data-dir", str(ROOT / "data/bench"), "imagine", "--model", str(args.model),
+               "--prompt", PROMPT, "--negative-prompt", NEGATIVE, "--width", str(w), "--height", str(h),
+               "--steps", str(args.steps), "--guidance", str(args.guidance), "--seed", "0",
+               "--out", str(duet_png), "--json"])
+    ours = np.asarray(Image.open(duet_png).convert("RGB")).astype(int)
+    theirs = np.load(genai_npy).astype(int)
+    diff = np.abs(ours - theirs)
+    return int(diff.max()), float(diff.mean())
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", type=Path, default=DEFAULT_MODEL)
+    p.add_argument("--server", type=Path, default=ROOT / "target/release/server")
+    p.add_argument("--sizes", default="512,256", help="square sizes, comma-separated")
+    p.add_argument("--steps", type=int, default=20)
+    p.add_argument("--guidance", type=float, default=7.5)
+    p.add_argument("--runs", type=int, default=1, help="timed images per process (after one warm-up)")
+    p.add_argument("--rounds", type=int, default=1, help="rounds per size, alternating which engine goes first")
+    p.add_argument("--compare-pixels", action="store_true", help="also compare both engines' image of seed 0")
+    p.add_argument("--width", type=int, help=argparse.SUPPRESS)
+    p.add_argument("--height", type=int, help=argparse.SUPPRESS)
+    p.add_argument("--save-seed-image", type=int, help=argparse.SUPPRESS)
+    p.add_argument("--save-to", help=argparse.SUPPRESS)
+    p.add_argument("--genai-worker", action="store_true", help=argparse.SUPPRESS)
+    args = p.parse_args()
+    if args.genai_worker:
+        return genai_worker(args)
+    if not args.model.is_dir():
+        sys.exit(f"no model at {args.model}: run scripts/make-fixtures.sh --full first")
+    if not args.server.is_file():
+        sys.exit(f"no server binary at {args.server}: run cargo build --release -p server first")
+
+    print(f"model {args.model.name}, {args.steps} steps, guidance {args.guidance}, {args.rounds} round(s) x "
+          f"{args.runs} image(s) (+1 warm-up each), {os.cpu_count()} cores", flush=True)
+    rows = [("total per image (ms)", "total_ms", "<= 1.00"), ("UNet step (ms)", "unet_step_ms", ""),
+            ("text encoder (ms)", "text_encode_ms", ""), ("VAE decoder (ms)", "vae_ms", ""),
+            ("load + compile (ms)", "load_ms", ""), ("peak memory (MiB)", "peak_rss_mb", "<= 1.10")]
+    for size in [int(s) for s in args.sizes.split(",")]:
+        common = ["--width", str(size), "--height", str(size), "--steps", str(args.steps),
+                  "--guidance", str(args.guidance), "--runs", str(args.runs)]
+        engines = [("Duet", [str(args.server), "--data-dir", str(ROOT / "data/bench"), "bench", "sd",
+                             "--model", str(args.model), *common]),
+                   ("GenAI", [sys.executable, __file__, "--genai-worker", "--model", str(args.model), *common])]
+        results = {name: [] for name, _ in engines}
+        for r in range(args.rounds):
+            for name, cmd in (engines if r % 2 == 0 else engines[::-1]):
+                results[name].append(run_child(cmd))
+                last = results[name][-1]
+                print(f"  {size}x{size} round {r + 1} {name:5}: {last['total_ms']:9.0f} ms per image, "
+                      f"UNet step {last['unet_step_ms']:7.1f} ms, {last['peak_rss_mb']:6.0f} MiB", flush=True)
+        med = lambda name, key: statistics.median(x[key] for x in results[name])
+        print(f"\n{size}x{size}, {args.steps} steps")
+        print(f"{'metric':24} {'Duet':>10} {'GenAI':>10} {'ratio':>7}  target")
+        for label, key, target in rows:
+            a, b = med("Duet", key), med("GenAI", key)
+            print(f"{label:24} {a:10.1f} {b:10.1f} {a / b:7.3f}  {target}")
+        if args.compare_pixels:
+            with tempfile.TemporaryDirectory() as tmp:
+                mx, mean = pixel_difference(args, (size, size), tmp)
+            print(f"same seed, both engines: max pixel difference {mx}, mean {mean:.3f}")
+        print(flush=True)
+        for name, rounds in results.items():
+            print(f"{name} {size}: {json.dumps(rounds)}")
+
+
+if __name__ == "__main__":
+    main()
