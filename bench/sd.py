@@ -72,6 +72,9 @@ def genai_worker(args):
         encoders = m.get_text_encoder_infer_duration()  # per encoder, by name
         text.append(sum(encoders.values()) if isinstance(encoders, dict) else encoders)
         vae.append(m.get_vae_decoder_infer_duration())
+    if not total:  # only asked to save an image
+        print(json.dumps({"load_ms": load_ms, "peak_rss_mb": peak_rss_mb()}))
+        return
     print(json.dumps({
         "total_ms": statistics.median(total),
         "unet_step_ms": statistics.median(unet),

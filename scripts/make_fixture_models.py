@@ -17,12 +17,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from fixtures import llm, llm_reference, sd, sd_reference  # noqa: E402
+from fixtures import llm, llm_reference, sd, sd_reference, sd_safety  # noqa: E402
 from fixtures.common import scrub_paths  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 LLM_NAME = "tiny-deepseek-r1-distill-qwen-int4-cw-ov"
 SD_NAME = "tiny-stable-diffusion-v1-5-int8-ov"
+# The optional NSFW filter, kept apart: the real SD 1.5 OpenVINO export ships without one.
+SAFETY_NAME = "tiny-sd-safety-checker"
 SEED = 20250120
 
 
@@ -68,7 +70,7 @@ def write_manifest(root: Path):
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--full", action="store_true", help="full-size random-weight models for benchmarks")
-    parser.add_argument("--only", choices=["llm", "sd"], help="make just one of the two models")
+    parser.add_argument("--only", choices=["llm", "sd", "safety"], help="make just one of the models")
     parser.add_argument("--out", type=Path, help="output folder (default fixtures/, or data/bench-models/ with --full)")
     args = parser.parse_args()
     out = args.out or (ROOT / "data" / "bench-models" if args.full else ROOT / "fixtures")
@@ -81,6 +83,9 @@ def main():
     if args.only in (None, "sd"):
         name = "stable-diffusion-v1-5-arch-int8-ov" if args.full else SD_NAME
         make_sd(out / "sd" / name, args.full, refs)
+    if not args.full and args.only in (None, "sd", "safety"):
+        print("[sd] safety checker and its reference decisions", flush=True)
+        sd_safety.make(out / "sd" / SAFETY_NAME, refs, SEED)
     if not args.full:
         write_manifest(out)
     print(f"done: {out}")

@@ -95,6 +95,11 @@ pub struct Config {
     #[arg(long, env = "SD_COMPILED_SIZES", default_value_t = 2, global = true)]
     pub sd_compiled_sizes: usize,
 
+    /// Filter images with the model's safety checker when it has one; flagged ones are blacked out (true/false).
+    #[arg(long, env = "SD_SAFETY_CHECKER", default_value = "false", action = ArgAction::Set,
+          value_parser = |s: &str| parse_bool("SD_SAFETY_CHECKER", s), global = true)]
+    pub sd_safety_checker: bool,
+
     /// Where OpenVINO keeps compiled models so the next start is fast (default `MODELS_DIR/cache`).
     #[arg(long, env = "OPENVINO_CACHE_DIR", global = true)]
     pub openvino_cache_dir: Option<PathBuf>,
@@ -166,6 +171,7 @@ impl Config {
             device: self.device.clone(),
             cache_dir: Some(self.openvino_cache_dir()),
             compiled_sizes: self.sd_compiled_sizes.max(1),
+            safety_checker: self.sd_safety_checker,
             ..Default::default()
         }
     }
@@ -191,6 +197,7 @@ impl Config {
             ("LLM_KV_CACHE_MB", self.llm_kv_cache_mb.to_string()),
             ("LLM_KV_CACHE_PRECISION", self.llm_kv_cache_precision.clone()),
             ("SD_COMPILED_SIZES", self.sd_compiled_sizes.to_string()),
+            ("SD_SAFETY_CHECKER", self.sd_safety_checker.to_string()),
             ("OPENVINO_CACHE_DIR", self.openvino_cache_dir().display().to_string()),
             ("OPENVINO_LIB_DIR", opt(&self.openvino_lib_dir)),
             ("INTEL_OPENVINO_DIR", opt(&self.intel_openvino_dir)),

@@ -175,3 +175,87 @@ fn a_folder_without_the_pipeline_names_the_missing_files() {
     let err = SdModel::load(empty.path(), &Default::default()).err().unwrap().to_string();
     assert!(err.contains("unet/openvino_model.xml") && err.contains("model_index.json"), "{err}");
 }
+
+/// The fixture pipeline with the tiny safety checker added, in a temporary folder.
+fn pipeline_with_safety_checker() -> tempfile::TempDir {
+    fn copy(from: &std::path::Path, to: &std::path::Path) {
+        std::fs::create_dir_all(to).unwrap();
+        for entry in std::fs::read_dir(from).unwrap().flatten() {
+            let target = to.join(entry.file_name());
+            if entry.file_type().unwrap().is_dir() {
+                copy(&entry.path(), &target);
+            } else {
+                std::fs::copy(entry.path(), target).unwrap();
+            }
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    copy(&common::fixture(common::SD_FIXTURE), dir.path());
+    copy(&common::fixture(common::SD_SAFETY_FIXTURE), dir.path());
+    dir
+}
+
+#[tokio::test]
+async fn the_nsfw_filter_blacks_out_what_the_checker_flags() {
+    let refs = reference();
+    let latents = npy::read_f32(&common::fixture("fixtures/reference/sd_initial_latents.npy")).unwrap().data;
+    let fox = || ImageRequest {
+        prompt: refs["params"]["prompt"].as_str().unwrap().into(),
+        negative_prompt: refs["params"]["negative_prompt"].as_str().unwrap().into(),
+        ..request(0, SchedulerKind::Pndm, 8, 7.5)
+    };
+    let dir = pipeline_with_safety_checker();
+    let start_with = |safety_checker: bool| {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let options = SdCompileOptions { safety_checker, ..Default::default() };
+        let engine = SdEngine::start(dir.path().into(), options, move |r| tx.send(r.is_ok()).unwrap()).unwrap();
+        assert!(rx.recv().unwrap());
+        engine
+    };
+    start(); // loads the runtime
+    let no = || Arc::new(AtomicBool::new(false));
+
+    // Off (the default): no check, the picture as made.
+    let plain = start_with(false).generate(fox(), Some(latents.clone()), None, no()).await.unwrap();
+    assert_eq!(plain.nsfw, None);
+    assert!(plain.image.pixels.iter().any(|&p| p > 0));
+
+    // On: the fixture checker fires for the reference fox (as diffusers decided), so it is black.
+    let filtered = start_with(true).generate(fox(), Some(latents), None, no()).await.unwrap();
+    assert_eq!(filtered.nsfw, Some(true));
+    assert!(filtered.image.pixels.iter().all(|&p| p == 0));
+    assert!(decode_png(&filtered.png).iter().all(|&p| p == 0), "the PNG holds the blacked-out image");
+}
+
+#[test]
+fn the_safety_checker_decides_as_diffusers_and_preprocesses_like_clip() {
+    use server::inference::diffusion::safety::{ClipPreprocess, SafetyChecker};
+    start();
+    let dir = pipeline_with_safety_checker();
+    let refs: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(common::fixture("fixtures/reference/sd_safety.json")).unwrap())
+            .unwrap();
+    let fox = image_file::decode(&std::fs::read(common::fixture("fixtures/reference/sd_reference.png")).unwrap())
+        .unwrap()
+        .image;
+    let expected = npy::read_f32(&common::fixture("fixtures/reference/sd_safety_clip_input.npy")).unwrap();
+    let ours = ClipPreprocess::default().apply(&fox);
+    let max = ours.iter().zip(&expected.data).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+    println!("clip_input against CLIPImageProcessor: max abs difference {max}");
+    // One 8-bit level is 1/255/std ≈ 0.015 after normalisation.
+    assert!(max < 0.031, "clip_input differs from CLIPImageProcessor's by up to {max}");
+
+    let mut checker = SafetyChecker::load(&mut server::inference::new_core().unwrap(), dir.path(), "CPU")
+        .unwrap()
+        .expect("the fixture has a safety checker");
+    assert_eq!(checker.flags(&fox).unwrap(), refs["flagged"]["sd_reference.png"].as_bool().unwrap());
+    let grey = image_file::RgbImage { width: 256, height: 256, pixels: vec![128; 256 * 256 * 3] };
+    assert_eq!(checker.flags(&grey).unwrap(), refs["flagged"]["grey_128"].as_bool().unwrap());
+    assert!(SafetyChecker::load(
+        &mut server::inference::new_core().unwrap(),
+        &common::fixture(common::SD_FIXTURE),
+        "CPU"
+    )
+    .unwrap()
+    .is_none());
+}

@@ -60,12 +60,15 @@ pub fn run(config: &Config, args: ImagineArgs) -> Result<(), String> {
             "total_ms": total_ms,
             "request": request,
             "times": output.times,
+            // true: the NSFW filter blacked the image out; null: no filter ran.
+            "nsfw": output.nsfw,
             // With injected latents the seed played no part: the file alone cannot remake it.
             "latents": args.latents,
         });
         println!("{line}");
     } else {
-        println!("{} (seed {}, {:.1} s)", args.out.display(), request.seed, total_ms / 1000.0);
+        let filtered = if output.nsfw == Some(true) { ", flagged by the NSFW filter and blacked out" } else { "" };
+        println!("{} (seed {}, {:.1} s{filtered})", args.out.display(), request.seed, total_ms / 1000.0);
     }
     Ok(())
 }

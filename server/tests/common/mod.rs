@@ -9,6 +9,8 @@ use std::path::{Path, PathBuf};
 
 pub const LLM_FIXTURE: &str = "fixtures/llm/tiny-deepseek-r1-distill-qwen-int4-cw-ov";
 pub const SD_FIXTURE: &str = "fixtures/sd/tiny-stable-diffusion-v1-5-int8-ov";
+/// The optional NSFW filter (`safety_checker/`, `feature_extractor/`), to lay over SD_FIXTURE.
+pub const SD_SAFETY_FIXTURE: &str = "fixtures/sd/tiny-sd-safety-checker";
 
 /// The repository root (tests run with the crate folder as working directory).
 pub fn repo_root() -> PathBuf {

@@ -11,6 +11,7 @@ mod model;
 pub mod pipeline;
 pub mod request;
 pub mod rng;
+pub mod safety;
 pub mod scheduler;
 pub mod tokenizer;
 

@@ -27,6 +27,8 @@ pub struct ImageOutput {
     pub image: RgbImage,
     pub png: Vec<u8>,
     pub times: PartTimes,
+    /// `Some(true)`: the NSFW filter flagged the image and it was blacked out; `None`: not checked.
+    pub nsfw: Option<bool>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -135,10 +137,20 @@ pub fn generate(
     sample.iter_mut().for_each(|v| *v *= inv);
     let decoded = model.decode(&sample)?;
     times.vae_ms = t.elapsed().as_secs_f64() * 1000.0;
-    let image = to_rgb(&decoded, request.width, request.height)?;
+    let mut image = to_rgb(&decoded, request.width, request.height)?;
+    let nsfw = match model.safety.as_mut() {
+        Some(checker) => {
+            let flagged = checker.flags(&image)?;
+            if flagged {
+                image.pixels.fill(0);
+            }
+            Some(flagged)
+        }
+        None => None,
+    };
     let png = image_file::encode(&image, request, &model.files.name)
         .map_err(|e| InferenceError::Generation(e.to_string()))?;
-    Ok(ImageOutput { image, png, times })
+    Ok(ImageOutput { image, png, times, nsfw })
 }
 
 /// VAE output [3, H, W] in [-1, 1] → interleaved 8-bit RGB, rounding half to even as numpy
