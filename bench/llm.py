@@ -17,10 +17,12 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import peak_rss_mb, run_child  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_MODEL = ROOT / "data/bench-models/llm/deepseek-r1-distill-qwen-1.5b-arch-int4-cw-ov"
@@ -30,16 +32,6 @@ def bench_prompt(n, run):
     """The same ids as `server bench llm` (server/src/commands/bench.rs): a different prompt for
     every run, so GenAI's prefix cache cannot serve a run from the previous one."""
     return [3 + (i * 7919 + 13 + run * 104729) % 937 for i in range(n)]
-
-
-def run_child(cmd):
-    """Run a benchmark process and return the JSON line it prints last."""
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    out, err = proc.communicate()
-    if proc.returncode != 0:
-        sys.exit(f"{cmd[0]} failed ({proc.returncode}):\n{err[-2000:]}")
-    line = json.loads(out.strip().splitlines()[-1])
-    return line
 
 
 def genai_worker(args):
@@ -76,13 +68,6 @@ def genai_worker(args):
         "peak_rss_mb": peak_rss_mb(),
     }))
 
-
-def peak_rss_mb():
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 SWEEP = [

@@ -2,21 +2,7 @@
 
 mod common;
 
-use std::process::Command;
-
-fn server(args: &[&str]) -> (i32, String, String) {
-    let data = tempfile::tempdir().unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_server"))
-        .current_dir(common::repo_root())
-        .env_remove("RUST_LOG")
-        .arg("--data-dir")
-        .arg(data.path())
-        .args(args)
-        .output()
-        .expect("run the server binary");
-    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
-    (out.status.code().unwrap_or(-1), text(&out.stdout), text(&out.stderr))
-}
+use common::run_server as server;
 
 fn reference_case(name: &str) -> serde_json::Value {
     let refs: serde_json::Value =

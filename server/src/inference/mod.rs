@@ -57,6 +57,23 @@ pub fn new_core() -> Result<openvino::Core, InferenceError> {
     openvino::Core::new().map_err(|e| InferenceError::Setup(e.to_string()))
 }
 
+/// Set device properties on `core` (they apply to every later compile for that device), plus
+/// OpenVINO's compiled-model cache under `cache_dir/openvino` when given.
+pub(crate) fn configure_device(
+    core: &mut openvino::Core,
+    device: &str,
+    properties: &[(String, String)],
+    cache_dir: Option<&Path>,
+) -> Result<(), InferenceError> {
+    let cache = cache_dir.map(|c| ("CACHE_DIR".to_string(), c.join("openvino").display().to_string()));
+    let target = openvino::DeviceType::from(device);
+    for (key, value) in properties.iter().chain(cache.as_ref()) {
+        core.set_property(&target, &openvino::RwPropertyKey::Other(key.clone().into()), value)
+            .ov(|| format!("setting {key}={value} on {device}"))?;
+    }
+    Ok(())
+}
+
 /// A tensor of `shape` filled from `data`, in the element type the model's input expects
 /// (exports differ: `input_ids` may be i64 or i32).
 pub(crate) fn int_tensor(

@@ -32,3 +32,19 @@ pub fn config(data_dir: &Path, extra: &[&str]) -> server::config::Config {
     args.extend_from_slice(extra);
     Cli::try_parse_from(args).expect("test configuration parses").config
 }
+
+/// Run the `server` binary from the repository root with a fresh data folder and no RUST_LOG;
+/// returns (exit code, stdout, stderr).
+pub fn run_server(args: &[&str]) -> (i32, String, String) {
+    let data = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_server"))
+        .current_dir(repo_root())
+        .env_remove("RUST_LOG")
+        .arg("--data-dir")
+        .arg(data.path())
+        .args(args)
+        .output()
+        .expect("run the server binary");
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    (out.status.code().unwrap_or(-1), text(&out.stdout), text(&out.stderr))
+}

@@ -3,8 +3,8 @@
 //! and kept in a small most-recently-used cache of compiled sizes.
 
 use super::{files::SdFiles, safety::SafetyChecker, scheduler::SchedulerKind, tokenizer::ClipTokenizer};
-use crate::inference::{input_type, int_tensor, InferenceError, OvContext};
-use openvino::{CompiledModel, Core, DeviceType, InferRequest, Model, PartialShape, RwPropertyKey, Tensor};
+use crate::inference::{configure_device, input_type, int_tensor, InferenceError, OvContext};
+use openvino::{CompiledModel, Core, DeviceType, InferRequest, Model, PartialShape, Tensor};
 use std::path::PathBuf;
 
 /// How to compile the pipeline.
@@ -76,15 +76,7 @@ impl SdModel {
         let tokenizer =
             ClipTokenizer::load(&dir.join("tokenizer")).map_err(|e| InferenceError::BadModel(e.to_string()))?;
         let mut core = crate::inference::new_core()?;
-        let device = DeviceType::from(options.device.as_str());
-        let mut properties = options.properties.clone();
-        if let Some(cache) = &options.cache_dir {
-            properties.push(("CACHE_DIR".into(), cache.join("openvino").display().to_string()));
-        }
-        for (key, value) in &properties {
-            core.set_property(&device, &RwPropertyKey::Other(key.clone().into()), value)
-                .ov(|| format!("setting {key}={value} on {}", options.device))?;
-        }
+        configure_device(&mut core, &options.device, &options.properties, options.cache_dir.as_deref())?;
         let mut text_graph = read_graph(&mut core, dir, "text_encoder")?;
         if options.static_shapes {
             let shape = static_shape(&[1, super::tokenizer::MAX_LENGTH as i64])?;

@@ -3,8 +3,8 @@
 //! conversation runs on its own `InferRequest`, whose state is that conversation's KV cache.
 
 use super::ir;
-use crate::inference::{input_type, int_tensor, require_files, InferenceError, OvContext};
-use openvino::{CompiledModel, Core, DeviceType, ElementType, InferRequest, RwPropertyKey};
+use crate::inference::{configure_device, input_type, int_tensor, require_files, InferenceError, OvContext};
+use openvino::{CompiledModel, Core, DeviceType, ElementType, InferRequest};
 use std::path::{Path, PathBuf};
 
 /// Files an exported chat model folder must hold.
@@ -64,14 +64,7 @@ impl LlmModel {
     pub fn load(core: &mut Core, dir: &Path, options: &CompileOptions) -> Result<Self, InferenceError> {
         require_files(dir, REQUIRED_FILES)?;
         let device = DeviceType::from(options.device.as_str());
-        let mut properties = options.properties.clone();
-        if let Some(cache) = &options.cache_dir {
-            properties.push(("CACHE_DIR".into(), cache.join("openvino").display().to_string()));
-        }
-        for (key, value) in &properties {
-            core.set_property(&device, &RwPropertyKey::Other(key.clone().into()), value)
-                .ov(|| format!("setting {key}={value} on {}", options.device))?;
-        }
+        configure_device(core, &options.device, &options.properties, options.cache_dir.as_deref())?;
         let xml = dir.join("openvino_model.xml");
         let bin = dir.join("openvino_model.bin");
         let (graph, sliced_logits) =
