@@ -1,6 +1,6 @@
 //! DDIM with eta = 0: deterministic steps along the predicted clean image.
 
-use super::{axpby, predict_original, round_even, PredictionType, Scheduler, SchedulerConfig, TimestepSpacing};
+use super::{axpby, predict_original, spaced_timesteps, PredictionType, Scheduler, SchedulerConfig};
 
 pub struct Ddim {
     timesteps: Vec<f64>,
@@ -15,27 +15,12 @@ impl Ddim {
     pub fn new(config: &SchedulerConfig, steps: usize) -> Self {
         let alphas_cumprod = config.alphas_cumprod();
         Ddim {
-            timesteps: descending_timesteps(config, steps),
+            timesteps: spaced_timesteps(config, steps, true),
             final_alpha_cumprod: config.final_alpha_cumprod(&alphas_cumprod),
             alphas_cumprod,
             prediction: config.prediction_type,
             clip: config.clip_sample.then_some(config.clip_sample_range),
             stride: (config.num_train_timesteps / steps) as i64,
-        }
-    }
-}
-
-/// Integer timesteps, largest first, spaced as DDIM and Euler space them.
-pub(super) fn descending_timesteps(config: &SchedulerConfig, steps: usize) -> Vec<f64> {
-    let n = config.num_train_timesteps;
-    match config.timestep_spacing {
-        TimestepSpacing::Leading => (0..steps).rev().map(|i| (i * (n / steps) + config.steps_offset) as f64).collect(),
-        TimestepSpacing::Linspace => {
-            super::linspace(0.0, (n - 1) as f64, steps).into_iter().rev().map(round_even).collect()
-        }
-        TimestepSpacing::Trailing => {
-            let ratio = n as f64 / steps as f64;
-            (0..steps).map(|i| round_even(n as f64 - i as f64 * ratio) - 1.0).collect()
         }
     }
 }

@@ -2,7 +2,7 @@
 //! sigma space: the UNet input is scaled by 1/√(σ²+1) and the latents start at the largest σ.
 
 use super::{
-    interp_on_grid, karras_sigmas, round_even, sigma_to_t, Noise, PredictionType, Scheduler, SchedulerConfig,
+    interp_on_grid, karras_sigmas, sigma_to_t, spaced_timesteps, Noise, PredictionType, Scheduler, SchedulerConfig,
     TimestepSpacing,
 };
 
@@ -17,18 +17,7 @@ pub struct Euler {
 
 impl Euler {
     pub fn new(config: &SchedulerConfig, steps: usize, ancestral: bool) -> Self {
-        let n = config.num_train_timesteps;
-        // Float timesteps, largest first.
-        let timesteps: Vec<f64> = match config.timestep_spacing {
-            TimestepSpacing::Linspace => super::linspace(0.0, (n - 1) as f64, steps).into_iter().rev().collect(),
-            TimestepSpacing::Leading => {
-                (0..steps).rev().map(|i| (i * (n / steps)) as f64 + config.steps_offset as f64).collect()
-            }
-            TimestepSpacing::Trailing => {
-                let ratio = n as f64 / steps as f64;
-                (0..steps).map(|i| round_even(n as f64 - i as f64 * ratio) - 1.0).collect()
-            }
-        };
+        let timesteps = spaced_timesteps(config, steps, false);
         let train_sigmas = config.train_sigmas();
         let (timesteps, mut sigmas) = if config.use_karras_sigmas && !ancestral {
             let interpolated: Vec<f64> = timesteps.iter().map(|&t| interp_on_grid(t, &train_sigmas)).collect();

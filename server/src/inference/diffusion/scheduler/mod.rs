@@ -154,6 +154,25 @@ fn predict_original(prediction: PredictionType, alpha_prod: f64, model_output: &
     x0
 }
 
+/// The training timesteps `steps` inference steps visit, largest first, spaced as
+/// `timestep_spacing` says (diffusers' `set_timesteps`). `linspace` points fall between integers;
+/// DDPM-family samplers round them, sigma-space samplers (Euler) keep them fractional.
+fn spaced_timesteps(config: &SchedulerConfig, steps: usize, round_linspace: bool) -> Vec<f64> {
+    let n = config.num_train_timesteps;
+    match config.timestep_spacing {
+        TimestepSpacing::Leading => (0..steps).rev().map(|i| (i * (n / steps) + config.steps_offset) as f64).collect(),
+        TimestepSpacing::Linspace => linspace(0.0, (n - 1) as f64, steps)
+            .into_iter()
+            .rev()
+            .map(|t| if round_linspace { round_even(t) } else { t })
+            .collect(),
+        TimestepSpacing::Trailing => {
+            let ratio = n as f64 / steps as f64;
+            (0..steps).map(|i| round_even(n as f64 - i as f64 * ratio) - 1.0).collect()
+        }
+    }
+}
+
 /// numpy's `linspace(start, end, n)`.
 fn linspace(start: f64, end: f64, n: usize) -> Vec<f64> {
     match n {

@@ -1,7 +1,7 @@
 //! PNDM in its PLMS form (`skip_prk_steps`), Stable Diffusion 1.5's default: a linear multistep
 //! method over the last four noise predictions, with one extra UNet run at the start.
 
-use super::{axpby, round_even, PredictionType, Scheduler, SchedulerConfig, SchedulerError, TimestepSpacing};
+use super::{axpby, spaced_timesteps, PredictionType, Scheduler, SchedulerConfig, SchedulerError};
 
 pub struct Pndm {
     timesteps: Vec<f64>,
@@ -27,18 +27,8 @@ impl Pndm {
             ));
         }
         let n = config.num_train_timesteps;
-        let base: Vec<i64> = match config.timestep_spacing {
-            TimestepSpacing::Leading => (0..steps).map(|i| (i * (n / steps) + config.steps_offset) as i64).collect(),
-            TimestepSpacing::Linspace => {
-                super::linspace(0.0, (n - 1) as f64, steps).into_iter().map(|t| round_even(t) as i64).collect()
-            }
-            TimestepSpacing::Trailing => {
-                let ratio = n as f64 / steps as f64;
-                let mut t: Vec<i64> = (0..steps).map(|i| round_even(n as f64 - i as f64 * ratio) as i64 - 1).collect();
-                t.reverse();
-                t
-            }
-        };
+        let mut base: Vec<i64> = spaced_timesteps(config, steps, true).into_iter().map(|t| t as i64).collect();
+        base.reverse();
         // Rising `base` → [t0 .. t(k-2), t(k-2), t(k-1)], then reversed: the second-largest
         // timestep runs twice (the PLMS warm-up).
         let mut plms: Vec<i64> = base[..steps - 1].to_vec();
