@@ -48,14 +48,16 @@ pub fn run(config: &Config, args: BenchSdArgs) -> Result<(), String> {
         .map_err(|e| e.to_string())
     };
     let first = request(0)?;
-    model.prepare(first.width, first.height, if first.guided() { 2 } else { 1 }).map_err(|e| e.to_string())?;
+    model.prepare(first.width, first.height, first.unet_batch()).map_err(|e| e.to_string())?;
     let load_ms = started.elapsed().as_secs_f64() * 1000.0;
     let (mut total, mut unet, mut text, mut vae) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let mut unet_runs = 0;
     for run in 0..=args.runs {
         let request = request(run as u32)?;
         let t = Instant::now();
         let output = pipeline::generate(&mut model, &request, None, &mut |_| {}, &AtomicBool::new(false))
             .map_err(|e| e.to_string())?;
+        unet_runs = output.times.unet_ms.len();
         if run > 0 {
             total.push(t.elapsed().as_secs_f64() * 1000.0);
             unet.push(median(&mut output.times.unet_ms.clone()));
@@ -72,7 +74,7 @@ pub fn run(config: &Config, args: BenchSdArgs) -> Result<(), String> {
         "width": first.width,
         "height": first.height,
         "steps": first.steps,
-        "unet_runs": pipeline_runs(&first, &model)?,
+        "unet_runs": unet_runs,
         "scheduler": first.scheduler,
         "guidance_scale": first.guidance_scale,
         "static_shapes": options.static_shapes,
@@ -82,15 +84,4 @@ pub fn run(config: &Config, args: BenchSdArgs) -> Result<(), String> {
     });
     println!("{line}");
     Ok(())
-}
-
-/// UNet runs per image (PNDM runs one more than its step count).
-fn pipeline_runs(request: &crate::inference::diffusion::ImageRequest, model: &SdModel) -> Result<usize, String> {
-    let scheduler = crate::inference::diffusion::scheduler::build(
-        request.scheduler,
-        &model.files.scheduler_config,
-        request.steps as usize,
-    )
-    .map_err(|e| e.to_string())?;
-    Ok(scheduler.timesteps().len())
 }

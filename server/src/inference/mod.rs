@@ -96,6 +96,19 @@ pub(crate) fn int_tensor(
     Ok(tensor)
 }
 
+/// An f32 tensor of `shape` filled from `data` (whose length must match).
+pub(crate) fn f32_tensor(shape: &[i64], data: &[f32]) -> Result<openvino::Tensor, InferenceError> {
+    let ctx = || format!("creating an f32 tensor of shape {shape:?}");
+    let mut tensor =
+        openvino::Tensor::new(openvino::ElementType::F32, &openvino::Shape::new(shape).ov(ctx)?).ov(ctx)?;
+    let dst = tensor.get_data_mut::<f32>().ov(ctx)?;
+    if dst.len() != data.len() {
+        return Err(InferenceError::Generation(format!("{} values for shape {shape:?}", data.len())));
+    }
+    dst.copy_from_slice(data);
+    Ok(tensor)
+}
+
 /// The element type of a compiled model's input, by name.
 pub(crate) fn input_type(
     compiled: &openvino::CompiledModel,

@@ -3,8 +3,8 @@
 //! and kept in a small most-recently-used cache of compiled sizes.
 
 use super::{files::SdFiles, safety::SafetyChecker, scheduler::SchedulerKind, tokenizer::ClipTokenizer};
-use crate::inference::{configure_device, input_type, int_tensor, InferenceError, OvContext};
-use openvino::{CompiledModel, Core, DeviceType, InferRequest, Model, PartialShape, Tensor};
+use crate::inference::{configure_device, f32_tensor, input_type, int_tensor, InferenceError, OvContext};
+use openvino::{CompiledModel, Core, DeviceType, InferRequest, Model, PartialShape};
 use std::path::PathBuf;
 
 /// How to compile the pipeline.
@@ -50,7 +50,6 @@ pub struct SdModel {
     pub files: SdFiles,
     pub tokenizer: ClipTokenizer,
     core: Core,
-    device: String,
     options: SdCompileOptions,
     _text_encoder: CompiledModel,
     text_request: InferRequest,
@@ -100,7 +99,6 @@ impl SdModel {
             files,
             tokenizer,
             core,
-            device: options.device.clone(),
             options: options.clone(),
             _text_encoder: text_encoder,
             text_request,
@@ -172,7 +170,9 @@ impl SdModel {
 
     /// Compile `graph`, consuming it so its weights are unmapped as soon as possible.
     fn compile(&mut self, graph: Model, what: &str) -> Result<CompiledModel, InferenceError> {
-        self.core.compile_model(&graph, DeviceType::from(self.device.as_str())).ov(|| format!("compiling {what}"))
+        self.core
+            .compile_model(&graph, DeviceType::from(self.options.device.as_str()))
+            .ov(|| format!("compiling {what}"))
     }
 
     fn current(&mut self) -> Result<&mut SizedModels, InferenceError> {
@@ -189,31 +189,28 @@ impl SdModel {
         Ok(out.get_data::<f32>().ov(|| "reading last_hidden_state".into())?.to_vec())
     }
 
-    /// One UNet run on the prepared size: `sample` is [batch, C, h, w], `states` [batch, 77, hidden].
-    pub fn unet(
-        &mut self,
-        sample: &[f32],
-        timestep: i64,
-        states: &[f32],
-        batch: usize,
-    ) -> Result<Vec<f32>, InferenceError> {
-        let (channels, hidden) = (self.files.latent_channels, self.files.text_hidden_size);
+    /// Set the text conditioning for the prepared size's UNet runs: [batch, 77, hidden] values
+    /// (negative prompt first under guidance). It holds until the next call, so the same states
+    /// are not copied into the request again at every step.
+    pub fn condition(&mut self, states: &[f32]) -> Result<(), InferenceError> {
+        let hidden = self.files.text_hidden_size as i64;
         let models = self.current()?;
-        let (w, h) = (models.key.0 as i64 / 8, models.key.1 as i64 / 8);
-        let b = batch as i64;
-        let timestep_type = models.timestep_type;
+        let tensor = f32_tensor(&[models.key.2 as i64, 77, hidden], states)?;
+        models.unet.set_tensor("encoder_hidden_states", &tensor).ov(|| "setting encoder_hidden_states".into())
+    }
+
+    /// One UNet run on the prepared size: `sample` is [batch, C, h, w].
+    pub fn unet(&mut self, sample: &[f32], timestep: i64) -> Result<Vec<f32>, InferenceError> {
+        let channels = self.files.latent_channels as i64;
+        let models = self.current()?;
+        let (w, h, b) = (models.key.0 as i64 / 8, models.key.1 as i64 / 8, models.key.2 as i64);
         let request = &mut models.unet;
-        request
-            .set_tensor("sample", &f32_tensor(&[b, channels as i64, h, w], sample)?)
-            .ov(|| "setting sample".into())?;
-        let t = match timestep_type {
+        request.set_tensor("sample", &f32_tensor(&[b, channels, h, w], sample)?).ov(|| "setting sample".into())?;
+        let t = match models.timestep_type {
             openvino::ElementType::F32 => f32_tensor(&[1], &[timestep as f32])?,
             other => int_tensor(other, &[1], &[timestep])?,
         };
         request.set_tensor("timestep", &t).ov(|| "setting timestep".into())?;
-        request
-            .set_tensor("encoder_hidden_states", &f32_tensor(&[b, 77, hidden as i64], states)?)
-            .ov(|| "setting encoder_hidden_states".into())?;
         request.infer().ov(|| "running the UNet".into())?;
         let out = request.get_output_tensor_by_index(0).ov(|| "reading the UNet output".into())?;
         Ok(out.get_data::<f32>().ov(|| "reading the UNet output".into())?.to_vec())
@@ -234,7 +231,8 @@ impl SdModel {
     }
 }
 
-fn read_graph(core: &mut Core, dir: &std::path::Path, part: &str) -> Result<Model, InferenceError> {
+/// Read `dir/part/openvino_model.{xml,bin}`.
+pub(super) fn read_graph(core: &mut Core, dir: &std::path::Path, part: &str) -> Result<Model, InferenceError> {
     let (xml, bin) = (dir.join(part).join("openvino_model.xml"), dir.join(part).join("openvino_model.bin"));
     core.read_model_from_file(&xml.to_string_lossy(), &bin.to_string_lossy())
         .ov(|| format!("reading {}", xml.display()))
@@ -242,15 +240,4 @@ fn read_graph(core: &mut Core, dir: &std::path::Path, part: &str) -> Result<Mode
 
 fn static_shape(dims: &[i64]) -> Result<PartialShape, InferenceError> {
     PartialShape::new_static(dims.len() as i64, dims).ov(|| format!("making the shape {dims:?}"))
-}
-
-fn f32_tensor(shape: &[i64], data: &[f32]) -> Result<Tensor, InferenceError> {
-    let ctx = || format!("creating an f32 tensor of shape {shape:?}");
-    let mut tensor = Tensor::new(openvino::ElementType::F32, &openvino::Shape::new(shape).ov(ctx)?).ov(ctx)?;
-    let dst = tensor.get_data_mut::<f32>().ov(ctx)?;
-    if dst.len() != data.len() {
-        return Err(InferenceError::Generation(format!("{} values for shape {shape:?}", data.len())));
-    }
-    dst.copy_from_slice(data);
-    Ok(tensor)
 }

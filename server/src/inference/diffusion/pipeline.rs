@@ -53,10 +53,23 @@ pub fn generate(
     cancel: &AtomicBool,
 ) -> Result<ImageOutput, PipelineError> {
     request.validate()?;
+    let count = model.files.latent_channels * (request.width as usize / 8) * (request.height as usize / 8);
+    if let Some(given) = latents.filter(|l| l.len() != count) {
+        return Err(InvalidField {
+            field: "latents",
+            message: format!(
+                "expected {count} values (1x4x{}x{}), got {}",
+                request.height / 8,
+                request.width / 8,
+                given.len()
+            ),
+        }
+        .into());
+    }
     let started = Instant::now();
     let mut scheduler = scheduler::build(request.scheduler, &model.files.scheduler_config, request.steps as usize)?;
     let guided = request.guided();
-    let batch = if guided { 2 } else { 1 };
+    let batch = request.unet_batch();
     let mut times =
         PartTimes { compile_ms: model.prepare(request.width, request.height, batch)?, ..Default::default() };
 
@@ -73,23 +86,11 @@ pub fn generate(
     } else {
         prompt_states
     };
+    model.condition(&states)?;
     times.text_encode_ms = t.elapsed().as_secs_f64() * 1000.0;
 
-    let count = model.files.latent_channels * (request.width as usize / 8) * (request.height as usize / 8);
     let mut rng = NormalRng::new(request.seed);
     let mut sample = match latents {
-        Some(given) if given.len() != count => {
-            return Err(InvalidField {
-                field: "latents",
-                message: format!(
-                    "expected {count} values (1x4x{}x{}), got {}",
-                    request.height / 8,
-                    request.width / 8,
-                    given.len()
-                ),
-            }
-            .into())
-        }
         Some(given) => given.to_vec(),
         None => {
             let mut noise = vec![0.0; count];
@@ -115,7 +116,7 @@ pub fn generate(
             chunk.iter_mut().zip(&sample).for_each(|(d, s)| *d = if scale == 1.0 { *s } else { s * scale });
         }
         // The UNet takes an integer timestep; fractional (Karras) ones are rounded.
-        let output = model.unet(&input, timestep.round() as i64, &states, batch)?;
+        let output = model.unet(&input, timestep.round() as i64)?;
         let prediction: &[f32] = if guided {
             let (uncond, cond) = output.split_at(count);
             let g = request.guidance_scale;

@@ -73,6 +73,15 @@ impl ImageRequest {
     pub fn guided(&self) -> bool {
         self.guidance_scale > 1.0
     }
+
+    /// The UNet's batch: negative and positive prompt under guidance, else the prompt alone.
+    pub fn unet_batch(&self) -> usize {
+        if self.guided() {
+            2
+        } else {
+            1
+        }
+    }
 }
 
 /// A request as callers write it: anything left out comes from a base recipe (e.g. a PNG's) or

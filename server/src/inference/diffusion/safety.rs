@@ -3,8 +3,8 @@
 //! switched on. A flagged image is replaced by black, as diffusers does.
 
 use super::image_file::RgbImage;
-use crate::inference::{InferenceError, OvContext};
-use openvino::{CompiledModel, Core, DeviceType, InferRequest, Tensor};
+use crate::inference::{f32_tensor, InferenceError, OvContext};
+use openvino::{CompiledModel, Core, DeviceType, InferRequest};
 use serde_json::Value;
 use std::path::Path;
 
@@ -94,10 +94,7 @@ impl SafetyChecker {
         if !xml.is_file() {
             return Ok(None);
         }
-        let bin = xml.with_extension("bin");
-        let model = core
-            .read_model_from_file(&xml.to_string_lossy(), &bin.to_string_lossy())
-            .ov(|| format!("reading {}", xml.display()))?;
+        let model = super::model::read_graph(core, dir, "safety_checker")?;
         let mut compiled =
             core.compile_model(&model, DeviceType::from(device)).ov(|| "compiling the safety checker".into())?;
         let request = compiled.create_infer_request().ov(|| "creating a safety checker request".into())?;
@@ -120,10 +117,8 @@ impl SafetyChecker {
         let pixels: Vec<f32> = image.pixels.iter().map(|&p| p as f32 / 255.0).collect();
         let images = [1, image.height as i64, image.width as i64, 3];
         for (name, data, shape) in [("clip_input", &clip, &shape[..]), ("images", &pixels, &images[..])] {
-            let ctx = || format!("setting the safety checker's {name}");
-            let mut t = Tensor::new(openvino::ElementType::F32, &openvino::Shape::new(shape).ov(ctx)?).ov(ctx)?;
-            t.get_data_mut::<f32>().ov(ctx)?.copy_from_slice(data);
-            self.request.set_tensor(name, &t).ov(ctx)?;
+            let tensor = f32_tensor(shape, data)?;
+            self.request.set_tensor(name, &tensor).ov(|| format!("setting the safety checker's {name}"))?;
         }
         self.request.infer().ov(|| "running the safety checker".into())?;
         let flag = self.request.get_tensor("has_nsfw_concepts").ov(|| "reading has_nsfw_concepts".into())?;

@@ -65,11 +65,6 @@ impl ClipTokenizer {
         ids.resize(MAX_LENGTH, self.pad as i64);
         Ok(ids)
     }
-
-    /// How many prompt tokens `text` has (those past 75 are dropped by [`encode`](Self::encode)).
-    pub fn count(&self, text: &str) -> usize {
-        self.inner.encode(text, false).map(|e| e.get_ids().len()).unwrap_or(0)
-    }
 }
 
 struct SpecialTokens {
