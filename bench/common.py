@@ -21,3 +21,11 @@ def peak_rss_mb():
             if line.startswith("VmHWM:"):
                 return int(line.split()[1]) / 1024
     return float("nan")
+
+
+def require_inputs(args):
+    """Stop with what to run when the benchmark model or the release binary is missing."""
+    if not args.model.is_dir():
+        sys.exit(f"no model at {args.model}: run scripts/make-fixtures.sh --full first")
+    if not args.server.is_file():
+        sys.exit(f"no server binary at {args.server}: run cargo build --release -p server first")

@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import peak_rss_mb, run_child  # noqa: E402
+from common import peak_rss_mb, require_inputs, run_child  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_MODEL = ROOT / "data/bench-models/llm/deepseek-r1-distill-qwen-1.5b-arch-int4-cw-ov"
@@ -120,10 +120,7 @@ def main():
     args = p.parse_args()
     if args.genai_worker:
         return genai_worker(args)
-    if not args.model.is_dir():
-        sys.exit(f"no model at {args.model}: run scripts/make-fixtures.sh --full first")
-    if not args.server.is_file():
-        sys.exit(f"no server binary at {args.server}: run cargo build --release -p server first")
+    require_inputs(args)
 
     common = ["--prompt-tokens", str(args.prompt_tokens), "--new-tokens", str(args.new_tokens),
               "--runs", str(args.runs)]

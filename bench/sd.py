@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import peak_rss_mb, run_child  # noqa: E402
+from common import peak_rss_mb, require_inputs, run_child  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_MODEL = ROOT / "data/bench-models/sd/stable-diffusion-v1-5-arch-int8-ov"
@@ -111,10 +111,7 @@ def main():
     args = p.parse_args()
     if args.genai_worker:
         return genai_worker(args)
-    if not args.model.is_dir():
-        sys.exit(f"no model at {args.model}: run scripts/make-fixtures.sh --full first")
-    if not args.server.is_file():
-        sys.exit(f"no server binary at {args.server}: run cargo build --release -p server first")
+    require_inputs(args)
 
     print(f"model {args.model.name}, {args.steps} steps, guidance {args.guidance}, {args.rounds} round(s) x "
           f"{args.runs} image(s) (+1 warm-up each), {os.cpu_count()} cores", flush=True)

@@ -2,7 +2,7 @@
 //! the chat engine, as one JSON line (medians; the first run is a discarded warm-up).
 //! bench/llm.py runs this beside openvino-genai on the same model and prompt ids.
 
-use super::{load_runtime, start_llm};
+use super::{load_runtime, override_properties, start_llm};
 use crate::{
     cli::{BenchCommand, BenchLlmArgs},
     config::Config,
@@ -35,12 +35,7 @@ fn llm(config: &Config, args: BenchLlmArgs) -> Result<(), String> {
     if let Some(chunk) = args.prefill_chunk {
         options.prefill_chunk = (chunk > 0).then_some(chunk);
     }
-    for (key, value) in &args.property {
-        options.compile.properties.retain(|(k, _)| k != key);
-        if !value.is_empty() {
-            options.compile.properties.push((key.clone(), value.clone()));
-        }
-    }
+    override_properties(&mut options.compile.properties, &args.property);
     let (engine, info) = start_llm(&args.model, options.clone())?;
     let params = GenerationParams {
         sampling: SamplingOverrides::greedy(),

@@ -4,7 +4,7 @@
 
 use super::{
     bench::{median, peak_rss_mb},
-    load_runtime,
+    load_runtime, override_properties,
 };
 use crate::{
     cli::BenchSdArgs,
@@ -24,12 +24,7 @@ pub fn run(config: &Config, args: BenchSdArgs) -> Result<(), String> {
     if args.no_cache {
         options.cache_dir = None;
     }
-    for (key, value) in &args.property {
-        options.properties.retain(|(k, _)| k != key);
-        if !value.is_empty() {
-            options.properties.push((key.clone(), value.clone()));
-        }
-    }
+    override_properties(&mut options.properties, &args.property);
     let started = Instant::now();
     let mut model = SdModel::load(&args.model, &options).map_err(|e| e.to_string())?;
     let default_scheduler = model.default_scheduler();

@@ -25,3 +25,13 @@ fn start_llm(
     let info = rx.recv().map_err(|_| "the engine thread stopped".to_string())?.map_err(|e| e.to_string())?;
     Ok((engine, info))
 }
+
+/// Apply `--property KEY=VALUE` overrides to a property list; `KEY=` removes the key.
+fn override_properties(properties: &mut Vec<(String, String)>, overrides: &[(String, String)]) {
+    for (key, value) in overrides {
+        properties.retain(|(k, _)| k != key);
+        if !value.is_empty() {
+            properties.push((key.clone(), value.clone()));
+        }
+    }
+}

@@ -55,6 +55,19 @@ impl<M: 'static> EngineHost<M> {
     }
 }
 
+/// Run `f`, turning a panic into an error that says what panicked: a bug in one request must not
+/// take an engine thread, and every other request, down with it.
+pub(crate) fn catch_panic<T, E: From<InferenceError>>(what: &str, f: impl FnOnce() -> Result<T, E>) -> Result<T, E> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(|panic| {
+        let text = panic
+            .downcast_ref::<&str>()
+            .copied()
+            .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
+            .unwrap_or("unknown");
+        Err(InferenceError::Generation(format!("{what} panic: {text}")).into())
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -52,6 +52,11 @@ pub(crate) fn require_files(dir: &Path, required: &[&str]) -> Result<(), Inferen
     }
 }
 
+/// A fresh random seed for requests that give none (reported back, so the result can be made again).
+pub fn fresh_seed() -> u64 {
+    uuid::Uuid::new_v4().as_u128() as u64
+}
+
 /// A new OpenVINO core (the C library must be loaded first, see [`runtime::load`]).
 pub fn new_core() -> Result<openvino::Core, InferenceError> {
     openvino::Core::new().map_err(|e| InferenceError::Setup(e.to_string()))

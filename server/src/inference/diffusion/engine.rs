@@ -7,7 +7,10 @@ use super::{
     request::ImageRequest,
     scheduler::SchedulerKind,
 };
-use crate::inference::{engine::EngineHost, InferenceError};
+use crate::inference::{
+    engine::{catch_panic, EngineHost},
+    InferenceError,
+};
 use std::{
     path::PathBuf,
     sync::{atomic::AtomicBool, Arc, OnceLock},
@@ -69,11 +72,9 @@ impl SdEngine {
                         let _ = tx.send(p);
                     }
                 };
-                // A panic in the pipeline must not take the engine thread down with it.
-                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                catch_panic("image pipeline", || {
                     pipeline::generate(model, &request, latents.as_deref(), &mut report, &cancel)
-                }))
-                .unwrap_or_else(|_| Err(InferenceError::Generation("the image pipeline panicked".into()).into()))
+                })
             })
             .await?
     }

@@ -129,9 +129,9 @@ impl ImageParams {
     }
 }
 
-/// A fresh seed for requests that give none (reported back, so the image can be made again).
+/// A fresh seed in the image seed range, for requests that give none.
 pub fn random_seed() -> u32 {
-    uuid::Uuid::new_v4().as_u128() as u32
+    crate::inference::fresh_seed() as u32
 }
 
 /// Parse a scheduler name as the API and CLI accept it.

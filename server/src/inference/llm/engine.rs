@@ -11,7 +11,7 @@ use super::{
     model::{CompileOptions, LlmModel},
     session::{Entry, SessionCache},
 };
-use crate::inference::{new_core, InferenceError};
+use crate::inference::{engine::catch_panic, fresh_seed, new_core, InferenceError};
 use openvino::InferRequest;
 use std::{
     collections::VecDeque,
@@ -197,11 +197,7 @@ impl Worker {
                 false => self.options.shared_prefill_chunk,
             };
             let decoder = |ids: &[u32]| self.files.tokenizer.decode(ids, true).unwrap_or_default();
-            // A bug in one generation must not take the engine, and every other conversation, down.
-            let step = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                generation.step(&self.model, &decoder, chunk)
-            }))
-            .unwrap_or_else(|panic| Err(InferenceError::Generation(format!("engine panic: {}", panic_text(&panic)))));
+            let step = catch_panic("engine", || generation.step(&self.model, &decoder, chunk));
             match step {
                 Ok(Step::Continue) => self.active.push_back(generation),
                 Ok(Step::Finished) => self.keep_session(generation),
@@ -266,9 +262,7 @@ impl Worker {
             _ => Entry { session: self.model.new_request().map_err(|e| e.to_string())?, layout: KvLayout::new() },
         };
         let plan = entry.layout.plan(&prompt);
-        let fresh_seed =
-            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |t| t.as_nanos() as u64);
-        let sampling = self.files.defaults.resolve(&params.sampling, fresh_seed);
+        let sampling = self.files.defaults.resolve(&params.sampling, fresh_seed());
         Ok(Generation::new(
             Setup {
                 key: request.conversation,
@@ -302,12 +296,4 @@ impl Worker {
             }
         }
     }
-}
-
-fn panic_text(panic: &Box<dyn std::any::Any + Send>) -> &str {
-    panic
-        .downcast_ref::<&str>()
-        .copied()
-        .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
-        .unwrap_or("unknown")
 }
