@@ -100,6 +100,43 @@ pub struct Config {
           value_parser = |s: &str| parse_bool("SD_SAFETY_CHECKER", s), global = true)]
     pub sd_safety_checker: bool,
 
+    /// Recent turns (a message and its reply) sent to the chat model with each new message.
+    #[arg(long, env = "CONTEXT_TURNS", default_value_t = 8, global = true)]
+    pub context_turns: usize,
+
+    /// Tokens a reply may use, reasoning included, when the request gives no `max_tokens`.
+    #[arg(long, env = "CHAT_MAX_TOKENS", default_value_t = 2048,
+          value_parser = clap::value_parser!(u32).range(1..=8192), global = true)]
+    pub chat_max_tokens: u32,
+
+    /// Chat replies generated at once; more get 503 with Retry-After.
+    #[arg(long, env = "CHAT_CONCURRENCY", default_value_t = 8, global = true)]
+    pub chat_concurrency: usize,
+
+    /// Image jobs that may wait in the queue; more get 503 with Retry-After.
+    #[arg(long, env = "IMAGE_QUEUE_SIZE", default_value_t = 16, global = true)]
+    pub image_queue_size: usize,
+
+    /// Longest an image job waits between two steps for chat replies to finish (0: never waits).
+    #[arg(long, env = "IMAGE_YIELD_MS", default_value_t = 10_000, global = true)]
+    pub image_yield_ms: u64,
+
+    /// Longest a non-streaming chat request may take before it gets 504.
+    #[arg(long, env = "REQUEST_TIMEOUT_SECS", default_value_t = 600, global = true)]
+    pub request_timeout_secs: u64,
+
+    /// Longest `POST /image?wait=true` waits for the picture before it gets 504.
+    #[arg(long, env = "IMAGE_WAIT_TIMEOUT_SECS", default_value_t = 900, global = true)]
+    pub image_wait_timeout_secs: u64,
+
+    /// Time each token of a mock reply takes, so streaming can be seen in mock mode.
+    #[arg(long, env = "MOCK_TOKEN_MS", default_value_t = 0, global = true)]
+    pub mock_token_ms: u64,
+
+    /// Time each step of a mock image takes, so progress can be seen in mock mode.
+    #[arg(long, env = "MOCK_IMAGE_STEP_MS", default_value_t = 20, global = true)]
+    pub mock_image_step_ms: u64,
+
     /// Where OpenVINO keeps compiled models so the next start is fast (default `MODELS_DIR/cache`).
     #[arg(long, env = "OPENVINO_CACHE_DIR", global = true)]
     pub openvino_cache_dir: Option<PathBuf>,
@@ -136,6 +173,11 @@ impl Config {
 
     pub fn models_dir(&self) -> PathBuf {
         self.models_dir.clone().unwrap_or_else(|| self.data_dir.join("models"))
+    }
+
+    /// Generated images, under names the server makes.
+    pub fn images_dir(&self) -> PathBuf {
+        self.data_dir.join("images")
     }
 
     pub fn openvino_cache_dir(&self) -> PathBuf {
@@ -198,6 +240,15 @@ impl Config {
             ("LLM_KV_CACHE_PRECISION", self.llm_kv_cache_precision.clone()),
             ("SD_COMPILED_SIZES", self.sd_compiled_sizes.to_string()),
             ("SD_SAFETY_CHECKER", self.sd_safety_checker.to_string()),
+            ("CONTEXT_TURNS", self.context_turns.to_string()),
+            ("CHAT_MAX_TOKENS", self.chat_max_tokens.to_string()),
+            ("CHAT_CONCURRENCY", self.chat_concurrency.to_string()),
+            ("IMAGE_QUEUE_SIZE", self.image_queue_size.to_string()),
+            ("IMAGE_YIELD_MS", self.image_yield_ms.to_string()),
+            ("REQUEST_TIMEOUT_SECS", self.request_timeout_secs.to_string()),
+            ("IMAGE_WAIT_TIMEOUT_SECS", self.image_wait_timeout_secs.to_string()),
+            ("MOCK_TOKEN_MS", self.mock_token_ms.to_string()),
+            ("MOCK_IMAGE_STEP_MS", self.mock_image_step_ms.to_string()),
             ("OPENVINO_CACHE_DIR", self.openvino_cache_dir().display().to_string()),
             ("OPENVINO_LIB_DIR", opt(&self.openvino_lib_dir)),
             ("INTEL_OPENVINO_DIR", opt(&self.intel_openvino_dir)),

@@ -5,6 +5,7 @@ pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod inference;
+pub mod jobs;
 pub mod logging;
 pub mod models;
 pub mod routes;
@@ -17,9 +18,15 @@ pub use state::AppState;
 
 use app::types::ModelRole;
 use config::Config;
-use inference::runtime::{self, RuntimeError, RuntimeSearch};
+use inference::{
+    mock::{MockChat, MockImage},
+    runtime::{self, RuntimeError, RuntimeSearch},
+};
+use jobs::ImageJobs;
 use leptos::prelude::LeptosOptions;
+use models::loader::Engines;
 use models::ModelSlot;
+use service::load::ChatSlots;
 use std::sync::Arc;
 use storage::{Database, StorageError};
 
@@ -58,7 +65,13 @@ pub async fn build_state(config: Config) -> Result<AppState, StartupError> {
     let (llm, sd, engines) = if config.use_mocks {
         let llm = Arc::new(ModelSlot::mock(ModelRole::Llm, config.llm_model.clone()));
         let sd = Arc::new(ModelSlot::mock(ModelRole::Sd, config.sd_model.clone()));
-        (llm, sd, Default::default())
+        let image = MockImage {
+            model: config.sd_model.to_string(),
+            step_time: std::time::Duration::from_millis(config.mock_image_step_ms),
+        };
+        let chat = MockChat { token_time: std::time::Duration::from_millis(config.mock_token_ms) };
+        let engines = Engines { llm: Some(Arc::new(chat)), sd: Some(Arc::new(image)) };
+        (llm, sd, engines)
     } else {
         let models_dir = config.models_dir();
         let llm = Arc::new(ModelSlot::locate(ModelRole::Llm, config.llm_model.clone(), &config.device, &models_dir));
@@ -80,7 +93,17 @@ pub async fn build_state(config: Config) -> Result<AppState, StartupError> {
         .site_pkg_dir("pkg")
         .site_addr(config.site_addr)
         .build();
-    Ok(AppState { config: Arc::new(config), db, llm, sd, engines, runtime, leptos })
+    let chat_slots = Arc::new(ChatSlots::new(config.chat_concurrency));
+    let jobs = ImageJobs::new(config.image_queue_size, config.sd_model.to_string(), config.use_mocks);
+    if let Some(engine) = &engines.sd {
+        jobs.start(jobs::Worker {
+            engine: engine.clone(),
+            db: db.clone(),
+            images_dir: config.images_dir(),
+            pause: chat_slots.image_pause(std::time::Duration::from_millis(config.image_yield_ms)),
+        });
+    }
+    Ok(AppState { config: Arc::new(config), db, llm, sd, engines, jobs, chat_slots, runtime, leptos })
 }
 
 /// Run the command line.

@@ -6,7 +6,7 @@ use app::ssr::SharedBackend;
 use axum::{
     extract::{MatchedPath, Request},
     http::HeaderName,
-    routing::get,
+    routing::{get, post},
     Router,
 };
 use leptos::prelude::provide_context;
@@ -29,6 +29,11 @@ pub fn app(state: AppState) -> Router {
 
     Router::new()
         .route("/health", get(api::health::get_health))
+        .route("/chat", post(api::chat::post_chat))
+        .route("/image", post(api::images::post_image))
+        .route("/jobs/{id}", get(api::images::get_job).delete(api::images::delete_job))
+        .route("/jobs/{id}/events", get(api::images::job_events))
+        .route("/images/{file}", get(api::images::get_image))
         .leptos_routes_with_context(&state, routes, context.clone(), move || app::shell(leptos_options.clone()))
         .fallback(leptos_axum::file_and_error_handler_with_context::<AppState, _>(context, app::shell))
         .layer(

@@ -3,7 +3,9 @@
 use crate::{
     config::Config,
     inference::runtime::Runtime,
+    jobs::ImageJobs,
     models::{loader::Engines, ModelSlot},
+    service::load::ChatSlots,
     storage::Database,
 };
 use axum::extract::FromRef;
@@ -17,6 +19,10 @@ pub struct AppState {
     pub llm: Arc<ModelSlot>,
     pub sd: Arc<ModelSlot>,
     pub engines: Engines,
+    /// The image queue in front of the image engine.
+    pub jobs: ImageJobs,
+    /// Room for chat replies, and whether one is being generated.
+    pub chat_slots: Arc<ChatSlots>,
     /// The OpenVINO runtime; `None` in mock mode.
     pub runtime: Option<Runtime>,
     pub leptos: LeptosOptions,

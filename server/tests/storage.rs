@@ -124,6 +124,64 @@ async fn check_backend(db: Database) {
         assert!(tables.iter().any(|t| t == table), "{table} missing from {tables:?}");
     }
     round_trip(&db).await;
+    service_queries(&db).await;
+}
+
+/// The queries the service layer uses, on either backend.
+async fn service_queries(db: &Database) {
+    use server::storage::{ImageRow, NewMessage};
+    db.create_conversation("c2", "alice", "Boats").await.unwrap();
+    for (id, role, content, prompt) in
+        [("a", "user", "draw a boat", None), ("b", "assistant", "Here.", Some("a boat")), ("c", "user", "thanks", None)]
+    {
+        let m = NewMessage { id, conversation_id: "c2", role, content, image_prompt: prompt, ..Default::default() };
+        db.append_message(&m).await.unwrap();
+    }
+    let full = NewMessage {
+        id: "d",
+        conversation_id: "c2",
+        role: "assistant",
+        content: "You're welcome.",
+        reasoning: Some("Polite."),
+        model: Some("m"),
+        prompt_tokens: Some(40),
+        completion_tokens: Some(5),
+        ttft_ms: Some(12),
+        total_ms: Some(30),
+        finish_reason: Some("eos"),
+        ..Default::default()
+    };
+    db.append_message(&full).await.unwrap();
+    let recent = db.recent_messages("c2", 3).await.unwrap();
+    let got: Vec<(i32, &str, Option<&str>)> =
+        recent.iter().map(|m| (m.seq, m.content.as_str(), m.image_prompt.as_deref())).collect();
+    assert_eq!(got, [(1, "Here.", Some("a boat")), (2, "thanks", None), (3, "You're welcome.", None)]);
+    assert_eq!(recent[2].reasoning.as_deref(), Some("Polite."));
+    let conv = db.conversation("c2").await.unwrap().unwrap();
+    assert_eq!((conv.user_id.as_str(), conv.title.as_str()), ("alice", "Boats"));
+    assert!(conv.updated_at >= conv.created_at);
+    assert!(db.conversation("nope").await.unwrap().is_none());
+
+    let row = ImageRow {
+        id: "i1".into(),
+        user_id: "alice".into(),
+        conversation_id: Some("c2".into()),
+        message_id: Some("b".into()),
+        prompt: "a boat".into(),
+        negative_prompt: String::new(),
+        steps: 20,
+        guidance_scale: 7.5,
+        seed: u32::MAX as i64,
+        width: 512,
+        height: 768,
+        scheduler: "pndm".into(),
+        model: "m".into(),
+        file_name: "i1.png".into(),
+        created_at: 5,
+    };
+    db.insert_image(&row).await.unwrap();
+    assert_eq!(db.image("i1").await.unwrap(), Some(row));
+    assert_eq!(db.image("i2").await.unwrap(), None);
 }
 
 #[tokio::test]

@@ -1,3 +1,7 @@
 //! The REST API: thin axum handlers over the service layer.
 
+pub mod chat;
+pub mod error;
 pub mod health;
+pub mod images;
+pub mod json;

@@ -1,8 +1,45 @@
 //! One OS thread per engine owns its OpenVINO objects (they are `Send` but not `Sync` and need
-//! `&mut`); async callers send it closures and await the answer.
+//! `&mut`); async callers send it closures and await the answer. The service sees engines through
+//! the `ChatEngine` and `ImageEngine` traits, so mock engines can stand in for the real ones.
 
-use super::InferenceError;
-use tokio::sync::oneshot;
+use super::{
+    diffusion::{ImageOutput, ImageRequest, PipelineError, Progress, SchedulerKind},
+    llm::{GenerateRequest, GenerationHandle},
+    InferenceError,
+};
+use std::{
+    future::Future,
+    pin::Pin,
+    sync::{atomic::AtomicBool, Arc},
+};
+use tokio::sync::{mpsc::UnboundedSender, oneshot};
+
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Text generation: streams of reasoning and answer pieces, cancelled when the handle drops.
+pub trait ChatEngine: Send + Sync + 'static {
+    fn generate(&self, request: GenerateRequest) -> Result<GenerationHandle, InferenceError>;
+}
+
+/// Image generation, one image at a time.
+pub trait ImageEngine: Send + Sync + 'static {
+    /// The scheduler used when a request names none.
+    fn default_scheduler(&self) -> SchedulerKind;
+    fn generate(&self, request: ImageRequest, hooks: StepHooks) -> BoxFuture<'_, Result<ImageOutput, PipelineError>>;
+}
+
+/// Runs between image steps on the engine thread and may block there, to hand the CPU to other
+/// work; it gets the job's cancel flag so it can stop waiting for a cancelled job.
+pub type Pause = Arc<dyn Fn(&AtomicBool) + Send + Sync>;
+
+/// How an image job talks to its caller while it runs.
+pub struct StepHooks {
+    /// Gets every finished step.
+    pub progress: Option<UnboundedSender<Progress>>,
+    /// Set it to stop before the next step.
+    pub cancel: Arc<AtomicBool>,
+    pub pause: Option<Pause>,
+}
 
 type Job<M> = Box<dyn FnOnce(&mut M) + Send>;
 

@@ -4,6 +4,7 @@
 pub mod diffusion;
 pub mod engine;
 pub mod llm;
+pub mod mock;
 pub mod npy;
 pub mod runtime;
 

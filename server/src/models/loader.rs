@@ -4,16 +4,17 @@
 use super::ModelSlot;
 use crate::inference::{
     diffusion::{SdCompileOptions, SdEngine},
+    engine::{ChatEngine, ImageEngine},
     llm::{EngineOptions, LlmEngine},
     InferenceError,
 };
 use std::sync::Arc;
 
-/// The engines whose model files were found (a missing model has none).
+/// The engines whose model files were found (a missing model has none), real or mock.
 #[derive(Clone, Default)]
 pub struct Engines {
-    pub llm: Option<LlmEngine>,
-    pub sd: Option<SdEngine>,
+    pub llm: Option<Arc<dyn ChatEngine>>,
+    pub sd: Option<Arc<dyn ImageEngine>>,
 }
 
 /// Start one engine thread per model whose files are present.
@@ -39,7 +40,7 @@ pub fn start(
                 }
                 Err(err) => report_failure(&slot, err),
             })?;
-            Some(engine)
+            Some(Arc::new(engine) as Arc<dyn ChatEngine>)
         }
         None => None,
     };
@@ -47,13 +48,14 @@ pub fn start(
         Some(dir) => {
             tracing::info!(model = %dir.display(), device = %sd.device, "loading image model");
             let slot = sd.clone();
-            Some(SdEngine::start(dir, sd_options, move |outcome| match outcome {
+            let engine = SdEngine::start(dir, sd_options, move |outcome| match outcome {
                 Ok(info) => {
                     tracing::info!(ms = info.load_ms as u64, "image model ready");
                     slot.set_ready();
                 }
                 Err(err) => report_failure(&slot, err),
-            })?)
+            })?;
+            Some(Arc::new(engine) as Arc<dyn ImageEngine>)
         }
         None => None,
     };

@@ -1,15 +1,62 @@
 //! The service layer: what Duet does, called alike by REST handlers and Leptos server functions.
 
+pub mod chat;
+pub mod error;
 pub mod health;
+pub mod image_prompt;
+pub mod images;
+pub mod load;
+pub mod validate;
 
-use crate::state::AppState;
+use crate::{
+    inference::engine::{ChatEngine, ImageEngine},
+    models::ModelSlot,
+    state::AppState,
+};
 use app::{
     ssr::{Backend, BoxFuture},
-    types::HealthReport,
+    types::{HealthReport, ModelState},
 };
+use error::ServiceError;
+use std::sync::Arc;
 
 impl Backend for AppState {
     fn health(&self) -> BoxFuture<'_, HealthReport> {
         Box::pin(health::report(self))
+    }
+}
+
+impl AppState {
+    /// The chat engine, when its model is ready; otherwise why not (503).
+    pub fn chat_engine(&self) -> Result<Arc<dyn ChatEngine>, ServiceError> {
+        ready(&self.llm, "chat")?;
+        self.engines.llm.clone().ok_or_else(|| unavailable("the chat model is not loaded".into(), None))
+    }
+
+    /// The image engine, when its model is ready; otherwise why not (503).
+    pub fn image_engine(&self) -> Result<Arc<dyn ImageEngine>, ServiceError> {
+        ready(&self.sd, "image")?;
+        self.engines.sd.clone().ok_or_else(|| unavailable("the image model is not loaded".into(), None))
+    }
+}
+
+fn unavailable(message: String, retry_after_s: Option<u64>) -> ServiceError {
+    ServiceError::Unavailable { message, retry_after_s }
+}
+
+fn ready(slot: &ModelSlot, what: &str) -> Result<(), ServiceError> {
+    let health = slot.health();
+    let detail = health.detail.unwrap_or_default();
+    match health.state {
+        ModelState::Ready => Ok(()),
+        ModelState::Loading => {
+            Err(unavailable(format!("the {what} model is still loading; try again shortly"), Some(10)))
+        }
+        ModelState::Downloading => {
+            let pct = health.progress.map_or(String::new(), |p| format!(" ({:.0}%)", p * 100.0));
+            Err(unavailable(format!("the {what} model is downloading{pct}; try again later"), Some(30)))
+        }
+        ModelState::Missing => Err(unavailable(format!("the {what} model is missing: {detail}"), None)),
+        ModelState::Error => Err(unavailable(format!("the {what} model failed to load: {detail}"), None)),
     }
 }

@@ -1,5 +1,29 @@
 //! The database: SQLite (one file, WAL) by default, Postgres for bigger installs. One type in
-//! front of both, so the service layer never cares which.
+//! front of both, so the service layer never cares which. Queries are written once with `$N`
+//! placeholders (numbered in order of first use), which both backends read alike.
+
+mod chat;
+mod images;
+
+pub use chat::{ConversationRow, MessageRow, NewMessage};
+pub use images::ImageRow;
+
+/// Run `$body` with `$pool` bound to whichever pool `$db` holds (the query code is generic over
+/// the backend, so it is compiled once for each).
+macro_rules! on_pool {
+    ($db:expr, |$pool:ident| $body:expr) => {
+        match $db {
+            $crate::storage::Database::Sqlite($pool) => $body,
+            $crate::storage::Database::Postgres($pool) => $body,
+        }
+    };
+}
+pub(crate) use on_pool;
+
+/// Now, in Unix milliseconds (the time unit of every table).
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}
 
 use crate::config::DatabaseUrl;
 use sqlx::{

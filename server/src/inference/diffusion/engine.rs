@@ -8,7 +8,7 @@ use super::{
     scheduler::SchedulerKind,
 };
 use crate::inference::{
-    engine::{catch_panic, EngineHost},
+    engine::{catch_panic, BoxFuture, EngineHost, ImageEngine, StepHooks},
     InferenceError,
 };
 use std::{
@@ -65,11 +65,26 @@ impl SdEngine {
         progress: Option<UnboundedSender<Progress>>,
         cancel: Arc<AtomicBool>,
     ) -> Result<ImageOutput, PipelineError> {
+        self.generate_paced(request, latents, StepHooks { progress, cancel, pause: None }).await
+    }
+
+    /// As [`generate`](Self::generate), and `hooks.pause` runs on the engine thread between
+    /// steps: it may block to give the CPU to other work.
+    pub async fn generate_paced(
+        &self,
+        request: ImageRequest,
+        latents: Option<Vec<f32>>,
+        hooks: StepHooks,
+    ) -> Result<ImageOutput, PipelineError> {
         self.host
             .run(move |model| {
+                let StepHooks { progress, cancel, pause } = hooks;
                 let mut report = |p: Progress| {
                     if let Some(tx) = &progress {
                         let _ = tx.send(p);
+                    }
+                    if let Some(pause) = &pause {
+                        pause(&cancel);
                     }
                 };
                 catch_panic("image pipeline", || {
@@ -77,5 +92,15 @@ impl SdEngine {
                 })
             })
             .await?
+    }
+}
+
+impl ImageEngine for SdEngine {
+    fn default_scheduler(&self) -> SchedulerKind {
+        SdEngine::default_scheduler(self)
+    }
+
+    fn generate(&self, request: ImageRequest, hooks: StepHooks) -> BoxFuture<'_, Result<ImageOutput, PipelineError>> {
+        Box::pin(self.generate_paced(request, None, hooks))
     }
 }

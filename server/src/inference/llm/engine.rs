@@ -78,6 +78,11 @@ pub struct GenerationHandle {
 }
 
 impl GenerationHandle {
+    /// A handle over any event source (mock engines make their own).
+    pub(crate) fn new(events: UnboundedReceiver<GenerationEvent>, cancel: Arc<AtomicBool>) -> Self {
+        GenerationHandle { events, cancel }
+    }
+
     pub async fn next(&mut self) -> Option<GenerationEvent> {
         self.events.recv().await
     }
@@ -155,6 +160,12 @@ impl LlmEngine {
             .send(Command::Generate { request, events, cancel: cancel.clone() })
             .map_err(|_| InferenceError::EngineGone)?;
         Ok(GenerationHandle { events: receiver, cancel })
+    }
+}
+
+impl crate::inference::engine::ChatEngine for LlmEngine {
+    fn generate(&self, request: GenerateRequest) -> Result<GenerationHandle, InferenceError> {
+        LlmEngine::generate(self, request)
     }
 }
 

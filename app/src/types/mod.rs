@@ -1,6 +1,14 @@
 //! Types shared by the browser, the server functions and the REST API.
 //! The REST `/health` route and the `get_health` server function return the same `HealthReport`.
 
+mod chat;
+mod error;
+mod image;
+
+pub use chat::*;
+pub use error::*;
+pub use image::*;
+
 use serde::{Deserialize, Serialize};
 
 /// Overall state of the service, as reported by `GET /health`.

@@ -1,0 +1,110 @@
+//! `POST /chat`: one user message in, the model's reply (and maybe an image job) out.
+
+use super::{ImageGenerationRequest, ImageJob};
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ChatRequest {
+    /// The end user this conversation belongs to (1 to 200 characters).
+    #[serde(default)]
+    pub user_id: Option<String>,
+    /// The user's message (1 to 32000 characters). Starting it with `/imagine ` asks for a picture
+    /// of the rest, without a reply from the chat model.
+    #[serde(default)]
+    pub message: Option<String>,
+    /// Continue this conversation; absent: start a new one.
+    #[serde(default)]
+    pub conversation_id: Option<String>,
+    /// Answer as server-sent events instead of one JSON body.
+    #[serde(default)]
+    pub stream: bool,
+    /// Most tokens to generate, reasoning included (1 to 8192; default 2048).
+    #[serde(default)]
+    pub max_tokens: Option<u32>,
+    /// 0 (greedy) to 2; default from the model's generation_config.json.
+    #[serde(default)]
+    pub temperature: Option<f32>,
+    /// Above 0, at most 1.
+    #[serde(default)]
+    pub top_p: Option<f32>,
+    /// 0 (off) or more.
+    #[serde(default)]
+    pub top_k: Option<u32>,
+    /// Above 0, at most 2 (1: off).
+    #[serde(default)]
+    pub repetition_penalty: Option<f32>,
+    /// Sampling seed: the same seed and message give the same reply.
+    #[serde(default)]
+    pub seed: Option<u64>,
+    /// Up to 4 strings that end the reply.
+    #[serde(default)]
+    pub stop: Option<Vec<String>>,
+    /// Ask for a picture with this turn, and how to make it.
+    #[serde(default)]
+    pub image: Option<ImageGenerationRequest>,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Usage {
+    pub prompt_tokens: u32,
+    pub completion_tokens: u32,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Timings {
+    pub ttft_ms: f64,
+    pub total_ms: f64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ChatResponse {
+    pub conversation_id: String,
+    /// The assistant message's id.
+    pub message_id: String,
+    /// The answer shown to the user: no reasoning, no image-prompt block.
+    pub reply: String,
+    /// What the model thought before answering (never fed back into later turns).
+    pub reasoning: String,
+    pub image_job: Option<ImageJob>,
+    pub usage: Usage,
+    pub timings: Timings,
+    /// The chat model's id.
+    pub model: String,
+    pub mock: bool,
+    /// `eos`, `stop`, `length`, `context_limit` or `cancelled`.
+    pub finish_reason: String,
+}
+
+/// One server-sent event of a streamed chat. The SSE `event:` field is the variant's name.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum ChatEvent {
+    /// First event: where the reply will be stored.
+    Start { conversation_id: String, message_id: String, model: String, mock: bool },
+    /// A piece of the model's reasoning.
+    Reasoning { text: String },
+    /// A piece of the answer (image-prompt blocks are held back and never sent).
+    Answer { text: String },
+    /// The reply is complete; an image may follow.
+    Reply { reply: String, reasoning: String, finish_reason: String },
+    /// An image job was queued for this turn, or moved on (queue position, steps, done, failed).
+    ImageJob { job: super::JobInfo },
+    /// Last event: the whole result.
+    Done { response: ChatResponse },
+    /// The request failed; nothing follows.
+    Error { error: super::ErrorDetail },
+}
+
+impl ChatEvent {
+    pub fn name(&self) -> &'static str {
+        match self {
+            ChatEvent::Start { .. } => "start",
+            ChatEvent::Reasoning { .. } => "reasoning",
+            ChatEvent::Answer { .. } => "answer",
+            ChatEvent::Reply { .. } => "reply",
+            ChatEvent::ImageJob { .. } => "image_job",
+            ChatEvent::Done { .. } => "done",
+            ChatEvent::Error { .. } => "error",
+        }
+    }
+}

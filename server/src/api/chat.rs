@@ -1,0 +1,45 @@
+//! `POST /chat`: one JSON answer, or server-sent events with `"stream": true`.
+
+use super::{error::Result, json::ApiJson};
+use crate::{
+    service::{self, error::ServiceError},
+    state::AppState,
+};
+use app::types::{ChatEvent, ChatRequest};
+use axum::{
+    extract::State,
+    response::{
+        sse::{Event, KeepAlive, Sse},
+        IntoResponse, Response,
+    },
+    Json,
+};
+use std::{convert::Infallible, time::Duration};
+use tokio_stream::{wrappers::ReceiverStream, StreamExt};
+
+/// Dropping the response (the client went away) closes the turn's channel, which cancels the
+/// generation before its next token; what was generated so far is stored.
+#[tracing::instrument(skip_all)]
+pub async fn post_chat(State(state): State<AppState>, ApiJson(request): ApiJson<ChatRequest>) -> Result<Response> {
+    let stream = request.stream;
+    let events = service::chat::start(&state, request).await?;
+    if stream {
+        let events = ReceiverStream::new(events).map(|event| Ok::<_, Infallible>(sse_event(&event)));
+        return Ok(Sse::new(events).keep_alive(KeepAlive::default()).into_response());
+    }
+    let timeout = Duration::from_secs(state.config.request_timeout_secs);
+    match tokio::time::timeout(timeout, service::chat::finish(events)).await {
+        Ok(response) => Ok(Json(response?).into_response()),
+        Err(_) => Err(ServiceError::Timeout(format!(
+            "no complete reply within {} s (REQUEST_TIMEOUT_SECS); the reply was stopped and what was \
+             written so far is saved; ask with \"stream\": true to see it as it comes",
+            timeout.as_secs()
+        ))
+        .into()),
+    }
+}
+
+/// One SSE event named after the `ChatEvent` variant, its JSON as data.
+pub fn sse_event(event: &ChatEvent) -> Event {
+    Event::default().event(event.name()).json_data(event).unwrap_or_else(|_| Event::default().event("error"))
+}

@@ -1,0 +1,106 @@
+//! The HTTP layer's error: every failure becomes a status code and the one JSON error body
+//! (OpenAI's shape). Server-side failures are logged in full and answered without internals.
+
+use crate::service::error::ServiceError;
+use app::types::{ErrorBody, ErrorDetail};
+use axum::{
+    http::{header, HeaderValue, StatusCode},
+    response::{IntoResponse, Response},
+    Json,
+};
+
+#[derive(Debug)]
+pub enum ApiError {
+    Service(ServiceError),
+    /// The body or query could not be read: status, the field at fault, what is wrong.
+    BadRequest {
+        status: StatusCode,
+        param: Option<String>,
+        code: &'static str,
+        message: String,
+    },
+}
+
+pub type Result<T, E = ApiError> = std::result::Result<T, E>;
+
+impl From<ServiceError> for ApiError {
+    fn from(e: ServiceError) -> Self {
+        ApiError::Service(e)
+    }
+}
+
+impl ApiError {
+    pub fn status_code(&self) -> StatusCode {
+        match self {
+            ApiError::BadRequest { status, .. } => *status,
+            ApiError::Service(e) => match e {
+                ServiceError::Invalid { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+                ServiceError::NotFound(_) => StatusCode::NOT_FOUND,
+                ServiceError::Busy { .. } | ServiceError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+                ServiceError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
+                ServiceError::Storage(_) | ServiceError::Engine(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            },
+        }
+    }
+
+    /// The error body, and `Retry-After` seconds when waiting helps.
+    pub fn detail(&self) -> (ErrorDetail, Option<u64>) {
+        let detail = |kind: &str, param: Option<String>, code: &str, message: String| ErrorDetail {
+            message,
+            kind: kind.into(),
+            param,
+            code: Some(code.into()),
+        };
+        match self {
+            ApiError::BadRequest { param, code, message, .. } => {
+                (detail("invalid_request_error", param.clone(), code, message.clone()), None)
+            }
+            ApiError::Service(e) => match e {
+                ServiceError::Invalid { field, message } => (
+                    detail(
+                        "invalid_request_error",
+                        Some(field.clone()),
+                        "invalid_field",
+                        format!("{field}: {message}"),
+                    ),
+                    None,
+                ),
+                ServiceError::NotFound(_) => (detail("not_found_error", None, "not_found", e.to_string()), None),
+                ServiceError::Busy { retry_after_s, .. } => {
+                    (detail("overloaded_error", None, "queue_full", e.to_string()), Some(*retry_after_s))
+                }
+                ServiceError::Unavailable { retry_after_s, .. } => {
+                    (detail("unavailable_error", None, "model_unavailable", e.to_string()), *retry_after_s)
+                }
+                ServiceError::Timeout(_) => (detail("timeout_error", None, "timeout", e.to_string()), None),
+                ServiceError::Storage(_) | ServiceError::Engine(_) => (
+                    detail(
+                        "server_error",
+                        None,
+                        "internal",
+                        "internal error; the server log has the details (look for this response's x-request-id)".into(),
+                    ),
+                    None,
+                ),
+            },
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status_code();
+        if status.is_server_error()
+            && status != StatusCode::SERVICE_UNAVAILABLE
+            && status != StatusCode::GATEWAY_TIMEOUT
+        {
+            tracing::error!(error = ?self, "request failed");
+        }
+        let (error, retry_after) = self.detail();
+        let mut response = (status, Json(ErrorBody { error })).into_response();
+        if let Some(seconds) = retry_after {
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
+        response
+    }
+}

@@ -1,0 +1,140 @@
+//! `POST /image`, the job routes and the image files.
+
+use super::{
+    error::{ApiError, Result},
+    json::ApiJson,
+};
+use crate::{service::images, state::AppState};
+use app::types::{ImageGenerationRequest, JobInfo};
+use axum::{
+    extract::{Path, RawQuery, State},
+    http::{header, StatusCode},
+    response::{
+        sse::{Event, KeepAlive, Sse},
+        IntoResponse, Response,
+    },
+    Json,
+};
+use std::{convert::Infallible, time::Duration};
+use tokio::sync::broadcast::error::RecvError;
+use tokio_stream::wrappers::ReceiverStream;
+
+/// `POST /image[?wait=true]`: 202 with the queued job; with `wait`, 200 once it has ended.
+#[tracing::instrument(skip_all)]
+pub async fn post_image(
+    State(state): State<AppState>,
+    RawQuery(query): RawQuery,
+    ApiJson(request): ApiJson<ImageGenerationRequest>,
+) -> Result<Response> {
+    let wait = wait_flag(query.as_deref())?;
+    let info = images::submit(&state, request).await?;
+    if !wait {
+        return Ok((StatusCode::ACCEPTED, Json(images::response(&state, info))).into_response());
+    }
+    let timeout = Duration::from_secs(state.config.image_wait_timeout_secs);
+    let done = images::wait(&state, &info.job_id, timeout).await?;
+    Ok(Json(images::response(&state, done)).into_response())
+}
+
+fn wait_flag(query: Option<&str>) -> Result<bool> {
+    let mut wait = false;
+    for pair in query.unwrap_or_default().split('&').filter(|p| !p.is_empty()) {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, "true"));
+        if key == "wait" {
+            wait = match value {
+                "true" | "1" => true,
+                "false" | "0" => false,
+                other => {
+                    return Err(ApiError::BadRequest {
+                        status: StatusCode::UNPROCESSABLE_ENTITY,
+                        param: Some("wait".into()),
+                        code: "invalid_field",
+                        message: format!("wait: must be true or false, got {other:?}"),
+                    })
+                }
+            };
+        }
+    }
+    Ok(wait)
+}
+
+/// `GET /jobs/{id}`: queued (position, ETA), running (step/total), done, failed or cancelled.
+#[tracing::instrument(skip_all, fields(job = %id))]
+pub async fn get_job(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<JobInfo>> {
+    Ok(Json(images::job(&state, &id).await?))
+}
+
+/// `DELETE /jobs/{id}`: 200 when the job has ended (now or before), 202 while a running one stops.
+#[tracing::instrument(skip_all, fields(job = %id))]
+pub async fn delete_job(State(state): State<AppState>, Path(id): Path<String>) -> Result<Response> {
+    let info = match images::cancel(&state, &id) {
+        Ok(info) => info,
+        // Finished long ago (only in the database): nothing to cancel.
+        Err(_) => images::job(&state, &id).await?,
+    };
+    let status = if info.status.is_final() { StatusCode::OK } else { StatusCode::ACCEPTED };
+    Ok((status, Json(info)).into_response())
+}
+
+/// `GET /jobs/{id}/events`: the job's state now, then every change, as `job` events, until it ends.
+#[tracing::instrument(skip_all, fields(job = %id))]
+pub async fn job_events(State(state): State<AppState>, Path(id): Path<String>) -> Result<Response> {
+    let (tx, rx) = tokio::sync::mpsc::channel::<JobInfo>(16);
+    match state.jobs.watch(&id) {
+        Some((now, mut updates)) => {
+            tokio::spawn(async move {
+                let mut last = now;
+                if tx.send(last.clone()).await.is_err() {
+                    return;
+                }
+                while !last.status.is_final() {
+                    last = match updates.recv().await {
+                        Ok(info) => info,
+                        Err(RecvError::Lagged(_)) => continue,
+                        Err(RecvError::Closed) => return,
+                    };
+                    if tx.send(last.clone()).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+        None => {
+            let info = images::job(&state, &id).await?;
+            let _ = tx.send(info).await;
+        }
+    }
+    let events = tokio_stream::StreamExt::map(ReceiverStream::new(rx), |info| {
+        Ok::<_, Infallible>(Event::default().event("job").json_data(&info).unwrap_or_default())
+    });
+    Ok(Sse::new(events).keep_alive(KeepAlive::default()).into_response())
+}
+
+/// `GET /images/{id}.png`: a finished image (never changes, so caches may keep it).
+#[tracing::instrument(skip_all, fields(file = %file))]
+pub async fn get_image(State(state): State<AppState>, Path(file): Path<String>) -> Result<Response> {
+    let id = file.strip_suffix(".png").unwrap_or("");
+    let path = images::file(&state, id).await?;
+    let bytes = tokio::fs::read(&path).await.map_err(|err| {
+        tracing::error!(path = %path.display(), error = %err, "image file unreadable");
+        ApiError::from(crate::service::error::ServiceError::NotFound("image"))
+    })?;
+    let headers =
+        [(header::CONTENT_TYPE, "image/png"), (header::CACHE_CONTROL, "private, max-age=31536000, immutable")];
+    Ok((headers, bytes).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wait_takes_booleans_only() {
+        assert!(!wait_flag(None).unwrap());
+        assert!(wait_flag(Some("wait=true")).unwrap());
+        assert!(wait_flag(Some("x=1&wait")).unwrap());
+        assert!(!wait_flag(Some("wait=0")).unwrap());
+        let err = wait_flag(Some("wait=soon")).unwrap_err();
+        assert_eq!(err.detail().0.param.as_deref(), Some("wait"));
+    }
+}

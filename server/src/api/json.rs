@@ -1,0 +1,103 @@
+//! A JSON body extractor whose rejections use the API's error body and name the field at fault
+//! (its JSON path, e.g. `image.width`), where axum's own would answer in plain text.
+
+use super::error::ApiError;
+use axum::{
+    body::Bytes,
+    extract::{FromRequest, Request},
+    http::{header, StatusCode},
+};
+use serde::de::DeserializeOwned;
+
+pub struct ApiJson<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let content_type = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_string);
+        if let Some(ct) = content_type.filter(|ct| !ct.starts_with("application/json") && !ct.contains("+json")) {
+            return Err(bad(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                None,
+                "invalid_json",
+                format!("expected a JSON body (Content-Type: application/json), got {ct}"),
+            ));
+        }
+        let bytes = Bytes::from_request(req, state).await.map_err(|e| {
+            bad(e.status(), None, "invalid_json", format!("could not read the body: {}", e.body_text()))
+        })?;
+        parse(&bytes).map(ApiJson)
+    }
+}
+
+fn bad(status: StatusCode, param: Option<String>, code: &'static str, message: String) -> ApiError {
+    ApiError::BadRequest { status, param, code, message }
+}
+
+/// Malformed JSON is 400; well-formed JSON with a wrong value is 422 naming the field.
+pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Err(bad(
+            StatusCode::BAD_REQUEST,
+            None,
+            "invalid_json",
+            "the request body is empty; send a JSON object".into(),
+        ));
+    }
+    if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{')
+        && serde_json::from_slice::<serde_json::Value>(bytes).is_ok()
+    {
+        let message = "the body must be a JSON object".to_string();
+        return Err(bad(StatusCode::UNPROCESSABLE_ENTITY, None, "invalid_field", message));
+    }
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    serde_path_to_error::deserialize(&mut de).map_err(|err| {
+        let path = err.path().to_string();
+        let inner = err.into_inner();
+        match inner.classify() {
+            serde_json::error::Category::Data => {
+                let param = (path != ".").then_some(path);
+                let message = match &param {
+                    Some(p) => format!("{p}: {inner}"),
+                    None => format!("the body must be a JSON object: {inner}"),
+                };
+                bad(StatusCode::UNPROCESSABLE_ENTITY, param, "invalid_field", message)
+            }
+            _ => bad(StatusCode::BAD_REQUEST, None, "invalid_json", format!("the body is not valid JSON: {inner}")),
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use app::types::ChatRequest;
+
+    fn rejection(body: &str) -> (StatusCode, Option<String>) {
+        let err = parse::<ChatRequest>(body.as_bytes()).unwrap_err();
+        let status = err.status_code();
+        (status, err.detail().0.param)
+    }
+
+    #[test]
+    fn names_the_field_with_a_wrong_value() {
+        assert_eq!(rejection(r#"{"message": 5}"#), (StatusCode::UNPROCESSABLE_ENTITY, Some("message".into())));
+        assert_eq!(
+            rejection(r#"{"image": {"width": "wide"}}"#),
+            (StatusCode::UNPROCESSABLE_ENTITY, Some("image.width".into()))
+        );
+        assert_eq!(
+            rejection(r#"{"image": {"seed": -1}}"#),
+            (StatusCode::UNPROCESSABLE_ENTITY, Some("image.seed".into()))
+        );
+        assert_eq!(rejection("[1, 2]"), (StatusCode::UNPROCESSABLE_ENTITY, None));
+    }
+
+    #[test]
+    fn malformed_or_empty_bodies_are_400() {
+        assert_eq!(rejection(r#"{"message": "#), (StatusCode::BAD_REQUEST, None));
+        assert_eq!(rejection("  "), (StatusCode::BAD_REQUEST, None));
+        assert!(parse::<ChatRequest>(br#"{"message": "hi", "extra": true}"#).is_ok(), "unknown fields are ignored");
+    }
+}

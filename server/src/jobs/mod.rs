@@ -1,0 +1,361 @@
+//! Image jobs: one bounded queue in front of the image engine. A job has an id, a state, progress
+//! and a cancel flag; watchers subscribe to its updates. One worker task feeds the engine one job
+//! at a time, stores each finished image (file, then database row) and learns how long a step
+//! takes, so queued jobs get an estimate.
+
+mod estimate;
+
+use crate::{
+    inference::{
+        diffusion::{ImageRequest, PipelineError, Progress},
+        engine::{ImageEngine, Pause, StepHooks},
+    },
+    storage::{now_ms, Database, ImageRow},
+};
+use app::types::{ImageParameters, JobInfo, JobStatus};
+use estimate::SpeedEstimate;
+use std::{
+    collections::{HashMap, VecDeque},
+    path::PathBuf,
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc, Mutex,
+    },
+    time::Instant,
+};
+use tokio::sync::{broadcast, Notify};
+
+/// Finished jobs remembered in memory (older ones are answered from the database).
+const KEEP_FINISHED: usize = 512;
+
+/// Where a job came from, stored with its image.
+#[derive(Clone, Debug, Default)]
+pub struct Origin {
+    pub user_id: String,
+    pub conversation_id: Option<String>,
+    pub message_id: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum JobError {
+    #[error("the image queue is full ({queued} jobs waiting); try again in {retry_after_s} s")]
+    QueueFull { queued: usize, retry_after_s: u64 },
+}
+
+#[derive(Clone)]
+pub struct ImageJobs {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    queue: Mutex<Queue>,
+    wake: Notify,
+    capacity: usize,
+    model: String,
+    mock: bool,
+}
+
+struct Job {
+    info: JobInfo,
+    request: ImageRequest,
+    origin: Origin,
+    cancel: Arc<AtomicBool>,
+    updates: broadcast::Sender<JobInfo>,
+}
+
+#[derive(Default)]
+struct Queue {
+    jobs: HashMap<String, Job>,
+    waiting: VecDeque<String>,
+    running: Option<String>,
+    finished: VecDeque<String>,
+    speed: SpeedEstimate,
+}
+
+/// What the worker needs besides the queue.
+pub struct Worker {
+    pub engine: Arc<dyn ImageEngine>,
+    pub db: Database,
+    pub images_dir: PathBuf,
+    pub pause: Option<Pause>,
+}
+
+pub fn image_url(id: &str) -> String {
+    format!("/images/{id}.png")
+}
+
+pub fn status_url(id: &str) -> String {
+    format!("/jobs/{id}")
+}
+
+pub fn parameters(request: &ImageRequest, model: &str) -> ImageParameters {
+    ImageParameters {
+        prompt: request.prompt.clone(),
+        negative_prompt: request.negative_prompt.clone(),
+        num_inference_steps: request.steps,
+        guidance_scale: request.guidance_scale,
+        seed: request.seed,
+        width: request.width,
+        height: request.height,
+        scheduler: request.scheduler.name().to_string(),
+        model: model.to_string(),
+    }
+}
+
+impl ImageJobs {
+    /// A queue holding at most `capacity` waiting jobs; `model` names the images' model.
+    pub fn new(capacity: usize, model: String, mock: bool) -> Self {
+        let inner = Inner { queue: Mutex::new(Queue::default()), wake: Notify::new(), capacity, model, mock };
+        ImageJobs { inner: Arc::new(inner) }
+    }
+
+    /// Start the worker task that runs jobs on `worker.engine`.
+    pub fn start(&self, worker: Worker) {
+        let jobs = self.clone();
+        tokio::spawn(async move { jobs.work(worker).await });
+    }
+
+    pub fn model(&self) -> &str {
+        &self.inner.model
+    }
+
+    /// Queue a job, or refuse when the queue is full.
+    pub fn submit(&self, request: ImageRequest, origin: Origin) -> Result<JobInfo, JobError> {
+        let mut q = self.lock();
+        if q.waiting.len() >= self.inner.capacity {
+            let retry_after_s = q.speed.seconds_until_next_free(&q).clamp(1, 600);
+            return Err(JobError::QueueFull { queued: q.waiting.len(), retry_after_s });
+        }
+        let id = self.insert(&mut q, request, origin);
+        q.waiting.push_back(id.clone());
+        let info = q.view(&id).expect("just inserted");
+        drop(q);
+        self.inner.wake.notify_one();
+        tracing::info!(job = %id, "image job queued");
+        Ok(info)
+    }
+
+    /// Record a job that failed before it could run (e.g. a picture a chat reply asked for while
+    /// the queue was full), so the caller can see why.
+    pub fn reject(&self, request: ImageRequest, origin: Origin, reason: String) -> JobInfo {
+        let mut q = self.lock();
+        let id = self.insert(&mut q, request, origin);
+        let job = q.jobs.get_mut(&id).expect("just inserted");
+        job.info.status = JobStatus::Failed;
+        job.info.error = Some(reason);
+        job.info.finished_at = Some(now_ms());
+        q.finish(&id);
+        q.view(&id).expect("just inserted")
+    }
+
+    fn insert(&self, q: &mut Queue, request: ImageRequest, origin: Origin) -> String {
+        let id = uuid::Uuid::new_v4().to_string();
+        let info = JobInfo {
+            job_id: id.clone(),
+            status: JobStatus::Queued,
+            position: None,
+            eta_ms: None,
+            step: 0,
+            total_steps: request.steps,
+            error: None,
+            image_url: image_url(&id),
+            status_url: status_url(&id),
+            parameters: parameters(&request, &self.inner.model),
+            nsfw: None,
+            mock: self.inner.mock,
+            created_at: now_ms(),
+            started_at: None,
+            finished_at: None,
+        };
+        let (updates, _) = broadcast::channel(64);
+        let cancel = Arc::new(AtomicBool::new(false));
+        q.jobs.insert(id.clone(), Job { info, request, origin, cancel, updates });
+        id
+    }
+
+    /// The job's state with its queue position and estimate; `None` when not in memory.
+    pub fn get(&self, id: &str) -> Option<JobInfo> {
+        self.lock().view(id)
+    }
+
+    /// The job's state now and a receiver of its later updates.
+    pub fn watch(&self, id: &str) -> Option<(JobInfo, broadcast::Receiver<JobInfo>)> {
+        let q = self.lock();
+        let job = q.jobs.get(id)?;
+        let rx = job.updates.subscribe();
+        Some((q.view(id)?, rx))
+    }
+
+    /// Cancel a job: a waiting one at once, a running one before its next step.
+    pub fn cancel(&self, id: &str) -> Option<JobInfo> {
+        let mut q = self.lock();
+        let job = q.jobs.get_mut(id)?;
+        job.cancel.store(true, Ordering::Relaxed);
+        if job.info.status == JobStatus::Queued {
+            job.info.status = JobStatus::Cancelled;
+            job.info.finished_at = Some(now_ms());
+            q.waiting.retain(|w| w != id);
+            q.finish(id);
+            q.announce_all();
+            q.announce(id);
+        }
+        q.view(id)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Queue> {
+        self.inner.queue.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    async fn work(&self, worker: Worker) {
+        if let Err(err) = tokio::fs::create_dir_all(&worker.images_dir).await {
+            tracing::error!(dir = %worker.images_dir.display(), error = %err, "cannot create the images folder");
+        }
+        loop {
+            let next = {
+                let mut q = self.lock();
+                let id = q.waiting.pop_front();
+                if let Some(id) = &id {
+                    q.running = Some(id.clone());
+                    let job = q.jobs.get_mut(id).expect("waiting jobs are known");
+                    job.info.status = JobStatus::Running;
+                    job.info.started_at = Some(now_ms());
+                    let started = (job.request.clone(), job.origin.clone(), job.cancel.clone());
+                    q.announce_all();
+                    Some((id.clone(), started))
+                } else {
+                    None
+                }
+            };
+            match next {
+                Some((id, (request, origin, cancel))) => self.run(&worker, &id, request, origin, cancel).await,
+                None => self.inner.wake.notified().await,
+            }
+        }
+    }
+
+    async fn run(&self, worker: &Worker, id: &str, request: ImageRequest, origin: Origin, cancel: Arc<AtomicBool>) {
+        let started = Instant::now();
+        let (tx, mut progress) = tokio::sync::mpsc::unbounded_channel::<Progress>();
+        let hooks = StepHooks { progress: Some(tx), cancel, pause: worker.pause.clone() };
+        let generation = worker.engine.generate(request.clone(), hooks);
+        tokio::pin!(generation);
+        let result = loop {
+            tokio::select! {
+                result = &mut generation => break result,
+                Some(p) = progress.recv() => {
+                    let mut q = self.lock();
+                    if let Some(job) = q.jobs.get_mut(id) {
+                        job.info.step = p.step as u32;
+                    }
+                    q.announce(id);
+                }
+            }
+        };
+        let outcome = match result {
+            Ok(output) => match self.store(worker, id, &request, &origin, &output.png).await {
+                Ok(()) => Ok(output.nsfw),
+                Err(err) => Err((JobStatus::Failed, format!("could not store the image: {err}"))),
+            },
+            Err(PipelineError::Cancelled) => Err((JobStatus::Cancelled, "cancelled".to_string())),
+            Err(err) => Err((JobStatus::Failed, err.to_string())),
+        };
+        let mut q = self.lock();
+        q.running = None;
+        if let Some(job) = q.jobs.get_mut(id) {
+            job.info.finished_at = Some(now_ms());
+            match outcome {
+                Ok(nsfw) => {
+                    job.info.status = JobStatus::Done;
+                    job.info.step = job.info.total_steps;
+                    job.info.nsfw = nsfw;
+                    let ms = started.elapsed().as_secs_f64() * 1000.0;
+                    q.speed.record(&request, ms);
+                    tracing::info!(job = %id, ms = ms as u64, "image job done");
+                }
+                Err((status, reason)) => {
+                    job.info.status = status;
+                    if status == JobStatus::Failed {
+                        tracing::warn!(job = %id, error = %reason, "image job failed");
+                        job.info.error = Some(reason);
+                    }
+                }
+            }
+        }
+        q.finish(id);
+        q.announce_all();
+    }
+
+    /// Write the file under a server-made name, then the row that makes it visible.
+    async fn store(
+        &self,
+        worker: &Worker,
+        id: &str,
+        request: &ImageRequest,
+        origin: &Origin,
+        png: &[u8],
+    ) -> Result<(), String> {
+        let file_name = format!("{id}.png");
+        let path = worker.images_dir.join(&file_name);
+        let partial = worker.images_dir.join(format!("{id}.png.part"));
+        tokio::fs::write(&partial, png).await.map_err(|e| e.to_string())?;
+        tokio::fs::rename(&partial, &path).await.map_err(|e| e.to_string())?;
+        let row = ImageRow {
+            id: id.to_string(),
+            user_id: origin.user_id.clone(),
+            conversation_id: origin.conversation_id.clone(),
+            message_id: origin.message_id.clone(),
+            prompt: request.prompt.clone(),
+            negative_prompt: request.negative_prompt.clone(),
+            steps: request.steps as i32,
+            guidance_scale: request.guidance_scale as f64,
+            seed: request.seed as i64,
+            width: request.width as i32,
+            height: request.height as i32,
+            scheduler: request.scheduler.name().to_string(),
+            model: self.inner.model.clone(),
+            file_name,
+            created_at: now_ms(),
+        };
+        worker.db.insert_image(&row).await.map_err(|e| e.to_string())
+    }
+}
+
+impl Queue {
+    /// A job's info with its live queue position and estimate.
+    fn view(&self, id: &str) -> Option<JobInfo> {
+        let job = self.jobs.get(id)?;
+        let mut info = job.info.clone();
+        match info.status {
+            JobStatus::Queued => {
+                let position = self.waiting.iter().position(|w| w == id)?;
+                info.position = Some(position as u32);
+                info.eta_ms = self.speed.eta_ms(self, position);
+            }
+            JobStatus::Running => info.eta_ms = self.speed.remaining_ms(&job.request, info.step),
+            _ => {}
+        }
+        Some(info)
+    }
+
+    fn announce(&self, id: &str) {
+        if let (Some(job), Some(info)) = (self.jobs.get(id), self.view(id)) {
+            let _ = job.updates.send(info);
+        }
+    }
+
+    /// Everyone's position or estimate may have moved.
+    fn announce_all(&self) {
+        for id in self.running.iter().chain(self.waiting.iter()).chain(self.finished.back()) {
+            self.announce(id);
+        }
+    }
+
+    fn finish(&mut self, id: &str) {
+        self.finished.push_back(id.to_string());
+        while self.finished.len() > KEEP_FINISHED {
+            if let Some(old) = self.finished.pop_front() {
+                self.jobs.remove(&old);
+            }
+        }
+    }
+}

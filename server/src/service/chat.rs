@@ -1,0 +1,410 @@
+//! One chat turn: check, store the user's message, run the model with the conversation's recent
+//! turns, stream reasoning and answer, store the reply, and queue an image when the reply (or the
+//! caller) asks for one. The turn runs in its own task and speaks through a channel of
+//! `ChatEvent`s; when the caller goes away (the channel closes) the generation is cancelled and
+//! what was said so far is still stored.
+
+use super::{
+    error::{Result, ServiceError},
+    image_prompt::{self, StreamFilter},
+    validate::{self, ValidChat},
+};
+use crate::{
+    inference::{
+        engine::ChatEngine,
+        llm::{ChatMessage, Completion, GenerateRequest, GenerationEvent, Part, Prompt},
+    },
+    jobs::Origin,
+    state::AppState,
+    storage::{MessageRow, NewMessage},
+};
+use app::types::{ChatEvent, ChatRequest, ChatResponse, ErrorDetail, ImageJob, JobInfo, Timings, Usage};
+use std::sync::Arc;
+use tokio::sync::{broadcast::error::RecvError, mpsc, OwnedSemaphorePermit};
+
+/// Asks for answers without the image block unless a picture is wanted, and for the block's
+/// exact shape when it is. Kept short: every token of it is prefilled on every new conversation.
+pub const SYSTEM_PROMPT: &str = "You are Duet, a helpful assistant running on the user's own computer. \
+You can also make pictures. When the user asks for a picture, reply briefly and end your answer with \
+one block <image_prompt>...</image_prompt> holding a short English description of the picture for \
+Stable Diffusion (subject, setting, style, lighting). Never write that block otherwise.";
+
+/// Start a turn. Everything that can fail fast (input, models, room in the queue, the
+/// conversation) fails here, before anything is stored.
+pub async fn start(state: &AppState, request: ChatRequest) -> Result<mpsc::Receiver<ChatEvent>> {
+    let valid = validate::chat(request, state.config.chat_max_tokens)?;
+    let engine = match valid.imagine {
+        None => Some(state.chat_engine()?),
+        Some(_) => None,
+    };
+    if valid.imagine.is_some() || valid.image.is_some() {
+        state.image_engine()?;
+    }
+    let slot = match engine {
+        Some(_) => Some(state.chat_slots.try_acquire()?),
+        None => None,
+    };
+    let conversation_id = open_conversation(state, &valid).await?;
+    let history = state.db.recent_messages(&conversation_id, 2 * state.config.context_turns as i64).await?;
+    state
+        .db
+        .append_message(&NewMessage {
+            id: &new_id(),
+            conversation_id: &conversation_id,
+            role: "user",
+            content: &valid.message,
+            ..Default::default()
+        })
+        .await?;
+    let (tx, rx) = mpsc::channel(256);
+    let turn = Turn { state: state.clone(), valid, conversation_id, message_id: new_id(), history, engine, slot };
+    tokio::spawn(turn.run(Events { tx, gone: false }));
+    Ok(rx)
+}
+
+/// Wait for the turn's final answer (for callers that do not stream).
+pub async fn finish(mut events: mpsc::Receiver<ChatEvent>) -> Result<ChatResponse> {
+    while let Some(event) = events.recv().await {
+        match event {
+            ChatEvent::Done { response } => return Ok(response),
+            ChatEvent::Error { error } => return Err(ServiceError::Engine(error.message)),
+            _ => {}
+        }
+    }
+    Err(ServiceError::Engine("the chat turn ended without an answer".into()))
+}
+
+fn new_id() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
+/// The caller's conversation, or a new one titled after the first message. Someone else's
+/// conversation is "not found", exactly like one that does not exist.
+async fn open_conversation(state: &AppState, valid: &ValidChat) -> Result<String> {
+    if let Some(id) = &valid.conversation_id {
+        return match state.db.conversation(id).await? {
+            Some(c) if c.user_id == valid.user_id => Ok(c.id),
+            _ => Err(ServiceError::NotFound("conversation")),
+        };
+    }
+    let id = new_id();
+    state.db.create_conversation(&id, &valid.user_id, &title(&valid.message)).await?;
+    Ok(id)
+}
+
+/// A conversation's title: its first message's first line, at most 60 characters.
+pub fn title(message: &str) -> String {
+    let line = message.trim().lines().next().unwrap_or_default().trim();
+    match line.char_indices().nth(60) {
+        Some((cut, _)) => format!("{}…", line[..cut].trim_end()),
+        None => line.to_string(),
+    }
+}
+
+/// The prompt: the system prompt, the stored recent turns (answers only, with the image blocks
+/// they asked for; never the reasoning), then the new message.
+pub fn context(system: &str, history: &[MessageRow], message: &str) -> Vec<ChatMessage> {
+    let mut messages = vec![ChatMessage::new("system", system)];
+    // Start at a user message, so the window never opens with a reply to something cut off.
+    let start = history.iter().position(|m| m.role == "user").unwrap_or(history.len());
+    for m in &history[start..] {
+        match (m.role.as_str(), &m.image_prompt) {
+            ("assistant", Some(prompt)) => {
+                let block = format!("<image_prompt>{prompt}</image_prompt>");
+                let content = if m.content.is_empty() { block } else { format!("{}\n\n{block}", m.content) };
+                messages.push(ChatMessage::new("assistant", content));
+            }
+            ("assistant" | "user", _) => messages.push(ChatMessage::new(&m.role, m.content.clone())),
+            _ => {}
+        }
+    }
+    messages.push(ChatMessage::new("user", message));
+    messages
+}
+
+/// The turn's output channel; remembers when the caller has gone.
+struct Events {
+    tx: mpsc::Sender<ChatEvent>,
+    gone: bool,
+}
+
+impl Events {
+    async fn send(&mut self, event: ChatEvent) {
+        if !self.gone && self.tx.send(event).await.is_err() {
+            self.gone = true;
+        }
+    }
+}
+
+struct Turn {
+    state: AppState,
+    valid: ValidChat,
+    conversation_id: String,
+    message_id: String,
+    history: Vec<MessageRow>,
+    engine: Option<Arc<dyn ChatEngine>>,
+    slot: Option<OwnedSemaphorePermit>,
+}
+
+/// What the model (or `/imagine`) answered.
+struct Reply {
+    reply: String,
+    reasoning: String,
+    image_prompt: Option<String>,
+    usage: Usage,
+    timings: Timings,
+    finish_reason: String,
+}
+
+impl Turn {
+    async fn run(mut self, mut out: Events) {
+        let state = self.state.clone();
+        out.send(ChatEvent::Start {
+            conversation_id: self.conversation_id.clone(),
+            message_id: self.message_id.clone(),
+            model: state.config.llm_model.to_string(),
+            mock: state.config.use_mocks,
+        })
+        .await;
+        let reply = match (&self.valid.imagine, self.engine.clone()) {
+            (Some(prompt), _) => Reply {
+                reply: String::new(),
+                reasoning: String::new(),
+                image_prompt: Some(prompt.clone()),
+                usage: Usage::default(),
+                timings: Timings::default(),
+                finish_reason: "image".into(),
+            },
+            (None, Some(engine)) => match self.generate(engine.as_ref(), &mut out).await {
+                Ok(completion) => self.reply_from(completion),
+                Err(message) => return self.fail(&mut out, "server_error", message).await,
+            },
+            (None, None) => return self.fail(&mut out, "server_error", "no chat engine".into()).await,
+        };
+        self.slot = None; // the chat engine is free for the next turn
+        if let Err(err) = self.store(&reply).await {
+            tracing::error!(error = %err, "could not store the reply");
+            return self.fail(&mut out, "server_error", "could not store the reply".into()).await;
+        }
+        out.send(ChatEvent::Reply {
+            reply: reply.reply.clone(),
+            reasoning: reply.reasoning.clone(),
+            finish_reason: reply.finish_reason.clone(),
+        })
+        .await;
+        let mut job = self.queue_image(&reply);
+        if let Some(info) = &job {
+            out.send(ChatEvent::ImageJob { job: info.clone() }).await;
+            if self.valid.stream {
+                job = Some(self.follow(info.clone(), &mut out).await);
+            }
+        }
+        let response = ChatResponse {
+            conversation_id: self.conversation_id.clone(),
+            message_id: self.message_id.clone(),
+            reply: reply.reply,
+            reasoning: reply.reasoning,
+            image_job: job.map(|j| ImageJob {
+                job_id: j.job_id,
+                status: j.status,
+                status_url: j.status_url,
+                image_url: j.image_url,
+                parameters: j.parameters,
+            }),
+            usage: reply.usage,
+            timings: reply.timings,
+            model: state.config.llm_model.to_string(),
+            mock: state.config.use_mocks,
+            finish_reason: reply.finish_reason,
+        };
+        out.send(ChatEvent::Done { response }).await;
+    }
+
+    async fn fail(&self, out: &mut Events, kind: &str, message: String) {
+        tracing::warn!(conversation = %self.conversation_id, error = %message, "chat turn failed");
+        let error = ErrorDetail { message, kind: kind.into(), param: None, code: Some("internal".into()) };
+        out.send(ChatEvent::Error { error }).await;
+    }
+
+    /// Run the model, streaming its pieces; cancel it when the caller goes away.
+    async fn generate(&self, engine: &dyn ChatEngine, out: &mut Events) -> std::result::Result<Completion, String> {
+        let messages = context(SYSTEM_PROMPT, &self.history, &self.valid.message);
+        let request = GenerateRequest {
+            conversation: Some(self.conversation_id.clone()),
+            prompt: Prompt::Messages(messages),
+            params: self.valid.params.clone(),
+        };
+        let mut handle = engine.generate(request).map_err(|e| e.to_string())?;
+        let _generating = self.state.chat_slots.generating();
+        let mut filter = StreamFilter::default();
+        while let Some(event) = handle.next().await {
+            match event {
+                GenerationEvent::Delta { part: Part::Reasoning, text } => out.send(ChatEvent::Reasoning { text }).await,
+                GenerationEvent::Delta { part: Part::Answer, text } => {
+                    let shown = filter.push(&text);
+                    if !shown.is_empty() {
+                        out.send(ChatEvent::Answer { text: shown }).await;
+                    }
+                }
+                GenerationEvent::Done(completion) => {
+                    let rest = filter.finish();
+                    if !rest.is_empty() {
+                        out.send(ChatEvent::Answer { text: rest }).await;
+                    }
+                    return Ok(completion);
+                }
+                GenerationEvent::Failed(message) => return Err(message),
+                GenerationEvent::Started { .. } => {}
+            }
+            if out.gone {
+                handle.cancel(); // the engine answers with what it has, marked cancelled
+            }
+        }
+        Err("the chat engine stopped".into())
+    }
+
+    fn reply_from(&self, c: Completion) -> Reply {
+        let extracted = image_prompt::extract(&c.answer);
+        // The caller asked for a picture but the model wrote no block: draw what the user said.
+        let image_prompt = extracted.prompt.or_else(|| {
+            let options = self.valid.image.as_ref()?;
+            let fallback = options.prompt.clone().unwrap_or_else(|| self.valid.message.clone());
+            Some(fallback.chars().take(validate::MAX_IMAGE_PROMPT_CHARS).collect())
+        });
+        let finish_reason =
+            serde_json::to_value(c.finish_reason).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default();
+        Reply {
+            reply: extracted.reply,
+            reasoning: c.reasoning.trim().to_string(),
+            image_prompt,
+            usage: Usage { prompt_tokens: c.prompt_tokens as u32, completion_tokens: c.completion_tokens as u32 },
+            timings: Timings { ttft_ms: c.ttft_ms, total_ms: c.total_ms },
+            finish_reason,
+        }
+    }
+
+    async fn store(&self, reply: &Reply) -> Result<()> {
+        let model = self.state.config.llm_model.to_string();
+        let generated = self.valid.imagine.is_none();
+        self.state
+            .db
+            .append_message(&NewMessage {
+                id: &self.message_id,
+                conversation_id: &self.conversation_id,
+                role: "assistant",
+                content: &reply.reply,
+                reasoning: Some(reply.reasoning.as_str()).filter(|r| !r.is_empty()),
+                image_prompt: reply.image_prompt.as_deref(),
+                model: generated.then_some(model.as_str()),
+                prompt_tokens: generated.then_some(reply.usage.prompt_tokens as i32),
+                completion_tokens: generated.then_some(reply.usage.completion_tokens as i32),
+                ttft_ms: generated.then_some(reply.timings.ttft_ms as i64),
+                total_ms: generated.then_some(reply.timings.total_ms as i64),
+                finish_reason: Some(&reply.finish_reason),
+            })
+            .await?;
+        Ok(())
+    }
+
+    /// Queue the picture the reply asked for. A full queue gives a job that failed at once (the
+    /// reply itself is fine and already stored).
+    fn queue_image(&self, reply: &Reply) -> Option<JobInfo> {
+        let prompt = reply.image_prompt.as_deref()?;
+        let engine = match self.state.image_engine() {
+            Ok(engine) => engine,
+            Err(err) => {
+                tracing::warn!(error = %err, "the reply asked for a picture but the image model is not ready");
+                return None;
+            }
+        };
+        let options = self.valid.image.clone().unwrap_or_default();
+        let request = match validate::image(&options, Some(prompt), engine.default_scheduler(), "image.") {
+            Ok(request) => request,
+            Err(err) => {
+                tracing::warn!(error = %err, "the reply's image prompt was not usable");
+                return None;
+            }
+        };
+        let origin = Origin {
+            user_id: self.valid.user_id.clone(),
+            conversation_id: Some(self.conversation_id.clone()),
+            message_id: Some(self.message_id.clone()),
+        };
+        Some(match self.state.jobs.submit(request.clone(), origin.clone()) {
+            Ok(info) => info,
+            Err(err) => self.state.jobs.reject(request, origin, err.to_string()),
+        })
+    }
+
+    /// Relay the job's progress until it ends; cancel it if the caller leaves first.
+    async fn follow(&self, mut last: JobInfo, out: &mut Events) -> JobInfo {
+        let Some((now, mut updates)) = self.state.jobs.watch(&last.job_id) else { return last };
+        if now != last {
+            out.send(ChatEvent::ImageJob { job: now.clone() }).await;
+            last = now;
+        }
+        while !last.status.is_final() {
+            match updates.recv().await {
+                Ok(info) => {
+                    out.send(ChatEvent::ImageJob { job: info.clone() }).await;
+                    last = info;
+                }
+                Err(RecvError::Lagged(_)) => continue,
+                Err(RecvError::Closed) => break,
+            }
+            if out.gone {
+                self.state.jobs.cancel(&last.job_id);
+                break;
+            }
+        }
+        last
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(role: &str, content: &str, reasoning: Option<&str>, image_prompt: Option<&str>) -> MessageRow {
+        MessageRow {
+            id: "x".into(),
+            seq: 0,
+            role: role.into(),
+            content: content.into(),
+            reasoning: reasoning.map(String::from),
+            image_prompt: image_prompt.map(String::from),
+        }
+    }
+
+    #[test]
+    fn context_keeps_answers_and_image_blocks_but_never_reasoning() {
+        let history = [
+            row("assistant", "cut-off reply", None, None),
+            row("user", "draw a fox", None, None),
+            row("assistant", "Here it is.", Some("They want a fox."), Some("a red fox")),
+            row("user", "/imagine a cat", None, None),
+            row("assistant", "", None, Some("a cat")),
+        ];
+        let messages = context("SYS", &history, "thanks");
+        let got: Vec<(&str, &str)> = messages.iter().map(|m| (m.role.as_str(), m.content.as_str())).collect();
+        assert_eq!(
+            got,
+            [
+                ("system", "SYS"),
+                ("user", "draw a fox"),
+                ("assistant", "Here it is.\n\n<image_prompt>a red fox</image_prompt>"),
+                ("user", "/imagine a cat"),
+                ("assistant", "<image_prompt>a cat</image_prompt>"),
+                ("user", "thanks"),
+            ]
+        );
+    }
+
+    #[test]
+    fn titles_are_one_short_line() {
+        assert_eq!(title("  Hello there\nsecond line"), "Hello there");
+        let long = "word ".repeat(30);
+        let t = title(&long);
+        assert!(t.ends_with('…') && t.chars().count() <= 61, "{t}");
+    }
+}

@@ -1,0 +1,49 @@
+//! The service layer's one error type. The HTTP layer turns each kind into a status code; the
+//! messages are written for the caller (no internals), except `Storage`/`Engine`, which the HTTP
+//! layer logs and replaces.
+
+use crate::{inference::diffusion::InvalidField, jobs::JobError, storage::StorageError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    /// Bad input: the field (a JSON path) and what it accepts.
+    #[error("{field}: {message}")]
+    Invalid { field: String, message: String },
+    /// No such thing, or not the caller's.
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    /// A queue is full; try again after the given seconds.
+    #[error("{message}")]
+    Busy { message: String, retry_after_s: u64 },
+    /// A model is missing, loading or failed to load.
+    #[error("{message}")]
+    Unavailable { message: String, retry_after_s: Option<u64> },
+    #[error("{0}")]
+    Timeout(String),
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    #[error("{0}")]
+    Engine(String),
+}
+
+impl ServiceError {
+    pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
+        ServiceError::Invalid { field: field.into(), message: message.into() }
+    }
+}
+
+impl From<InvalidField> for ServiceError {
+    fn from(e: InvalidField) -> Self {
+        ServiceError::invalid(e.field, e.message)
+    }
+}
+
+impl From<JobError> for ServiceError {
+    fn from(e: JobError) -> Self {
+        match e {
+            JobError::QueueFull { retry_after_s, .. } => ServiceError::Busy { message: e.to_string(), retry_after_s },
+        }
+    }
+}
+
+pub type Result<T, E = ServiceError> = std::result::Result<T, E>;

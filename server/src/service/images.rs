@@ -1,0 +1,111 @@
+//! Images on request: queue a job, follow it, cancel it, and find its file.
+
+use super::{
+    error::{Result, ServiceError},
+    validate,
+};
+use crate::{jobs::Origin, state::AppState, storage::ImageRow};
+use app::types::{ImageGenerationRequest, ImageGenerationResponse, ImageParameters, JobInfo, JobStatus};
+use std::{path::PathBuf, time::Duration};
+use tokio::sync::broadcast::error::RecvError;
+
+/// Queue an image; returns the queued job.
+pub async fn submit(state: &AppState, request: ImageGenerationRequest) -> Result<JobInfo> {
+    let engine = state.image_engine()?;
+    let recipe = validate::image(&request, None, engine.default_scheduler(), "")?;
+    Ok(state.jobs.submit(recipe, Origin::default())?)
+}
+
+/// The `POST /image` answer for a job.
+pub fn response(state: &AppState, info: JobInfo) -> ImageGenerationResponse {
+    ImageGenerationResponse {
+        job_id: info.job_id,
+        status: info.status,
+        image_url: info.image_url,
+        status_url: info.status_url,
+        provider: if state.config.use_mocks { "mock" } else { "openvino" }.into(),
+        mock: state.config.use_mocks,
+        parameters: info.parameters,
+        created_at: info.created_at,
+        error: info.error,
+    }
+}
+
+/// Wait until the job ends, at most `timeout`.
+pub async fn wait(state: &AppState, id: &str, timeout: Duration) -> Result<JobInfo> {
+    let Some((mut last, mut updates)) = state.jobs.watch(id) else { return job(state, id).await };
+    let waited = tokio::time::timeout(timeout, async {
+        while !last.status.is_final() {
+            match updates.recv().await {
+                Ok(info) => last = info,
+                Err(RecvError::Lagged(_)) => continue,
+                Err(RecvError::Closed) => break,
+            }
+        }
+        last
+    })
+    .await;
+    waited.map_err(|_| {
+        ServiceError::Timeout(format!(
+            "the image was not ready within {} s; it is still being made: follow /jobs/{id}",
+            timeout.as_secs()
+        ))
+    })
+}
+
+/// A job's state: live from the queue, or, for older ones, from the stored image.
+pub async fn job(state: &AppState, id: &str) -> Result<JobInfo> {
+    if let Some(info) = state.jobs.get(id) {
+        return Ok(info);
+    }
+    let row = stored(state, id).await?;
+    Ok(finished_info(&row, state.config.use_mocks))
+}
+
+pub fn cancel(state: &AppState, id: &str) -> Result<JobInfo> {
+    state.jobs.cancel(id).ok_or(ServiceError::NotFound("job"))
+}
+
+/// The PNG of a finished image.
+pub async fn file(state: &AppState, id: &str) -> Result<PathBuf> {
+    let row = stored(state, id).await?;
+    Ok(state.config.images_dir().join(row.file_name))
+}
+
+async fn stored(state: &AppState, id: &str) -> Result<ImageRow> {
+    // Only ids the server made can name a file; anything else is simply not found.
+    if uuid::Uuid::parse_str(id).is_err() {
+        return Err(ServiceError::NotFound("image"));
+    }
+    state.db.image(id).await?.ok_or(ServiceError::NotFound("image"))
+}
+
+fn finished_info(row: &ImageRow, mock: bool) -> JobInfo {
+    JobInfo {
+        job_id: row.id.clone(),
+        status: JobStatus::Done,
+        position: None,
+        eta_ms: None,
+        step: row.steps as u32,
+        total_steps: row.steps as u32,
+        error: None,
+        image_url: crate::jobs::image_url(&row.id),
+        status_url: crate::jobs::status_url(&row.id),
+        parameters: ImageParameters {
+            prompt: row.prompt.clone(),
+            negative_prompt: row.negative_prompt.clone(),
+            num_inference_steps: row.steps as u32,
+            guidance_scale: row.guidance_scale as f32,
+            seed: row.seed as u32,
+            width: row.width as u32,
+            height: row.height as u32,
+            scheduler: row.scheduler.clone(),
+            model: row.model.clone(),
+        },
+        nsfw: None,
+        mock,
+        created_at: row.created_at,
+        started_at: None,
+        finished_at: Some(row.created_at),
+    }
+}

@@ -1,0 +1,106 @@
+//! Conversations and their messages.
+
+use super::{on_pool, Database, StorageError};
+
+#[derive(Clone, Debug, PartialEq, sqlx::FromRow)]
+pub struct ConversationRow {
+    pub id: String,
+    pub user_id: String,
+    pub title: String,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+#[derive(Clone, Debug, PartialEq, sqlx::FromRow)]
+pub struct MessageRow {
+    pub id: String,
+    pub seq: i32,
+    pub role: String,
+    pub content: String,
+    pub reasoning: Option<String>,
+    pub image_prompt: Option<String>,
+}
+
+/// A message to append to a conversation (its position is the next free one).
+#[derive(Clone, Debug, Default)]
+pub struct NewMessage<'a> {
+    pub id: &'a str,
+    pub conversation_id: &'a str,
+    pub role: &'a str,
+    pub content: &'a str,
+    pub reasoning: Option<&'a str>,
+    pub image_prompt: Option<&'a str>,
+    pub model: Option<&'a str>,
+    pub prompt_tokens: Option<i32>,
+    pub completion_tokens: Option<i32>,
+    pub ttft_ms: Option<i64>,
+    pub total_ms: Option<i64>,
+    pub finish_reason: Option<&'a str>,
+}
+
+impl Database {
+    pub async fn conversation(&self, id: &str) -> Result<Option<ConversationRow>, StorageError> {
+        const SQL: &str = "SELECT id, user_id, title, created_at, updated_at FROM conversations WHERE id = $1";
+        Ok(on_pool!(self, |pool| sqlx::query_as(SQL).bind(id).fetch_optional(pool).await?))
+    }
+
+    pub async fn create_conversation(&self, id: &str, user_id: &str, title: &str) -> Result<(), StorageError> {
+        const SQL: &str =
+            "INSERT INTO conversations (id, user_id, title, created_at, updated_at) VALUES ($1, $2, $3, $4, $4)";
+        let now = super::now_ms();
+        on_pool!(self, |pool| sqlx::query(SQL)
+            .bind(id)
+            .bind(user_id)
+            .bind(title)
+            .bind(now)
+            .execute(pool)
+            .await
+            .map(drop)?);
+        Ok(())
+    }
+
+    /// The last `limit` messages of a conversation, oldest first.
+    pub async fn recent_messages(&self, conversation_id: &str, limit: i64) -> Result<Vec<MessageRow>, StorageError> {
+        const SQL: &str = "SELECT id, seq, role, content, reasoning, image_prompt FROM messages \
+                           WHERE conversation_id = $1 ORDER BY seq DESC LIMIT $2";
+        let mut rows: Vec<MessageRow> =
+            on_pool!(self, |pool| sqlx::query_as(SQL).bind(conversation_id).bind(limit).fetch_all(pool).await?);
+        rows.reverse();
+        Ok(rows)
+    }
+
+    /// Append a message after the conversation's last one and mark the conversation updated.
+    /// The position is taken inside the insert, and `(conversation_id, seq)` is unique, so two
+    /// writers can never interleave silently: the loser gets an error, not a reordered history.
+    pub async fn append_message(&self, m: &NewMessage<'_>) -> Result<(), StorageError> {
+        const INSERT: &str = "INSERT INTO messages (id, conversation_id, seq, role, content, reasoning, \
+                              image_prompt, model, prompt_tokens, completion_tokens, ttft_ms, total_ms, \
+                              finish_reason, created_at) \
+                              SELECT $1, $2, COALESCE(MAX(seq) + 1, 0), $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13 \
+                              FROM messages WHERE conversation_id = $2";
+        const TOUCH: &str = "UPDATE conversations SET updated_at = $1 WHERE id = $2";
+        let now = super::now_ms();
+        on_pool!(self, |pool| {
+            let mut tx = pool.begin().await?;
+            sqlx::query(INSERT)
+                .bind(m.id)
+                .bind(m.conversation_id)
+                .bind(m.role)
+                .bind(m.content)
+                .bind(m.reasoning)
+                .bind(m.image_prompt)
+                .bind(m.model)
+                .bind(m.prompt_tokens)
+                .bind(m.completion_tokens)
+                .bind(m.ttft_ms)
+                .bind(m.total_ms)
+                .bind(m.finish_reason)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query(TOUCH).bind(now).bind(m.conversation_id).execute(&mut *tx).await?;
+            tx.commit().await?;
+        });
+        Ok(())
+    }
+}

@@ -1,0 +1,59 @@
+//! Finished images: the recipe, who asked, where it came from, and the file the server named.
+
+use super::{on_pool, Database, StorageError};
+
+#[derive(Clone, Debug, PartialEq, sqlx::FromRow)]
+pub struct ImageRow {
+    pub id: String,
+    pub user_id: String,
+    pub conversation_id: Option<String>,
+    pub message_id: Option<String>,
+    pub prompt: String,
+    pub negative_prompt: String,
+    pub steps: i32,
+    pub guidance_scale: f64,
+    pub seed: i64,
+    pub width: i32,
+    pub height: i32,
+    pub scheduler: String,
+    pub model: String,
+    /// A name the server made, inside the images folder.
+    pub file_name: String,
+    pub created_at: i64,
+}
+
+const COLUMNS: &str = "id, user_id, conversation_id, message_id, prompt, negative_prompt, steps, guidance_scale, \
+                       seed, width, height, scheduler, model, file_name, created_at";
+
+impl Database {
+    pub async fn insert_image(&self, row: &ImageRow) -> Result<(), StorageError> {
+        let sql = format!(
+            "INSERT INTO images ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"
+        );
+        on_pool!(self, |pool| sqlx::query(&sql)
+            .bind(&row.id)
+            .bind(&row.user_id)
+            .bind(&row.conversation_id)
+            .bind(&row.message_id)
+            .bind(&row.prompt)
+            .bind(&row.negative_prompt)
+            .bind(row.steps)
+            .bind(row.guidance_scale)
+            .bind(row.seed)
+            .bind(row.width)
+            .bind(row.height)
+            .bind(&row.scheduler)
+            .bind(&row.model)
+            .bind(&row.file_name)
+            .bind(row.created_at)
+            .execute(pool)
+            .await
+            .map(drop)?);
+        Ok(())
+    }
+
+    pub async fn image(&self, id: &str) -> Result<Option<ImageRow>, StorageError> {
+        let sql = format!("SELECT {COLUMNS} FROM images WHERE id = $1");
+        Ok(on_pool!(self, |pool| sqlx::query_as(&sql).bind(id).fetch_optional(pool).await?))
+    }
+}

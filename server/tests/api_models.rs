@@ -1,0 +1,71 @@
+//! The service on the real engines: `POST /chat` and `POST /image` through the router with the
+//! fixture models running on OpenVINO.
+
+mod common;
+
+use app::types::ModelState;
+use common::api::{get, post};
+use serde_json::json;
+use std::time::{Duration, Instant};
+
+async fn fixture_state(dir: &std::path::Path) -> server::AppState {
+    let llm = common::fixture(common::LLM_FIXTURE);
+    let sd = common::fixture(common::SD_FIXTURE);
+    let config = common::config(dir, &["--llm-model", llm.to_str().unwrap(), "--sd-model", sd.to_str().unwrap()]);
+    let state = server::build_state(config).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while [&state.llm, &state.sd].iter().any(|s| s.state() == ModelState::Loading) {
+        assert!(Instant::now() < deadline, "models still loading after 120 s");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(state.llm.state(), ModelState::Ready, "{:?}", state.llm.health());
+    assert_eq!(state.sd.state(), ModelState::Ready, "{:?}", state.sd.health());
+    state
+}
+
+#[tokio::test]
+async fn chat_and_images_run_on_the_fixture_models() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = fixture_state(dir.path()).await;
+
+    let ask = json!({"user_id": "u", "message": "Hello, who are you?", "temperature": 0, "max_tokens": 12});
+    let first = post(&state, "/chat", ask.clone()).await;
+    assert_eq!(first.status, 200, "{}", String::from_utf8_lossy(&first.body));
+    let first = first.json();
+    assert_eq!(first["mock"], false);
+    let used = first["usage"]["completion_tokens"].as_u64().unwrap();
+    assert!((1..=12).contains(&used), "{first}");
+    assert!(first["usage"]["prompt_tokens"].as_u64().unwrap() > 20, "the system prompt is in the context");
+    // Greedy is deterministic: a new conversation with the same message gets the same reply.
+    let again = post(&state, "/chat", ask).await.json();
+    assert_eq!((&again["reply"], &again["reasoning"]), (&first["reply"], &first["reasoning"]));
+    // A follow-up turn runs on the conversation's cache and its history.
+    let follow = json!({"user_id": "u", "message": "And then?", "temperature": 0, "max_tokens": 8,
+                        "conversation_id": first["conversation_id"]});
+    let second = post(&state, "/chat", follow).await;
+    assert_eq!(second.status, 200);
+    assert!(second.json()["usage"]["prompt_tokens"].as_u64() > first["usage"]["prompt_tokens"].as_u64());
+
+    let recipe = json!({"prompt": "a red fox", "num_inference_steps": 2, "width": 256, "height": 256, "seed": 3});
+    let image = post(&state, "/image?wait=true", recipe.clone()).await;
+    assert_eq!(image.status, 200, "{}", String::from_utf8_lossy(&image.body));
+    let image = image.json();
+    assert_eq!((image["status"].as_str(), image["provider"].as_str()), (Some("done"), Some("openvino")));
+    let png = get(&state, image["image_url"].as_str().unwrap()).await;
+    let made = server::inference::diffusion::image_file::read_request(&png.body).unwrap();
+    assert_eq!((made.width, made.height, made.seed, made.steps), (256, 256, 3, 2));
+    let twin = post(&state, "/image?wait=true", recipe).await.json();
+    assert_eq!(get(&state, twin["image_url"].as_str().unwrap()).await.body, png.body, "same seed, same bytes");
+
+    // /imagine streams the job's steps to the end.
+    let events = post(
+        &state,
+        "/chat",
+        json!({"user_id": "u", "message": "/imagine a small boat", "stream": true,
+                                             "image": {"num_inference_steps": 2, "width": 256, "height": 256}}),
+    )
+    .await
+    .events();
+    let last = &events.last().unwrap().1["response"]["image_job"];
+    assert_eq!(last["status"], "done", "{events:?}");
+}

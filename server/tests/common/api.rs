@@ -1,0 +1,108 @@
+//! Requests through the real router (tower `oneshot`), and reading JSON and SSE answers.
+
+use axum::{
+    body::Body,
+    http::{header, HeaderMap, Method, Request, StatusCode},
+};
+use http_body_util::BodyExt;
+use serde_json::Value;
+use std::time::{Duration, Instant};
+use tower::ServiceExt;
+
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Vec<u8>,
+}
+
+impl Reply {
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
+    }
+
+    /// The `(event, data)` pairs of an SSE body.
+    pub fn events(&self) -> Vec<(String, Value)> {
+        parse_sse(&String::from_utf8_lossy(&self.body))
+    }
+
+    /// `error.param` of an error body, after checking the status.
+    pub fn error_param(&self, status: u16) -> Option<String> {
+        assert_eq!(self.status, status, "{}", String::from_utf8_lossy(&self.body));
+        let json = self.json();
+        assert!(json["error"]["message"].as_str().is_some_and(|m| !m.is_empty()), "{json}");
+        json["error"]["param"].as_str().map(String::from)
+    }
+}
+
+pub fn parse_sse(text: &str) -> Vec<(String, Value)> {
+    let mut events = Vec::new();
+    for block in text.split("\n\n") {
+        let mut name = String::from("message");
+        let mut data = String::new();
+        for line in block.lines() {
+            if let Some(v) = line.strip_prefix("event:") {
+                name = v.trim().to_string();
+            } else if let Some(v) = line.strip_prefix("data:") {
+                data.push_str(v.trim_start());
+            }
+        }
+        if !data.is_empty() {
+            events.push((name, serde_json::from_str(&data).expect("SSE data is JSON")));
+        }
+    }
+    events
+}
+
+pub async fn send(state: &server::AppState, method: Method, uri: &str, body: Option<Value>) -> Reply {
+    let mut req = Request::builder().method(method).uri(uri);
+    let body = match body {
+        Some(json) => {
+            req = req.header(header::CONTENT_TYPE, "application/json");
+            Body::from(json.to_string())
+        }
+        None => Body::empty(),
+    };
+    raw(state, req.body(body).unwrap()).await
+}
+
+pub async fn raw(state: &server::AppState, request: Request<Body>) -> Reply {
+    let res = server::app(state.clone()).oneshot(request).await.unwrap();
+    let status = res.status();
+    let headers = res.headers().clone();
+    let body = res.into_body().collect().await.unwrap().to_bytes().to_vec();
+    Reply { status, headers, body }
+}
+
+pub async fn post(state: &server::AppState, uri: &str, body: Value) -> Reply {
+    send(state, Method::POST, uri, Some(body)).await
+}
+
+pub async fn get(state: &server::AppState, uri: &str) -> Reply {
+    send(state, Method::GET, uri, None).await
+}
+
+/// Poll a job's status URL until it has ended.
+pub async fn wait_for_job(state: &server::AppState, status_url: &str, limit: Duration) -> Value {
+    let deadline = Instant::now() + limit;
+    loop {
+        let job = get(state, status_url).await;
+        assert_eq!(job.status, 200, "{}", String::from_utf8_lossy(&job.body));
+        let json = job.json();
+        if ["done", "failed", "cancelled"].contains(&json["status"].as_str().unwrap()) {
+            return json;
+        }
+        assert!(Instant::now() < deadline, "job still {} after {limit:?}: {json}", json["status"]);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A state in mock mode over a fresh data folder, with extra flags.
+pub async fn mock_state(dir: &std::path::Path, extra: &[&str]) -> server::AppState {
+    let mut args = vec!["--use-mocks", "true"];
+    if !extra.contains(&"--mock-image-step-ms") {
+        args.extend(["--mock-image-step-ms", "1"]);
+    }
+    args.extend_from_slice(extra);
+    server::build_state(super::config(dir, &args)).await.unwrap()
+}
