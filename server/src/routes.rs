@@ -34,6 +34,9 @@ pub fn app(state: AppState) -> Router {
         .route("/jobs/{id}", get(api::images::get_job).delete(api::images::delete_job))
         .route("/jobs/{id}/events", get(api::images::job_events))
         .route("/images/{file}", get(api::images::get_image))
+        .route("/v1/models", get(api::openai::list_models))
+        .route("/v1/chat/completions", post(api::openai::chat_completions))
+        .route("/v1/images/generations", post(api::openai::images_generations))
         .leptos_routes_with_context(&state, routes, context.clone(), move || app::shell(leptos_options.clone()))
         .fallback(leptos_axum::file_and_error_handler_with_context::<AppState, _>(context, app::shell))
         .layer(

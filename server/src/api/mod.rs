@@ -5,3 +5,4 @@ pub mod error;
 pub mod health;
 pub mod images;
 pub mod json;
+pub mod openai;

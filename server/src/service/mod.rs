@@ -1,6 +1,7 @@
 //! The service layer: what Duet does, called alike by REST handlers and Leptos server functions.
 
 pub mod chat;
+pub mod completions;
 pub mod error;
 pub mod health;
 pub mod image_prompt;

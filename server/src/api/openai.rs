@@ -1,0 +1,450 @@
+//! The OpenAI-compatible API, so existing clients (the official libraries, Open WebUI) work
+//! unchanged: `GET /v1/models`, `POST /v1/chat/completions` (reasoning in `reasoning_content`,
+//! as DeepSeek's API sends it) and `POST /v1/images/generations`. Stateless: the caller keeps
+//! the conversation. Errors use the same body as the rest of the API, which is OpenAI's.
+
+use super::{
+    error::{ApiError, Result},
+    json::ApiJson,
+};
+use crate::{
+    inference::llm::{ChatMessage, FinishReason, GenerationEvent, GenerationParams, Part},
+    service::{self, error::ServiceError, validate},
+    state::AppState,
+};
+use app::types::{ImageGenerationRequest, JobStatus};
+use axum::{
+    extract::State,
+    http::{header, HeaderMap, StatusCode},
+    response::{
+        sse::{Event, KeepAlive, Sse},
+        IntoResponse, Response,
+    },
+    Json,
+};
+use base64::Engine as _;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use std::{convert::Infallible, time::Duration};
+
+const MAX_IMAGES: u32 = 4;
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+fn invalid(param: impl Into<String>, message: impl Into<String>) -> ApiError {
+    ServiceError::invalid(param, message).into()
+}
+
+/// An unknown model is 404, as OpenAI answers it, with the ids that exist.
+fn check_model(requested: Option<&str>, ours: &str) -> Result<()> {
+    match requested {
+        Some(m) if m != ours => Err(ApiError::BadRequest {
+            status: StatusCode::NOT_FOUND,
+            param: Some("model".into()),
+            code: "model_not_found",
+            message: format!("the model {m:?} does not exist here; use {ours:?} (GET /v1/models lists them)"),
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// `GET /v1/models`
+pub async fn list_models(State(state): State<AppState>) -> Json<Value> {
+    let model = |id: String| json!({"id": id, "object": "model", "created": 0, "owned_by": "duet"});
+    Json(json!({
+        "object": "list",
+        "data": [model(state.config.llm_model.to_string()), model(state.config.sd_model.to_string())],
+    }))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ChatCompletionRequest {
+    #[serde(default)]
+    pub model: Option<String>,
+    #[serde(default)]
+    pub messages: Option<Vec<InMessage>>,
+    #[serde(default)]
+    pub stream: bool,
+    #[serde(default)]
+    pub stream_options: Option<StreamOptions>,
+    #[serde(default)]
+    pub max_tokens: Option<u32>,
+    #[serde(default)]
+    pub max_completion_tokens: Option<u32>,
+    #[serde(default)]
+    pub temperature: Option<f32>,
+    #[serde(default)]
+    pub top_p: Option<f32>,
+    #[serde(default)]
+    pub top_k: Option<u32>,
+    #[serde(default)]
+    pub repetition_penalty: Option<f32>,
+    #[serde(default)]
+    pub seed: Option<u64>,
+    #[serde(default)]
+    pub stop: Option<Stop>,
+    #[serde(default)]
+    pub n: Option<u32>,
+    #[serde(default)]
+    pub user: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct StreamOptions {
+    #[serde(default)]
+    pub include_usage: bool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum Stop {
+    One(String),
+    Many(Vec<String>),
+}
+
+#[derive(Debug, Deserialize)]
+pub struct InMessage {
+    pub role: String,
+    #[serde(default)]
+    pub content: Option<Content>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum Content {
+    Text(String),
+    Parts(Vec<ContentPart>),
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ContentPart {
+    #[serde(rename = "type")]
+    pub kind: String,
+    #[serde(default)]
+    pub text: Option<String>,
+}
+
+/// The conversation as our template takes it. `developer` is OpenAI's newer name for `system`.
+fn messages(input: Option<Vec<InMessage>>) -> Result<Vec<ChatMessage>> {
+    let input = input.filter(|m| !m.is_empty()).ok_or_else(|| invalid("messages", "must hold at least one message"))?;
+    let mut out = Vec::with_capacity(input.len());
+    for (i, m) in input.into_iter().enumerate() {
+        let role = match m.role.as_str() {
+            "system" | "developer" => "system",
+            "user" => "user",
+            "assistant" => "assistant",
+            other => {
+                return Err(invalid(
+                    format!("messages[{i}].role"),
+                    format!("{other:?} is not supported; use system, developer, user or assistant"),
+                ))
+            }
+        };
+        let content = match m.content {
+            None => String::new(),
+            Some(Content::Text(text)) => text,
+            Some(Content::Parts(parts)) => {
+                let mut text = String::new();
+                for (j, part) in parts.into_iter().enumerate() {
+                    match (part.kind.as_str(), part.text) {
+                        ("text", Some(t)) => text.push_str(&t),
+                        (kind, _) => {
+                            return Err(invalid(
+                                format!("messages[{i}].content[{j}]"),
+                                format!("only text parts are supported, got {kind:?}"),
+                            ))
+                        }
+                    }
+                }
+                text
+            }
+        };
+        out.push(ChatMessage::new(role, content));
+    }
+    if out.last().is_some_and(|m| m.role == "assistant") {
+        return Err(invalid("messages", "the last message must be the user's (or a system message)"));
+    }
+    Ok(out)
+}
+
+fn params(req: &ChatCompletionRequest, default_max: u32) -> Result<GenerationParams> {
+    if req.n.is_some_and(|n| n != 1) {
+        return Err(invalid("n", "only 1 choice per request is supported"));
+    }
+    let max_tokens = req.max_completion_tokens.or(req.max_tokens).unwrap_or(default_max);
+    if !(1..=validate::MAX_TOKENS).contains(&max_tokens) {
+        let field = if req.max_completion_tokens.is_some() { "max_completion_tokens" } else { "max_tokens" };
+        return Err(invalid(field, format!("must be an integer from 1 to {}, got {max_tokens}", validate::MAX_TOKENS)));
+    }
+    let mut sampling = validate::sampling(req.temperature, req.top_p, req.top_k, req.repetition_penalty)?;
+    sampling.seed = req.seed;
+    let stop = match &req.stop {
+        None => None,
+        Some(Stop::One(s)) => Some(vec![s.clone()]),
+        Some(Stop::Many(v)) => Some(v.clone()),
+    };
+    Ok(GenerationParams {
+        sampling,
+        max_new_tokens: max_tokens as usize,
+        stop: validate::stop_strings(stop)?,
+        ignore_eos: false,
+    })
+}
+
+fn finish_reason(reason: FinishReason) -> &'static str {
+    match reason {
+        FinishReason::Length | FinishReason::ContextLimit => "length",
+        FinishReason::Eos | FinishReason::Stop | FinishReason::Cancelled => "stop",
+    }
+}
+
+/// `POST /v1/chat/completions`
+#[tracing::instrument(skip_all)]
+pub async fn chat_completions(
+    State(state): State<AppState>,
+    ApiJson(req): ApiJson<ChatCompletionRequest>,
+) -> Result<Response> {
+    let model = state.config.llm_model.to_string();
+    check_model(req.model.as_deref(), &model)?;
+    let params = params(&req, state.config.chat_max_tokens)?;
+    let messages = messages(req.messages)?;
+    let running = service::completions::start(&state, messages, params, req.user.as_deref().unwrap_or(""))?;
+    let id = format!("chatcmpl-{}", uuid::Uuid::new_v4().simple());
+    let created = unix_now();
+    if req.stream {
+        let include_usage = req.stream_options.is_some_and(|o| o.include_usage);
+        return Ok(stream(running, id, created, model, include_usage).into_response());
+    }
+    let timeout = Duration::from_secs(state.config.request_timeout_secs);
+    let completion = match tokio::time::timeout(timeout, running.handle.completion()).await {
+        Ok(done) => done.map_err(|e| ServiceError::Engine(e.to_string()))?,
+        Err(_) => return Err(ServiceError::Timeout(format!("no complete reply within {} s", timeout.as_secs())).into()),
+    };
+    let reasoning = completion.reasoning.trim();
+    Ok(Json(json!({
+        "id": id,
+        "object": "chat.completion",
+        "created": created,
+        "model": model,
+        "choices": [{
+            "index": 0,
+            "message": {
+                "role": "assistant",
+                "content": completion.answer,
+                "reasoning_content": (!reasoning.is_empty()).then_some(reasoning),
+            },
+            "finish_reason": finish_reason(completion.finish_reason),
+        }],
+        "usage": usage(completion.prompt_tokens, completion.completion_tokens),
+    }))
+    .into_response())
+}
+
+fn usage(prompt: usize, completion: usize) -> Value {
+    json!({"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion})
+}
+
+/// Chunks as OpenAI streams them: unnamed SSE events, then `[DONE]`. Dropping the stream (the
+/// client hung up) drops the generation handle, which cancels it.
+fn stream(
+    mut running: service::completions::Running,
+    id: String,
+    created: u64,
+    model: String,
+    include_usage: bool,
+) -> Sse<impl tokio_stream::Stream<Item = std::result::Result<Event, Infallible>>> {
+    let (tx, rx) = tokio::sync::mpsc::channel::<Event>(64);
+    let chunk = move |delta: Value, finish: Option<&str>| {
+        json!({"id": id, "object": "chat.completion.chunk", "created": created, "model": model,
+               "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]})
+    };
+    tokio::spawn(async move {
+        let send = |v: Value| Event::default().json_data(v).unwrap_or_default();
+        if tx.send(send(chunk(json!({"role": "assistant", "content": ""}), None))).await.is_err() {
+            return;
+        }
+        while let Some(event) = running.handle.next().await {
+            let event = match event {
+                GenerationEvent::Delta { part: Part::Reasoning, text } => {
+                    send(chunk(json!({"reasoning_content": text}), None))
+                }
+                GenerationEvent::Delta { part: Part::Answer, text } => send(chunk(json!({"content": text}), None)),
+                GenerationEvent::Done(c) => {
+                    let mut last = chunk(json!({}), Some(finish_reason(c.finish_reason)));
+                    if include_usage {
+                        last["usage"] = usage(c.prompt_tokens, c.completion_tokens);
+                    }
+                    let _ = tx.send(send(last)).await;
+                    break;
+                }
+                GenerationEvent::Failed(message) => {
+                    tracing::warn!(error = %message, "completion failed");
+                    let error = json!({"error": {"message": message, "type": "server_error", "param": null, "code": "internal"}});
+                    let _ = tx.send(send(error)).await;
+                    break;
+                }
+                GenerationEvent::Started { .. } => continue,
+            };
+            if tx.send(event).await.is_err() {
+                return; // `running` drops here: the generation stops
+            }
+        }
+        let _ = tx.send(Event::default().data("[DONE]")).await;
+    });
+    let events = tokio_stream::StreamExt::map(tokio_stream::wrappers::ReceiverStream::new(rx), Ok);
+    Sse::new(events).keep_alive(KeepAlive::default())
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ImagesRequest {
+    #[serde(default)]
+    pub prompt: Option<String>,
+    #[serde(default)]
+    pub model: Option<String>,
+    #[serde(default)]
+    pub n: Option<u32>,
+    /// `WIDTHxHEIGHT`, e.g. `512x512`.
+    #[serde(default)]
+    pub size: Option<String>,
+    /// `url` (default) or `b64_json`.
+    #[serde(default)]
+    pub response_format: Option<String>,
+    // Duet's own settings, beyond OpenAI's.
+    #[serde(default)]
+    pub negative_prompt: Option<String>,
+    #[serde(default)]
+    pub seed: Option<u32>,
+    #[serde(default)]
+    pub num_inference_steps: Option<u32>,
+    #[serde(default)]
+    pub guidance_scale: Option<f32>,
+    #[serde(default)]
+    pub scheduler: Option<String>,
+}
+
+fn size(text: Option<&str>) -> Result<(Option<u32>, Option<u32>)> {
+    let Some(text) = text else { return Ok((None, None)) };
+    let parsed = text.split_once('x').and_then(|(w, h)| Some((w.trim().parse().ok()?, h.trim().parse().ok()?)));
+    match parsed {
+        Some((w, h)) => Ok((Some(w), Some(h))),
+        None => Err(invalid("size", format!("must be WIDTHxHEIGHT such as 512x512, got {text:?}"))),
+    }
+}
+
+/// `POST /v1/images/generations`: waits for the images (they take a while on a CPU).
+#[tracing::instrument(skip_all)]
+pub async fn images_generations(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    ApiJson(req): ApiJson<ImagesRequest>,
+) -> Result<Response> {
+    check_model(req.model.as_deref(), &state.config.sd_model.to_string())?;
+    let n = req.n.unwrap_or(1);
+    if !(1..=MAX_IMAGES).contains(&n) {
+        return Err(invalid("n", format!("must be from 1 to {MAX_IMAGES}, got {n}")));
+    }
+    let b64 = match req.response_format.as_deref() {
+        None | Some("url") => false,
+        Some("b64_json") => true,
+        Some(other) => return Err(invalid("response_format", format!("must be url or b64_json, got {other:?}"))),
+    };
+    let (width, height) = size(req.size.as_deref())?;
+    let mut jobs = Vec::new();
+    for i in 0..n {
+        let one = ImageGenerationRequest {
+            prompt: req.prompt.clone(),
+            negative_prompt: req.negative_prompt.clone(),
+            num_inference_steps: req.num_inference_steps,
+            guidance_scale: req.guidance_scale,
+            seed: req.seed.map(|s| s.wrapping_add(i)),
+            width,
+            height,
+            scheduler: req.scheduler.clone(),
+        };
+        let job = service::images::submit(&state, one).await.map_err(|e| match e {
+            // Our field names are OpenAI's `size`.
+            ServiceError::Invalid { field, message } if field == "width" || field == "height" => {
+                invalid("size", format!("{field} {message}"))
+            }
+            other => other.into(),
+        })?;
+        jobs.push(job);
+    }
+    let timeout = Duration::from_secs(state.config.image_wait_timeout_secs);
+    let base = base_url(&headers);
+    let mut data = Vec::new();
+    for job in jobs {
+        let done = service::images::wait(&state, &job.job_id, timeout).await?;
+        if done.status != JobStatus::Done {
+            let reason = done.error.unwrap_or_else(|| format!("{:?}", done.status).to_lowercase());
+            return Err(ServiceError::Engine(format!("image job {} ended: {reason}", done.job_id)).into());
+        }
+        let prompt = done.parameters.prompt.clone();
+        data.push(if b64 {
+            let path = service::images::file(&state, &done.job_id).await?;
+            let bytes = tokio::fs::read(&path).await.map_err(|e| ServiceError::Engine(e.to_string()))?;
+            json!({"b64_json": base64::engine::general_purpose::STANDARD.encode(bytes), "revised_prompt": prompt})
+        } else {
+            json!({"url": format!("{base}{}", done.image_url), "revised_prompt": prompt})
+        });
+    }
+    Ok(Json(json!({"created": unix_now(), "data": data})).into_response())
+}
+
+/// `scheme://host` the client used, so image URLs are absolute as OpenAI's are.
+fn base_url(headers: &HeaderMap) -> String {
+    let get = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let host = get("x-forwarded-host").or_else(|| get(header::HOST.as_str())).unwrap_or("127.0.0.1:3000");
+    let scheme = get("x-forwarded-proto").unwrap_or("http");
+    format!("{scheme}://{host}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(v: Value) -> ChatCompletionRequest {
+        serde_json::from_value(v).unwrap()
+    }
+
+    fn param_of<T: std::fmt::Debug>(r: Result<T>) -> Option<String> {
+        r.unwrap_err().detail().0.param
+    }
+
+    #[test]
+    fn messages_take_strings_and_text_parts() {
+        let req = parse(json!({"messages": [
+            {"role": "developer", "content": "Be brief."},
+            {"role": "user", "content": [{"type": "text", "text": "Hi "}, {"type": "text", "text": "there"}]},
+        ]}));
+        let m = messages(req.messages).unwrap();
+        assert_eq!(m, [ChatMessage::new("system", "Be brief."), ChatMessage::new("user", "Hi there")]);
+        let bad = parse(json!({"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {}}]}]}));
+        assert_eq!(param_of(messages(bad.messages)).as_deref(), Some("messages[0].content[0]"));
+        let bad = parse(json!({"messages": [{"role": "tool", "content": "x"}]}));
+        assert_eq!(param_of(messages(bad.messages)).as_deref(), Some("messages[0].role"));
+        assert_eq!(param_of(messages(Some(vec![]))).as_deref(), Some("messages"));
+    }
+
+    #[test]
+    fn options_map_to_generation_params() {
+        let req =
+            parse(json!({"max_completion_tokens": 5, "max_tokens": 9, "stop": "END", "seed": 3, "temperature": 0}));
+        let p = params(&req, 100).unwrap();
+        assert_eq!((p.max_new_tokens, p.stop.clone(), p.sampling.seed), (5, vec!["END".to_string()], Some(3)));
+        assert_eq!(param_of(params(&parse(json!({"n": 2})), 100)).as_deref(), Some("n"));
+        assert_eq!(param_of(params(&parse(json!({"max_tokens": 0})), 100)).as_deref(), Some("max_tokens"));
+        assert_eq!(param_of(params(&parse(json!({"top_p": 1.5})), 100)).as_deref(), Some("top_p"));
+    }
+
+    #[test]
+    fn sizes_and_models() {
+        assert_eq!(size(Some("768x512")).unwrap(), (Some(768), Some(512)));
+        assert_eq!(param_of(size(Some("large"))).as_deref(), Some("size"));
+        assert!(check_model(None, "m").is_ok() && check_model(Some("m"), "m").is_ok());
+        let err = check_model(Some("gpt-4o"), "m").unwrap_err();
+        assert_eq!(err.status_code(), StatusCode::NOT_FOUND);
+    }
+}

@@ -1,0 +1,60 @@
+//! Stateless completions for the OpenAI-compatible API: the caller sends the whole conversation
+//! each time and keeps it; nothing is stored. Follow-up requests still reuse the KV cache: they
+//! are keyed by their opening messages, and the engine reuses the longest common prefix (and
+//! re-runs from where two requests differ, so sharing a key is never wrong, only slower).
+
+use super::{error::Result, load::Generating};
+use crate::{
+    inference::llm::{ChatMessage, GenerateRequest, GenerationHandle, GenerationParams, Prompt},
+    state::AppState,
+};
+use tokio::sync::OwnedSemaphorePermit;
+
+/// A generation in flight, holding its place in the chat engine until dropped.
+pub struct Running {
+    pub handle: GenerationHandle,
+    _slot: OwnedSemaphorePermit,
+    _generating: Generating,
+}
+
+pub fn start(state: &AppState, messages: Vec<ChatMessage>, params: GenerationParams, user: &str) -> Result<Running> {
+    let engine = state.chat_engine()?;
+    let slot = state.chat_slots.try_acquire()?;
+    let request =
+        GenerateRequest { conversation: Some(cache_key(&messages, user)), prompt: Prompt::Messages(messages), params };
+    let handle = engine.generate(request).map_err(|e| super::error::ServiceError::Engine(e.to_string()))?;
+    Ok(Running { handle, _slot: slot, _generating: state.chat_slots.generating() })
+}
+
+/// The KV cache key: the caller's user and the conversation's first two messages (a system
+/// prompt and the first question, typically), which stay the same as the conversation grows.
+pub fn cache_key(messages: &[ChatMessage], user: &str) -> String {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    let parts = messages.iter().take(2).flat_map(|m| [m.role.as_str(), m.content.as_str()]);
+    for part in std::iter::once(user).chain(parts) {
+        for b in part.bytes().chain([0xff]) {
+            hash = (hash ^ b as u64).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    format!("openai:{hash:016x}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn follow_ups_share_a_key_and_other_conversations_do_not() {
+        let turn1 = vec![ChatMessage::new("system", "Be brief."), ChatMessage::new("user", "Hi")];
+        let mut turn2 = turn1.clone();
+        turn2.extend([ChatMessage::new("assistant", "Hello!"), ChatMessage::new("user", "And?")]);
+        assert_eq!(cache_key(&turn1, ""), cache_key(&turn2, ""));
+        assert_ne!(cache_key(&turn1, ""), cache_key(&turn1, "bob"));
+        let other = vec![ChatMessage::new("system", "Be brief."), ChatMessage::new("user", "Bye")];
+        assert_ne!(cache_key(&turn1, ""), cache_key(&other, ""));
+        // Boundaries count: ("ab", "c") is not ("a", "bc").
+        let a = vec![ChatMessage::new("user", "ab"), ChatMessage::new("user", "c")];
+        let b = vec![ChatMessage::new("user", "a"), ChatMessage::new("user", "bc")];
+        assert_ne!(cache_key(&a, ""), cache_key(&b, ""));
+    }
+}
