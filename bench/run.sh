@@ -2,6 +2,9 @@
 # Benchmarks against the reference implementations (bench-only Python stack in .venv-fixtures/).
 #   bench/run.sh llm [options]    chat engine vs openvino-genai LLMPipeline (see bench/llm.py)
 #   bench/run.sh sd [options]     image engine vs openvino-genai Text2ImagePipeline (see bench/sd.py)
+#   bench/run.sh load [options]   the HTTP API under many chat sessions, mock engines (bench/load/)
+#   bench/run.sh share [options]  chat time to first token with and without an image rendering,
+#                                 on the full-size models (bench/load/, --mode share)
 # Run on an idle machine: a build or test run beside a benchmark can triple its times.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -26,5 +29,34 @@ case "$what" in
     stage_end
     exec .venv-fixtures/bin/python bench/sd.py "$@"
     ;;
-  *) die "usage: bench/run.sh llm|sd [options]" ;;
+  load|share)
+    stage "build the server and the load tool (release)"
+    cargo build --release -p server -p duet-load
+    stage_end
+    data="$(mktemp -d)"
+    port="${DUET_LOAD_PORT:-3999}"
+    if [ "$what" = load ]; then
+      server_args=(--use-mocks true)
+      load_args=(--mode chat)
+    else
+      ensure_openvino
+      [ -d data/bench-models/llm ] && [ -d data/bench-models/sd ] || scripts/make-fixtures.sh --full
+      server_args=(--llm-model "$(ls -d data/bench-models/llm/*/)" --sd-model "$(ls -d data/bench-models/sd/*/)"
+                   --openvino-cache-dir data/bench/cache)
+      load_args=(--mode share)
+    fi
+    RUST_LOG=warn target/release/server --addr "127.0.0.1:$port" --data-dir "$data" "${server_args[@]}" \
+      > "$data/server.log" 2>&1 &
+    server_pid=$!
+    trap 'kill $server_pid 2>/dev/null; wait $server_pid 2>/dev/null; rm -rf "$data"' EXIT
+    # Wait until the server answers and its models are ready.
+    for _ in $(seq 1 600); do
+      if curl -sf "http://127.0.0.1:$port/health" | grep -q '"status":"ok"'; then break; fi
+      kill -0 $server_pid 2>/dev/null || { cat "$data/server.log"; die "the server stopped"; }
+      sleep 1
+    done
+    curl -sf "http://127.0.0.1:$port/health" | grep -q '"status":"ok"' || die "the server did not become ready"
+    target/release/duet-load --url "http://127.0.0.1:$port" "${load_args[@]}" "$@"
+    ;;
+  *) die "usage: bench/run.sh llm|sd|load|share [options]" ;;
 esac

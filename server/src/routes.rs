@@ -34,6 +34,8 @@ pub fn app(state: AppState) -> Router {
         .route("/jobs/{id}", get(api::images::get_job).delete(api::images::delete_job))
         .route("/jobs/{id}/events", get(api::images::job_events))
         .route("/images/{file}", get(api::images::get_image))
+        .route("/api/openapi.json", get(api::openapi::openapi_json))
+        .route("/api/docs", get(api::openapi::docs_page))
         .route("/v1/models", get(api::openai::list_models))
         .route("/v1/chat/completions", post(api::openai::chat_completions))
         .route("/v1/images/generations", post(api::openai::images_generations))

@@ -4,6 +4,7 @@ use super::{ImageGenerationRequest, ImageJob};
 use serde::{Deserialize, Serialize};
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct ChatRequest {
     /// The end user this conversation belongs to (1 to 200 characters).
     #[serde(default)]
@@ -45,18 +46,21 @@ pub struct ChatRequest {
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct Usage {
     pub prompt_tokens: u32,
     pub completion_tokens: u32,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct Timings {
     pub ttft_ms: f64,
     pub total_ms: f64,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct ChatResponse {
     pub conversation_id: String,
     /// The assistant message's id.
@@ -77,6 +81,7 @@ pub struct ChatResponse {
 
 /// One server-sent event of a streamed chat. The SSE `event:` field is the variant's name.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum ChatEvent {
     /// First event: where the reply will be stored.

@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 /// Body of `POST /image`; also the `image` options of `POST /chat` (where `prompt` may be left out
 /// and comes from the conversation). Anything left out takes the default.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct ImageGenerationRequest {
     /// What to draw: 1 to 1000 characters.
     #[serde(default)]
@@ -35,6 +36,7 @@ pub struct ImageGenerationRequest {
 
 /// Every setting an image was (or will be) made with: enough to make it again.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct ImageParameters {
     pub prompt: String,
     pub negative_prompt: String,
@@ -49,6 +51,7 @@ pub struct ImageParameters {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum JobStatus {
     Queued,
@@ -66,6 +69,7 @@ impl JobStatus {
 
 /// An image job as the chat reply carries it: where to follow it and what it will draw.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct ImageJob {
     pub job_id: String,
     pub status: JobStatus,
@@ -79,6 +83,7 @@ pub struct ImageJob {
 
 /// Answer of `POST /image`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct ImageGenerationResponse {
     pub job_id: String,
     pub status: JobStatus,
@@ -96,6 +101,7 @@ pub struct ImageGenerationResponse {
 
 /// Answer of `GET /jobs/{id}`, and the payload of its progress events.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct JobInfo {
     pub job_id: String,
     pub status: JobStatus,

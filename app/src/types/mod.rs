@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 
 /// Overall state of the service, as reported by `GET /health`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum ServiceStatus {
     /// Database reachable and every model ready (or mock engines in use).
@@ -23,6 +24,7 @@ pub enum ServiceStatus {
 
 /// Life cycle of one model, from the files on disk to a compiled engine.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum ModelState {
     Missing,
@@ -46,6 +48,7 @@ impl ModelState {
 
 /// Which engine a model feeds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum ModelRole {
     /// The chat model (DeepSeek-R1-Distill-Qwen).
@@ -55,6 +58,7 @@ pub enum ModelRole {
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct ModelHealth {
     pub role: ModelRole,
     /// Hugging Face repo id or local directory, as configured.
@@ -71,6 +75,7 @@ pub struct ModelHealth {
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct DatabaseHealth {
     /// `sqlite` or `postgres`.
     pub backend: String,
@@ -78,6 +83,7 @@ pub struct DatabaseHealth {
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct RuntimeHealth {
     /// OpenVINO build number, e.g. `2026.4.1-...`.
     pub version: String,
@@ -87,6 +93,7 @@ pub struct RuntimeHealth {
 
 /// Body of `GET /health`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct HealthReport {
     pub status: ServiceStatus,
     /// Duet's version (the server crate's).

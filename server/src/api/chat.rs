@@ -5,7 +5,7 @@ use crate::{
     service::{self, error::ServiceError},
     state::AppState,
 };
-use app::types::{ChatEvent, ChatRequest};
+use app::types::{ChatEvent, ChatRequest, ChatResponse, ErrorBody};
 use axum::{
     extract::State,
     response::{
@@ -19,6 +19,12 @@ use tokio_stream::{wrappers::ReceiverStream, StreamExt};
 
 /// Dropping the response (the client went away) closes the turn's channel, which cancels the
 /// generation before its next token; what was generated so far is stored.
+#[utoipa::path(post, path = "/chat", tag = "chat", request_body = ChatRequest,
+    responses(
+        (status = 200, description = "The reply as JSON; with `stream: true`, server-sent events named after each `ChatEvent` (`start`, `reasoning`, `answer`, `reply`, `image_job`, `done`, `error`) with the event as data",
+            content((ChatResponse = "application/json"), (ChatEvent = "text/event-stream"))),
+        (status = 400, description = "Malformed JSON or an empty body", body = ErrorBody), (status = 404, description = "`conversation_id` is not one of this user's conversations", body = ErrorBody),
+        (status = 415, description = "The body is not JSON (send Content-Type: application/json)", body = ErrorBody), (status = 422, description = "A field is invalid; `error.param` names it (a JSON path) and the message says what is allowed", body = ErrorBody), (status = 503, description = "A queue is full, or the model is missing, loading or failed; `Retry-After` says when to try again when waiting helps", body = ErrorBody, headers(("Retry-After" = u64, description = "seconds"))), (status = 504, description = "Not finished within the configured timeout", body = ErrorBody), (status = 500, description = "Internal error; the log has the details under the response's x-request-id", body = ErrorBody)))]
 #[tracing::instrument(skip_all)]
 pub async fn post_chat(State(state): State<AppState>, ApiJson(request): ApiJson<ChatRequest>) -> Result<Response> {
     let stream = request.stream;

@@ -5,7 +5,7 @@ use super::{
     json::ApiJson,
 };
 use crate::{service::images, state::AppState};
-use app::types::{ImageGenerationRequest, JobInfo};
+use app::types::{ErrorBody, ImageGenerationRequest, ImageGenerationResponse, JobInfo};
 use axum::{
     extract::{Path, RawQuery, State},
     http::{header, StatusCode},
@@ -20,6 +20,12 @@ use tokio::sync::broadcast::error::RecvError;
 use tokio_stream::wrappers::ReceiverStream;
 
 /// `POST /image[?wait=true]`: 202 with the queued job; with `wait`, 200 once it has ended.
+#[utoipa::path(post, path = "/image", tag = "images", request_body = ImageGenerationRequest,
+    params(("wait" = Option<bool>, Query, description = "Answer once the image is done (up to IMAGE_WAIT_TIMEOUT_SECS)")),
+    responses(
+        (status = 202, description = "Queued", body = ImageGenerationResponse),
+        (status = 200, description = "With `wait=true`: the job has ended (done, failed or cancelled)", body = ImageGenerationResponse),
+        (status = 400, description = "Malformed JSON or an empty body", body = ErrorBody), (status = 415, description = "The body is not JSON (send Content-Type: application/json)", body = ErrorBody), (status = 422, description = "A field is invalid; `error.param` names it (a JSON path) and the message says what is allowed", body = ErrorBody), (status = 503, description = "A queue is full, or the model is missing, loading or failed; `Retry-After` says when to try again when waiting helps", body = ErrorBody, headers(("Retry-After" = u64, description = "seconds"))), (status = 504, description = "Not finished within the configured timeout", body = ErrorBody)))]
 #[tracing::instrument(skip_all)]
 pub async fn post_image(
     State(state): State<AppState>,
@@ -59,12 +65,19 @@ fn wait_flag(query: Option<&str>) -> Result<bool> {
 }
 
 /// `GET /jobs/{id}`: queued (position, ETA), running (step/total), done, failed or cancelled.
+#[utoipa::path(get, path = "/jobs/{id}", tag = "images", params(("id" = String, Path, description = "job id")),
+    responses((status = 200, description = "The job now", body = JobInfo), (status = 404, description = "No such id, or not the caller's", body = ErrorBody)))]
 #[tracing::instrument(skip_all, fields(job = %id))]
 pub async fn get_job(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<JobInfo>> {
     Ok(Json(images::job(&state, &id).await?))
 }
 
 /// `DELETE /jobs/{id}`: 200 when the job has ended (now or before), 202 while a running one stops.
+#[utoipa::path(delete, path = "/jobs/{id}", tag = "images", params(("id" = String, Path, description = "job id")),
+    responses(
+        (status = 200, description = "The job has ended (cancelled now, or finished before)", body = JobInfo),
+        (status = 202, description = "Running: it stops before its next step", body = JobInfo),
+        (status = 404, description = "No such id, or not the caller's", body = ErrorBody)))]
 #[tracing::instrument(skip_all, fields(job = %id))]
 pub async fn delete_job(State(state): State<AppState>, Path(id): Path<String>) -> Result<Response> {
     let info = match images::cancel(&state, &id) {
@@ -77,6 +90,8 @@ pub async fn delete_job(State(state): State<AppState>, Path(id): Path<String>) -
 }
 
 /// `GET /jobs/{id}/events`: the job's state now, then every change, as `job` events, until it ends.
+#[utoipa::path(get, path = "/jobs/{id}/events", tag = "images", params(("id" = String, Path, description = "job id")),
+    responses((status = 200, description = "Server-sent `job` events, each a JobInfo, until the job ends", content((JobInfo = "text/event-stream"))), (status = 404, description = "No such id, or not the caller's", body = ErrorBody)))]
 #[tracing::instrument(skip_all, fields(job = %id))]
 pub async fn job_events(State(state): State<AppState>, Path(id): Path<String>) -> Result<Response> {
     let (tx, rx) = tokio::sync::mpsc::channel::<JobInfo>(16);
@@ -111,6 +126,8 @@ pub async fn job_events(State(state): State<AppState>, Path(id): Path<String>) -
 }
 
 /// `GET /images/{id}.png`: a finished image (never changes, so caches may keep it).
+#[utoipa::path(get, path = "/images/{file}", tag = "images", params(("file" = String, Path, description = "`{id}.png`")),
+    responses((status = 200, description = "The PNG; its `parameters` (A1111) and `duet` (JSON recipe) chunks remake it", content_type = "image/png"), (status = 404, description = "No such id, or not the caller's", body = ErrorBody)))]
 #[tracing::instrument(skip_all, fields(file = %file))]
 pub async fn get_image(State(state): State<AppState>, Path(file): Path<String>) -> Result<Response> {
     let id = file.strip_suffix(".png").unwrap_or("");

@@ -6,3 +6,4 @@ pub mod health;
 pub mod images;
 pub mod json;
 pub mod openai;
+pub mod openapi;

@@ -12,7 +12,7 @@ use crate::{
     service::{self, error::ServiceError, validate},
     state::AppState,
 };
-use app::types::{ImageGenerationRequest, JobStatus};
+use app::types::{ErrorBody, ImageGenerationRequest, JobStatus};
 use axum::{
     extract::State,
     http::{header, HeaderMap, StatusCode},
@@ -51,6 +51,7 @@ fn check_model(requested: Option<&str>, ours: &str) -> Result<()> {
 }
 
 /// `GET /v1/models`
+#[utoipa::path(get, path = "/v1/models", tag = "openai", responses((status = 200, description = "`{object: \"list\", data: [{id, object, created, owned_by}]}`: the chat and the image model")))]
 pub async fn list_models(State(state): State<AppState>) -> Json<Value> {
     let model = |id: String| json!({"id": id, "object": "model", "created": 0, "owned_by": "duet"});
     Json(json!({
@@ -59,7 +60,7 @@ pub async fn list_models(State(state): State<AppState>) -> Json<Value> {
     }))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct ChatCompletionRequest {
     #[serde(default)]
     pub model: Option<String>,
@@ -91,34 +92,34 @@ pub struct ChatCompletionRequest {
     pub user: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct StreamOptions {
     #[serde(default)]
     pub include_usage: bool,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(untagged)]
 pub enum Stop {
     One(String),
     Many(Vec<String>),
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct InMessage {
     pub role: String,
     #[serde(default)]
     pub content: Option<Content>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(untagged)]
 pub enum Content {
     Text(String),
     Parts(Vec<ContentPart>),
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct ContentPart {
     #[serde(rename = "type")]
     pub kind: String,
@@ -201,6 +202,10 @@ fn finish_reason(reason: FinishReason) -> &'static str {
 }
 
 /// `POST /v1/chat/completions`
+#[utoipa::path(post, path = "/v1/chat/completions", tag = "openai", request_body = ChatCompletionRequest,
+    responses(
+        (status = 200, description = "OpenAI's `chat.completion` (reasoning in `message.reasoning_content`), or with `stream: true` its `chat.completion.chunk` events and `[DONE]`"),
+        (status = 400, description = "Malformed JSON or an empty body", body = ErrorBody), (status = 404, description = "Unknown model (`code: model_not_found`)", body = ErrorBody), (status = 415, description = "The body is not JSON (send Content-Type: application/json)", body = ErrorBody), (status = 422, description = "A field is invalid; `error.param` names it (a JSON path) and the message says what is allowed", body = ErrorBody), (status = 503, description = "A queue is full, or the model is missing, loading or failed; `Retry-After` says when to try again when waiting helps", body = ErrorBody, headers(("Retry-After" = u64, description = "seconds"))), (status = 504, description = "Not finished within the configured timeout", body = ErrorBody)))]
 #[tracing::instrument(skip_all)]
 pub async fn chat_completions(
     State(state): State<AppState>,
@@ -297,7 +302,7 @@ fn stream(
     Sse::new(events).keep_alive(KeepAlive::default())
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct ImagesRequest {
     #[serde(default)]
     pub prompt: Option<String>,
@@ -334,6 +339,10 @@ fn size(text: Option<&str>) -> Result<(Option<u32>, Option<u32>)> {
 }
 
 /// `POST /v1/images/generations`: waits for the images (they take a while on a CPU).
+#[utoipa::path(post, path = "/v1/images/generations", tag = "openai", request_body = ImagesRequest,
+    responses(
+        (status = 200, description = "`{created, data: [{url | b64_json, revised_prompt}]}` once every image is done"),
+        (status = 400, description = "Malformed JSON or an empty body", body = ErrorBody), (status = 404, description = "Unknown model", body = ErrorBody), (status = 415, description = "The body is not JSON (send Content-Type: application/json)", body = ErrorBody), (status = 422, description = "A field is invalid; `error.param` names it (a JSON path) and the message says what is allowed", body = ErrorBody), (status = 503, description = "A queue is full, or the model is missing, loading or failed; `Retry-After` says when to try again when waiting helps", body = ErrorBody, headers(("Retry-After" = u64, description = "seconds"))), (status = 504, description = "Not finished within the configured timeout", body = ErrorBody), (status = 500, description = "Internal error; the log has the details under the response's x-request-id", body = ErrorBody)))]
 #[tracing::instrument(skip_all)]
 pub async fn images_generations(
     State(state): State<AppState>,

@@ -1,0 +1,121 @@
+//! The OpenAPI document of every REST route (utoipa, from the handlers' annotations and the
+//! shared types), at `/api/openapi.json`, and a plain page rendering it at `/api/docs` (served by
+//! us, no CDN: Duet works offline).
+
+use super::{chat, health, images, openai};
+use axum::{response::Html, Json};
+use serde_json::Value;
+use std::fmt::Write;
+use utoipa::OpenApi;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Duet", description = "Local chat and images: DeepSeek-R1-Distill-Qwen and Stable Diffusion on OpenVINO"),
+    paths(
+        health::get_health,
+        chat::post_chat,
+        images::post_image,
+        images::get_job,
+        images::delete_job,
+        images::job_events,
+        images::get_image,
+        openai::list_models,
+        openai::chat_completions,
+        openai::images_generations,
+    ),
+    tags(
+        (name = "chat", description = "Conversations with the chat model, pictures from the chat"),
+        (name = "images", description = "Image jobs: queue, progress, cancel, files"),
+        (name = "openai", description = "OpenAI-compatible routes for existing clients"),
+        (name = "service", description = "Health"),
+    )
+)]
+pub struct ApiDoc;
+
+/// `GET /api/openapi.json`
+pub async fn openapi_json() -> Json<utoipa::openapi::OpenApi> {
+    Json(ApiDoc::openapi())
+}
+
+/// `GET /api/docs`: every route with its request body, answers and errors.
+pub async fn docs_page() -> Html<String> {
+    let doc = serde_json::to_value(ApiDoc::openapi()).unwrap_or_default();
+    Html(render(&doc))
+}
+
+fn escape(text: &str) -> String {
+    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+}
+
+/// `#/components/schemas/ChatRequest` → `ChatRequest`.
+fn schema_name(schema: &Value) -> String {
+    match schema.get("$ref").and_then(Value::as_str) {
+        Some(r) => r.rsplit('/').next().unwrap_or(r).to_string(),
+        None => schema.get("type").and_then(Value::as_str).unwrap_or("object").to_string(),
+    }
+}
+
+fn render(doc: &Value) -> String {
+    let mut html = String::from(
+        "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Duet API</title>\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+         <style>body{font:15px/1.5 system-ui,sans-serif;max-width:60rem;margin:2rem auto;padding:0 1rem}\
+         code,pre{font:13px ui-monospace,monospace}pre{background:#8881;padding:.75rem;overflow:auto}\
+         h2{margin-top:2.5rem;border-top:1px solid #8884;padding-top:1rem}td{padding:.2rem .6rem;vertical-align:top}\
+         .method{font-weight:bold;text-transform:uppercase}</style></head><body>",
+    );
+    let title = doc["info"]["title"].as_str().unwrap_or("API");
+    let _ = write!(
+        html,
+        "<h1>{} API</h1><p>{}</p><p>Machine-readable: <a href=\"/api/openapi.json\">/api/openapi.json</a>. \
+         Every error has the body <code>{{\"error\": {{\"message\", \"type\", \"param\", \"code\"}}}}</code>.</p>",
+        escape(title),
+        escape(doc["info"]["description"].as_str().unwrap_or_default())
+    );
+    for (path, item) in doc["paths"].as_object().into_iter().flatten() {
+        for (method, op) in item.as_object().into_iter().flatten() {
+            let _ = write!(
+                html,
+                "<h2 id=\"{m}-{p}\"><span class=\"method\">{m}</span> <code>{p}</code></h2>",
+                m = escape(method),
+                p = escape(path)
+            );
+            if let Some(body) = op["requestBody"]["content"].as_object().and_then(|c| c.values().next()) {
+                let _ = write!(html, "<p>Request body: <code>{}</code></p>", escape(&schema_name(&body["schema"])));
+            }
+            for p in op["parameters"].as_array().into_iter().flatten() {
+                let _ = write!(
+                    html,
+                    "<p>Parameter <code>{}</code> ({}): {}</p>",
+                    escape(p["name"].as_str().unwrap_or_default()),
+                    escape(p["in"].as_str().unwrap_or_default()),
+                    escape(p["description"].as_str().unwrap_or_default())
+                );
+            }
+            html.push_str("<table>");
+            for (status, response) in op["responses"].as_object().into_iter().flatten() {
+                let kinds: Vec<String> = response["content"]
+                    .as_object()
+                    .into_iter()
+                    .flatten()
+                    .map(|(mime, c)| format!("{} ({mime})", schema_name(&c["schema"])))
+                    .collect();
+                let _ = write!(
+                    html,
+                    "<tr><td><b>{}</b></td><td>{}</td><td><code>{}</code></td></tr>",
+                    escape(status),
+                    escape(response["description"].as_str().unwrap_or_default()),
+                    escape(&kinds.join(", "))
+                );
+            }
+            html.push_str("</table>");
+        }
+    }
+    html.push_str("<h2>Schemas</h2>");
+    for (name, schema) in doc["components"]["schemas"].as_object().into_iter().flatten() {
+        let pretty = serde_json::to_string_pretty(schema).unwrap_or_default();
+        let _ = write!(html, "<h3 id=\"{n}\">{n}</h3><pre>{}</pre>", escape(&pretty), n = escape(name));
+    }
+    html.push_str("</body></html>");
+    html
+}
