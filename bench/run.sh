@@ -51,11 +51,11 @@ case "$what" in
     trap 'kill $server_pid 2>/dev/null; wait $server_pid 2>/dev/null; rm -rf "$data"' EXIT
     # Wait until the server answers and its models are ready.
     for _ in $(seq 1 600); do
-      if curl -sf "http://127.0.0.1:$port/health" | grep -q '"status":"ok"'; then break; fi
+      if http_get "http://127.0.0.1:$port/health" | grep -q '"status":"ok"'; then break; fi
       kill -0 $server_pid 2>/dev/null || { cat "$data/server.log"; die "the server stopped"; }
       sleep 1
     done
-    curl -sf "http://127.0.0.1:$port/health" | grep -q '"status":"ok"' || die "the server did not become ready"
+    http_get "http://127.0.0.1:$port/health" | grep -q '"status":"ok"' || die "the server did not become ready"
     target/release/duet-load --url "http://127.0.0.1:$port" "${load_args[@]}" "$@"
     ;;
   *) die "usage: bench/run.sh llm|sd|load|share [options]" ;;

@@ -161,6 +161,26 @@ ensure_fixture_venv() {
   fi
 }
 
+# Print URL's body (empty on any failure); python3 is always here, curl may not be.
+http_get() {
+  python3 -c 'import sys, urllib.request
+try: print(urllib.request.urlopen(sys.argv[1], timeout=5).read().decode())
+except Exception: pass' "$1"
+}
+
+# The official API clients the OpenAI-compatible routes are checked with (small: no torch).
+ensure_client_venv() {
+  local venv="$ROOT/.venv-clients" req="$ROOT/scripts/requirements-clients.txt"
+  if [ -f "$venv/.installed" ] && cmp -s "$req" "$venv/.installed"; then
+    step "API client Python environment: present"
+  else
+    step "creating .venv-clients/ from scripts/requirements-clients.txt"
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install --quiet --disable-pip-version-check -r "$req"
+    cp "$req" "$venv/.installed"
+  fi
+}
+
 ensure_build_tools() {
   ensure_rust
   ensure_wasm_target

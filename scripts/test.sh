@@ -11,6 +11,7 @@ stage "setup: build tools, OpenVINO runtime, Chromium, PostgreSQL, Playwright"
 ensure_build_tools
 ensure_openvino
 ensure_test_tools
+ensure_client_venv
 
 stage "format check (cargo fmt --check)"
 cargo fmt --all --check
@@ -23,6 +24,18 @@ cargo clippy -p server --all-targets -- -D warnings
 
 stage "unit and integration tests (cargo test)"
 cargo test -p server
+
+stage "official OpenAI client (openai-python) against the server in mock mode"
+client_data="$(mktemp -d)"
+client_port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
+RUST_LOG=warn target/debug/server --addr "127.0.0.1:$client_port" --data-dir "$client_data" \
+  --use-mocks true --mock-image-step-ms 1 > "$client_data/server.log" 2>&1 &
+client_server=$!
+for _ in $(seq 1 100); do [ -n "$(http_get "http://127.0.0.1:$client_port/health")" ] && break; sleep 0.2; done
+if ! .venv-clients/bin/python scripts/clients/openai_check.py "http://127.0.0.1:$client_port"; then
+  cat "$client_data/server.log"; kill $client_server; exit 1
+fi
+kill $client_server; wait $client_server 2>/dev/null || true; rm -rf "$client_data"
 
 stage "browser tests (Playwright + Chromium, desktop and phone)"
 (cd end2end && npx playwright test)
