@@ -2,7 +2,9 @@
 # Benchmarks against the reference implementations (bench-only Python stack in .venv-fixtures/).
 #   bench/run.sh llm [options]    chat engine vs openvino-genai LLMPipeline (see bench/llm.py)
 #   bench/run.sh sd [options]     image engine vs openvino-genai Text2ImagePipeline (see bench/sd.py)
-#   bench/run.sh load [options]   the HTTP API under many chat sessions, mock engines (bench/load/)
+#   bench/run.sh load [--fixture-models] [options]
+#                                 the HTTP API under many chat sessions, mock engines or the
+#                                 fixture models on OpenVINO (bench/load/)
 #   bench/run.sh share [options]  chat time to first token with and without an image rendering,
 #                                 on the full-size models (bench/load/, --mode share)
 # Run on an idle machine: a build or test run beside a benchmark can triple its times.
@@ -35,7 +37,13 @@ case "$what" in
     stage_end
     data="$(mktemp -d)"
     port="${DUET_LOAD_PORT:-3999}"
-    if [ "$what" = load ]; then
+    if [ "$what" = load ] && [ "${1:-}" = --fixture-models ]; then
+      shift
+      ensure_openvino
+      server_args=(--llm-model fixtures/llm/tiny-deepseek-r1-distill-qwen-int4-cw-ov
+                   --sd-model fixtures/sd/tiny-stable-diffusion-v1-5-int8-ov)
+      load_args=(--mode chat)
+    elif [ "$what" = load ]; then
       server_args=(--use-mocks true)
       load_args=(--mode chat)
     else
