@@ -148,7 +148,7 @@ async fn run_session(session: usize, client: reqwest::Client, args: Args, deadli
     samples
 }
 
-/// One `POST /chat`; for a stream, the time to the first reasoning or answer event too.
+/// One `POST /chat`; for a stream, the time to its first token too.
 async fn send_chat(client: &reqwest::Client, url: &str, body: &Value, stream: bool) -> Sample {
     let t = Instant::now();
     let mut sample = Sample { stream, status: 0, latency_ms: 0.0, ttft_ms: None, conversation_id: None, error: None };
@@ -177,7 +177,10 @@ async fn send_chat(client: &reqwest::Client, url: &str, body: &Value, stream: bo
                 break;
             }
         }
-        if sample.ttft_ms.is_none() && (text.contains("event: reasoning") || text.contains("event: answer")) {
+        // The first token is the first text, or the end of the reply when that token ended it
+        // (a reply may be empty, e.g. a random-weight benchmark model emitting end-of-sequence).
+        let first = ["event: reasoning", "event: answer", "event: reply"].iter().any(|e| text.contains(e));
+        if sample.ttft_ms.is_none() && first {
             sample.ttft_ms = Some(ms(t));
         }
         if sample.conversation_id.is_none() {
