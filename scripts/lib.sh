@@ -148,17 +148,23 @@ ensure_e2e_deps() {
   fi
 }
 
-# Only for scripts/make-fixtures.sh and bench/: torch, optimum-intel, openvino-genai (a few GB).
-ensure_fixture_venv() {
-  local venv="$ROOT/.venv-fixtures" req="$ROOT/scripts/requirements-fixtures.txt"
+# A project-local Python environment from a pinned requirements file, made again when it changes.
+#   ensure_venv DIR REQUIREMENTS WHAT
+ensure_venv() {
+  local venv="$ROOT/$1" req="$ROOT/$2"
   if [ -f "$venv/.installed" ] && cmp -s "$req" "$venv/.installed"; then
-    step "fixture Python environment: present"
+    step "$3: present"
   else
-    step "creating .venv-fixtures/ from scripts/requirements-fixtures.txt (downloads a few GB)"
+    step "creating $1/ from $2"
     python3 -m venv "$venv"
     "$venv/bin/pip" install --quiet --disable-pip-version-check -r "$req"
     cp "$req" "$venv/.installed"
   fi
+}
+
+# Only for scripts/make-fixtures.sh and bench/: torch, optimum-intel, openvino-genai (a few GB).
+ensure_fixture_venv() {
+  ensure_venv .venv-fixtures scripts/requirements-fixtures.txt "fixture Python environment (a few GB)"
 }
 
 # Print URL's body (empty on any failure); python3 is always here, curl may not be.
@@ -170,15 +176,7 @@ except Exception: pass' "$1"
 
 # The official API clients the OpenAI-compatible routes are checked with (small: no torch).
 ensure_client_venv() {
-  local venv="$ROOT/.venv-clients" req="$ROOT/scripts/requirements-clients.txt"
-  if [ -f "$venv/.installed" ] && cmp -s "$req" "$venv/.installed"; then
-    step "API client Python environment: present"
-  else
-    step "creating .venv-clients/ from scripts/requirements-clients.txt"
-    python3 -m venv "$venv"
-    "$venv/bin/pip" install --quiet --disable-pip-version-check -r "$req"
-    cp "$req" "$venv/.installed"
-  fi
+  ensure_venv .venv-clients scripts/requirements-clients.txt "API client Python environment"
 }
 
 ensure_build_tools() {

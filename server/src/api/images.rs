@@ -16,7 +16,6 @@ use axum::{
     Json,
 };
 use std::{convert::Infallible, time::Duration};
-use tokio::sync::broadcast::error::RecvError;
 use tokio_stream::wrappers::ReceiverStream;
 
 /// `POST /image[?wait=true]`: 202 with the queued job; with `wait`, 200 once it has ended.
@@ -103,11 +102,8 @@ pub async fn job_events(State(state): State<AppState>, Path(id): Path<String>) -
                     return;
                 }
                 while !last.status.is_final() {
-                    last = match updates.recv().await {
-                        Ok(info) => info,
-                        Err(RecvError::Lagged(_)) => continue,
-                        Err(RecvError::Closed) => return,
-                    };
+                    let Some(info) = crate::jobs::next_update(&mut updates).await else { return };
+                    last = info;
                     if tx.send(last.clone()).await.is_err() {
                         return;
                     }

@@ -53,6 +53,14 @@ pub(crate) fn require_files(dir: &Path, required: &[&str]) -> Result<(), Inferen
     }
 }
 
+/// FNV-1a over `bytes`, continuing from `hash` (start from [`FNV_OFFSET`]): a stable hash for
+/// keys and mock pictures (std's hasher may change between Rust releases).
+pub fn fnv1a(hash: u64, bytes: impl IntoIterator<Item = u8>) -> u64 {
+    bytes.into_iter().fold(hash, |h, b| (h ^ b as u64).wrapping_mul(0x0100_0000_01b3))
+}
+
+pub const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+
 /// A fresh random seed for requests that give none (reported back, so the result can be made again).
 pub fn fresh_seed() -> u64 {
     uuid::Uuid::new_v4().as_u128() as u64

@@ -80,6 +80,18 @@ pub struct Worker {
     pub pause: Option<Pause>,
 }
 
+/// A watcher's next update; `None` once the job is forgotten. A watcher that fell behind skips
+/// to the newest state (each update is the whole state, so nothing is lost).
+pub async fn next_update(updates: &mut broadcast::Receiver<JobInfo>) -> Option<JobInfo> {
+    loop {
+        match updates.recv().await {
+            Ok(info) => return Some(info),
+            Err(broadcast::error::RecvError::Lagged(_)) => continue,
+            Err(broadcast::error::RecvError::Closed) => return None,
+        }
+    }
+}
+
 pub fn image_url(id: &str) -> String {
     format!("/images/{id}.png")
 }

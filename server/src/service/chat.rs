@@ -20,7 +20,7 @@ use crate::{
 };
 use app::types::{ChatEvent, ChatRequest, ChatResponse, ErrorDetail, ImageJob, JobInfo, Timings, Usage};
 use std::sync::Arc;
-use tokio::sync::{broadcast::error::RecvError, mpsc, OwnedSemaphorePermit};
+use tokio::sync::{mpsc, OwnedSemaphorePermit};
 
 /// Asks for answers without the image block unless a picture is wanted, and for the block's
 /// exact shape when it is. Kept short: every token of it is prefilled on every new conversation.
@@ -271,15 +271,13 @@ impl Turn {
             let fallback = options.prompt.clone().unwrap_or_else(|| self.valid.message.clone());
             Some(fallback.chars().take(validate::MAX_IMAGE_PROMPT_CHARS).collect())
         });
-        let finish_reason =
-            serde_json::to_value(c.finish_reason).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default();
         Reply {
             reply: extracted.reply,
             reasoning: c.reasoning.trim().to_string(),
             image_prompt,
             usage: Usage { prompt_tokens: c.prompt_tokens as u32, completion_tokens: c.completion_tokens as u32 },
             timings: Timings { ttft_ms: c.ttft_ms, total_ms: c.total_ms },
-            finish_reason,
+            finish_reason: c.finish_reason.as_str().to_string(),
         }
     }
 
@@ -344,14 +342,9 @@ impl Turn {
             last = now;
         }
         while !last.status.is_final() {
-            match updates.recv().await {
-                Ok(info) => {
-                    out.send(ChatEvent::ImageJob { job: info.clone() }).await;
-                    last = info;
-                }
-                Err(RecvError::Lagged(_)) => continue,
-                Err(RecvError::Closed) => break,
-            }
+            let Some(info) = crate::jobs::next_update(&mut updates).await else { break };
+            out.send(ChatEvent::ImageJob { job: info.clone() }).await;
+            last = info;
             if out.gone {
                 self.state.jobs.cancel(&last.job_id);
                 break;

@@ -5,7 +5,11 @@
 
 use super::{error::Result, load::Generating};
 use crate::{
-    inference::llm::{ChatMessage, GenerateRequest, GenerationHandle, GenerationParams, Prompt},
+    inference::{
+        fnv1a,
+        llm::{ChatMessage, GenerateRequest, GenerationHandle, GenerationParams, Prompt},
+        FNV_OFFSET,
+    },
     state::AppState,
 };
 use tokio::sync::OwnedSemaphorePermit;
@@ -29,14 +33,10 @@ pub fn start(state: &AppState, messages: Vec<ChatMessage>, params: GenerationPar
 /// The KV cache key: the caller's user and the conversation's first two messages (a system
 /// prompt and the first question, typically), which stay the same as the conversation grows.
 pub fn cache_key(messages: &[ChatMessage], user: &str) -> String {
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
     let parts = messages.iter().take(2).flat_map(|m| [m.role.as_str(), m.content.as_str()]);
-    for part in std::iter::once(user).chain(parts) {
-        for b in part.bytes().chain([0xff]) {
-            hash = (hash ^ b as u64).wrapping_mul(0x0100_0000_01b3);
-        }
-    }
-    format!("openai:{hash:016x}")
+    // 0xff never occurs in UTF-8: it marks where one part ends.
+    let bytes = std::iter::once(user).chain(parts).flat_map(|part| part.bytes().chain([0xff]));
+    format!("openai:{:016x}", fnv1a(FNV_OFFSET, bytes))
 }
 
 #[cfg(test)]

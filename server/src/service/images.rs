@@ -7,7 +7,6 @@ use super::{
 use crate::{jobs::Origin, state::AppState, storage::ImageRow};
 use app::types::{ImageGenerationRequest, ImageGenerationResponse, ImageParameters, JobInfo, JobStatus};
 use std::{path::PathBuf, time::Duration};
-use tokio::sync::broadcast::error::RecvError;
 
 /// Queue an image; returns the queued job.
 pub async fn submit(state: &AppState, request: ImageGenerationRequest) -> Result<JobInfo> {
@@ -36,10 +35,9 @@ pub async fn wait(state: &AppState, id: &str, timeout: Duration) -> Result<JobIn
     let Some((mut last, mut updates)) = state.jobs.watch(id) else { return job(state, id).await };
     let waited = tokio::time::timeout(timeout, async {
         while !last.status.is_final() {
-            match updates.recv().await {
-                Ok(info) => last = info,
-                Err(RecvError::Lagged(_)) => continue,
-                Err(RecvError::Closed) => break,
+            match crate::jobs::next_update(&mut updates).await {
+                Some(info) => last = info,
+                None => break,
             }
         }
         last

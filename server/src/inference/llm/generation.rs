@@ -76,6 +76,19 @@ pub enum FinishReason {
     Cancelled,
 }
 
+impl FinishReason {
+    /// The name it serializes to.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FinishReason::Eos => "eos",
+            FinishReason::Stop => "stop",
+            FinishReason::Length => "length",
+            FinishReason::ContextLimit => "context_limit",
+            FinishReason::Cancelled => "cancelled",
+        }
+    }
+}
+
 #[derive(Clone, Debug, Serialize)]
 pub struct Completion {
     /// Generated token ids, including the end-of-sequence token when the model stopped on one.

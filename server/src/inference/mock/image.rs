@@ -4,7 +4,7 @@
 use crate::inference::{
     diffusion::{image_file, ImageOutput, ImageRequest, PartTimes, PipelineError, Progress, SchedulerKind},
     engine::{BoxFuture, ImageEngine, StepHooks},
-    InferenceError,
+    fnv1a, InferenceError, FNV_OFFSET,
 };
 use std::{sync::atomic::Ordering, time::Duration, time::Instant};
 
@@ -16,14 +16,9 @@ pub struct MockImage {
     pub step_time: Duration,
 }
 
-/// FNV-1a: a stable hash (std's hasher may change between Rust releases).
-fn fnv1a(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| (h ^ b as u64).wrapping_mul(0x0100_0000_01b3))
-}
-
 /// A diagonal gradient between two colours picked by the prompt and seed.
 pub fn paint(request: &ImageRequest) -> image_file::RgbImage {
-    let h = fnv1a(request.prompt.as_bytes()) ^ (request.seed as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    let h = fnv1a(FNV_OFFSET, request.prompt.bytes()) ^ (request.seed as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
     let from = [(h >> 8) as u8, (h >> 16) as u8, (h >> 24) as u8];
     let to = [(h >> 32) as u8, (h >> 40) as u8, (h >> 48) as u8];
     let (w, hgt) = (request.width, request.height);
