@@ -53,6 +53,10 @@ case "$what" in
                    --openvino-cache-dir data/bench/cache)
       load_args=(--mode share)
     fi
+    # The load runs measure the engines and the queues, one caller making many sessions: no
+    # accounts and no per-account limits in the way.
+    server_args+=(--auth-required false --account-requests-per-minute 0 --user-requests-per-minute 0
+                  --account-concurrent-generations 0 --user-concurrent-generations 0)
     RUST_LOG=warn target/release/server --addr "127.0.0.1:$port" --data-dir "$data" "${server_args[@]}" \
       > "$data/server.log" 2>&1 &
     server_pid=$!

@@ -25,7 +25,7 @@ cargo clippy -p server --all-targets -- -D warnings
 stage "unit and integration tests (cargo test)"
 cargo test -p server
 
-stage "official OpenAI client (openai-python) against the server in mock mode"
+stage "official OpenAI client (openai-python) against the server in mock mode, accounts on"
 client_data="$(mktemp -d)"
 client_port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
 RUST_LOG=warn target/debug/server --addr "127.0.0.1:$client_port" --data-dir "$client_data" \

@@ -1,12 +1,16 @@
-"""The official OpenAI Python client against a running Duet (mock mode): every OpenAI-compatible
-route, streaming and not, and the errors the client maps to its exception types.
+"""The official OpenAI Python client against a running Duet (mock mode, accounts on): an account
+and an API key made over the REST API, then every OpenAI-compatible route with that key, streaming
+and not, and the errors the client maps to its exception types.
 
 Usage: openai_check.py BASE_URL   (e.g. http://127.0.0.1:3999)
 Exits non-zero with the failing check's message.
 """
 
 import base64
+import json
 import sys
+import urllib.error
+import urllib.request
 
 import openai
 
@@ -16,8 +20,31 @@ def check(cond, message):
         raise SystemExit(f"FAILED: {message}")
 
 
+def post_json(url, body, headers=None):
+    data = json.dumps(body).encode()
+    req = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json", **(headers or {})})
+    with urllib.request.urlopen(req) as res:
+        return res.headers, json.loads(res.read())
+
+
+def api_key(base):
+    """Register an account (which logs in) and make a key with the session cookie."""
+    headers, account = post_json(f"{base}/auth/register", {"username": "openai-check", "password": "a long password"})
+    cookie = headers["Set-Cookie"].split(";")[0]
+    _, created = post_json(f"{base}/account/keys", {"name": "openai-python"}, {"Cookie": cookie})
+    check(created["key"].startswith("duet_"), f"a Duet key: {created['info']}")
+    return created["key"]
+
+
 def main(base):
-    client = openai.OpenAI(base_url=f"{base}/v1", api_key="not-needed-in-mock-mode", max_retries=0)
+    unauthenticated = openai.OpenAI(base_url=f"{base}/v1", api_key="duet_made-up", max_retries=0)
+    try:
+        unauthenticated.models.list()
+        check(False, "a made-up key must be refused")
+    except openai.AuthenticationError as err:
+        check(err.status_code == 401, f"status {err.status_code}")
+    key = api_key(base)
+    client = openai.OpenAI(base_url=f"{base}/v1", api_key=key, max_retries=0)
 
     models = [m.id for m in client.models.list().data]
     check(len(models) == 2, f"two models listed, got {models}")
@@ -64,6 +91,14 @@ def main(base):
     check(png[:8] == b"\x89PNG\r\n\x1a\n", "b64_json is a PNG")
     by_url = client.images.generate(prompt="a red fox", size="256x256")
     check(by_url.data[0].url.startswith(base + "/images/"), f"absolute URL: {by_url.data[0].url}")
+    fetch = urllib.request.Request(by_url.data[0].url, headers={"Authorization": f"Bearer {key}"})
+    with urllib.request.urlopen(fetch) as res:
+        check(res.read(8) == b"\x89PNG\r\n\x1a\n", "the URL serves the PNG to its owner")
+    try:
+        urllib.request.urlopen(by_url.data[0].url)
+        check(False, "the image URL needs the key")
+    except urllib.error.HTTPError as err:
+        check(err.code == 401, f"status {err.code}")
 
     try:
         client.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "hi"}])

@@ -137,6 +137,60 @@ pub struct Config {
     #[arg(long, env = "MOCK_IMAGE_STEP_MS", default_value_t = 20, global = true)]
     pub mock_image_step_ms: u64,
 
+    /// Require an account (session or API key) for everything but health, login and static files
+    /// (true/false). `false` is for one person on their own machine: requests without credentials
+    /// then act as the local owner.
+    #[arg(long, env = "AUTH_REQUIRED", default_value = "true", action = ArgAction::Set,
+          value_parser = |s: &str| parse_bool("AUTH_REQUIRED", s), global = true)]
+    pub auth_required: bool,
+
+    /// The address people open, e.g. `https://duet.example.com`; session cookies are marked
+    /// `Secure` when it is https.
+    #[arg(long, env = "PUBLIC_URL", global = true)]
+    pub public_url: Option<String>,
+
+    /// Other origins (comma-separated, e.g. `https://ui.example.com`) whose pages may send
+    /// state-changing requests with the session cookie.
+    #[arg(long, env = "TRUSTED_ORIGINS", value_delimiter = ',', global = true)]
+    pub trusted_origins: Vec<String>,
+
+    /// Days a browser session lasts without being used.
+    #[arg(long, env = "SESSION_DAYS", default_value_t = 14,
+          value_parser = clap::value_parser!(u32).range(1..=365), global = true)]
+    pub session_days: u32,
+
+    /// Requests per minute per account (token bucket; 0: no limit).
+    #[arg(long, env = "ACCOUNT_REQUESTS_PER_MINUTE", default_value_t = 600, global = true)]
+    pub account_requests_per_minute: u32,
+
+    /// Requests per minute per end user (`user_id`) of an account (0: no limit).
+    #[arg(long, env = "USER_REQUESTS_PER_MINUTE", default_value_t = 120, global = true)]
+    pub user_requests_per_minute: u32,
+
+    /// Generations (chat replies and image jobs) running or queued at once per account (0: no limit).
+    #[arg(long, env = "ACCOUNT_CONCURRENT_GENERATIONS", default_value_t = 8, global = true)]
+    pub account_concurrent_generations: u32,
+
+    /// Generations running or queued at once per end user (0: no limit).
+    #[arg(long, env = "USER_CONCURRENT_GENERATIONS", default_value_t = 2, global = true)]
+    pub user_concurrent_generations: u32,
+
+    /// Images per account per UTC day (0: no limit).
+    #[arg(long, env = "ACCOUNT_IMAGES_PER_DAY", default_value_t = 0, global = true)]
+    pub account_images_per_day: u32,
+
+    /// Images per end user per UTC day (0: no limit).
+    #[arg(long, env = "USER_IMAGES_PER_DAY", default_value_t = 0, global = true)]
+    pub user_images_per_day: u32,
+
+    /// Generated tokens per account per UTC day (0: no limit).
+    #[arg(long, env = "ACCOUNT_TOKENS_PER_DAY", default_value_t = 0, global = true)]
+    pub account_tokens_per_day: u64,
+
+    /// Generated tokens per end user per UTC day (0: no limit).
+    #[arg(long, env = "USER_TOKENS_PER_DAY", default_value_t = 0, global = true)]
+    pub user_tokens_per_day: u64,
+
     /// Where OpenVINO keeps compiled models so the next start is fast (default `MODELS_DIR/cache`).
     #[arg(long, env = "OPENVINO_CACHE_DIR", global = true)]
     pub openvino_cache_dir: Option<PathBuf>,
@@ -178,6 +232,11 @@ impl Config {
     /// Generated images, under names the server makes.
     pub fn images_dir(&self) -> PathBuf {
         self.data_dir.join("images")
+    }
+
+    /// Whether the site is served over https (session cookies are then `Secure`).
+    pub fn https(&self) -> bool {
+        self.public_url.as_deref().is_some_and(|u| u.to_ascii_lowercase().starts_with("https://"))
     }
 
     pub fn openvino_cache_dir(&self) -> PathBuf {
@@ -249,6 +308,18 @@ impl Config {
             ("IMAGE_WAIT_TIMEOUT_SECS", self.image_wait_timeout_secs.to_string()),
             ("MOCK_TOKEN_MS", self.mock_token_ms.to_string()),
             ("MOCK_IMAGE_STEP_MS", self.mock_image_step_ms.to_string()),
+            ("AUTH_REQUIRED", self.auth_required.to_string()),
+            ("PUBLIC_URL", self.public_url.clone().unwrap_or_else(|| "(unset)".into())),
+            ("TRUSTED_ORIGINS", self.trusted_origins.join(",")),
+            ("SESSION_DAYS", self.session_days.to_string()),
+            ("ACCOUNT_REQUESTS_PER_MINUTE", self.account_requests_per_minute.to_string()),
+            ("USER_REQUESTS_PER_MINUTE", self.user_requests_per_minute.to_string()),
+            ("ACCOUNT_CONCURRENT_GENERATIONS", self.account_concurrent_generations.to_string()),
+            ("USER_CONCURRENT_GENERATIONS", self.user_concurrent_generations.to_string()),
+            ("ACCOUNT_IMAGES_PER_DAY", self.account_images_per_day.to_string()),
+            ("USER_IMAGES_PER_DAY", self.user_images_per_day.to_string()),
+            ("ACCOUNT_TOKENS_PER_DAY", self.account_tokens_per_day.to_string()),
+            ("USER_TOKENS_PER_DAY", self.user_tokens_per_day.to_string()),
             ("OPENVINO_CACHE_DIR", self.openvino_cache_dir().display().to_string()),
             ("OPENVINO_LIB_DIR", opt(&self.openvino_lib_dir)),
             ("INTEL_OPENVINO_DIR", opt(&self.intel_openvino_dir)),

@@ -1,6 +1,7 @@
 //! Duet's server: configuration, start-up, and the layers below the HTTP edge.
 
 pub mod api;
+pub mod auth;
 pub mod cli;
 pub mod commands;
 pub mod config;
@@ -62,6 +63,13 @@ pub async fn build_state(config: Config) -> Result<AppState, StartupError> {
     };
     let db = Database::connect(&config.database_url()).await?;
     db.migrate().await?;
+    auth::sessions::prepare(&db).await?;
+    if !config.auth_required {
+        tracing::warn!(
+            "AUTH_REQUIRED=false: anyone who can reach this server acts as its owner; \
+             keep it on your own machine, or set AUTH_REQUIRED=true"
+        );
+    }
 
     let (llm, sd, engines) = if config.use_mocks {
         let llm = Arc::new(ModelSlot::mock(ModelRole::Llm, config.llm_model.clone()));

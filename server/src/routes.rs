@@ -1,12 +1,13 @@
 //! The router: REST API, server functions, server-rendered pages and static files, wrapped in
 //! request ids and request logging.
 
-use crate::{api, state::AppState};
+use crate::{api, auth, state::AppState};
 use app::ssr::SharedBackend;
 use axum::{
     extract::{MatchedPath, Request},
     http::HeaderName,
-    routing::{get, post},
+    middleware,
+    routing::{delete, get, patch, post},
     Router,
 };
 use leptos::prelude::provide_context;
@@ -27,8 +28,18 @@ pub fn app(state: AppState) -> Router {
     let leptos_options = state.leptos.clone();
     let context = move || provide_context(backend.clone());
 
-    Router::new()
+    // Open to anyone: health, signing in, and (below) the pages and static files.
+    let public = Router::new()
         .route("/health", get(api::health::get_health))
+        .route("/auth/register", post(api::auth::register))
+        .route("/auth/login", post(api::auth::login))
+        .route("/auth/logout", post(api::auth::logout));
+    let protected = Router::new()
+        .route("/auth/me", get(api::auth::me))
+        .route("/account/keys", get(api::auth::list_keys).post(api::auth::create_key))
+        .route("/account/keys/{id}", delete(api::auth::revoke_key))
+        .route("/admin/accounts", get(api::auth::list_accounts))
+        .route("/admin/accounts/{id}", patch(api::auth::update_account))
         .route("/chat", post(api::chat::post_chat))
         .route("/image", post(api::images::post_image))
         .route("/jobs/{id}", get(api::images::get_job).delete(api::images::delete_job))
@@ -39,8 +50,13 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/models", get(api::openai::list_models))
         .route("/v1/chat/completions", post(api::openai::chat_completions))
         .route("/v1/images/generations", post(api::openai::images_generations))
+        .route_layer(middleware::from_fn_with_state(state.clone(), auth::middleware::authenticate));
+    let router = public
+        .merge(protected)
         .leptos_routes_with_context(&state, routes, context.clone(), move || app::shell(leptos_options.clone()))
         .fallback(leptos_axum::file_and_error_handler_with_context::<AppState, _>(context, app::shell))
+        .layer(middleware::from_fn_with_state(state.clone(), auth::middleware::guard_origin));
+    auth::sessions::layer(router, &state.db, &state.config)
         .layer(
             ServiceBuilder::new()
                 .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))

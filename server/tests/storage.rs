@@ -130,7 +130,7 @@ async fn check_backend(db: Database) {
 /// The queries the service layer uses, on either backend.
 async fn service_queries(db: &Database) {
     use server::storage::{ImageRow, NewMessage};
-    db.create_conversation("c2", "alice", "Boats").await.unwrap();
+    db.create_conversation("c2", "acct", "alice", "Boats").await.unwrap();
     for (id, role, content, prompt) in
         [("a", "user", "draw a boat", None), ("b", "assistant", "Here.", Some("a boat")), ("c", "user", "thanks", None)]
     {
@@ -157,13 +157,15 @@ async fn service_queries(db: &Database) {
         recent.iter().map(|m| (m.seq, m.content.as_str(), m.image_prompt.as_deref())).collect();
     assert_eq!(got, [(1, "Here.", Some("a boat")), (2, "thanks", None), (3, "You're welcome.", None)]);
     assert_eq!(recent[2].reasoning.as_deref(), Some("Polite."));
-    let conv = db.conversation("c2").await.unwrap().unwrap();
-    assert_eq!((conv.user_id.as_str(), conv.title.as_str()), ("alice", "Boats"));
+    let conv = db.conversation("acct", "c2").await.unwrap().unwrap();
+    assert_eq!((conv.account_id.as_str(), conv.user_id.as_str(), conv.title.as_str()), ("acct", "alice", "Boats"));
     assert!(conv.updated_at >= conv.created_at);
-    assert!(db.conversation("nope").await.unwrap().is_none());
+    assert!(db.conversation("acct", "nope").await.unwrap().is_none());
+    assert!(db.conversation("other", "c2").await.unwrap().is_none(), "another account's is not found");
 
     let row = ImageRow {
         id: "i1".into(),
+        account_id: "acct".into(),
         user_id: "alice".into(),
         conversation_id: Some("c2".into()),
         message_id: Some("b".into()),
@@ -180,8 +182,9 @@ async fn service_queries(db: &Database) {
         created_at: 5,
     };
     db.insert_image(&row).await.unwrap();
-    assert_eq!(db.image("i1").await.unwrap(), Some(row));
-    assert_eq!(db.image("i2").await.unwrap(), None);
+    assert_eq!(db.image("acct", "i1").await.unwrap(), Some(row));
+    assert_eq!(db.image("other", "i1").await.unwrap(), None);
+    assert_eq!(db.image("acct", "i2").await.unwrap(), None);
 }
 
 #[tokio::test]

@@ -1,10 +1,12 @@
 //! Types shared by the browser, the server functions and the REST API.
 //! The REST `/health` route and the `get_health` server function return the same `HealthReport`.
 
+mod account;
 mod chat;
 mod error;
 mod image;
 
+pub use account::*;
 pub use chat::*;
 pub use error::*;
 pub use image::*;

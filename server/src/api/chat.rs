@@ -2,6 +2,7 @@
 
 use super::{error::Result, json::ApiJson};
 use crate::{
+    auth::Caller,
     service::{self, error::ServiceError},
     state::AppState,
 };
@@ -26,9 +27,13 @@ use tokio_stream::{wrappers::ReceiverStream, StreamExt};
         (status = 400, description = "Malformed JSON or an empty body", body = ErrorBody), (status = 404, description = "`conversation_id` is not one of this user's conversations", body = ErrorBody),
         (status = 415, description = "The body is not JSON (send Content-Type: application/json)", body = ErrorBody), (status = 422, description = "A field is invalid; `error.param` names it (a JSON path) and the message says what is allowed", body = ErrorBody), (status = 503, description = "A queue is full, or the model is missing, loading or failed; `Retry-After` says when to try again when waiting helps", body = ErrorBody, headers(("Retry-After" = u64, description = "seconds"))), (status = 504, description = "Not finished within the configured timeout", body = ErrorBody), (status = 500, description = "Internal error; the log has the details under the response's x-request-id", body = ErrorBody)))]
 #[tracing::instrument(skip_all)]
-pub async fn post_chat(State(state): State<AppState>, ApiJson(request): ApiJson<ChatRequest>) -> Result<Response> {
+pub async fn post_chat(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiJson(request): ApiJson<ChatRequest>,
+) -> Result<Response> {
     let stream = request.stream;
-    let events = service::chat::start(&state, request).await?;
+    let events = service::chat::start(&state, &caller, request).await?;
     if stream {
         let events = ReceiverStream::new(events).map(|event| Ok::<_, Infallible>(sse_event(&event)));
         return Ok(Sse::new(events).keep_alive(KeepAlive::default()).into_response());

@@ -38,6 +38,10 @@ impl ApiError {
                 ServiceError::NotFound(_) => StatusCode::NOT_FOUND,
                 ServiceError::Busy { .. } | ServiceError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
                 ServiceError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
+                ServiceError::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
+                ServiceError::Forbidden(_) => StatusCode::FORBIDDEN,
+                ServiceError::Conflict(_) => StatusCode::CONFLICT,
+                ServiceError::Limited { .. } => StatusCode::TOO_MANY_REQUESTS,
                 ServiceError::Storage(_) | ServiceError::Engine(_) => StatusCode::INTERNAL_SERVER_ERROR,
             },
         }
@@ -73,6 +77,15 @@ impl ApiError {
                     (detail("unavailable_error", None, "model_unavailable", e.to_string()), *retry_after_s)
                 }
                 ServiceError::Timeout(_) => (detail("timeout_error", None, "timeout", e.to_string()), None),
+                ServiceError::Unauthenticated(_) => {
+                    (detail("authentication_error", None, "unauthenticated", e.to_string()), None)
+                }
+                ServiceError::Forbidden(_) => (detail("permission_error", None, "forbidden", e.to_string()), None),
+                ServiceError::Conflict(_) => (detail("invalid_request_error", None, "conflict", e.to_string()), None),
+                ServiceError::Limited { limit, retry_after_s, .. } => (
+                    detail("rate_limit_error", Some(limit.clone()), "rate_limited", e.to_string()),
+                    Some(*retry_after_s),
+                ),
                 ServiceError::Storage(_) | ServiceError::Engine(_) => (
                     detail(
                         "server_error",
@@ -100,6 +113,9 @@ impl IntoResponse for ApiError {
         let mut response = (status, Json(ErrorBody { error })).into_response();
         if let Some(seconds) = retry_after {
             response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
+        if status == StatusCode::UNAUTHORIZED {
+            response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
         response
     }

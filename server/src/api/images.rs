@@ -4,7 +4,7 @@ use super::{
     error::{ApiError, Result},
     json::ApiJson,
 };
-use crate::{service::images, state::AppState};
+use crate::{auth::Caller, service::images, state::AppState};
 use app::types::{ErrorBody, ImageGenerationRequest, ImageGenerationResponse, JobInfo};
 use axum::{
     extract::{Path, RawQuery, State},
@@ -28,16 +28,17 @@ use tokio_stream::wrappers::ReceiverStream;
 #[tracing::instrument(skip_all)]
 pub async fn post_image(
     State(state): State<AppState>,
+    caller: Caller,
     RawQuery(query): RawQuery,
     ApiJson(request): ApiJson<ImageGenerationRequest>,
 ) -> Result<Response> {
     let wait = wait_flag(query.as_deref())?;
-    let info = images::submit(&state, request).await?;
+    let info = images::submit(&state, &caller, request).await?;
     if !wait {
         return Ok((StatusCode::ACCEPTED, Json(images::response(&state, info))).into_response());
     }
     let timeout = Duration::from_secs(state.config.image_wait_timeout_secs);
-    let done = images::wait(&state, &info.job_id, timeout).await?;
+    let done = images::wait(&state, &caller, &info.job_id, timeout).await?;
     Ok(Json(images::response(&state, done)).into_response())
 }
 
@@ -67,8 +68,8 @@ fn wait_flag(query: Option<&str>) -> Result<bool> {
 #[utoipa::path(get, path = "/jobs/{id}", tag = "images", params(("id" = String, Path, description = "job id")),
     responses((status = 200, description = "The job now", body = JobInfo), (status = 404, description = "No such id, or not the caller's", body = ErrorBody)))]
 #[tracing::instrument(skip_all, fields(job = %id))]
-pub async fn get_job(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<JobInfo>> {
-    Ok(Json(images::job(&state, &id).await?))
+pub async fn get_job(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> Result<Json<JobInfo>> {
+    Ok(Json(images::job(&state, &caller, &id).await?))
 }
 
 /// `DELETE /jobs/{id}`: 200 when the job has ended (now or before), 202 while a running one stops.
@@ -78,11 +79,11 @@ pub async fn get_job(State(state): State<AppState>, Path(id): Path<String>) -> R
         (status = 202, description = "Running: it stops before its next step", body = JobInfo),
         (status = 404, description = "No such id, or not the caller's", body = ErrorBody)))]
 #[tracing::instrument(skip_all, fields(job = %id))]
-pub async fn delete_job(State(state): State<AppState>, Path(id): Path<String>) -> Result<Response> {
-    let info = match images::cancel(&state, &id) {
+pub async fn delete_job(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> Result<Response> {
+    let info = match images::cancel(&state, &caller, &id) {
         Ok(info) => info,
         // Finished long ago (only in the database): nothing to cancel.
-        Err(_) => images::job(&state, &id).await?,
+        Err(_) => images::job(&state, &caller, &id).await?,
     };
     let status = if info.status.is_final() { StatusCode::OK } else { StatusCode::ACCEPTED };
     Ok((status, Json(info)).into_response())
@@ -92,10 +93,10 @@ pub async fn delete_job(State(state): State<AppState>, Path(id): Path<String>) -
 #[utoipa::path(get, path = "/jobs/{id}/events", tag = "images", params(("id" = String, Path, description = "job id")),
     responses((status = 200, description = "Server-sent `job` events, each a JobInfo, until the job ends", content((JobInfo = "text/event-stream"))), (status = 404, description = "No such id, or not the caller's", body = ErrorBody)))]
 #[tracing::instrument(skip_all, fields(job = %id))]
-pub async fn job_events(State(state): State<AppState>, Path(id): Path<String>) -> Result<Response> {
+pub async fn job_events(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> Result<Response> {
     let (tx, rx) = tokio::sync::mpsc::channel::<JobInfo>(16);
-    match state.jobs.watch(&id) {
-        Some((now, mut updates)) => {
+    match images::watch(&state, &caller, &id).await? {
+        (now, Some(mut updates)) => {
             tokio::spawn(async move {
                 let mut last = now;
                 if tx.send(last.clone()).await.is_err() {
@@ -110,9 +111,8 @@ pub async fn job_events(State(state): State<AppState>, Path(id): Path<String>) -
                 }
             });
         }
-        None => {
-            let info = images::job(&state, &id).await?;
-            let _ = tx.send(info).await;
+        (done, None) => {
+            let _ = tx.send(done).await;
         }
     }
     let events = tokio_stream::StreamExt::map(ReceiverStream::new(rx), |info| {
@@ -125,9 +125,9 @@ pub async fn job_events(State(state): State<AppState>, Path(id): Path<String>) -
 #[utoipa::path(get, path = "/images/{file}", tag = "images", params(("file" = String, Path, description = "`{id}.png`")),
     responses((status = 200, description = "The PNG; its `parameters` (A1111) and `duet` (JSON recipe) chunks remake it", content_type = "image/png"), (status = 404, description = "No such id, or not the caller's", body = ErrorBody)))]
 #[tracing::instrument(skip_all, fields(file = %file))]
-pub async fn get_image(State(state): State<AppState>, Path(file): Path<String>) -> Result<Response> {
+pub async fn get_image(State(state): State<AppState>, caller: Caller, Path(file): Path<String>) -> Result<Response> {
     let id = file.strip_suffix(".png").unwrap_or("");
-    let path = images::file(&state, id).await?;
+    let path = images::file(&state, &caller, id).await?;
     let bytes = tokio::fs::read(&path).await.map_err(|err| {
         tracing::error!(path = %path.display(), error = %err, "image file unreadable");
         ApiError::from(crate::service::error::ServiceError::NotFound("image"))

@@ -1,5 +1,6 @@
 //! The REST API: thin axum handlers over the service layer.
 
+pub mod auth;
 pub mod chat;
 pub mod error;
 pub mod health;

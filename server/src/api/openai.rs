@@ -8,6 +8,7 @@ use super::{
     json::ApiJson,
 };
 use crate::{
+    auth::Caller,
     inference::llm::{ChatMessage, FinishReason, GenerationEvent, GenerationParams, Part},
     service::{self, error::ServiceError, validate},
     state::AppState,
@@ -209,13 +210,14 @@ fn finish_reason(reason: FinishReason) -> &'static str {
 #[tracing::instrument(skip_all)]
 pub async fn chat_completions(
     State(state): State<AppState>,
+    caller: Caller,
     ApiJson(req): ApiJson<ChatCompletionRequest>,
 ) -> Result<Response> {
     let model = state.config.llm_model.to_string();
     check_model(req.model.as_deref(), &model)?;
     let params = params(&req, state.config.chat_max_tokens)?;
     let messages = messages(req.messages)?;
-    let running = service::completions::start(&state, messages, params, req.user.as_deref().unwrap_or(""))?;
+    let running = service::completions::start(&state, &caller, messages, params, req.user.as_deref().unwrap_or(""))?;
     let id = format!("chatcmpl-{}", uuid::Uuid::new_v4().simple());
     let created = unix_now();
     if req.stream {
@@ -346,6 +348,7 @@ fn size(text: Option<&str>) -> Result<(Option<u32>, Option<u32>)> {
 #[tracing::instrument(skip_all)]
 pub async fn images_generations(
     State(state): State<AppState>,
+    caller: Caller,
     headers: HeaderMap,
     ApiJson(req): ApiJson<ImagesRequest>,
 ) -> Result<Response> {
@@ -372,7 +375,7 @@ pub async fn images_generations(
             height,
             scheduler: req.scheduler.clone(),
         };
-        let job = service::images::submit(&state, one).await.map_err(|e| match e {
+        let job = service::images::submit(&state, &caller, one).await.map_err(|e| match e {
             // Our field names are OpenAI's `size`.
             ServiceError::Invalid { field, message } if field == "width" || field == "height" => {
                 invalid("size", format!("{field} {message}"))
@@ -385,14 +388,14 @@ pub async fn images_generations(
     let base = base_url(&headers);
     let mut data = Vec::new();
     for job in jobs {
-        let done = service::images::wait(&state, &job.job_id, timeout).await?;
+        let done = service::images::wait(&state, &caller, &job.job_id, timeout).await?;
         if done.status != JobStatus::Done {
             let reason = done.error.unwrap_or_else(|| format!("{:?}", done.status).to_lowercase());
             return Err(ServiceError::Engine(format!("image job {} ended: {reason}", done.job_id)).into());
         }
         let prompt = done.parameters.prompt.clone();
         data.push(if b64 {
-            let path = service::images::file(&state, &done.job_id).await?;
+            let path = service::images::file(&state, &caller, &done.job_id).await?;
             let bytes = tokio::fs::read(&path).await.map_err(|e| ServiceError::Engine(e.to_string()))?;
             json!({"b64_json": base64::engine::general_purpose::STANDARD.encode(bytes), "revised_prompt": prompt})
         } else {

@@ -31,6 +31,8 @@ const KEEP_FINISHED: usize = 512;
 /// Where a job came from, stored with its image.
 #[derive(Clone, Debug, Default)]
 pub struct Origin {
+    /// The owning account: only it can see, follow or cancel the job.
+    pub account_id: String,
     pub user_id: String,
     pub conversation_id: Option<String>,
     pub message_id: Option<String>,
@@ -185,22 +187,25 @@ impl ImageJobs {
         id
     }
 
-    /// The job's state with its queue position and estimate; `None` when not in memory.
-    pub fn get(&self, id: &str) -> Option<JobInfo> {
-        self.lock().view(id)
+    /// The account's job with its queue position and estimate; `None` when not in memory or
+    /// someone else's.
+    pub fn get(&self, account: &str, id: &str) -> Option<JobInfo> {
+        let q = self.lock();
+        q.owned(account, id)?;
+        q.view(id)
     }
 
-    /// The job's state now and a receiver of its later updates.
-    pub fn watch(&self, id: &str) -> Option<(JobInfo, broadcast::Receiver<JobInfo>)> {
+    /// The account's job now and a receiver of its later updates.
+    pub fn watch(&self, account: &str, id: &str) -> Option<(JobInfo, broadcast::Receiver<JobInfo>)> {
         let q = self.lock();
-        let job = q.jobs.get(id)?;
-        let rx = job.updates.subscribe();
+        let rx = q.owned(account, id)?.updates.subscribe();
         Some((q.view(id)?, rx))
     }
 
-    /// Cancel a job: a waiting one at once, a running one before its next step.
-    pub fn cancel(&self, id: &str) -> Option<JobInfo> {
+    /// Cancel one of the account's jobs: a waiting one at once, a running one before its next step.
+    pub fn cancel(&self, account: &str, id: &str) -> Option<JobInfo> {
         let mut q = self.lock();
+        q.owned(account, id)?;
         let job = q.jobs.get_mut(id)?;
         job.cancel.store(true, Ordering::Relaxed);
         if job.info.status == JobStatus::Queued {
@@ -313,6 +318,7 @@ impl ImageJobs {
         tokio::fs::rename(&partial, &path).await.map_err(|e| e.to_string())?;
         let row = ImageRow {
             id: id.to_string(),
+            account_id: origin.account_id.clone(),
             user_id: origin.user_id.clone(),
             conversation_id: origin.conversation_id.clone(),
             message_id: origin.message_id.clone(),
@@ -333,6 +339,10 @@ impl ImageJobs {
 }
 
 impl Queue {
+    fn owned(&self, account: &str, id: &str) -> Option<&Job> {
+        self.jobs.get(id).filter(|job| job.origin.account_id == account)
+    }
+
     /// A job's info with its live queue position and estimate.
     fn view(&self, id: &str) -> Option<JobInfo> {
         let job = self.jobs.get(id)?;

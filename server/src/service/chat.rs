@@ -10,6 +10,7 @@ use super::{
     validate::{self, ValidChat},
 };
 use crate::{
+    auth::Caller,
     inference::{
         engine::ChatEngine,
         llm::{ChatMessage, Completion, GenerateRequest, GenerationEvent, Part, Prompt},
@@ -31,7 +32,7 @@ Stable Diffusion (subject, setting, style, lighting). Never write that block oth
 
 /// Start a turn. Everything that can fail fast (input, models, room in the queue, the
 /// conversation) fails here, before anything is stored.
-pub async fn start(state: &AppState, request: ChatRequest) -> Result<mpsc::Receiver<ChatEvent>> {
+pub async fn start(state: &AppState, caller: &Caller, request: ChatRequest) -> Result<mpsc::Receiver<ChatEvent>> {
     let valid = validate::chat(request, state.config.chat_max_tokens)?;
     let engine = match valid.imagine {
         None => Some(state.chat_engine()?),
@@ -44,7 +45,7 @@ pub async fn start(state: &AppState, request: ChatRequest) -> Result<mpsc::Recei
         Some(_) => Some(state.chat_slots.try_acquire()?),
         None => None,
     };
-    let conversation_id = open_conversation(state, &valid).await?;
+    let conversation_id = open_conversation(state, caller, &valid).await?;
     let history = state.db.recent_messages(&conversation_id, 2 * state.config.context_turns as i64).await?;
     state
         .db
@@ -57,7 +58,16 @@ pub async fn start(state: &AppState, request: ChatRequest) -> Result<mpsc::Recei
         })
         .await?;
     let (tx, rx) = mpsc::channel(256);
-    let turn = Turn { state: state.clone(), valid, conversation_id, message_id: new_id(), history, engine, slot };
+    let turn = Turn {
+        state: state.clone(),
+        account_id: caller.account_id.clone(),
+        valid,
+        conversation_id,
+        message_id: new_id(),
+        history,
+        engine,
+        slot,
+    };
     tokio::spawn(turn.run(Events { tx, gone: false }));
     Ok(rx)
 }
@@ -78,17 +88,18 @@ fn new_id() -> String {
     uuid::Uuid::new_v4().to_string()
 }
 
-/// The caller's conversation, or a new one titled after the first message. Someone else's
-/// conversation is "not found", exactly like one that does not exist.
-async fn open_conversation(state: &AppState, valid: &ValidChat) -> Result<String> {
+/// The caller's conversation, or a new one titled after the first message. A conversation of
+/// another account, or of another end user of this one, is "not found", exactly like one that
+/// does not exist.
+async fn open_conversation(state: &AppState, caller: &Caller, valid: &ValidChat) -> Result<String> {
     if let Some(id) = &valid.conversation_id {
-        return match state.db.conversation(id).await? {
+        return match state.db.conversation(&caller.account_id, id).await? {
             Some(c) if c.user_id == valid.user_id => Ok(c.id),
             _ => Err(ServiceError::NotFound("conversation")),
         };
     }
     let id = new_id();
-    state.db.create_conversation(&id, &valid.user_id, &title(&valid.message)).await?;
+    state.db.create_conversation(&id, &caller.account_id, &valid.user_id, &title(&valid.message)).await?;
     Ok(id)
 }
 
@@ -138,6 +149,7 @@ impl Events {
 
 struct Turn {
     state: AppState,
+    account_id: String,
     valid: ValidChat,
     conversation_id: String,
     message_id: String,
@@ -324,6 +336,7 @@ impl Turn {
             }
         };
         let origin = Origin {
+            account_id: self.account_id.clone(),
             user_id: self.valid.user_id.clone(),
             conversation_id: Some(self.conversation_id.clone()),
             message_id: Some(self.message_id.clone()),
@@ -336,7 +349,7 @@ impl Turn {
 
     /// Relay the job's progress until it ends; cancel it if the caller leaves first.
     async fn follow(&self, mut last: JobInfo, out: &mut Events) -> JobInfo {
-        let Some((now, mut updates)) = self.state.jobs.watch(&last.job_id) else { return last };
+        let Some((now, mut updates)) = self.state.jobs.watch(&self.account_id, &last.job_id) else { return last };
         if now != last {
             out.send(ChatEvent::ImageJob { job: now.clone() }).await;
             last = now;
@@ -346,7 +359,7 @@ impl Turn {
             out.send(ChatEvent::ImageJob { job: info.clone() }).await;
             last = info;
             if out.gone {
-                self.state.jobs.cancel(&last.job_id);
+                self.state.jobs.cancel(&self.account_id, &last.job_id);
                 break;
             }
         }

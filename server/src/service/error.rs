@@ -20,6 +20,18 @@ pub enum ServiceError {
     Unavailable { message: String, retry_after_s: Option<u64> },
     #[error("{0}")]
     Timeout(String),
+    /// No credentials, or ones that are not valid (401).
+    #[error("{0}")]
+    Unauthenticated(String),
+    /// Valid credentials without the right (403).
+    #[error("{0}")]
+    Forbidden(String),
+    /// The thing exists already, e.g. a taken username (409).
+    #[error("{0}")]
+    Conflict(String),
+    /// Over a rate limit or quota (429): which limit, and when to try again.
+    #[error("{message}")]
+    Limited { limit: String, message: String, retry_after_s: u64 },
     #[error(transparent)]
     Storage(#[from] StorageError),
     #[error("{0}")]

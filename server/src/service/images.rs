@@ -4,15 +4,16 @@ use super::{
     error::{Result, ServiceError},
     validate,
 };
-use crate::{jobs::Origin, state::AppState, storage::ImageRow};
+use crate::{auth::Caller, jobs::Origin, state::AppState, storage::ImageRow};
 use app::types::{ImageGenerationRequest, ImageGenerationResponse, ImageParameters, JobInfo, JobStatus};
 use std::{path::PathBuf, time::Duration};
 
 /// Queue an image; returns the queued job.
-pub async fn submit(state: &AppState, request: ImageGenerationRequest) -> Result<JobInfo> {
+pub async fn submit(state: &AppState, caller: &Caller, request: ImageGenerationRequest) -> Result<JobInfo> {
     let engine = state.image_engine()?;
     let recipe = validate::image(&request, None, engine.default_scheduler(), "")?;
-    Ok(state.jobs.submit(recipe, Origin::default())?)
+    let origin = Origin { account_id: caller.account_id.clone(), ..Origin::default() };
+    Ok(state.jobs.submit(recipe, origin)?)
 }
 
 /// The `POST /image` answer for a job.
@@ -31,8 +32,10 @@ pub fn response(state: &AppState, info: JobInfo) -> ImageGenerationResponse {
 }
 
 /// Wait until the job ends, at most `timeout`.
-pub async fn wait(state: &AppState, id: &str, timeout: Duration) -> Result<JobInfo> {
-    let Some((mut last, mut updates)) = state.jobs.watch(id) else { return job(state, id).await };
+pub async fn wait(state: &AppState, caller: &Caller, id: &str, timeout: Duration) -> Result<JobInfo> {
+    let Some((mut last, mut updates)) = state.jobs.watch(&caller.account_id, id) else {
+        return job(state, caller, id).await;
+    };
     let waited = tokio::time::timeout(timeout, async {
         while !last.status.is_final() {
             match crate::jobs::next_update(&mut updates).await {
@@ -51,31 +54,44 @@ pub async fn wait(state: &AppState, id: &str, timeout: Duration) -> Result<JobIn
     })
 }
 
-/// A job's state: live from the queue, or, for older ones, from the stored image.
-pub async fn job(state: &AppState, id: &str) -> Result<JobInfo> {
-    if let Some(info) = state.jobs.get(id) {
+/// One of the caller's jobs: live from the queue, or, for older ones, from the stored image.
+pub async fn job(state: &AppState, caller: &Caller, id: &str) -> Result<JobInfo> {
+    if let Some(info) = state.jobs.get(&caller.account_id, id) {
         return Ok(info);
     }
-    let row = stored(state, id).await?;
+    let row = stored(state, caller, id).await?;
     Ok(finished_info(&row, state.config.use_mocks))
 }
 
-pub fn cancel(state: &AppState, id: &str) -> Result<JobInfo> {
-    state.jobs.cancel(id).ok_or(ServiceError::NotFound("job"))
+/// Follow one of the caller's jobs: its state now and its later updates, or, for one that has
+/// left the queue, its stored state alone.
+pub async fn watch(
+    state: &AppState,
+    caller: &Caller,
+    id: &str,
+) -> Result<(JobInfo, Option<tokio::sync::broadcast::Receiver<JobInfo>>)> {
+    match state.jobs.watch(&caller.account_id, id) {
+        Some((now, updates)) => Ok((now, Some(updates))),
+        None => Ok((job(state, caller, id).await?, None)),
+    }
 }
 
-/// The PNG of a finished image.
-pub async fn file(state: &AppState, id: &str) -> Result<PathBuf> {
-    let row = stored(state, id).await?;
+pub fn cancel(state: &AppState, caller: &Caller, id: &str) -> Result<JobInfo> {
+    state.jobs.cancel(&caller.account_id, id).ok_or(ServiceError::NotFound("job"))
+}
+
+/// The PNG of one of the caller's finished images.
+pub async fn file(state: &AppState, caller: &Caller, id: &str) -> Result<PathBuf> {
+    let row = stored(state, caller, id).await?;
     Ok(state.config.images_dir().join(row.file_name))
 }
 
-async fn stored(state: &AppState, id: &str) -> Result<ImageRow> {
+async fn stored(state: &AppState, caller: &Caller, id: &str) -> Result<ImageRow> {
     // Only ids the server made can name a file; anything else is simply not found.
     if uuid::Uuid::parse_str(id).is_err() {
         return Err(ServiceError::NotFound("image"));
     }
-    state.db.image(id).await?.ok_or(ServiceError::NotFound("image"))
+    state.db.image(&caller.account_id, id).await?.ok_or(ServiceError::NotFound("image"))
 }
 
 fn finished_info(row: &ImageRow, mock: bool) -> JobInfo {

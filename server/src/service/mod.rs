@@ -1,5 +1,6 @@
 //! The service layer: what Duet does, called alike by REST handlers and Leptos server functions.
 
+pub mod accounts;
 pub mod chat;
 pub mod completions;
 pub mod error;

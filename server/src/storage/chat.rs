@@ -5,6 +5,7 @@ use super::{on_pool, Database, StorageError};
 #[derive(Clone, Debug, PartialEq, sqlx::FromRow)]
 pub struct ConversationRow {
     pub id: String,
+    pub account_id: String,
     pub user_id: String,
     pub title: String,
     pub created_at: i64,
@@ -39,17 +40,26 @@ pub struct NewMessage<'a> {
 }
 
 impl Database {
-    pub async fn conversation(&self, id: &str) -> Result<Option<ConversationRow>, StorageError> {
-        const SQL: &str = "SELECT id, user_id, title, created_at, updated_at FROM conversations WHERE id = $1";
-        Ok(on_pool!(self, |pool| sqlx::query_as(SQL).bind(id).fetch_optional(pool).await?))
+    /// One of the account's conversations.
+    pub async fn conversation(&self, account_id: &str, id: &str) -> Result<Option<ConversationRow>, StorageError> {
+        const SQL: &str = "SELECT id, account_id, user_id, title, created_at, updated_at FROM conversations \
+                           WHERE id = $1 AND account_id = $2";
+        Ok(on_pool!(self, |pool| sqlx::query_as(SQL).bind(id).bind(account_id).fetch_optional(pool).await?))
     }
 
-    pub async fn create_conversation(&self, id: &str, user_id: &str, title: &str) -> Result<(), StorageError> {
-        const SQL: &str =
-            "INSERT INTO conversations (id, user_id, title, created_at, updated_at) VALUES ($1, $2, $3, $4, $4)";
+    pub async fn create_conversation(
+        &self,
+        id: &str,
+        account_id: &str,
+        user_id: &str,
+        title: &str,
+    ) -> Result<(), StorageError> {
+        const SQL: &str = "INSERT INTO conversations (id, account_id, user_id, title, created_at, updated_at) \
+                           VALUES ($1, $2, $3, $4, $5, $5)";
         let now = super::now_ms();
         on_pool!(self, |pool| sqlx::query(SQL)
             .bind(id)
+            .bind(account_id)
             .bind(user_id)
             .bind(title)
             .bind(now)

@@ -5,6 +5,7 @@ use super::{on_pool, Database, StorageError};
 #[derive(Clone, Debug, PartialEq, sqlx::FromRow)]
 pub struct ImageRow {
     pub id: String,
+    pub account_id: String,
     pub user_id: String,
     pub conversation_id: Option<String>,
     pub message_id: Option<String>,
@@ -22,16 +23,18 @@ pub struct ImageRow {
     pub created_at: i64,
 }
 
-const COLUMNS: &str = "id, user_id, conversation_id, message_id, prompt, negative_prompt, steps, guidance_scale, \
+const COLUMNS: &str =
+    "id, account_id, user_id, conversation_id, message_id, prompt, negative_prompt, steps, guidance_scale, \
                        seed, width, height, scheduler, model, file_name, created_at";
 
 impl Database {
     pub async fn insert_image(&self, row: &ImageRow) -> Result<(), StorageError> {
         let sql = format!(
-            "INSERT INTO images ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"
+            "INSERT INTO images ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)"
         );
         on_pool!(self, |pool| sqlx::query(&sql)
             .bind(&row.id)
+            .bind(&row.account_id)
             .bind(&row.user_id)
             .bind(&row.conversation_id)
             .bind(&row.message_id)
@@ -52,8 +55,9 @@ impl Database {
         Ok(())
     }
 
-    pub async fn image(&self, id: &str) -> Result<Option<ImageRow>, StorageError> {
-        let sql = format!("SELECT {COLUMNS} FROM images WHERE id = $1");
-        Ok(on_pool!(self, |pool| sqlx::query_as(&sql).bind(id).fetch_optional(pool).await?))
+    /// One of the account's images.
+    pub async fn image(&self, account_id: &str, id: &str) -> Result<Option<ImageRow>, StorageError> {
+        let sql = format!("SELECT {COLUMNS} FROM images WHERE id = $1 AND account_id = $2");
+        Ok(on_pool!(self, |pool| sqlx::query_as(&sql).bind(id).bind(account_id).fetch_optional(pool).await?))
     }
 }

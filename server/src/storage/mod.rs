@@ -2,9 +2,11 @@
 //! front of both, so the service layer never cares which. Queries are written once with `$N`
 //! placeholders (numbered in order of first use), which both backends read alike.
 
+mod accounts;
 mod chat;
 mod images;
 
+pub use accounts::{AccountRow, ApiKeyRow};
 pub use chat::{ConversationRow, MessageRow, NewMessage};
 pub use images::ImageRow;
 
@@ -42,6 +44,8 @@ pub enum StorageError {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("database error: {0}")]
     Query(#[from] sqlx::Error),
+    #[error("session store: {0}")]
+    Session(String),
 }
 
 #[derive(Clone, Debug)]

@@ -54,8 +54,28 @@ pub fn parse_sse(text: &str) -> Vec<(String, Value)> {
     events
 }
 
+/// Credentials a test request carries.
+#[derive(Clone, Debug, Default)]
+pub enum Auth {
+    #[default]
+    None,
+    /// `Authorization: Bearer <key>`.
+    Key(String),
+    /// `Cookie: duet_session=…`, as a browser would send it.
+    Cookie(String),
+}
+
 pub async fn send(state: &server::AppState, method: Method, uri: &str, body: Option<Value>) -> Reply {
+    call(state, method, uri, body, &Auth::None).await
+}
+
+pub async fn call(state: &server::AppState, method: Method, uri: &str, body: Option<Value>, auth: &Auth) -> Reply {
     let mut req = Request::builder().method(method).uri(uri);
+    match auth {
+        Auth::None => {}
+        Auth::Key(key) => req = req.header(header::AUTHORIZATION, format!("Bearer {key}")),
+        Auth::Cookie(cookie) => req = req.header(header::COOKIE, cookie),
+    }
     let body = match body {
         Some(json) => {
             req = req.header(header::CONTENT_TYPE, "application/json");
@@ -97,12 +117,37 @@ pub async fn wait_for_job(state: &server::AppState, status_url: &str, limit: Dur
     }
 }
 
-/// A state in mock mode over a fresh data folder, with extra flags.
+/// A state in mock mode over a fresh data folder (SQLite), with extra flags.
 pub async fn mock_state(dir: &std::path::Path, extra: &[&str]) -> server::AppState {
+    mock_state_on(super::Backend::Sqlite, dir, extra).await
+}
+
+pub async fn mock_state_on(backend: super::Backend, dir: &std::path::Path, extra: &[&str]) -> server::AppState {
     let mut args = vec!["--use-mocks", "true"];
     if !extra.contains(&"--mock-image-step-ms") {
         args.extend(["--mock-image-step-ms", "1"]);
     }
     args.extend_from_slice(extra);
-    server::build_state(super::config(dir, &args)).await.unwrap()
+    server::build_state(super::config_on(backend, dir, &args).await).await.unwrap()
+}
+
+/// Register an account (logging in as it): its session cookie and a fresh API key.
+pub async fn account(state: &server::AppState, name: &str) -> (Auth, Auth) {
+    let reg = post(state, "/auth/register", serde_json::json!({"username": name, "password": "a long password"})).await;
+    assert_eq!(reg.status, 201, "{}", String::from_utf8_lossy(&reg.body));
+    let cookie = Auth::Cookie(session_cookie(&reg).expect("registering logs in"));
+    let key = call(state, Method::POST, "/account/keys", Some(serde_json::json!({"name": "tests"})), &cookie).await;
+    assert_eq!(key.status, 201, "{}", String::from_utf8_lossy(&key.body));
+    (cookie, Auth::Key(key.json()["key"].as_str().unwrap().to_string()))
+}
+
+/// `duet_session=…` from a reply's `Set-Cookie`, ready for a `Cookie` header.
+pub fn session_cookie(reply: &Reply) -> Option<String> {
+    reply
+        .headers
+        .get_all(header::SET_COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|v| v.starts_with("duet_session="))
+        .map(|v| v.split(';').next().unwrap().to_string())
 }

@@ -25,13 +25,58 @@ pub fn fixture(rel: &str) -> PathBuf {
 }
 
 /// A configuration from flags alone (every value the test cares about is explicit, so variables
-/// in the developer's environment cannot change the outcome).
+/// in the developer's environment cannot change the outcome). Accounts are off
+/// (AUTH_REQUIRED=false) unless the flags say otherwise: the suites about accounts turn them on.
 pub fn config(data_dir: &Path, extra: &[&str]) -> server::config::Config {
+    let db = format!("sqlite://{}/duet.db", data_dir.display());
+    config_with_db(data_dir, &db, extra)
+}
+
+fn config_with_db(data_dir: &Path, db: &str, extra: &[&str]) -> server::config::Config {
     let data = data_dir.to_str().unwrap().to_string();
-    let db = format!("sqlite://{}/duet.db", data);
-    let mut args = vec!["server", "--data-dir", &data, "--database-url", &db];
+    let mut args = vec!["server", "--data-dir", &data, "--database-url", db];
+    if !extra.contains(&"--auth-required") {
+        args.extend(["--auth-required", "false"]);
+    }
     args.extend_from_slice(extra);
     Cli::try_parse_from(args).expect("test configuration parses").config
+}
+
+/// The databases the service suites run on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    /// A file in the test's data folder.
+    Sqlite,
+    /// A fresh database in a throwaway cluster this test process starts.
+    Postgres,
+}
+
+/// `config` on the given database.
+pub async fn config_on(backend: Backend, data_dir: &Path, extra: &[&str]) -> server::config::Config {
+    match backend {
+        Backend::Sqlite => config(data_dir, extra),
+        Backend::Postgres => config_with_db(data_dir, &postgres::fresh_database().await, extra),
+    }
+}
+
+/// One async test body, run twice: `NAME::sqlite` and `NAME::postgres`.
+#[macro_export]
+macro_rules! on_both_databases {
+    ($(async fn $name:ident($backend:ident) $body:block)*) => {$(
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+            async fn run($backend: common::Backend) $body
+            #[tokio::test]
+            async fn sqlite() {
+                run(common::Backend::Sqlite).await
+            }
+            #[tokio::test]
+            async fn postgres() {
+                run(common::Backend::Postgres).await
+            }
+        }
+    )*};
 }
 
 /// Run the `server` binary from the repository root with a fresh data folder and no RUST_LOG;

@@ -60,9 +60,42 @@ impl TempPostgres {
 
 impl Drop for TempPostgres {
     fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+impl TempPostgres {
+    fn stop(&self) {
         let data = self.dir.path().join("data");
         let _ = self.command("pg_ctl").args(["-D", data.to_str().unwrap(), "-m", "immediate", "stop"]).output();
     }
+}
+
+/// One cluster per test process, started by the first test that asks and stopped when the
+/// process exits (statics are never dropped, so an exit hook stops it).
+static SHARED: std::sync::OnceLock<TempPostgres> = std::sync::OnceLock::new();
+
+extern "C" fn stop_shared() {
+    if let Some(pg) = SHARED.get() {
+        pg.stop();
+        let _ = std::fs::remove_dir_all(pg.dir.path());
+    }
+}
+
+/// The URL of a new, empty database in this process's shared cluster: each test gets its own,
+/// so tests run side by side as they do on SQLite.
+pub async fn fresh_database() -> String {
+    let pg = SHARED.get_or_init(|| {
+        let pg = TempPostgres::start();
+        // SAFETY: registering a plain `extern "C" fn` with no arguments is what atexit expects.
+        unsafe { libc::atexit(stop_shared) };
+        pg
+    });
+    let name = format!("t_{}", uuid::Uuid::new_v4().simple());
+    let admin = sqlx::PgPool::connect(&pg.url()).await.expect("connect to the test cluster");
+    sqlx::query(&format!("CREATE DATABASE {name}")).execute(&admin).await.expect("create a test database");
+    admin.close().await;
+    format!("postgres://postgres@127.0.0.1:{}/{name}", pg.port)
 }
 
 fn run(cmd: &mut Command, what: &str) {

@@ -30,7 +30,15 @@ impl Default for SdCompileOptions {
             static_shapes: true,
             compiled_sizes: 2,
             safety_checker: false,
-            properties: vec![("PERFORMANCE_HINT".into(), "LATENCY".into())],
+            properties: vec![
+                ("PERFORMANCE_HINT".into(), "LATENCY".into()),
+                // CPUs with AVX-512 BF16/VNNI or AMX otherwise compute in bf16 and quantize
+                // activations to int8 on the fly by default, and the same seed would give a
+                // different picture there than on an AVX2 machine (measured: text encoder output
+                // off by 0.06 against the reference until both were pinned).
+                ("INFERENCE_PRECISION_HINT".into(), "f32".into()),
+                ("DYNAMIC_QUANTIZATION_GROUP_SIZE".into(), "0".into()),
+            ],
         }
     }
 }

@@ -1,0 +1,111 @@
+//! Accounts over HTTP: register, log in and out (browser sessions), the caller's own account and
+//! API keys, and the admin's account list.
+
+use super::{error::Result, json::ApiJson};
+use crate::{
+    auth::{middleware::session_error, Caller, SESSION_ACCOUNT},
+    service::accounts,
+    state::AppState,
+};
+use app::types::{AccountInfo, AccountUpdate, ApiKeyInfo, CreatedApiKey, Credentials, ErrorBody, NewApiKey};
+use axum::{
+    extract::{Path, State},
+    http::StatusCode,
+    response::{IntoResponse, Response},
+    Json,
+};
+use tower_sessions::Session;
+
+/// `POST /auth/register`: a new account (the first one is the admin); logs the browser in.
+#[utoipa::path(post, path = "/auth/register", tag = "accounts", request_body = Credentials, security(()),
+    responses((status = 201, body = AccountInfo), (status = 409, description = "Username taken", body = ErrorBody),
+              (status = 422, description = "`error.param` names the bad field", body = ErrorBody)))]
+pub async fn register(
+    State(state): State<AppState>,
+    session: Session,
+    ApiJson(credentials): ApiJson<Credentials>,
+) -> Result<Response> {
+    let account = accounts::register(&state, credentials).await?;
+    start_session(&session, &account).await?;
+    Ok((StatusCode::CREATED, Json(account)).into_response())
+}
+
+/// `POST /auth/login`: start a browser session (cookie `HttpOnly`, `SameSite=Lax`).
+#[utoipa::path(post, path = "/auth/login", tag = "accounts", request_body = Credentials, security(()),
+    responses((status = 200, body = AccountInfo), (status = 401, description = "Wrong username or password", body = ErrorBody),
+              (status = 403, description = "Account disabled", body = ErrorBody)))]
+pub async fn login(
+    State(state): State<AppState>,
+    session: Session,
+    ApiJson(credentials): ApiJson<Credentials>,
+) -> Result<Json<AccountInfo>> {
+    let account = accounts::check_login(&state, credentials).await?;
+    start_session(&session, &account).await?;
+    Ok(Json(account))
+}
+
+/// A new session id on every log-in, so a session id planted before it is worth nothing.
+async fn start_session(session: &Session, account: &AccountInfo) -> Result<()> {
+    session.cycle_id().await.map_err(session_error)?;
+    session.insert(SESSION_ACCOUNT, &account.id).await.map_err(session_error)?;
+    Ok(())
+}
+
+/// `POST /auth/logout`: end the browser session.
+#[utoipa::path(post, path = "/auth/logout", tag = "accounts", security(()), responses((status = 204)))]
+pub async fn logout(session: Session) -> Result<StatusCode> {
+    session.flush().await.map_err(session_error)?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `GET /auth/me`: the account behind this request.
+#[utoipa::path(get, path = "/auth/me", tag = "accounts",
+    responses((status = 200, body = AccountInfo), (status = 401, body = ErrorBody)))]
+pub async fn me(State(state): State<AppState>, caller: Caller) -> Result<Json<AccountInfo>> {
+    Ok(Json(accounts::me(&state, &caller).await?))
+}
+
+/// `GET /account/keys`: the caller's API keys (never the secrets).
+#[utoipa::path(get, path = "/account/keys", tag = "accounts", responses((status = 200, body = Vec<ApiKeyInfo>)))]
+pub async fn list_keys(State(state): State<AppState>, caller: Caller) -> Result<Json<Vec<ApiKeyInfo>>> {
+    Ok(Json(accounts::list_keys(&state, &caller).await?))
+}
+
+/// `POST /account/keys`: a new API key, shown this once.
+#[utoipa::path(post, path = "/account/keys", tag = "accounts", request_body = NewApiKey,
+    responses((status = 201, body = CreatedApiKey), (status = 422, body = ErrorBody)))]
+pub async fn create_key(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiJson(request): ApiJson<NewApiKey>,
+) -> Result<Response> {
+    let created = accounts::create_key(&state, &caller, request).await?;
+    Ok((StatusCode::CREATED, Json(created)).into_response())
+}
+
+/// `DELETE /account/keys/{id}`: revoke a key at once.
+#[utoipa::path(delete, path = "/account/keys/{id}", tag = "accounts",
+    responses((status = 204), (status = 404, description = "Not one of the caller's live keys", body = ErrorBody)))]
+pub async fn revoke_key(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> Result<StatusCode> {
+    accounts::revoke_key(&state, &caller, &id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `GET /admin/accounts`: every account (admins only).
+#[utoipa::path(get, path = "/admin/accounts", tag = "accounts",
+    responses((status = 200, body = Vec<AccountInfo>), (status = 403, body = ErrorBody)))]
+pub async fn list_accounts(State(state): State<AppState>, caller: Caller) -> Result<Json<Vec<AccountInfo>>> {
+    Ok(Json(accounts::list_accounts(&state, &caller).await?))
+}
+
+/// `PATCH /admin/accounts/{id}`: disable or re-enable an account (admins only).
+#[utoipa::path(patch, path = "/admin/accounts/{id}", tag = "accounts", request_body = AccountUpdate,
+    responses((status = 200, body = AccountInfo), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn update_account(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    ApiJson(update): ApiJson<AccountUpdate>,
+) -> Result<Json<AccountInfo>> {
+    Ok(Json(accounts::update_account(&state, &caller, &id, update).await?))
+}

@@ -1,0 +1,109 @@
+//! The two layers in front of the routes: the cross-origin guard (every route) and
+//! authentication (every route but health, login/register, share links and static files).
+
+use super::{keys, origin, Caller, Role, Via, SESSION_ACCOUNT};
+use crate::{
+    api::error::ApiError,
+    service::error::ServiceError,
+    state::AppState,
+    storage::{now_ms, StorageError},
+};
+use axum::{
+    extract::{Request, State},
+    http::{header, HeaderMap},
+    middleware::Next,
+    response::{IntoResponse, Response},
+};
+use tower_sessions::Session;
+
+/// `last_used_at` of an API key is written at most this often, so busy keys do not turn every
+/// request into a database write.
+const KEY_TOUCH_MS: i64 = 60_000;
+
+pub async fn guard_origin(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    match origin::cross_origin(req.method(), req.headers(), &state.config.trusted_origins) {
+        None => next.run(req).await,
+        Some(why) => {
+            tracing::warn!(%why, "refused a cross-origin request");
+            ApiError::from(ServiceError::Forbidden(why)).into_response()
+        }
+    }
+}
+
+/// Find the caller and hand it to the handler, or answer 401.
+pub async fn authenticate(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+    let session = req.extensions().get::<Session>().cloned();
+    match identify(&state, req.headers(), session).await {
+        Ok(Some(caller)) => {
+            req.extensions_mut().insert(caller);
+            next.run(req).await
+        }
+        Ok(None) if !state.config.auth_required => {
+            req.extensions_mut().insert(Caller::local());
+            next.run(req).await
+        }
+        Ok(None) => ApiError::from(ServiceError::Unauthenticated(
+            "authentication required: log in, or send `Authorization: Bearer <API key>`".into(),
+        ))
+        .into_response(),
+        Err(err) => ApiError::from(err).into_response(),
+    }
+}
+
+/// The caller named by an API key or the session cookie; `None` when there are no credentials.
+/// A key that is not valid is an error when accounts are required; in the open single-user mode
+/// it is ignored, since OpenAI clients insist on sending some key.
+pub async fn identify(
+    state: &AppState,
+    headers: &HeaderMap,
+    session: Option<Session>,
+) -> Result<Option<Caller>, ServiceError> {
+    if let Some(value) = headers.get(header::AUTHORIZATION) {
+        let key = value
+            .to_str()
+            .ok()
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::trim)
+            .filter(|k| !k.is_empty())
+            .ok_or_else(|| {
+                ServiceError::Unauthenticated("the Authorization header must be `Bearer <API key>`".into())
+            })?;
+        return match state.db.api_key_owner(&keys::key_hash(key)).await? {
+            Some((_, account)) if account.disabled_at.is_some() => {
+                Err(ServiceError::Forbidden("this account is disabled".into()))
+            }
+            Some((key, account)) => {
+                if key.last_used_at.is_none_or(|t| now_ms() - t > KEY_TOUCH_MS) {
+                    state.db.touch_api_key(&key.id).await?;
+                }
+                Ok(Some(Caller {
+                    account_id: account.id,
+                    username: account.username,
+                    role: Role::parse(&account.role),
+                    via: Via::ApiKey,
+                }))
+            }
+            None if !state.config.auth_required => Ok(None),
+            None => Err(ServiceError::Unauthenticated("invalid or revoked API key".into())),
+        };
+    }
+    let Some(session) = session else { return Ok(None) };
+    let Some(id) = session.get::<String>(SESSION_ACCOUNT).await.map_err(session_error)? else { return Ok(None) };
+    match state.db.account(&id).await? {
+        Some(account) if account.disabled_at.is_none() => Ok(Some(Caller {
+            account_id: account.id,
+            username: account.username,
+            role: Role::parse(&account.role),
+            via: Via::Session,
+        })),
+        // Disabled (or gone) since logging in: the session ends here.
+        _ => {
+            session.flush().await.map_err(session_error)?;
+            Ok(None)
+        }
+    }
+}
+
+pub fn session_error(e: tower_sessions::session::Error) -> ServiceError {
+    ServiceError::Storage(StorageError::Session(e.to_string()))
+}

@@ -1,0 +1,126 @@
+//! Accounts and their API keys.
+
+use super::{now_ms, on_pool, Database, StorageError};
+
+#[derive(Clone, Debug, PartialEq, sqlx::FromRow)]
+pub struct AccountRow {
+    pub id: String,
+    pub username: String,
+    pub password_hash: String,
+    pub role: String,
+    pub created_at: i64,
+    pub disabled_at: Option<i64>,
+}
+
+#[derive(Clone, Debug, PartialEq, sqlx::FromRow)]
+pub struct ApiKeyRow {
+    pub id: String,
+    pub account_id: String,
+    pub name: String,
+    pub prefix: String,
+    pub created_at: i64,
+    pub last_used_at: Option<i64>,
+    pub revoked_at: Option<i64>,
+}
+
+const ACCOUNT: &str = "id, username, password_hash, role, created_at, disabled_at";
+const KEY: &str = "id, account_id, name, prefix, created_at, last_used_at, revoked_at";
+
+impl Database {
+    /// Create an account; the first one ever made is the admin. `None` when the name is taken.
+    /// The role is decided inside the insert, so two first sign-ups cannot both see an empty table
+    /// on SQLite (one writer at a time).
+    pub async fn create_account(
+        &self,
+        id: &str,
+        username: &str,
+        password_hash: &str,
+    ) -> Result<Option<AccountRow>, StorageError> {
+        let sql = format!(
+            "INSERT INTO accounts ({ACCOUNT}) \
+             SELECT $1, $2, $3, CASE WHEN EXISTS (SELECT 1 FROM accounts) THEN 'user' ELSE 'admin' END, $4, NULL WHERE true \
+             ON CONFLICT (username) DO NOTHING RETURNING {ACCOUNT}"
+        );
+        let now = now_ms();
+        Ok(on_pool!(self, |pool| sqlx::query_as(&sql)
+            .bind(id)
+            .bind(username)
+            .bind(password_hash)
+            .bind(now)
+            .fetch_optional(pool)
+            .await?))
+    }
+
+    pub async fn account(&self, id: &str) -> Result<Option<AccountRow>, StorageError> {
+        let sql = format!("SELECT {ACCOUNT} FROM accounts WHERE id = $1");
+        Ok(on_pool!(self, |pool| sqlx::query_as(&sql).bind(id).fetch_optional(pool).await?))
+    }
+
+    pub async fn account_by_name(&self, username: &str) -> Result<Option<AccountRow>, StorageError> {
+        let sql = format!("SELECT {ACCOUNT} FROM accounts WHERE username = $1");
+        Ok(on_pool!(self, |pool| sqlx::query_as(&sql).bind(username).fetch_optional(pool).await?))
+    }
+
+    pub async fn accounts(&self) -> Result<Vec<AccountRow>, StorageError> {
+        let sql = format!("SELECT {ACCOUNT} FROM accounts ORDER BY created_at, id");
+        Ok(on_pool!(self, |pool| sqlx::query_as(&sql).fetch_all(pool).await?))
+    }
+
+    /// Disable (with the time) or re-enable an account; false when there is no such account.
+    pub async fn set_account_disabled(&self, id: &str, disabled: bool) -> Result<bool, StorageError> {
+        const SQL: &str = "UPDATE accounts SET disabled_at = $1 WHERE id = $2";
+        let at = disabled.then(now_ms);
+        let done = on_pool!(self, |pool| sqlx::query(SQL).bind(at).bind(id).execute(pool).await?.rows_affected());
+        Ok(done == 1)
+    }
+
+    pub async fn insert_api_key(&self, row: &ApiKeyRow, key_hash: &str) -> Result<(), StorageError> {
+        let sql = format!("INSERT INTO api_keys ({KEY}, key_hash) VALUES ($1, $2, $3, $4, $5, NULL, NULL, $6)");
+        on_pool!(self, |pool| sqlx::query(&sql)
+            .bind(&row.id)
+            .bind(&row.account_id)
+            .bind(&row.name)
+            .bind(&row.prefix)
+            .bind(row.created_at)
+            .bind(key_hash)
+            .execute(pool)
+            .await
+            .map(drop)?);
+        Ok(())
+    }
+
+    /// The live key with this hash and its (enabled) account.
+    pub async fn api_key_owner(&self, key_hash: &str) -> Result<Option<(ApiKeyRow, AccountRow)>, StorageError> {
+        let sql = format!("SELECT {KEY} FROM api_keys WHERE key_hash = $1 AND revoked_at IS NULL");
+        let key: Option<ApiKeyRow> =
+            on_pool!(self, |pool| sqlx::query_as(&sql).bind(key_hash).fetch_optional(pool).await?);
+        let Some(key) = key else { return Ok(None) };
+        Ok(self.account(&key.account_id).await?.map(|account| (key, account)))
+    }
+
+    pub async fn touch_api_key(&self, id: &str) -> Result<(), StorageError> {
+        const SQL: &str = "UPDATE api_keys SET last_used_at = $1 WHERE id = $2";
+        on_pool!(self, |pool| sqlx::query(SQL).bind(now_ms()).bind(id).execute(pool).await.map(drop)?);
+        Ok(())
+    }
+
+    /// An account's keys, revoked ones included (they show when they were revoked).
+    pub async fn api_keys(&self, account_id: &str) -> Result<Vec<ApiKeyRow>, StorageError> {
+        let sql = format!("SELECT {KEY} FROM api_keys WHERE account_id = $1 ORDER BY created_at, id");
+        Ok(on_pool!(self, |pool| sqlx::query_as(&sql).bind(account_id).fetch_all(pool).await?))
+    }
+
+    /// Revoke one of the account's keys; false when it has no such live key.
+    pub async fn revoke_api_key(&self, account_id: &str, id: &str) -> Result<bool, StorageError> {
+        const SQL: &str =
+            "UPDATE api_keys SET revoked_at = $1 WHERE id = $2 AND account_id = $3 AND revoked_at IS NULL";
+        let done = on_pool!(self, |pool| sqlx::query(SQL)
+            .bind(now_ms())
+            .bind(id)
+            .bind(account_id)
+            .execute(pool)
+            .await?
+            .rows_affected());
+        Ok(done == 1)
+    }
+}
