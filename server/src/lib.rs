@@ -112,7 +112,8 @@ pub async fn build_state(config: Config) -> Result<AppState, StartupError> {
             pause: chat_slots.image_pause(std::time::Duration::from_millis(config.image_yield_ms)),
         });
     }
-    Ok(AppState { config: Arc::new(config), db, llm, sd, engines, jobs, chat_slots, runtime, leptos })
+    let limits = auth::limits::Limits::new(auth::limits::LimitConfig::from_config(&config));
+    Ok(AppState { config: Arc::new(config), db, llm, sd, engines, jobs, limits, chat_slots, runtime, leptos })
 }
 
 /// Run the command line.

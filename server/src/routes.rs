@@ -36,6 +36,7 @@ pub fn app(state: AppState) -> Router {
         .route("/auth/logout", post(api::auth::logout));
     let protected = Router::new()
         .route("/auth/me", get(api::auth::me))
+        .route("/quota", get(api::auth::quota))
         .route("/account/keys", get(api::auth::list_keys).post(api::auth::create_key))
         .route("/account/keys/{id}", delete(api::auth::revoke_key))
         .route("/admin/accounts", get(api::auth::list_accounts))

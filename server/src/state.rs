@@ -1,6 +1,7 @@
 //! The one state every handler and server function sees.
 
 use crate::{
+    auth::limits::Limits,
     config::Config,
     inference::runtime::Runtime,
     jobs::ImageJobs,
@@ -21,6 +22,8 @@ pub struct AppState {
     pub engines: Engines,
     /// The image queue in front of the image engine.
     pub jobs: ImageJobs,
+    /// Rate limits and quotas per account and end user.
+    pub limits: Limits,
     /// Room for chat replies, and whether one is being generated.
     pub chat_slots: Arc<ChatSlots>,
     /// The OpenVINO runtime; `None` in mock mode.

@@ -5,8 +5,18 @@ mod common;
 use common::api::{get, mock_state};
 
 /// Every REST route the router serves (keep in step with routes.rs).
-const ROUTES: [(&str, &str); 10] = [
+const ROUTES: [(&str, &str); 20] = [
     ("get", "/health"),
+    ("post", "/auth/register"),
+    ("post", "/auth/login"),
+    ("post", "/auth/logout"),
+    ("get", "/auth/me"),
+    ("get", "/quota"),
+    ("get", "/account/keys"),
+    ("post", "/account/keys"),
+    ("delete", "/account/keys/{id}"),
+    ("get", "/admin/accounts"),
+    ("patch", "/admin/accounts/{id}"),
     ("post", "/chat"),
     ("post", "/image"),
     ("get", "/jobs/{id}"),
@@ -41,7 +51,18 @@ async fn every_route_is_documented_with_its_errors() {
         let op = &doc["paths"][path][method];
         let responses = op["responses"].as_object().unwrap();
         if op.get("requestBody").is_some() {
-            for status in ["400", "422", "503"] {
+            for status in ["400", "415", "422"] {
+                assert!(responses.contains_key(status), "{method} {path} lacks {status}");
+            }
+        }
+        let generates = ["/chat", "/image", "/v1/chat/completions", "/v1/images/generations"].contains(&path);
+        if generates {
+            assert!(responses.contains_key("503"), "{method} {path} lacks 503");
+        }
+        let public = path == "/health" || path.starts_with("/auth/") && path != "/auth/me";
+        assert_eq!(op["security"] == serde_json::json!([{}]), public, "{method} {path}: security {}", op["security"]);
+        if !public {
+            for status in ["401", "429"] {
                 assert!(responses.contains_key(status), "{method} {path} lacks {status}");
             }
         }

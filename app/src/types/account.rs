@@ -65,3 +65,36 @@ pub struct CreatedApiKey {
     pub key: String,
     pub info: ApiKeyInfo,
 }
+
+/// One limit and how much of it is used.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+pub struct Limit {
+    /// `null`: no limit.
+    pub limit: Option<u64>,
+    pub used: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+pub struct QuotaScope {
+    /// Requests in the last minute, as the token bucket sees them.
+    pub requests_per_minute: Limit,
+    /// Chat replies and image jobs running or queued now.
+    pub concurrent_generations: Limit,
+    /// Images made today (UTC), queued ones included.
+    pub images_per_day: Limit,
+    /// Tokens generated today (UTC), reasoning included.
+    pub tokens_per_day: Limit,
+}
+
+/// `GET /quota[?user_id=…]`: the caller's account, and one of its end users when asked.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+pub struct QuotaReport {
+    pub user_id: Option<String>,
+    pub account: QuotaScope,
+    pub user: Option<QuotaScope>,
+    /// When the daily counts start again (Unix milliseconds, next UTC midnight).
+    pub day_resets_at: i64,
+}

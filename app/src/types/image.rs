@@ -32,6 +32,10 @@ pub struct ImageGenerationRequest {
     /// `pndm` (the model's default), `ddim`, `euler`, `euler_a`, `dpmpp_2m_karras` or `lcm` (A1111 names too).
     #[serde(default)]
     pub scheduler: Option<String>,
+    /// The end user the image is for (1 to 200 characters), for per-user limits; with `POST
+    /// /chat` it comes from the chat request instead.
+    #[serde(default)]
+    pub user_id: Option<String>,
 }
 
 /// Every setting an image was (or will be) made with: enough to make it again.

@@ -7,7 +7,9 @@ use crate::{
     service::accounts,
     state::AppState,
 };
-use app::types::{AccountInfo, AccountUpdate, ApiKeyInfo, CreatedApiKey, Credentials, ErrorBody, NewApiKey};
+use app::types::{
+    AccountInfo, AccountUpdate, ApiKeyInfo, CreatedApiKey, Credentials, ErrorBody, NewApiKey, QuotaReport,
+};
 use axum::{
     extract::{Path, State},
     http::StatusCode,
@@ -108,4 +110,21 @@ pub async fn update_account(
     ApiJson(update): ApiJson<AccountUpdate>,
 ) -> Result<Json<AccountInfo>> {
     Ok(Json(accounts::update_account(&state, &caller, &id, update).await?))
+}
+
+#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+pub struct QuotaQuery {
+    /// Also report this end user's usage and limits.
+    pub user_id: Option<String>,
+}
+
+/// `GET /quota[?user_id=…]`: usage and limits of the caller's account (and one end user).
+#[utoipa::path(get, path = "/quota", tag = "accounts", params(QuotaQuery),
+    responses((status = 200, body = QuotaReport)))]
+pub async fn quota(
+    State(state): State<AppState>,
+    caller: Caller,
+    axum::extract::Query(query): axum::extract::Query<QuotaQuery>,
+) -> Result<Json<QuotaReport>> {
+    Ok(Json(accounts::quota(&state, &caller, query.user_id).await?))
 }

@@ -217,7 +217,8 @@ pub async fn chat_completions(
     check_model(req.model.as_deref(), &model)?;
     let params = params(&req, state.config.chat_max_tokens)?;
     let messages = messages(req.messages)?;
-    let running = service::completions::start(&state, &caller, messages, params, req.user.as_deref().unwrap_or(""))?;
+    let running =
+        service::completions::start(&state, &caller, messages, params, req.user.as_deref().unwrap_or("")).await?;
     let id = format!("chatcmpl-{}", uuid::Uuid::new_v4().simple());
     let created = unix_now();
     if req.stream {
@@ -229,6 +230,7 @@ pub async fn chat_completions(
         Ok(done) => done.map_err(|e| ServiceError::Engine(e.to_string()))?,
         Err(_) => return Err(ServiceError::Timeout(format!("no complete reply within {} s", timeout.as_secs())).into()),
     };
+    running.meter.record(completion.completion_tokens);
     let reasoning = completion.reasoning.trim();
     Ok(Json(json!({
         "id": id,
@@ -279,6 +281,7 @@ fn stream(
                 }
                 GenerationEvent::Delta { part: Part::Answer, text } => send(chunk(json!({"content": text}), None)),
                 GenerationEvent::Done(c) => {
+                    running.meter.record(c.completion_tokens);
                     let mut last = chunk(json!({}), Some(finish_reason(c.finish_reason)));
                     if include_usage {
                         last["usage"] = usage(c.prompt_tokens, c.completion_tokens);
@@ -329,6 +332,9 @@ pub struct ImagesRequest {
     pub guidance_scale: Option<f32>,
     #[serde(default)]
     pub scheduler: Option<String>,
+    /// The end user the images are for (OpenAI's field), for per-user limits.
+    #[serde(default)]
+    pub user: Option<String>,
 }
 
 fn size(text: Option<&str>) -> Result<(Option<u32>, Option<u32>)> {
@@ -374,6 +380,7 @@ pub async fn images_generations(
             width,
             height,
             scheduler: req.scheduler.clone(),
+            user_id: req.user.clone(),
         };
         let job = service::images::submit(&state, &caller, one).await.map_err(|e| match e {
             // Our field names are OpenAI's `size`.

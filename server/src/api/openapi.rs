@@ -2,7 +2,7 @@
 //! shared types), at `/api/openapi.json`, and a plain page rendering it at `/api/docs` (served by
 //! us, no CDN: Duet works offline).
 
-use super::{chat, health, images, openai};
+use super::{auth, chat, health, images, openai};
 use axum::{response::Html, Json};
 use serde_json::Value;
 use std::fmt::Write;
@@ -13,6 +13,16 @@ use utoipa::OpenApi;
     info(title = "Duet", description = "Local chat and images: DeepSeek-R1-Distill-Qwen and Stable Diffusion on OpenVINO"),
     paths(
         health::get_health,
+        auth::register,
+        auth::login,
+        auth::logout,
+        auth::me,
+        auth::quota,
+        auth::list_keys,
+        auth::create_key,
+        auth::revoke_key,
+        auth::list_accounts,
+        auth::update_account,
         chat::post_chat,
         images::post_image,
         images::get_job,
@@ -23,7 +33,10 @@ use utoipa::OpenApi;
         openai::chat_completions,
         openai::images_generations,
     ),
+    modifiers(&Security),
+    security(("api_key" = []), ("session" = [])),
     tags(
+        (name = "accounts", description = "Register, log in, API keys, quotas; admins manage accounts"),
         (name = "chat", description = "Conversations with the chat model, pictures from the chat"),
         (name = "images", description = "Image jobs: queue, progress, cancel, files"),
         (name = "openai", description = "OpenAI-compatible routes for existing clients"),
@@ -31,6 +44,61 @@ use utoipa::OpenApi;
     )
 )]
 pub struct ApiDoc;
+
+/// The two ways to authenticate (an API key as a bearer token, or the browser's session cookie),
+/// and the answers every route shares: 401 and 429 on each route that needs credentials, and
+/// 400/415/422 on each that reads a JSON body.
+struct Security;
+
+impl utoipa::Modify for Security {
+    fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::{security::SecurityRequirement, ContentBuilder, Ref, ResponseBuilder};
+        let error = |description: &str| {
+            let body = ContentBuilder::new().schema(Some(Ref::from_schema_name("ErrorBody"))).build();
+            ResponseBuilder::new().description(description).content("application/json", body).build()
+        };
+        let shared = [
+            ("401", "No credentials, or an API key that is not valid", false),
+            ("429", "Over a rate limit or quota: `error.param` names it; `Retry-After` says when to try again", false),
+            ("400", "Malformed JSON or an empty body", true),
+            ("415", "The body is not JSON (send Content-Type: application/json)", true),
+            (
+                "422",
+                "A field is invalid; `error.param` names it (a JSON path) and the message says what is allowed",
+                true,
+            ),
+        ];
+        for item in doc.paths.paths.values_mut() {
+            for op in
+                [&mut item.get, &mut item.post, &mut item.put, &mut item.patch, &mut item.delete].into_iter().flatten()
+            {
+                let public = op.security.as_ref().is_some_and(|s| s.contains(&SecurityRequirement::default()));
+                let has_body = op.request_body.is_some();
+                for (status, description, for_bodies) in shared {
+                    let applies = if for_bodies { has_body } else { !public };
+                    if applies {
+                        op.responses.responses.entry(status.into()).or_insert_with(|| error(description).into());
+                    }
+                }
+            }
+        }
+        use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = doc.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "api_key",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some("An API key from POST /account/keys"))
+                    .build(),
+            ),
+        );
+        components.add_security_scheme(
+            "session",
+            SecurityScheme::ApiKey(ApiKey::Cookie(ApiKeyValue::new(crate::auth::sessions::COOKIE))),
+        );
+    }
+}
 
 /// `GET /api/openapi.json`
 pub async fn openapi_json() -> Json<utoipa::openapi::OpenApi> {

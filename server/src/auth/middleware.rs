@@ -30,22 +30,23 @@ pub async fn guard_origin(State(state): State<AppState>, req: Request, next: Nex
     }
 }
 
-/// Find the caller and hand it to the handler, or answer 401.
+/// Find the caller, count the request against its account's rate limit, and hand it to the
+/// handler; or answer 401 (no credentials) or 429 (over the limit).
 pub async fn authenticate(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
     let session = req.extensions().get::<Session>().cloned();
-    match identify(&state, req.headers(), session).await {
-        Ok(Some(caller)) => {
+    let caller = match identify(&state, req.headers(), session).await {
+        Ok(Some(caller)) => Ok(caller),
+        Ok(None) if !state.config.auth_required => Ok(Caller::local()),
+        Ok(None) => Err(ServiceError::Unauthenticated(
+            "authentication required: log in, or send `Authorization: Bearer <API key>`".into(),
+        )),
+        Err(err) => Err(err),
+    };
+    match caller.and_then(|caller| state.limits.request(&caller.account_id, None).map(|_| caller)) {
+        Ok(caller) => {
             req.extensions_mut().insert(caller);
             next.run(req).await
         }
-        Ok(None) if !state.config.auth_required => {
-            req.extensions_mut().insert(Caller::local());
-            next.run(req).await
-        }
-        Ok(None) => ApiError::from(ServiceError::Unauthenticated(
-            "authentication required: log in, or send `Authorization: Bearer <API key>`".into(),
-        ))
-        .into_response(),
         Err(err) => ApiError::from(err).into_response(),
     }
 }

@@ -6,6 +6,7 @@
 mod estimate;
 
 use crate::{
+    auth::limits::Active,
     inference::{
         diffusion::{ImageRequest, PipelineError, Progress},
         engine::{ImageEngine, Pause, StepHooks},
@@ -29,7 +30,7 @@ use tokio::sync::{broadcast, Notify};
 const KEEP_FINISHED: usize = 512;
 
 /// Where a job came from, stored with its image.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct Origin {
     /// The owning account: only it can see, follow or cancel the job.
     pub account_id: String,
@@ -61,6 +62,8 @@ struct Job {
     info: JobInfo,
     request: ImageRequest,
     origin: Origin,
+    /// Counts against the owner's concurrency limit until the job ends.
+    active: Option<Active>,
     cancel: Arc<AtomicBool>,
     updates: broadcast::Sender<JobInfo>,
 }
@@ -134,13 +137,14 @@ impl ImageJobs {
     }
 
     /// Queue a job, or refuse when the queue is full.
-    pub fn submit(&self, request: ImageRequest, origin: Origin) -> Result<JobInfo, JobError> {
+    pub fn submit(&self, request: ImageRequest, origin: Origin, active: Option<Active>) -> Result<JobInfo, JobError> {
         let mut q = self.lock();
         if q.waiting.len() >= self.inner.capacity {
             let retry_after_s = q.speed.seconds_until_next_free(&q).clamp(1, 600);
             return Err(JobError::QueueFull { queued: q.waiting.len(), retry_after_s });
         }
         let id = self.insert(&mut q, request, origin);
+        q.jobs.get_mut(&id).expect("just inserted").active = active;
         q.waiting.push_back(id.clone());
         let info = q.view(&id).expect("just inserted");
         drop(q);
@@ -183,7 +187,7 @@ impl ImageJobs {
         };
         let (updates, _) = broadcast::channel(64);
         let cancel = Arc::new(AtomicBool::new(false));
-        q.jobs.insert(id.clone(), Job { info, request, origin, cancel, updates });
+        q.jobs.insert(id.clone(), Job { info, request, origin, active: None, cancel, updates });
         id
     }
 
@@ -334,7 +338,13 @@ impl ImageJobs {
             file_name,
             created_at: now_ms(),
         };
-        worker.db.insert_image(&row).await.map_err(|e| e.to_string())
+        worker.db.insert_image(&row).await.map_err(|e| e.to_string())?;
+        // The image is safe; a lost count only lets its owner make one more today.
+        let day = crate::storage::day_of(row.created_at);
+        if let Err(err) = worker.db.add_usage(&row.account_id, &row.user_id, day, 0, 1).await {
+            tracing::warn!(job = %id, error = %err, "could not count the image against the daily quota");
+        }
+        Ok(())
     }
 }
 
@@ -373,6 +383,9 @@ impl Queue {
     }
 
     fn finish(&mut self, id: &str) {
+        if let Some(job) = self.jobs.get_mut(id) {
+            job.active = None;
+        }
         self.finished.push_back(id.to_string());
         while self.finished.len() > KEEP_FINISHED {
             if let Some(old) = self.finished.pop_front() {

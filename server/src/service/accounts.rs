@@ -7,7 +7,7 @@ use crate::{
     state::AppState,
     storage::{now_ms, AccountRow, ApiKeyRow},
 };
-use app::types::{AccountInfo, AccountUpdate, ApiKeyInfo, CreatedApiKey, Credentials, NewApiKey};
+use app::types::{AccountInfo, AccountUpdate, ApiKeyInfo, CreatedApiKey, Credentials, NewApiKey, QuotaReport};
 
 const PASSWORD_CHARS: std::ops::RangeInclusive<usize> = 8..=256;
 const USERNAME_CHARS: std::ops::RangeInclusive<usize> = 3..=32;
@@ -140,6 +140,12 @@ pub async fn update_account(state: &AppState, caller: &Caller, id: &str, update:
         tracing::info!(admin = %caller.account_id, account = %id, disabled, "account updated");
     }
     state.db.account(id).await?.map(|row| info(&row)).ok_or(ServiceError::NotFound("account"))
+}
+
+/// Usage and limits of the caller's account, and of one of its end users when named.
+pub async fn quota(state: &AppState, caller: &Caller, user_id: Option<String>) -> Result<QuotaReport> {
+    let user = super::validate::user_id("user_id", user_id)?;
+    Ok(state.limits.report(&state.db, &caller.account_id, user.as_deref()).await?)
 }
 
 /// Keys belong to real accounts; the open mode's local owner has none to attach them to.

@@ -10,7 +10,10 @@ use super::{
     validate::{self, ValidChat},
 };
 use crate::{
-    auth::Caller,
+    auth::{
+        limits::{Active, Kind},
+        Caller,
+    },
     inference::{
         engine::ChatEngine,
         llm::{ChatMessage, Completion, GenerateRequest, GenerationEvent, Part, Prompt},
@@ -33,13 +36,20 @@ Stable Diffusion (subject, setting, style, lighting). Never write that block oth
 /// Start a turn. Everything that can fail fast (input, models, room in the queue, the
 /// conversation) fails here, before anything is stored.
 pub async fn start(state: &AppState, caller: &Caller, request: ChatRequest) -> Result<mpsc::Receiver<ChatEvent>> {
-    let valid = validate::chat(request, state.config.chat_max_tokens)?;
+    let mut valid = validate::chat(request, state.config.chat_max_tokens)?;
     let engine = match valid.imagine {
         None => Some(state.chat_engine()?),
         Some(_) => None,
     };
     if valid.imagine.is_some() || valid.image.is_some() {
         state.image_engine()?;
+    }
+    state.limits.user_request(&caller.account_id, &valid.user_id)?;
+    let kind = if valid.imagine.is_some() { Kind::Image } else { Kind::Chat };
+    let (active, tokens_left) = state.limits.begin(&state.db, &caller.account_id, Some(&valid.user_id), kind).await?;
+    if let Some(left) = tokens_left {
+        // The reply may use what the day's quota has left, and no more.
+        valid.params.max_new_tokens = valid.params.max_new_tokens.min(left.try_into().unwrap_or(usize::MAX));
     }
     let slot = match engine {
         Some(_) => Some(state.chat_slots.try_acquire()?),
@@ -67,6 +77,7 @@ pub async fn start(state: &AppState, caller: &Caller, request: ChatRequest) -> R
         history,
         engine,
         slot,
+        active: Some((active, kind)),
     };
     tokio::spawn(turn.run(Events { tx, gone: false }));
     Ok(rx)
@@ -156,6 +167,9 @@ struct Turn {
     history: Vec<MessageRow>,
     engine: Option<Arc<dyn ChatEngine>>,
     slot: Option<OwnedSemaphorePermit>,
+    /// This turn counted against the caller's limits: the chat reply while it is written, or for
+    /// `/imagine` the image job it hands this to.
+    active: Option<(Active, Kind)>,
 }
 
 /// What the model (or `/imagine`) answered.
@@ -194,6 +208,13 @@ impl Turn {
             (None, None) => return self.fail(&mut out, "server_error", "no chat engine".into()).await,
         };
         self.slot = None; // the chat engine is free for the next turn
+        if self.active.as_ref().is_some_and(|(_, kind)| *kind == Kind::Chat) {
+            self.active = None;
+        }
+        let tokens = reply.usage.completion_tokens.into();
+        if let Err(err) = state.limits.record(&state.db, &self.account_id, Some(&self.valid.user_id), tokens, 0).await {
+            tracing::warn!(error = %err, "could not count the reply against the daily quota");
+        }
         if let Err(err) = self.store(&reply).await {
             tracing::error!(error = %err, "could not store the reply");
             return self.fail(&mut out, "server_error", "could not store the reply".into()).await;
@@ -204,7 +225,7 @@ impl Turn {
             finish_reason: reply.finish_reason.clone(),
         })
         .await;
-        let mut job = self.queue_image(&reply);
+        let mut job = self.queue_image(&reply).await;
         if let Some(info) = &job {
             out.send(ChatEvent::ImageJob { job: info.clone() }).await;
             if self.valid.stream {
@@ -316,9 +337,9 @@ impl Turn {
         Ok(())
     }
 
-    /// Queue the picture the reply asked for. A full queue gives a job that failed at once (the
-    /// reply itself is fine and already stored).
-    fn queue_image(&self, reply: &Reply) -> Option<JobInfo> {
+    /// Queue the picture the reply asked for. A full queue or a used-up quota gives a job that
+    /// failed at once (the reply itself is fine and already stored).
+    async fn queue_image(&mut self, reply: &Reply) -> Option<JobInfo> {
         let prompt = reply.image_prompt.as_deref()?;
         let engine = match self.state.image_engine() {
             Ok(engine) => engine,
@@ -341,7 +362,19 @@ impl Turn {
             conversation_id: Some(self.conversation_id.clone()),
             message_id: Some(self.message_id.clone()),
         };
-        Some(match self.state.jobs.submit(request.clone(), origin.clone()) {
+        let active = match self.active.take() {
+            Some((active, Kind::Image)) => Ok(active),
+            _ => {
+                let limits = &self.state.limits;
+                let user = Some(self.valid.user_id.as_str());
+                limits.begin(&self.state.db, &self.account_id, user, Kind::Image).await.map(|(a, _)| a)
+            }
+        };
+        let active = match active {
+            Ok(active) => active,
+            Err(err) => return Some(self.state.jobs.reject(request, origin, err.to_string())),
+        };
+        Some(match self.state.jobs.submit(request.clone(), origin.clone(), Some(active)) {
             Ok(info) => info,
             Err(err) => self.state.jobs.reject(request, origin, err.to_string()),
         })

@@ -3,9 +3,12 @@
 //! are keyed by their opening messages, and the engine reuses the longest common prefix (and
 //! re-runs from where two requests differ, so sharing a key is never wrong, only slower).
 
-use super::{error::Result, load::Generating};
+use super::{error::Result, load::Generating, validate};
 use crate::{
-    auth::Caller,
+    auth::{
+        limits::{Active, Kind},
+        Caller,
+    },
     inference::{
         fnv1a,
         llm::{ChatMessage, GenerateRequest, GenerationHandle, GenerationParams, Prompt},
@@ -15,26 +18,64 @@ use crate::{
 };
 use tokio::sync::OwnedSemaphorePermit;
 
-/// A generation in flight, holding its place in the chat engine until dropped.
+/// A generation in flight, holding its place in the chat engine and in the caller's limits
+/// until dropped.
 pub struct Running {
     pub handle: GenerationHandle,
     _slot: OwnedSemaphorePermit,
     _generating: Generating,
+    _active: Active,
+    pub meter: Meter,
 }
 
-pub fn start(
+/// Counts a completion's tokens against its owner's daily quota.
+pub struct Meter {
+    state: AppState,
+    account: String,
+    user: Option<String>,
+}
+
+impl Meter {
+    /// Count the finished reply's tokens against the day's quota.
+    pub fn record(&self, completion_tokens: usize) {
+        let (state, account, user) = (self.state.clone(), self.account.clone(), self.user.clone());
+        tokio::spawn(async move {
+            let tokens = completion_tokens as u64;
+            if let Err(err) = state.limits.record(&state.db, &account, user.as_deref(), tokens, 0).await {
+                tracing::warn!(error = %err, "could not count the completion against the daily quota");
+            }
+        });
+    }
+}
+
+/// Start a completion for the caller; `user` is OpenAI's end-user field (empty: none).
+pub async fn start(
     state: &AppState,
     caller: &Caller,
     messages: Vec<ChatMessage>,
-    params: GenerationParams,
+    mut params: GenerationParams,
     user: &str,
 ) -> Result<Running> {
     let engine = state.chat_engine()?;
+    let user = validate::user_id("user", Some(user.to_string()).filter(|u| !u.is_empty()))?;
+    if let Some(user) = &user {
+        state.limits.user_request(&caller.account_id, user)?;
+    }
+    let (active, tokens_left) = state.limits.begin(&state.db, &caller.account_id, user.as_deref(), Kind::Chat).await?;
+    if let Some(left) = tokens_left {
+        params.max_new_tokens = params.max_new_tokens.min(left.try_into().unwrap_or(usize::MAX));
+    }
     let slot = state.chat_slots.try_acquire()?;
-    let key = cache_key(&messages, &caller.account_id, user);
+    let key = cache_key(&messages, &caller.account_id, user.as_deref().unwrap_or(""));
     let request = GenerateRequest { conversation: Some(key), prompt: Prompt::Messages(messages), params };
     let handle = engine.generate(request).map_err(|e| super::error::ServiceError::Engine(e.to_string()))?;
-    Ok(Running { handle, _slot: slot, _generating: state.chat_slots.generating() })
+    Ok(Running {
+        handle,
+        _slot: slot,
+        _generating: state.chat_slots.generating(),
+        _active: active,
+        meter: Meter { state: state.clone(), account: caller.account_id.clone(), user },
+    })
 }
 
 /// The KV cache key: the caller's account and user and the conversation's first two messages (a

@@ -4,7 +4,12 @@ use super::{
     error::{Result, ServiceError},
     validate,
 };
-use crate::{auth::Caller, jobs::Origin, state::AppState, storage::ImageRow};
+use crate::{
+    auth::{limits::Kind, Caller},
+    jobs::Origin,
+    state::AppState,
+    storage::ImageRow,
+};
 use app::types::{ImageGenerationRequest, ImageGenerationResponse, ImageParameters, JobInfo, JobStatus};
 use std::{path::PathBuf, time::Duration};
 
@@ -12,8 +17,14 @@ use std::{path::PathBuf, time::Duration};
 pub async fn submit(state: &AppState, caller: &Caller, request: ImageGenerationRequest) -> Result<JobInfo> {
     let engine = state.image_engine()?;
     let recipe = validate::image(&request, None, engine.default_scheduler(), "")?;
-    let origin = Origin { account_id: caller.account_id.clone(), ..Origin::default() };
-    Ok(state.jobs.submit(recipe, origin)?)
+    let user = validate::user_id("user_id", request.user_id)?;
+    if let Some(user) = &user {
+        state.limits.user_request(&caller.account_id, user)?;
+    }
+    let (active, _) = state.limits.begin(&state.db, &caller.account_id, user.as_deref(), Kind::Image).await?;
+    let origin =
+        Origin { account_id: caller.account_id.clone(), user_id: user.unwrap_or_default(), ..Origin::default() };
+    Ok(state.jobs.submit(recipe, origin, Some(active))?)
 }
 
 /// The `POST /image` answer for a job.

@@ -72,6 +72,11 @@ pub fn chat(request: ChatRequest, default_max_tokens: u32) -> Checked<ValidChat>
     })
 }
 
+/// An optional end-user id: absent, or 1 to 200 characters.
+pub fn user_id(field: &str, value: Option<String>) -> Checked<Option<String>> {
+    value.map(|v| required_text(field, Some(v), MAX_USER_ID_CHARS)).transpose()
+}
+
 fn required_text(field: &str, value: Option<String>, max_chars: usize) -> Checked<String> {
     let Some(value) = value else { return bad(field, "is required") };
     if value.trim().is_empty() {

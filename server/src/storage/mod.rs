@@ -5,10 +5,12 @@
 mod accounts;
 mod chat;
 mod images;
+mod usage;
 
 pub use accounts::{AccountRow, ApiKeyRow};
 pub use chat::{ConversationRow, MessageRow, NewMessage};
 pub use images::ImageRow;
+pub use usage::{day_of, Usage};
 
 /// Run `$body` with `$pool` bound to whichever pool `$db` holds (the query code is generic over
 /// the backend, so it is compiled once for each).
