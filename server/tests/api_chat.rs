@@ -4,20 +4,22 @@
 
 mod common;
 
-use common::api::{get, mock_state, post, wait_for_job};
+use common::api::{get, mock_state_on, post, wait_for_job};
 use serde_json::{json, Value};
 use server::storage::Database;
 use std::time::Duration;
 
 async fn count(db: &Database, sql: &str) -> i64 {
-    let Database::Sqlite(pool) = db else { panic!("tests use SQLite") };
-    sqlx::query_scalar(sql).fetch_one(pool).await.unwrap()
+    match db {
+        Database::Sqlite(pool) => sqlx::query_scalar(sql).fetch_one(pool).await.unwrap(),
+        Database::Postgres(pool) => sqlx::query_scalar(sql).fetch_one(pool).await.unwrap(),
+    }
 }
 
-#[tokio::test]
-async fn the_seed_request_gets_a_reply_with_reasoning_apart() {
+on_both_databases! {
+async fn the_seed_request_gets_a_reply_with_reasoning_apart(backend) {
     let dir = tempfile::tempdir().unwrap();
-    let state = mock_state(dir.path(), &[]).await;
+    let state = mock_state_on(backend, dir.path(), &[]).await;
     let res = post(&state, "/chat", json!({"user_id": "alice", "message": "Hello there"})).await;
     assert_eq!(res.status, 200, "{}", String::from_utf8_lossy(&res.body));
     let body = res.json();
@@ -41,15 +43,14 @@ async fn the_seed_request_gets_a_reply_with_reasoning_apart() {
     );
 }
 
-#[tokio::test]
-async fn conversations_continue_after_a_restart_and_stay_with_their_user() {
+async fn conversations_continue_after_a_restart_and_stay_with_their_user(backend) {
     let dir = tempfile::tempdir().unwrap();
     let first = {
-        let state = mock_state(dir.path(), &[]).await;
+        let state = mock_state_on(backend, dir.path(), &[]).await;
         post(&state, "/chat", json!({"user_id": "alice", "message": "one two three"})).await.json()
     };
     // A new server over the same data folder still has the conversation.
-    let state = mock_state(dir.path(), &[]).await;
+    let state = mock_state_on(backend, dir.path(), &[]).await;
     let id = first["conversation_id"].as_str().unwrap();
     let second = post(&state, "/chat", json!({"user_id": "alice", "message": "four", "conversation_id": id})).await;
     assert_eq!(second.status, 200);
@@ -67,10 +68,9 @@ async fn conversations_continue_after_a_restart_and_stay_with_their_user() {
     assert_eq!(missing.json(), other.json(), "someone else's conversation looks exactly like none");
 }
 
-#[tokio::test]
-async fn a_picture_request_queues_an_image_and_hides_the_block() {
+async fn a_picture_request_queues_an_image_and_hides_the_block(backend) {
     let dir = tempfile::tempdir().unwrap();
-    let state = mock_state(dir.path(), &[]).await;
+    let state = mock_state_on(backend, dir.path(), &[]).await;
     let body = post(&state, "/chat", json!({"user_id": "bob", "message": "please draw a red fox"})).await.json();
     assert_eq!(body["reply"], "You said: please draw a red fox");
     let job = &body["image_job"];
@@ -93,10 +93,9 @@ async fn a_picture_request_queues_an_image_and_hides_the_block() {
     assert_eq!(linked, 1);
 }
 
-#[tokio::test]
-async fn imagine_and_image_options_always_make_a_picture() {
+async fn imagine_and_image_options_always_make_a_picture(backend) {
     let dir = tempfile::tempdir().unwrap();
-    let state = mock_state(dir.path(), &[]).await;
+    let state = mock_state_on(backend, dir.path(), &[]).await;
     let body = post(&state, "/chat", json!({"user_id": "u", "message": "/imagine a lighthouse at dusk"})).await.json();
     assert_eq!((body["reply"].as_str(), body["finish_reason"].as_str()), (Some(""), Some("image")));
     assert_eq!(body["usage"]["completion_tokens"], 0, "no chat model run for /imagine");
@@ -119,10 +118,9 @@ async fn imagine_and_image_options_always_make_a_picture() {
     assert_eq!(done["step"], 3);
 }
 
-#[tokio::test]
-async fn bad_input_names_the_field_and_stores_nothing() {
+async fn bad_input_names_the_field_and_stores_nothing(backend) {
     let dir = tempfile::tempdir().unwrap();
-    let state = mock_state(dir.path(), &[]).await;
+    let state = mock_state_on(backend, dir.path(), &[]).await;
     let cases = [
         (json!({"message": "hi"}), 422, Some("user_id")),
         (json!({"user_id": "a"}), 422, Some("message")),
@@ -154,10 +152,9 @@ async fn bad_input_names_the_field_and_stores_nothing() {
     assert_eq!(count(&state.db, "SELECT COUNT(*) FROM messages").await, 0);
 }
 
-#[tokio::test]
-async fn streaming_sends_reasoning_then_answer_then_the_image_then_done() {
+async fn streaming_sends_reasoning_then_answer_then_the_image_then_done(backend) {
     let dir = tempfile::tempdir().unwrap();
-    let state = mock_state(dir.path(), &[]).await;
+    let state = mock_state_on(backend, dir.path(), &[]).await;
     let res = post(&state, "/chat", json!({"user_id": "s", "message": "paint a blue whale", "stream": true})).await;
     assert_eq!(res.status, 200);
     assert_eq!(res.headers["content-type"], "text/event-stream");
@@ -186,13 +183,12 @@ async fn streaming_sends_reasoning_then_answer_then_the_image_then_done() {
 }
 
 /// Reads a stream's first events, then hangs up like a browser whose user pressed Stop.
-#[tokio::test]
-async fn hanging_up_stops_the_reply_and_keeps_what_was_said() {
+async fn hanging_up_stops_the_reply_and_keeps_what_was_said(backend) {
     use axum::body::Body;
     use http_body_util::BodyExt;
     use tower::ServiceExt;
     let dir = tempfile::tempdir().unwrap();
-    let state = mock_state(dir.path(), &["--mock-token-ms", "20"]).await;
+    let state = mock_state_on(backend, dir.path(), &["--mock-token-ms", "20"]).await;
     let long = "word ".repeat(300);
     let req = axum::http::Request::post("/chat")
         .header("content-type", "application/json")
@@ -220,15 +216,14 @@ async fn hanging_up_stops_the_reply_and_keeps_what_was_said() {
         assert!(std::time::Instant::now() < deadline, "the cancelled reply was not stored");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let tokens = count(&state.db, "SELECT completion_tokens FROM messages WHERE role = 'assistant'").await;
+    let tokens = count(&state.db, "SELECT CAST(completion_tokens AS BIGINT) FROM messages WHERE role = 'assistant'").await;
     assert!(tokens < 30, "stopped early, after {tokens} of 300+ tokens");
 }
 
-#[tokio::test]
-async fn overload_and_timeouts_answer_503_and_504() {
+async fn overload_and_timeouts_answer_503_and_504(backend) {
     let dir = tempfile::tempdir().unwrap();
     let state =
-        mock_state(dir.path(), &["--mock-token-ms", "20", "--chat-concurrency", "1", "--request-timeout-secs", "1"])
+        mock_state_on(backend, dir.path(), &["--mock-token-ms", "20", "--chat-concurrency", "1", "--request-timeout-secs", "1"])
             .await;
     let long = "word ".repeat(200); // about 4 s of tokens
     let slow = {
@@ -244,4 +239,5 @@ async fn overload_and_timeouts_answer_503_and_504() {
     let timed_out = slow.await.unwrap();
     assert_eq!(timed_out.error_param(504), None);
     assert!(timed_out.json()["error"]["message"].as_str().unwrap().contains("REQUEST_TIMEOUT_SECS"));
+}
 }

@@ -4,14 +4,14 @@
 mod common;
 
 use axum::http::Method;
-use common::api::{get, mock_state, post, send, wait_for_job};
+use common::api::{get, mock_state_on, post, send, wait_for_job};
 use serde_json::json;
 use std::time::Duration;
 
-#[tokio::test]
-async fn the_seed_request_queues_a_job_that_makes_a_reproducible_png() {
+on_both_databases! {
+async fn the_seed_request_queues_a_job_that_makes_a_reproducible_png(backend) {
     let dir = tempfile::tempdir().unwrap();
-    let state = mock_state(dir.path(), &[]).await;
+    let state = mock_state_on(backend, dir.path(), &[]).await;
     let seed_request = json!({
         "prompt": "a red fox in snow", "negative_prompt": "blurry", "num_inference_steps": 4,
         "guidance_scale": 6.5, "seed": 1234, "width": 256, "height": 384
@@ -55,10 +55,9 @@ async fn the_seed_request_queues_a_job_that_makes_a_reproducible_png() {
     assert!(dir.path().join("images").join(format!("{id}.png")).is_file());
 }
 
-#[tokio::test]
-async fn a_missing_seed_is_chosen_and_reported() {
+async fn a_missing_seed_is_chosen_and_reported(backend) {
     let dir = tempfile::tempdir().unwrap();
-    let state = mock_state(dir.path(), &[]).await;
+    let state = mock_state_on(backend, dir.path(), &[]).await;
     let a = post(&state, "/image", json!({"prompt": "x", "num_inference_steps": 1})).await.json();
     let b = post(&state, "/image", json!({"prompt": "x", "num_inference_steps": 1})).await.json();
     let (sa, sb) = (a["parameters"]["seed"].as_u64().unwrap(), b["parameters"]["seed"].as_u64().unwrap());
@@ -66,10 +65,9 @@ async fn a_missing_seed_is_chosen_and_reported() {
     assert_eq!(a["parameters"]["width"], 512);
 }
 
-#[tokio::test]
-async fn every_bad_field_is_named() {
+async fn every_bad_field_is_named(backend) {
     let dir = tempfile::tempdir().unwrap();
-    let state = mock_state(dir.path(), &[]).await;
+    let state = mock_state_on(backend, dir.path(), &[]).await;
     let long = "p".repeat(1001);
     let cases = [
         (json!({}), "prompt"),
@@ -106,10 +104,9 @@ async fn every_bad_field_is_named() {
     assert_eq!(ok.status, 202);
 }
 
-#[tokio::test]
-async fn unknown_ids_are_404() {
+async fn unknown_ids_are_404(backend) {
     let dir = tempfile::tempdir().unwrap();
-    let state = mock_state(dir.path(), &[]).await;
+    let state = mock_state_on(backend, dir.path(), &[]).await;
     let unknown = uuid::Uuid::new_v4();
     for uri in [
         format!("/jobs/{unknown}"),
@@ -123,11 +120,10 @@ async fn unknown_ids_are_404() {
     assert_eq!(send(&state, Method::DELETE, &format!("/jobs/{unknown}"), None).await.status, 404);
 }
 
-#[tokio::test]
-async fn queue_positions_cancel_and_a_full_queue() {
+async fn queue_positions_cancel_and_a_full_queue(backend) {
     let dir = tempfile::tempdir().unwrap();
     // 20 steps of 50 ms: each image takes a second.
-    let state = mock_state(dir.path(), &["--mock-image-step-ms", "50", "--image-queue-size", "2"]).await;
+    let state = mock_state_on(backend, dir.path(), &["--mock-image-step-ms", "50", "--image-queue-size", "2"]).await;
     let job = |seed: u32| json!({"prompt": "x", "seed": seed, "num_inference_steps": 20, "width": 256, "height": 256});
     let running = post(&state, "/image", job(1)).await.json();
     tokio::time::sleep(Duration::from_millis(100)).await;
@@ -168,10 +164,9 @@ async fn queue_positions_cancel_and_a_full_queue() {
     assert!((1000..4000).contains(&eta), "two 1-second jobs ahead or running: {eta}");
 }
 
-#[tokio::test]
-async fn job_events_stream_until_the_image_is_done() {
+async fn job_events_stream_until_the_image_is_done(backend) {
     let dir = tempfile::tempdir().unwrap();
-    let state = mock_state(dir.path(), &["--mock-image-step-ms", "10"]).await;
+    let state = mock_state_on(backend, dir.path(), &["--mock-image-step-ms", "10"]).await;
     let body = post(&state, "/image", json!({"prompt": "x", "num_inference_steps": 5, "width": 256, "height": 256}))
         .await
         .json();
@@ -187,4 +182,5 @@ async fn job_events_stream_until_the_image_is_done() {
     let again = get(&state, &format!("{}/events", body["status_url"].as_str().unwrap())).await.events();
     assert_eq!(again.len(), 1);
     assert_eq!(again[0].1["status"], "done");
+}
 }

@@ -4,23 +4,22 @@
 
 mod common;
 
-use common::api::{get, mock_state, post};
+use common::api::{get, mock_state_on, post};
 use serde_json::json;
 
-#[tokio::test]
-async fn models_lists_both() {
+on_both_databases! {
+async fn models_lists_both(backend) {
     let dir = tempfile::tempdir().unwrap();
-    let state = mock_state(dir.path(), &[]).await;
+    let state = mock_state_on(backend, dir.path(), &[]).await;
     let body = get(&state, "/v1/models").await.json();
     assert_eq!(body["object"], "list");
     let ids: Vec<&str> = body["data"].as_array().unwrap().iter().map(|m| m["id"].as_str().unwrap()).collect();
     assert_eq!(ids, [server::config::DEFAULT_LLM_MODEL, server::config::DEFAULT_SD_MODEL]);
 }
 
-#[tokio::test]
-async fn chat_completions_answer_with_reasoning_content() {
+async fn chat_completions_answer_with_reasoning_content(backend) {
     let dir = tempfile::tempdir().unwrap();
-    let state = mock_state(dir.path(), &[]).await;
+    let state = mock_state_on(backend, dir.path(), &[]).await;
     // What openai-python sends for client.chat.completions.create(model=..., messages=[...], max_tokens=64).
     let body = json!({
         "messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hello there"}],
@@ -52,10 +51,9 @@ async fn chat_completions_answer_with_reasoning_content() {
     assert_eq!(short["choices"][0]["finish_reason"], "length");
 }
 
-#[tokio::test]
-async fn streamed_chunks_end_with_usage_and_done() {
+async fn streamed_chunks_end_with_usage_and_done(backend) {
     let dir = tempfile::tempdir().unwrap();
-    let state = mock_state(dir.path(), &[]).await;
+    let state = mock_state_on(backend, dir.path(), &[]).await;
     // Open WebUI's shape: content parts, stream with usage.
     let body = json!({
         "model": server::config::DEFAULT_LLM_MODEL,
@@ -86,10 +84,9 @@ async fn streamed_chunks_end_with_usage_and_done() {
     assert!(last["usage"]["completion_tokens"].as_u64().unwrap() > 0);
 }
 
-#[tokio::test]
-async fn openai_errors_have_openai_shape() {
+async fn openai_errors_have_openai_shape(backend) {
     let dir = tempfile::tempdir().unwrap();
-    let state = mock_state(dir.path(), &[]).await;
+    let state = mock_state_on(backend, dir.path(), &[]).await;
     let res = post(
         &state,
         "/v1/chat/completions",
@@ -111,10 +108,9 @@ async fn openai_errors_have_openai_shape() {
     }
 }
 
-#[tokio::test]
-async fn image_generations_give_urls_or_base64() {
+async fn image_generations_give_urls_or_base64(backend) {
     let dir = tempfile::tempdir().unwrap();
-    let state = mock_state(dir.path(), &[]).await;
+    let state = mock_state_on(backend, dir.path(), &[]).await;
     // openai-python: client.images.generate(prompt=..., n=2, size="256x256")
     let req = axum::http::Request::post("/v1/images/generations")
         .header("content-type", "application/json")
@@ -158,4 +154,5 @@ async fn image_generations_give_urls_or_base64() {
         let res = post(&state, "/v1/images/generations", body.clone()).await;
         assert_eq!(res.error_param(422).as_deref(), Some(param), "{body}");
     }
+}
 }

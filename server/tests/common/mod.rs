@@ -51,18 +51,32 @@ pub enum Backend {
     Postgres,
 }
 
-/// `config` on the given database.
+/// `config` on the given database. As with SQLite's file in the data folder, the same data folder
+/// means the same Postgres database, so a test can "restart" the server on its data.
 pub async fn config_on(backend: Backend, data_dir: &Path, extra: &[&str]) -> server::config::Config {
+    static DATABASES: std::sync::Mutex<Vec<(PathBuf, String)>> = std::sync::Mutex::new(Vec::new());
     match backend {
         Backend::Sqlite => config(data_dir, extra),
-        Backend::Postgres => config_with_db(data_dir, &postgres::fresh_database().await, extra),
+        Backend::Postgres => {
+            let known = DATABASES.lock().unwrap().iter().find(|(d, _)| d == data_dir).map(|(_, url)| url.clone());
+            let url = match known {
+                Some(url) => url,
+                None => {
+                    let url = postgres::fresh_database().await;
+                    DATABASES.lock().unwrap().push((data_dir.to_path_buf(), url.clone()));
+                    url
+                }
+            };
+            config_with_db(data_dir, &url, extra)
+        }
     }
 }
 
 /// One async test body, run twice: `NAME::sqlite` and `NAME::postgres`.
 #[macro_export]
 macro_rules! on_both_databases {
-    ($(async fn $name:ident($backend:ident) $body:block)*) => {$(
+    ($($(#[$meta:meta])* async fn $name:ident($backend:ident) $body:block)*) => {$(
+        $(#[$meta])*
         mod $name {
             #[allow(unused_imports)]
             use super::*;
