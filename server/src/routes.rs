@@ -41,6 +41,13 @@ pub fn app(state: AppState) -> Router {
         .route("/account/keys/{id}", delete(api::auth::revoke_key))
         .route("/admin/accounts", get(api::auth::list_accounts))
         .route("/admin/accounts/{id}", patch(api::auth::update_account))
+        .route("/conversations", get(api::history::list))
+        .route(
+            "/conversations/{id}",
+            get(api::history::detail).patch(api::history::rename).delete(api::history::delete),
+        )
+        .route("/conversations/{id}/export", get(api::history::export))
+        .route("/search", get(api::history::search))
         .route("/chat", post(api::chat::post_chat))
         .route("/image", post(api::images::post_image))
         .route("/jobs/{id}", get(api::images::get_job).delete(api::images::delete_job))

@@ -5,7 +5,7 @@ mod common;
 use common::api::{get, mock_state};
 
 /// Every REST route the router serves (keep in step with routes.rs).
-const ROUTES: [(&str, &str); 20] = [
+const ROUTES: [(&str, &str); 26] = [
     ("get", "/health"),
     ("post", "/auth/register"),
     ("post", "/auth/login"),
@@ -17,6 +17,12 @@ const ROUTES: [(&str, &str); 20] = [
     ("delete", "/account/keys/{id}"),
     ("get", "/admin/accounts"),
     ("patch", "/admin/accounts/{id}"),
+    ("get", "/conversations"),
+    ("get", "/conversations/{id}"),
+    ("patch", "/conversations/{id}"),
+    ("delete", "/conversations/{id}"),
+    ("get", "/conversations/{id}/export"),
+    ("get", "/search"),
     ("post", "/chat"),
     ("post", "/image"),
     ("get", "/jobs/{id}"),

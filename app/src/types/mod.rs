@@ -4,11 +4,13 @@
 mod account;
 mod chat;
 mod error;
+mod history;
 mod image;
 
 pub use account::*;
 pub use chat::*;
 pub use error::*;
+pub use history::*;
 pub use image::*;
 
 use serde::{Deserialize, Serialize};

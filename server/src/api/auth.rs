@@ -1,7 +1,10 @@
 //! Accounts over HTTP: register, log in and out (browser sessions), the caller's own account and
 //! API keys, and the admin's account list.
 
-use super::{error::Result, json::ApiJson};
+use super::{
+    error::Result,
+    json::{ApiJson, ApiQuery},
+};
 use crate::{
     auth::{middleware::session_error, Caller, SESSION_ACCOUNT},
     service::accounts,
@@ -124,7 +127,7 @@ pub struct QuotaQuery {
 pub async fn quota(
     State(state): State<AppState>,
     caller: Caller,
-    axum::extract::Query(query): axum::extract::Query<QuotaQuery>,
+    ApiQuery(query): ApiQuery<QuotaQuery>,
 ) -> Result<Json<QuotaReport>> {
     Ok(Json(accounts::quota(&state, &caller, query.user_id).await?))
 }

@@ -31,6 +31,24 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
     }
 }
 
+/// A query-string extractor with the same error body: a value of the wrong type is 422 naming
+/// the parameter.
+pub struct ApiQuery<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> axum::extract::FromRequestParts<S> for ApiQuery<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut axum::http::request::Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        let query = parts.uri.query().unwrap_or_default();
+        let de = serde_urlencoded::Deserializer::new(form_urlencoded::parse(query.as_bytes()));
+        serde_path_to_error::deserialize(de).map(ApiQuery).map_err(|err| {
+            let param = err.path().to_string();
+            let message = format!("{param}: {}", err.into_inner());
+            bad(StatusCode::UNPROCESSABLE_ENTITY, Some(param), "invalid_field", message)
+        })
+    }
+}
+
 fn bad(status: StatusCode, param: Option<String>, code: &'static str, message: String) -> ApiError {
     ApiError::BadRequest { status, param, code, message }
 }

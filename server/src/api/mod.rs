@@ -4,6 +4,7 @@ pub mod auth;
 pub mod chat;
 pub mod error;
 pub mod health;
+pub mod history;
 pub mod images;
 pub mod json;
 pub mod openai;

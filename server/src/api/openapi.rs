@@ -2,7 +2,7 @@
 //! shared types), at `/api/openapi.json`, and a plain page rendering it at `/api/docs` (served by
 //! us, no CDN: Duet works offline).
 
-use super::{auth, chat, health, images, openai};
+use super::{auth, chat, health, history, images, openai};
 use axum::{response::Html, Json};
 use serde_json::Value;
 use std::fmt::Write;
@@ -24,6 +24,12 @@ use utoipa::OpenApi;
         auth::list_accounts,
         auth::update_account,
         chat::post_chat,
+        history::list,
+        history::detail,
+        history::rename,
+        history::delete,
+        history::export,
+        history::search,
         images::post_image,
         images::get_job,
         images::delete_job,
@@ -37,6 +43,7 @@ use utoipa::OpenApi;
     security(("api_key" = []), ("session" = [])),
     tags(
         (name = "accounts", description = "Register, log in, API keys, quotas; admins manage accounts"),
+        (name = "history", description = "Stored conversations: list, read, rename, delete, export, search"),
         (name = "chat", description = "Conversations with the chat model, pictures from the chat"),
         (name = "images", description = "Image jobs: queue, progress, cancel, files"),
         (name = "openai", description = "OpenAI-compatible routes for existing clients"),

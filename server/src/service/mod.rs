@@ -5,6 +5,7 @@ pub mod chat;
 pub mod completions;
 pub mod error;
 pub mod health;
+pub mod history;
 pub mod image_prompt;
 pub mod images;
 pub mod load;

@@ -4,11 +4,14 @@
 
 mod accounts;
 mod chat;
+mod history;
 mod images;
+pub mod search;
 mod usage;
 
 pub use accounts::{AccountRow, ApiKeyRow};
 pub use chat::{ConversationRow, MessageRow, NewMessage};
+pub use history::{FullMessageRow, SearchRow};
 pub use images::ImageRow;
 pub use usage::{day_of, Usage};
 

@@ -1,0 +1,94 @@
+//! Conversation history: `/conversations`, `/search`.
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+pub struct ConversationSummary {
+    pub id: String,
+    /// The end user it belongs to.
+    pub user_id: String,
+    pub title: String,
+    /// Unix milliseconds.
+    pub created_at: i64,
+    /// Unix milliseconds of the last message.
+    pub updated_at: i64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+pub struct ConversationList {
+    pub conversations: Vec<ConversationSummary>,
+    /// The `offset` of the next page, when there may be one.
+    pub next_offset: Option<u32>,
+}
+
+/// One stored message, with how it was made.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+pub struct MessageView {
+    pub id: String,
+    pub seq: u32,
+    /// `user` or `assistant`.
+    pub role: String,
+    /// What was said (for replies: the answer, without reasoning or image-prompt block).
+    pub content: String,
+    /// The model's reasoning, kept apart (never sent back to the model).
+    pub reasoning: Option<String>,
+    /// The picture the reply asked for.
+    pub image_prompt: Option<String>,
+    /// Ids of the images this message made (`/images/{id}.png`).
+    pub image_ids: Vec<String>,
+    pub model: Option<String>,
+    pub prompt_tokens: Option<u32>,
+    pub completion_tokens: Option<u32>,
+    pub ttft_ms: Option<i64>,
+    pub total_ms: Option<i64>,
+    pub finish_reason: Option<String>,
+    pub created_at: i64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+pub struct ConversationDetail {
+    pub conversation: ConversationSummary,
+    pub messages: Vec<MessageView>,
+}
+
+/// `PATCH /conversations/{id}`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+pub struct ConversationUpdate {
+    /// 1 to 200 characters.
+    #[serde(default)]
+    pub title: Option<String>,
+}
+
+/// A run of snippet text; `hit` marks the words that matched.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+pub struct SnippetPart {
+    pub text: String,
+    pub hit: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+pub struct SearchHit {
+    pub conversation_id: String,
+    pub title: String,
+    pub user_id: String,
+    /// The matching message; absent when the title matched.
+    pub message_id: Option<String>,
+    pub role: Option<String>,
+    /// The matched text around the hits (plain text, never markup).
+    pub snippet: Vec<SnippetPart>,
+    pub created_at: i64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+pub struct SearchResults {
+    pub query: String,
+    pub hits: Vec<SearchHit>,
+}
