@@ -154,6 +154,10 @@ pub struct Config {
     #[arg(long, env = "TRUSTED_ORIGINS", value_delimiter = ',', global = true)]
     pub trusted_origins: Vec<String>,
 
+    /// Key that signs share links (any text); default: a random key kept in `DATA_DIR/secret.key`.
+    #[arg(long, env = "SECRET_KEY", hide_env_values = true, global = true)]
+    pub secret_key: Option<Secret>,
+
     /// Days a browser session lasts without being used.
     #[arg(long, env = "SESSION_DAYS", default_value_t = 14,
           value_parser = clap::value_parser!(u32).range(1..=365), global = true)]
@@ -311,6 +315,7 @@ impl Config {
             ("AUTH_REQUIRED", self.auth_required.to_string()),
             ("PUBLIC_URL", self.public_url.clone().unwrap_or_else(|| "(unset)".into())),
             ("TRUSTED_ORIGINS", self.trusted_origins.join(",")),
+            ("SECRET_KEY", self.secret_key.as_ref().map_or("(DATA_DIR/secret.key)".into(), |s| s.to_string())),
             ("SESSION_DAYS", self.session_days.to_string()),
             ("ACCOUNT_REQUESTS_PER_MINUTE", self.account_requests_per_minute.to_string()),
             ("USER_REQUESTS_PER_MINUTE", self.user_requests_per_minute.to_string()),

@@ -112,8 +112,13 @@ pub async fn build_state(config: Config) -> Result<AppState, StartupError> {
             pause: chat_slots.image_pause(std::time::Duration::from_millis(config.image_yield_ms)),
         });
     }
+    let signing = auth::signing::SigningKey::load(
+        config.secret_key.as_ref().map(|s| s.expose()),
+        &config.data_dir.join("secret.key"),
+    )
+    .map_err(StartupError::Config)?;
     let limits = auth::limits::Limits::new(auth::limits::LimitConfig::from_config(&config));
-    Ok(AppState { config: Arc::new(config), db, llm, sd, engines, jobs, limits, chat_slots, runtime, leptos })
+    Ok(AppState { config: Arc::new(config), db, llm, sd, engines, jobs, signing, limits, chat_slots, runtime, leptos })
 }
 
 /// Run the command line.

@@ -33,7 +33,8 @@ pub fn app(state: AppState) -> Router {
         .route("/health", get(api::health::get_health))
         .route("/auth/register", post(api::auth::register))
         .route("/auth/login", post(api::auth::login))
-        .route("/auth/logout", post(api::auth::logout));
+        .route("/auth/logout", post(api::auth::logout))
+        .route("/s/{token}", get(api::gallery::shared));
     let protected = Router::new()
         .route("/auth/me", get(api::auth::me))
         .route("/quota", get(api::auth::quota))
@@ -48,6 +49,12 @@ pub fn app(state: AppState) -> Router {
         )
         .route("/conversations/{id}/export", get(api::history::export))
         .route("/search", get(api::history::search))
+        .route("/gallery", get(api::gallery::list))
+        .route("/gallery/zip", post(api::gallery::zip))
+        .route("/gallery/{id}", get(api::gallery::get).delete(api::gallery::delete))
+        .route("/gallery/{id}/download", get(api::gallery::download))
+        .route("/gallery/{id}/shares", get(api::gallery::list_shares).post(api::gallery::create_share))
+        .route("/shares/{id}", delete(api::gallery::revoke_share))
         .route("/chat", post(api::chat::post_chat))
         .route("/image", post(api::images::post_image))
         .route("/jobs/{id}", get(api::images::get_job).delete(api::images::delete_job))

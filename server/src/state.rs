@@ -1,7 +1,7 @@
 //! The one state every handler and server function sees.
 
 use crate::{
-    auth::limits::Limits,
+    auth::{limits::Limits, signing::SigningKey},
     config::Config,
     inference::runtime::Runtime,
     jobs::ImageJobs,
@@ -22,6 +22,8 @@ pub struct AppState {
     pub engines: Engines,
     /// The image queue in front of the image engine.
     pub jobs: ImageJobs,
+    /// Signs share links.
+    pub signing: SigningKey,
     /// Rate limits and quotas per account and end user.
     pub limits: Limits,
     /// Room for chat replies, and whether one is being generated.

@@ -5,7 +5,7 @@ mod common;
 use common::api::{get, mock_state};
 
 /// Every REST route the router serves (keep in step with routes.rs).
-const ROUTES: [(&str, &str); 26] = [
+const ROUTES: [(&str, &str); 35] = [
     ("get", "/health"),
     ("post", "/auth/register"),
     ("post", "/auth/login"),
@@ -23,6 +23,15 @@ const ROUTES: [(&str, &str); 26] = [
     ("delete", "/conversations/{id}"),
     ("get", "/conversations/{id}/export"),
     ("get", "/search"),
+    ("get", "/gallery"),
+    ("get", "/gallery/{id}"),
+    ("delete", "/gallery/{id}"),
+    ("get", "/gallery/{id}/download"),
+    ("post", "/gallery/zip"),
+    ("post", "/gallery/{id}/shares"),
+    ("get", "/gallery/{id}/shares"),
+    ("delete", "/shares/{id}"),
+    ("get", "/s/{token}"),
     ("post", "/chat"),
     ("post", "/image"),
     ("get", "/jobs/{id}"),
@@ -65,7 +74,7 @@ async fn every_route_is_documented_with_its_errors() {
         if generates {
             assert!(responses.contains_key("503"), "{method} {path} lacks 503");
         }
-        let public = path == "/health" || path.starts_with("/auth/") && path != "/auth/me";
+        let public = path == "/health" || path == "/s/{token}" || path.starts_with("/auth/") && path != "/auth/me";
         assert_eq!(op["security"] == serde_json::json!([{}]), public, "{method} {path}: security {}", op["security"]);
         if !public {
             for status in ["401", "429"] {

@@ -4,12 +4,14 @@
 mod account;
 mod chat;
 mod error;
+mod gallery;
 mod history;
 mod image;
 
 pub use account::*;
 pub use chat::*;
 pub use error::*;
+pub use gallery::*;
 pub use history::*;
 pub use image::*;
 

@@ -128,13 +128,23 @@ pub async fn job_events(State(state): State<AppState>, caller: Caller, Path(id):
 pub async fn get_image(State(state): State<AppState>, caller: Caller, Path(file): Path<String>) -> Result<Response> {
     let id = file.strip_suffix(".png").unwrap_or("");
     let path = images::file(&state, &caller, id).await?;
-    let bytes = tokio::fs::read(&path).await.map_err(|err| {
+    png(&path, "private, max-age=31536000, immutable", None).await
+}
+
+/// A PNG file as the answer; `download` names the file for saving instead of showing.
+pub async fn png(path: &std::path::Path, cache: &'static str, download: Option<&str>) -> Result<Response> {
+    let bytes = tokio::fs::read(path).await.map_err(|err| {
         tracing::error!(path = %path.display(), error = %err, "image file unreadable");
         ApiError::from(crate::service::error::ServiceError::NotFound("image"))
     })?;
-    let headers =
-        [(header::CONTENT_TYPE, "image/png"), (header::CACHE_CONTROL, "private, max-age=31536000, immutable")];
-    Ok((headers, bytes).into_response())
+    let mut response = ([(header::CONTENT_TYPE, "image/png"), (header::CACHE_CONTROL, cache)], bytes).into_response();
+    if let Some(name) = download {
+        let value = format!("attachment; filename=\"{name}\"");
+        if let Ok(value) = axum::http::HeaderValue::from_str(&value) {
+            response.headers_mut().insert(header::CONTENT_DISPOSITION, value);
+        }
+    }
+    Ok(response)
 }
 
 #[cfg(test)]

@@ -3,6 +3,7 @@
 pub mod auth;
 pub mod chat;
 pub mod error;
+pub mod gallery;
 pub mod health;
 pub mod history;
 pub mod images;

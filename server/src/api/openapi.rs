@@ -2,7 +2,7 @@
 //! shared types), at `/api/openapi.json`, and a plain page rendering it at `/api/docs` (served by
 //! us, no CDN: Duet works offline).
 
-use super::{auth, chat, health, history, images, openai};
+use super::{auth, chat, gallery, health, history, images, openai};
 use axum::{response::Html, Json};
 use serde_json::Value;
 use std::fmt::Write;
@@ -30,6 +30,15 @@ use utoipa::OpenApi;
         history::delete,
         history::export,
         history::search,
+        gallery::list,
+        gallery::get,
+        gallery::delete,
+        gallery::download,
+        gallery::zip,
+        gallery::create_share,
+        gallery::list_shares,
+        gallery::revoke_share,
+        gallery::shared,
         images::post_image,
         images::get_job,
         images::delete_job,
@@ -44,6 +53,7 @@ use utoipa::OpenApi;
     tags(
         (name = "accounts", description = "Register, log in, API keys, quotas; admins manage accounts"),
         (name = "history", description = "Stored conversations: list, read, rename, delete, export, search"),
+        (name = "gallery", description = "Stored images: search, download, zip, delete, share links"),
         (name = "chat", description = "Conversations with the chat model, pictures from the chat"),
         (name = "images", description = "Image jobs: queue, progress, cancel, files"),
         (name = "openai", description = "OpenAI-compatible routes for existing clients"),

@@ -7,6 +7,7 @@ pub mod middleware;
 pub mod origin;
 pub mod password;
 pub mod sessions;
+pub mod signing;
 
 use crate::{api::error::ApiError, service::error::ServiceError};
 use axum::{extract::FromRequestParts, http::request::Parts};

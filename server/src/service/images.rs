@@ -97,7 +97,7 @@ pub async fn file(state: &AppState, caller: &Caller, id: &str) -> Result<PathBuf
     Ok(state.config.images_dir().join(row.file_name))
 }
 
-async fn stored(state: &AppState, caller: &Caller, id: &str) -> Result<ImageRow> {
+pub async fn stored(state: &AppState, caller: &Caller, id: &str) -> Result<ImageRow> {
     // Only ids the server made can name a file; anything else is simply not found.
     if uuid::Uuid::parse_str(id).is_err() {
         return Err(ServiceError::NotFound("image"));
@@ -116,21 +116,26 @@ fn finished_info(row: &ImageRow, mock: bool) -> JobInfo {
         error: None,
         image_url: crate::jobs::image_url(&row.id),
         status_url: crate::jobs::status_url(&row.id),
-        parameters: ImageParameters {
-            prompt: row.prompt.clone(),
-            negative_prompt: row.negative_prompt.clone(),
-            num_inference_steps: row.steps as u32,
-            guidance_scale: row.guidance_scale as f32,
-            seed: row.seed as u32,
-            width: row.width as u32,
-            height: row.height as u32,
-            scheduler: row.scheduler.clone(),
-            model: row.model.clone(),
-        },
+        parameters: parameters(row),
         nsfw: None,
         mock,
         created_at: row.created_at,
         started_at: None,
         finished_at: Some(row.created_at),
+    }
+}
+
+/// The recipe a stored image was made with.
+pub fn parameters(row: &ImageRow) -> ImageParameters {
+    ImageParameters {
+        prompt: row.prompt.clone(),
+        negative_prompt: row.negative_prompt.clone(),
+        num_inference_steps: row.steps as u32,
+        guidance_scale: row.guidance_scale as f32,
+        seed: row.seed as u32,
+        width: row.width as u32,
+        height: row.height as u32,
+        scheduler: row.scheduler.clone(),
+        model: row.model.clone(),
     }
 }

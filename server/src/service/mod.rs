@@ -4,6 +4,7 @@ pub mod accounts;
 pub mod chat;
 pub mod completions;
 pub mod error;
+pub mod gallery;
 pub mod health;
 pub mod history;
 pub mod image_prompt;

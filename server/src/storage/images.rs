@@ -23,7 +23,7 @@ pub struct ImageRow {
     pub created_at: i64,
 }
 
-const COLUMNS: &str =
+pub(super) const COLUMNS: &str =
     "id, account_id, user_id, conversation_id, message_id, prompt, negative_prompt, steps, guidance_scale, \
                        seed, width, height, scheduler, model, file_name, created_at";
 

@@ -4,6 +4,7 @@
 
 mod accounts;
 mod chat;
+mod gallery;
 mod history;
 mod images;
 pub mod search;
@@ -11,6 +12,7 @@ mod usage;
 
 pub use accounts::{AccountRow, ApiKeyRow};
 pub use chat::{ConversationRow, MessageRow, NewMessage};
+pub use gallery::{GalleryFilter, ShareRow};
 pub use history::{FullMessageRow, SearchRow};
 pub use images::ImageRow;
 pub use usage::{day_of, Usage};
@@ -51,6 +53,8 @@ pub enum StorageError {
     Query(#[from] sqlx::Error),
     #[error("session store: {0}")]
     Session(String),
+    #[error("image files: {0}")]
+    Files(String),
 }
 
 #[derive(Clone, Debug)]

@@ -1,0 +1,59 @@
+//! The gallery: `/gallery`, share links, `/s/{token}`.
+
+use super::ImageParameters;
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+pub struct GalleryImage {
+    pub id: String,
+    /// The end user it was made for (empty when none was named).
+    pub user_id: String,
+    /// Everything needed to make it again.
+    pub parameters: ImageParameters,
+    /// The conversation and message it came from, when it came from a chat.
+    pub conversation_id: Option<String>,
+    pub message_id: Option<String>,
+    /// Unix milliseconds.
+    pub created_at: i64,
+    /// `/images/{id}.png` (needs the owner's credentials).
+    pub image_url: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+pub struct GalleryPage {
+    pub images: Vec<GalleryImage>,
+    /// The `offset` of the next page, when there may be one.
+    pub next_offset: Option<u32>,
+}
+
+/// `POST /gallery/zip`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+pub struct ZipRequest {
+    /// 1 to 100 image ids, all the caller's.
+    #[serde(default)]
+    pub ids: Option<Vec<String>>,
+}
+
+/// `POST /gallery/{id}/shares`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+pub struct NewShare {
+    /// How long the link works: 60 s to 365 days (default 7 days).
+    #[serde(default)]
+    pub expires_in_secs: Option<u64>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+pub struct ShareInfo {
+    pub id: String,
+    pub image_id: String,
+    /// `/s/{token}`: opens the picture without logging in, until it expires or is revoked.
+    pub url: String,
+    pub created_at: i64,
+    pub expires_at: i64,
+    pub revoked_at: Option<i64>,
+}

@@ -1,0 +1,127 @@
+//! The gallery over HTTP, and the public share-link route.
+
+use super::{
+    error::Result,
+    images::png,
+    json::{ApiJson, ApiQuery},
+};
+use crate::{
+    auth::Caller,
+    service::gallery::{self, GalleryQuery},
+    state::AppState,
+};
+use app::types::{ErrorBody, GalleryImage, GalleryPage, NewShare, ShareInfo, ZipRequest};
+use axum::{
+    extract::{Path, State},
+    http::{header, StatusCode},
+    response::{IntoResponse, Response},
+    Json,
+};
+use serde::Deserialize;
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+pub struct ListQuery {
+    /// Words that must all appear in the prompt (each matches as a prefix).
+    pub q: Option<String>,
+    /// Only images made for this end user.
+    pub user_id: Option<String>,
+    /// Made at or after this time (Unix ms).
+    pub from: Option<i64>,
+    /// Made before this time (Unix ms).
+    pub to: Option<i64>,
+    /// Page size, 1 to 200 (default 50).
+    pub limit: Option<u32>,
+    /// Images to skip (from `next_offset`).
+    pub offset: Option<u32>,
+}
+
+/// `GET /gallery`: the caller's images, newest first.
+#[utoipa::path(get, path = "/gallery", tag = "gallery", params(ListQuery),
+    responses((status = 200, body = GalleryPage), (status = 422, body = ErrorBody)))]
+pub async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiQuery(q): ApiQuery<ListQuery>,
+) -> Result<Json<GalleryPage>> {
+    let query = GalleryQuery { q: q.q, user_id: q.user_id, from: q.from, to: q.to, limit: q.limit, offset: q.offset };
+    Ok(Json(gallery::list(&state, &caller, query).await?))
+}
+
+/// `GET /gallery/{id}`: one image's record.
+#[utoipa::path(get, path = "/gallery/{id}", tag = "gallery",
+    responses((status = 200, body = GalleryImage), (status = 404, description = "No such id, or not the caller's", body = ErrorBody)))]
+pub async fn get(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> Result<Json<GalleryImage>> {
+    Ok(Json(gallery::get(&state, &caller, &id).await?))
+}
+
+/// `DELETE /gallery/{id}`: the image, its file and its share links.
+#[utoipa::path(delete, path = "/gallery/{id}", tag = "gallery",
+    responses((status = 204), (status = 404, body = ErrorBody)))]
+pub async fn delete(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> Result<StatusCode> {
+    gallery::delete(&state, &caller, &id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `GET /gallery/{id}/download`: the PNG as an attachment (`duet-<seed>-<id>.png`).
+#[utoipa::path(get, path = "/gallery/{id}/download", tag = "gallery",
+    responses((status = 200, content_type = "image/png"), (status = 404, body = ErrorBody)))]
+pub async fn download(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> Result<Response> {
+    let (path, name) = gallery::download(&state, &caller, &id).await?;
+    png(&path, "private, max-age=31536000, immutable", Some(&name)).await
+}
+
+/// `POST /gallery/zip`: several PNGs in one zip.
+#[utoipa::path(post, path = "/gallery/zip", tag = "gallery", request_body = ZipRequest,
+    responses((status = 200, content_type = "application/zip"), (status = 404, description = "An id is not the caller's", body = ErrorBody)))]
+pub async fn zip(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiJson(request): ApiJson<ZipRequest>,
+) -> Result<Response> {
+    let bytes = gallery::zip(&state, &caller, request.ids).await?;
+    let headers = [
+        (header::CONTENT_TYPE, "application/zip"),
+        (header::CONTENT_DISPOSITION, "attachment; filename=\"duet-images.zip\""),
+    ];
+    Ok((headers, bytes).into_response())
+}
+
+/// `POST /gallery/{id}/shares`: a signed link that opens the picture without logging in.
+#[utoipa::path(post, path = "/gallery/{id}/shares", tag = "gallery", request_body = NewShare,
+    responses((status = 201, body = ShareInfo), (status = 404, body = ErrorBody)))]
+pub async fn create_share(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    ApiJson(request): ApiJson<NewShare>,
+) -> Result<Response> {
+    Ok((StatusCode::CREATED, Json(gallery::share(&state, &caller, &id, request).await?)).into_response())
+}
+
+/// `GET /gallery/{id}/shares`: the image's links, revoked and expired ones included.
+#[utoipa::path(get, path = "/gallery/{id}/shares", tag = "gallery",
+    responses((status = 200, body = Vec<ShareInfo>), (status = 404, body = ErrorBody)))]
+pub async fn list_shares(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<Vec<ShareInfo>>> {
+    Ok(Json(gallery::shares(&state, &caller, &id).await?))
+}
+
+/// `DELETE /shares/{id}`: the link stops working at once.
+#[utoipa::path(delete, path = "/shares/{id}", tag = "gallery",
+    responses((status = 204), (status = 404, body = ErrorBody)))]
+pub async fn revoke_share(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> Result<StatusCode> {
+    gallery::revoke_share(&state, &caller, &id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `GET /s/{token}`: a shared picture, for anyone with the link while it is valid.
+#[utoipa::path(get, path = "/s/{token}", tag = "gallery", security(()),
+    responses((status = 200, content_type = "image/png"), (status = 404, description = "Unknown, expired or revoked link", body = ErrorBody)))]
+pub async fn shared(State(state): State<AppState>, Path(token): Path<String>) -> Result<Response> {
+    let path = gallery::shared_file(&state, &token).await?;
+    // Short caching: a revoked link should stop working soon in shared caches too.
+    png(&path, "public, max-age=60", None).await
+}

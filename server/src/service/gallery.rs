@@ -1,0 +1,189 @@
+//! The caller's gallery: list and search, delete, download (one or a zip), and share links that
+//! open one picture without logging in until they expire or are revoked.
+
+use super::{
+    error::{Result, ServiceError},
+    history::page_size,
+    images::{parameters, stored},
+};
+use crate::{
+    auth::Caller,
+    state::AppState,
+    storage::{now_ms, GalleryFilter, ImageRow, ShareRow, StorageError},
+};
+use app::types::{GalleryImage, GalleryPage, NewShare, ShareInfo};
+use std::{io::Write, path::PathBuf};
+
+const MAX_ZIP: usize = 100;
+const DEFAULT_SHARE_SECS: u64 = 7 * 86_400;
+const SHARE_SECS: std::ops::RangeInclusive<u64> = 60..=365 * 86_400;
+/// Separates the share id from its expiry in a token (neither contains it).
+const SEP: char = '~';
+
+/// What `GET /gallery` asks for.
+#[derive(Clone, Debug, Default)]
+pub struct GalleryQuery {
+    pub q: Option<String>,
+    pub user_id: Option<String>,
+    pub from: Option<i64>,
+    pub to: Option<i64>,
+    pub limit: Option<u32>,
+    pub offset: Option<u32>,
+}
+
+pub async fn list(state: &AppState, caller: &Caller, query: GalleryQuery) -> Result<GalleryPage> {
+    let user = super::validate::user_id("user_id", query.user_id)?;
+    let limit = page_size(query.limit)?;
+    let offset = query.offset.unwrap_or(0);
+    if let (Some(from), Some(to)) = (query.from, query.to) {
+        if from >= to {
+            return Err(ServiceError::invalid("to", "must be after `from`"));
+        }
+    }
+    let filter = GalleryFilter {
+        user_id: user.as_deref(),
+        query: query.q.as_deref().filter(|q| !q.trim().is_empty()),
+        from: query.from,
+        to: query.to,
+        limit: limit.into(),
+        offset: offset.into(),
+    };
+    let rows = state.db.gallery(&caller.account_id, &filter).await?;
+    let next_offset = (rows.len() == limit as usize).then_some(offset + limit);
+    Ok(GalleryPage { images: rows.iter().map(image).collect(), next_offset })
+}
+
+pub async fn get(state: &AppState, caller: &Caller, id: &str) -> Result<GalleryImage> {
+    Ok(image(&stored(state, caller, id).await?))
+}
+
+/// The PNG of one of the caller's images, and a file name for downloading it.
+pub async fn download(state: &AppState, caller: &Caller, id: &str) -> Result<(PathBuf, String)> {
+    let row = stored(state, caller, id).await?;
+    Ok((state.config.images_dir().join(&row.file_name), download_name(&row)))
+}
+
+/// Delete the row (and its share links) first, then the file: a crash in between leaves an
+/// orphan file, never a row whose file is gone.
+pub async fn delete(state: &AppState, caller: &Caller, id: &str) -> Result<()> {
+    if uuid::Uuid::parse_str(id).is_err() {
+        return Err(ServiceError::NotFound("image"));
+    }
+    let row = state.db.delete_image(&caller.account_id, id).await?.ok_or(ServiceError::NotFound("image"))?;
+    let path = state.config.images_dir().join(&row.file_name);
+    if let Err(err) = tokio::fs::remove_file(&path).await {
+        if err.kind() != std::io::ErrorKind::NotFound {
+            tracing::warn!(file = %path.display(), error = %err, "could not remove a deleted image's file");
+        }
+    }
+    tracing::info!(account = %caller.account_id, image = %id, "image deleted");
+    Ok(())
+}
+
+/// A zip of some of the caller's images (stored, not compressed: PNGs are compressed already).
+pub async fn zip(state: &AppState, caller: &Caller, ids: Option<Vec<String>>) -> Result<Vec<u8>> {
+    let mut ids = ids.unwrap_or_default();
+    ids.dedup();
+    if ids.is_empty() || ids.len() > MAX_ZIP {
+        return Err(ServiceError::invalid("ids", format!("must list 1 to {MAX_ZIP} image ids")));
+    }
+    let mut files = Vec::new();
+    for id in &ids {
+        let row = stored(state, caller, id).await?;
+        files.push((download_name(&row), state.config.images_dir().join(&row.file_name)));
+    }
+    tokio::task::spawn_blocking(move || write_zip(&files))
+        .await
+        .map_err(|e| ServiceError::Engine(format!("zip task: {e}")))?
+        .map_err(|e| ServiceError::Storage(StorageError::Files(format!("reading images for a zip: {e}"))))
+}
+
+fn write_zip(files: &[(String, PathBuf)]) -> std::io::Result<Vec<u8>> {
+    let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    let options = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
+    for (name, path) in files {
+        let bytes = std::fs::read(path)?;
+        zip.start_file(name.as_str(), options).map_err(std::io::Error::other)?;
+        zip.write_all(&bytes)?;
+    }
+    Ok(zip.finish().map_err(std::io::Error::other)?.into_inner())
+}
+
+pub async fn share(state: &AppState, caller: &Caller, id: &str, request: NewShare) -> Result<ShareInfo> {
+    let secs = request.expires_in_secs.unwrap_or(DEFAULT_SHARE_SECS);
+    if !SHARE_SECS.contains(&secs) {
+        return Err(ServiceError::invalid("expires_in_secs", "must be from 60 (a minute) to 31536000 (a year)"));
+    }
+    let image = stored(state, caller, id).await?;
+    let now = now_ms();
+    let row = ShareRow {
+        id: uuid::Uuid::new_v4().to_string(),
+        image_id: image.id,
+        account_id: caller.account_id.clone(),
+        created_at: now,
+        expires_at: now + secs as i64 * 1000,
+        revoked_at: None,
+    };
+    state.db.insert_share(&row).await?;
+    tracing::info!(account = %caller.account_id, image = %id, share = %row.id, "share link made");
+    Ok(share_info(state, row))
+}
+
+pub async fn shares(state: &AppState, caller: &Caller, id: &str) -> Result<Vec<ShareInfo>> {
+    let image = stored(state, caller, id).await?;
+    Ok(state.db.shares(&caller.account_id, &image.id).await?.into_iter().map(|r| share_info(state, r)).collect())
+}
+
+pub async fn revoke_share(state: &AppState, caller: &Caller, share_id: &str) -> Result<()> {
+    if !state.db.revoke_share(&caller.account_id, share_id).await? {
+        return Err(ServiceError::NotFound("share link"));
+    }
+    tracing::info!(account = %caller.account_id, share = %share_id, "share link revoked");
+    Ok(())
+}
+
+/// The file a share link opens: its signature must hold, and it must be neither expired nor
+/// revoked. Every failure is the same "not found".
+pub async fn shared_file(state: &AppState, token: &str) -> Result<PathBuf> {
+    let gone = || ServiceError::NotFound("shared image");
+    let payload = state.signing.verify(token).ok_or_else(gone)?;
+    let (share_id, expires) = payload.split_once(SEP).ok_or_else(gone)?;
+    let expires: i64 = expires.parse().map_err(|_| gone())?;
+    if expires <= now_ms() {
+        return Err(gone());
+    }
+    let (share, image) = state.db.live_share(share_id).await?.ok_or_else(gone)?;
+    if share.expires_at != expires {
+        return Err(gone());
+    }
+    Ok(state.config.images_dir().join(image.file_name))
+}
+
+fn share_info(state: &AppState, row: ShareRow) -> ShareInfo {
+    let token = state.signing.sign(&format!("{}{SEP}{}", row.id, row.expires_at));
+    ShareInfo {
+        url: format!("/s/{token}"),
+        id: row.id,
+        image_id: row.image_id,
+        created_at: row.created_at,
+        expires_at: row.expires_at,
+        revoked_at: row.revoked_at,
+    }
+}
+
+fn image(row: &ImageRow) -> GalleryImage {
+    GalleryImage {
+        id: row.id.clone(),
+        user_id: row.user_id.clone(),
+        parameters: parameters(row),
+        conversation_id: row.conversation_id.clone(),
+        message_id: row.message_id.clone(),
+        created_at: row.created_at,
+        image_url: crate::jobs::image_url(&row.id),
+    }
+}
+
+/// `duet-<seed>-<first 8 of the id>.png`: the seed first, since it is what remakes the picture.
+fn download_name(row: &ImageRow) -> String {
+    format!("duet-{}-{}.png", row.seed, row.id.chars().take(8).collect::<String>())
+}
