@@ -17,33 +17,15 @@ use axum::{
     response::{IntoResponse, Response},
     Json,
 };
-use serde::Deserialize;
-
-#[derive(Debug, Deserialize, utoipa::IntoParams)]
-pub struct ListQuery {
-    /// Words that must all appear in the prompt (each matches as a prefix).
-    pub q: Option<String>,
-    /// Only images made for this end user.
-    pub user_id: Option<String>,
-    /// Made at or after this time (Unix ms).
-    pub from: Option<i64>,
-    /// Made before this time (Unix ms).
-    pub to: Option<i64>,
-    /// Page size, 1 to 200 (default 50).
-    pub limit: Option<u32>,
-    /// Images to skip (from `next_offset`).
-    pub offset: Option<u32>,
-}
 
 /// `GET /gallery`: the caller's images, newest first.
-#[utoipa::path(get, path = "/gallery", tag = "gallery", params(ListQuery),
+#[utoipa::path(get, path = "/gallery", tag = "gallery", params(GalleryQuery),
     responses((status = 200, body = GalleryPage), (status = 422, body = ErrorBody)))]
 pub async fn list(
     State(state): State<AppState>,
     caller: Caller,
-    ApiQuery(q): ApiQuery<ListQuery>,
+    ApiQuery(query): ApiQuery<GalleryQuery>,
 ) -> Result<Json<GalleryPage>> {
-    let query = GalleryQuery { q: q.q, user_id: q.user_id, from: q.from, to: q.to, limit: q.limit, offset: q.offset };
     Ok(Json(gallery::list(&state, &caller, query).await?))
 }
 

@@ -20,14 +20,20 @@ const SHARE_SECS: std::ops::RangeInclusive<u64> = 60..=365 * 86_400;
 /// Separates the share id from its expiry in a token (neither contains it).
 const SEP: char = '~';
 
-/// What `GET /gallery` asks for.
-#[derive(Clone, Debug, Default)]
+/// What `GET /gallery` asks for (its query string).
+#[derive(Clone, Debug, Default, serde::Deserialize, utoipa::IntoParams)]
 pub struct GalleryQuery {
+    /// Words that must all appear in the prompt (each matches as a prefix).
     pub q: Option<String>,
+    /// Only images made for this end user.
     pub user_id: Option<String>,
+    /// Made at or after this time (Unix ms).
     pub from: Option<i64>,
+    /// Made before this time (Unix ms).
     pub to: Option<i64>,
+    /// Page size, 1 to 200 (default 50).
     pub limit: Option<u32>,
+    /// Images to skip (from `next_offset`).
     pub offset: Option<u32>,
 }
 
