@@ -138,6 +138,14 @@ ensure_postgres() {
   fi
 }
 
+ensure_redis() {
+  if command -v redis-server >/dev/null 2>&1; then
+    step "redis-server: present"
+  else
+    apt_install redis-server
+  fi
+}
+
 ensure_e2e_deps() {
   local dir="$ROOT/end2end"
   if [ -f "$dir/node_modules/.package-lock.json" ] && [ "$dir/node_modules/.package-lock.json" -nt "$dir/package-lock.json" ]; then
@@ -190,5 +198,6 @@ ensure_build_tools() {
 ensure_test_tools() {
   ensure_chromium
   ensure_postgres
+  ensure_redis
   ensure_e2e_deps
 }

@@ -7,7 +7,7 @@ source "$(dirname "$0")/lib.sh"
 cd "$ROOT"
 trap print_stage_times EXIT
 
-stage "setup: build tools, OpenVINO runtime, Chromium, PostgreSQL, Playwright"
+stage "setup: build tools, OpenVINO runtime, Chromium, PostgreSQL, Redis, Playwright"
 ensure_build_tools
 ensure_openvino
 ensure_test_tools

@@ -163,6 +163,11 @@ pub struct Config {
           value_parser = clap::value_parser!(u32).range(1..=365), global = true)]
     pub session_days: u32,
 
+    /// Redis (`redis://HOST:PORT[/DB]`) for sessions and rate-limit buckets, so several server
+    /// processes share them; unset: sessions in the database, buckets in memory.
+    #[arg(long, env = "REDIS_URL", hide_env_values = true, global = true)]
+    pub redis_url: Option<Secret>,
+
     /// Requests per minute per account (token bucket; 0: no limit).
     #[arg(long, env = "ACCOUNT_REQUESTS_PER_MINUTE", default_value_t = 600, global = true)]
     pub account_requests_per_minute: u32,
@@ -317,6 +322,7 @@ impl Config {
             ("TRUSTED_ORIGINS", self.trusted_origins.join(",")),
             ("SECRET_KEY", self.secret_key.as_ref().map_or("(DATA_DIR/secret.key)".into(), |s| s.to_string())),
             ("SESSION_DAYS", self.session_days.to_string()),
+            ("REDIS_URL", self.redis_url.as_ref().map_or("(unset)".into(), |s| s.to_string())),
             ("ACCOUNT_REQUESTS_PER_MINUTE", self.account_requests_per_minute.to_string()),
             ("USER_REQUESTS_PER_MINUTE", self.user_requests_per_minute.to_string()),
             ("ACCOUNT_CONCURRENT_GENERATIONS", self.account_concurrent_generations.to_string()),

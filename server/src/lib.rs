@@ -117,8 +117,25 @@ pub async fn build_state(config: Config) -> Result<AppState, StartupError> {
         &config.data_dir.join("secret.key"),
     )
     .map_err(StartupError::Config)?;
-    let limits = auth::limits::Limits::new(auth::limits::LimitConfig::from_config(&config));
-    Ok(AppState { config: Arc::new(config), db, llm, sd, engines, jobs, signing, limits, chat_slots, runtime, leptos })
+    let redis = match &config.redis_url {
+        Some(url) => Some(auth::sessions::connect_redis(url.expose()).await.map_err(StartupError::Config)?),
+        None => None,
+    };
+    let limits = auth::limits::Limits::new(auth::limits::LimitConfig::from_config(&config), redis.clone());
+    Ok(AppState {
+        config: Arc::new(config),
+        db,
+        llm,
+        sd,
+        engines,
+        jobs,
+        redis,
+        signing,
+        limits,
+        chat_slots,
+        runtime,
+        leptos,
+    })
 }
 
 /// Run the command line.

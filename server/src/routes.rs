@@ -71,7 +71,7 @@ pub fn app(state: AppState) -> Router {
         .leptos_routes_with_context(&state, routes, context.clone(), move || app::shell(leptos_options.clone()))
         .fallback(leptos_axum::file_and_error_handler_with_context::<AppState, _>(context, app::shell))
         .layer(middleware::from_fn_with_state(state.clone(), auth::middleware::guard_origin));
-    auth::sessions::layer(router, &state.db, &state.config)
+    auth::sessions::layer(router, &state.db, state.redis.as_ref(), &state.config)
         .layer(
             ServiceBuilder::new()
                 .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))

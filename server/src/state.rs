@@ -22,6 +22,8 @@ pub struct AppState {
     pub engines: Engines,
     /// The image queue in front of the image engine.
     pub jobs: ImageJobs,
+    /// Shared sessions and rate-limit buckets, when `REDIS_URL` is set.
+    pub redis: Option<fred::prelude::Pool>,
     /// Signs share links.
     pub signing: SigningKey,
     /// Rate limits and quotas per account and end user.

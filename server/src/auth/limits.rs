@@ -9,6 +9,7 @@ use crate::{
     storage::{day_of, now_ms, Database, StorageError, Usage},
 };
 use app::types::{Limit, QuotaReport, QuotaScope};
+use fred::prelude::LuaInterface;
 use std::{
     collections::HashMap,
     sync::{Arc, Mutex},
@@ -89,6 +90,8 @@ pub struct Limits {
     config: LimitConfig,
     counters: Arc<Mutex<Counters>>,
     clock: Instant,
+    /// With `REDIS_URL`, the request buckets live there, shared by every server process.
+    redis: Option<fred::prelude::Pool>,
 }
 
 /// What a generation is, for the daily quota it counts against.
@@ -141,8 +144,8 @@ fn limited(limit: &str, message: String, retry_after_s: u64) -> ServiceError {
 }
 
 impl Limits {
-    pub fn new(config: LimitConfig) -> Limits {
-        Limits { config, counters: Default::default(), clock: Instant::now() }
+    pub fn new(config: LimitConfig, redis: Option<fred::prelude::Pool>) -> Limits {
+        Limits { config, counters: Default::default(), clock: Instant::now(), redis }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Counters> {
@@ -154,21 +157,45 @@ impl Limits {
     }
 
     /// Count one request against the account's bucket, and the end user's when named.
-    pub fn request(&self, account: &str, user: Option<&str>) -> Result<(), ServiceError> {
+    pub async fn request(&self, account: &str, user: Option<&str>) -> Result<(), ServiceError> {
         let mut checks = vec![(account_key(account), self.config.account_rpm, "account.requests_per_minute")];
         if let Some(user) = user {
             checks.push((user_key(account, user), self.config.user_rpm, "user.requests_per_minute"));
         }
-        self.take(checks)
+        self.take(checks).await
     }
 
     /// Count a request against an end user's bucket alone (the account's was counted when the
     /// request came in, before its body named the user).
-    pub fn user_request(&self, account: &str, user: &str) -> Result<(), ServiceError> {
-        self.take(vec![(user_key(account, user), self.config.user_rpm, "user.requests_per_minute")])
+    pub async fn user_request(&self, account: &str, user: &str) -> Result<(), ServiceError> {
+        self.take(vec![(user_key(account, user), self.config.user_rpm, "user.requests_per_minute")]).await
     }
 
-    fn take(&self, checks: Vec<(String, u32, &str)>) -> Result<(), ServiceError> {
+    async fn take(&self, mut checks: Vec<(String, u32, &str)>) -> Result<(), ServiceError> {
+        checks.retain(|(_, rpm, _)| *rpm > 0);
+        if checks.is_empty() {
+            return Ok(());
+        }
+        let Some(redis) = &self.redis else { return self.take_here(checks) };
+        let keys: Vec<String> = checks.iter().map(|(key, _, _)| redis_key(key)).collect();
+        let rates: Vec<String> = checks.iter().map(|(_, rpm, _)| rpm.to_string()).collect();
+        let answer: Vec<i64> = redis.eval(TAKE_SCRIPT, keys, rates).await.map_err(redis_error)?;
+        match answer.as_slice() {
+            [1] => Ok(()),
+            [0, wait_ms, index] => {
+                let (_, rpm, name) = checks[(*index as usize).saturating_sub(1).min(checks.len() - 1)];
+                let wait = *wait_ms as f64 / 1000.0;
+                Err(limited(
+                    name,
+                    format!("rate limit: {rpm} requests per minute ({name}); try again in {wait:.1} s"),
+                    wait.ceil() as u64,
+                ))
+            }
+            other => Err(redis_error(format!("unexpected answer from the rate-limit script: {other:?}"))),
+        }
+    }
+
+    fn take_here(&self, checks: Vec<(String, u32, &str)>) -> Result<(), ServiceError> {
         let now = self.now();
         let mut c = self.lock();
         // Check every bucket before taking from any, so a refused request costs nothing.
@@ -298,15 +325,14 @@ impl Limits {
             Some(u) => Some(db.usage(account, Some(u), today).await?),
             None => None,
         };
-        let c = self.lock();
-        let t = self.now();
         let cfg = &self.config;
-        let scope = |key: String, rpm: u32, concurrent: u32, images: u32, tokens: u64, used: Usage| {
-            let remaining = c.buckets.get(&key).map_or(rpm as f64, |b| {
-                let mut b = *b;
-                b.refill(t, rpm);
-                b.tokens
-            });
+        let account_left = self.tokens_left(&account_key(account), cfg.account_rpm).await?;
+        let user_left = match user {
+            Some(u) => self.tokens_left(&user_key(account, u), cfg.user_rpm).await?,
+            None => 0.0,
+        };
+        let c = self.lock();
+        let scope = |key: String, rpm: u32, concurrent: u32, images: u32, tokens: u64, used: Usage, remaining: f64| {
             let in_flight = c.active.get(&image_key(&key)).copied().unwrap_or(0) as u64;
             QuotaScope {
                 requests_per_minute: limit(rpm.into(), (rpm as f64 - remaining).max(0.0).round() as u64),
@@ -322,6 +348,7 @@ impl Limits {
             cfg.account_images_per_day,
             cfg.account_tokens_per_day,
             account_used,
+            account_left,
         );
         let user_scope = user.zip(user_used).map(|(u, used)| {
             scope(
@@ -331,6 +358,7 @@ impl Limits {
                 cfg.user_images_per_day,
                 cfg.user_tokens_per_day,
                 used,
+                user_left,
             )
         });
         Ok(QuotaReport {
@@ -340,6 +368,70 @@ impl Limits {
             day_resets_at: (today + 1) * 86_400_000,
         })
     }
+}
+
+impl Limits {
+    /// Requests a bucket still holds now.
+    async fn tokens_left(&self, key: &str, rpm: u32) -> Result<f64, StorageError> {
+        if let Some(redis) = &self.redis {
+            let milli: i64 = redis
+                .eval(LEFT_SCRIPT, vec![redis_key(key)], vec![rpm.to_string()])
+                .await
+                .map_err(|e| StorageError::Session(format!("redis: {e}")))?;
+            return Ok(milli as f64 / 1000.0);
+        }
+        let t = self.now();
+        Ok(self.lock().buckets.get(key).map_or(rpm as f64, |b| {
+            let mut b = *b;
+            b.refill(t, rpm);
+            b.tokens
+        }))
+    }
+}
+
+/// Take one request from every bucket in KEYS (rates per minute in ARGV), all or none, on the
+/// Redis server's clock, so every server process sharing it sees the same buckets. Answers `{1}`,
+/// or `{0, milliseconds to wait, index of the bucket that refused}`. Idle buckets expire: after two
+/// minutes they would be full again anyway.
+const TAKE_SCRIPT: &str = r#"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local left = {}
+for i, key in ipairs(KEYS) do
+  local rpm = tonumber(ARGV[i])
+  local v = redis.call('HMGET', key, 'tokens', 'at')
+  local tokens = tonumber(v[1]) or rpm
+  local at = tonumber(v[2]) or now
+  tokens = math.min(rpm, tokens + math.max(0, now - at) * rpm / 60)
+  if tokens < 1 then
+    return {0, math.ceil((1 - tokens) * 60000 / rpm), i}
+  end
+  left[i] = tokens
+end
+for i, key in ipairs(KEYS) do
+  redis.call('HSET', key, 'tokens', tostring(left[i] - 1), 'at', tostring(now))
+  redis.call('EXPIRE', key, 120)
+end
+return {1}
+"#;
+
+/// Thousandths of a request the bucket KEYS[1] (rate ARGV[1] per minute) holds now.
+const LEFT_SCRIPT: &str = r#"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local rpm = tonumber(ARGV[1])
+local v = redis.call('HMGET', KEYS[1], 'tokens', 'at')
+local tokens = tonumber(v[1]) or rpm
+local at = tonumber(v[2]) or now
+return math.floor(math.min(rpm, tokens + math.max(0, now - at) * rpm / 60) * 1000)
+"#;
+
+fn redis_key(key: &str) -> String {
+    format!("duet:rate:{key}")
+}
+
+fn redis_error(e: impl std::fmt::Display) -> ServiceError {
+    ServiceError::Storage(StorageError::Session(format!("redis: {e}")))
 }
 
 fn limit(limit: u64, used: u64) -> Limit {
@@ -364,20 +456,21 @@ mod tests {
         assert_eq!(b.take(1000.0, 60), Ok(59.0));
     }
 
-    #[test]
-    fn a_refused_request_costs_nothing_and_limits_are_separate_per_user() {
-        let limits = Limits::new(LimitConfig { account_rpm: 3, user_rpm: 1, ..Default::default() });
-        limits.request("a", Some("u1")).unwrap();
-        let refused = limits.request("a", Some("u1")).unwrap_err();
+    #[tokio::test]
+    async fn a_refused_request_costs_nothing_and_limits_are_separate_per_user() {
+        let limits = Limits::new(LimitConfig { account_rpm: 3, user_rpm: 1, ..Default::default() }, None);
+        limits.request("a", Some("u1")).await.unwrap();
+        let refused = limits.request("a", Some("u1")).await.unwrap_err();
         assert!(matches!(&refused, ServiceError::Limited { limit, .. } if limit == "user.requests_per_minute"));
-        limits.request("a", Some("u2")).unwrap();
-        limits.request("a", None).unwrap();
+        limits.request("a", Some("u2")).await.unwrap();
+        limits.request("a", None).await.unwrap();
         // The account's bucket (3) is now empty: u1's refused request did not take from it.
-        let refused = limits.user_request("a", "u3").and_then(|_| limits.request("a", None)).unwrap_err();
+        limits.user_request("a", "u3").await.unwrap();
+        let refused = limits.request("a", None).await.unwrap_err();
         assert!(
             matches!(refused, ServiceError::Limited { ref limit, retry_after_s: 20, .. } if limit == "account.requests_per_minute")
         );
-        limits.request("b", None).unwrap();
+        limits.request("b", None).await.unwrap();
     }
 
     #[test]

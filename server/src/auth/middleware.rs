@@ -42,7 +42,11 @@ pub async fn authenticate(State(state): State<AppState>, mut req: Request, next:
         )),
         Err(err) => Err(err),
     };
-    match caller.and_then(|caller| state.limits.request(&caller.account_id, None).map(|_| caller)) {
+    let counted = match caller {
+        Ok(caller) => state.limits.request(&caller.account_id, None).await.map(|_| caller),
+        Err(err) => Err(err),
+    };
+    match counted {
         Ok(caller) => {
             req.extensions_mut().insert(caller);
             next.run(req).await

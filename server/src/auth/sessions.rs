@@ -1,15 +1,18 @@
 //! Browser sessions (tower-sessions), kept in the same database as everything else so they
-//! survive restarts: SQLite table `tower_sessions`, Postgres `tower_sessions.session`.
+//! survive restarts (SQLite table `tower_sessions`, Postgres `tower_sessions.session`), or in
+//! Redis when `REDIS_URL` is set, so that several server processes share them.
 
 use crate::{
     config::Config,
     storage::{Database, StorageError},
 };
 use axum::Router;
+use fred::prelude::{ClientLike, Pool};
 use tower_sessions::{
     cookie::{time, SameSite},
     ExpiredDeletion, Expiry, SessionManagerLayer, SessionStore,
 };
+use tower_sessions_redis_store::RedisStore;
 use tower_sessions_sqlx_store::{PostgresStore, SqliteStore};
 
 pub const COOKIE: &str = "duet_session";
@@ -38,8 +41,28 @@ where
     Ok(())
 }
 
-/// Wrap the router in the session layer for this database.
-pub fn layer<T: Clone + Send + Sync + 'static>(router: Router<T>, db: &Database, config: &Config) -> Router<T> {
+/// Connect to Redis (a small pool), and check it answers.
+pub async fn connect_redis(url: &str) -> Result<Pool, String> {
+    let masked = crate::config::DatabaseUrl::Postgres(url.to_string()).masked();
+    let fail = |e: fred::error::Error| format!("REDIS_URL {masked}: {e}");
+    let config = fred::prelude::Config::from_url(url).map_err(fail)?;
+    let pool = fred::prelude::Builder::from_config(config).build_pool(4).map_err(fail)?;
+    pool.init().await.map_err(fail)?;
+    let _: String = pool.ping(None).await.map_err(fail)?;
+    tracing::info!(redis = %masked, "sessions and rate limits in Redis");
+    Ok(pool)
+}
+
+/// Wrap the router in the session layer: Redis when configured, else this database.
+pub fn layer<T: Clone + Send + Sync + 'static>(
+    router: Router<T>,
+    db: &Database,
+    redis: Option<&Pool>,
+    config: &Config,
+) -> Router<T> {
+    if let Some(pool) = redis {
+        return router.layer(manager(RedisStore::new(pool.clone()), config));
+    }
     match db {
         Database::Sqlite(pool) => router.layer(manager(SqliteStore::new(pool.clone()), config)),
         Database::Postgres(pool) => router.layer(manager(PostgresStore::new(pool.clone()), config)),

@@ -44,7 +44,7 @@ pub async fn start(state: &AppState, caller: &Caller, request: ChatRequest) -> R
     if valid.imagine.is_some() || valid.image.is_some() {
         state.image_engine()?;
     }
-    state.limits.user_request(&caller.account_id, &valid.user_id)?;
+    state.limits.user_request(&caller.account_id, &valid.user_id).await?;
     let kind = if valid.imagine.is_some() { Kind::Image } else { Kind::Chat };
     let (active, tokens_left) = state.limits.begin(&state.db, &caller.account_id, Some(&valid.user_id), kind).await?;
     if let Some(left) = tokens_left {

@@ -59,7 +59,7 @@ pub async fn start(
     let engine = state.chat_engine()?;
     let user = validate::user_id("user", Some(user.to_string()).filter(|u| !u.is_empty()))?;
     if let Some(user) = &user {
-        state.limits.user_request(&caller.account_id, user)?;
+        state.limits.user_request(&caller.account_id, user).await?;
     }
     let (active, tokens_left) = state.limits.begin(&state.db, &caller.account_id, user.as_deref(), Kind::Chat).await?;
     if let Some(left) = tokens_left {

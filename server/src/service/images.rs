@@ -19,7 +19,7 @@ pub async fn submit(state: &AppState, caller: &Caller, request: ImageGenerationR
     let recipe = validate::image(&request, None, engine.default_scheduler(), "")?;
     let user = validate::user_id("user_id", request.user_id)?;
     if let Some(user) = &user {
-        state.limits.user_request(&caller.account_id, user)?;
+        state.limits.user_request(&caller.account_id, user).await?;
     }
     let (active, _) = state.limits.begin(&state.db, &caller.account_id, user.as_deref(), Kind::Image).await?;
     let origin =

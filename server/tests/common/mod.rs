@@ -3,6 +3,7 @@
 
 pub mod api;
 pub mod postgres;
+pub mod redis;
 
 use clap::Parser;
 use server::cli::Cli;
