@@ -2,7 +2,7 @@
 # Install what Duet needs and is missing. start.sh and test.sh call this themselves.
 #   scripts/setup.sh            everything for building and running
 #   scripts/setup.sh openvino   only the OpenVINO runtime (into .openvino/)
-#   scripts/setup.sh test       everything, plus what the tests need (Chromium, PostgreSQL, Playwright)
+#   scripts/setup.sh test       everything, plus what the tests need (Chromium, PostgreSQL, redis-server, Playwright)
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 cd "$ROOT"

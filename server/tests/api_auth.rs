@@ -101,6 +101,15 @@ on_both_databases! {
         let me = as_(&s, &cookie, Method::GET, "/auth/me", None).await;
         assert_eq!((me.status.as_u16(), me.json()["username"].as_str()), (200, Some("alice")));
 
+        // Passwords cannot be tried at speed: ten attempts a minute per username.
+        for _ in 0..8 {
+            assert_eq!(post(&s, "/auth/login", creds("alice", "guess guess")).await.status, 401);
+        }
+        let throttled = post(&s, "/auth/login", creds("alice", "a long password")).await;
+        assert_eq!(throttled.status, 429);
+        assert_eq!(throttled.json()["error"]["param"], "login.attempts_per_minute");
+        assert_eq!(as_(&s, &cookie, Method::GET, "/auth/me", None).await.status, 200, "sessions are unaffected");
+
         let out = as_(&s, &cookie, Method::POST, "/auth/logout", None).await;
         assert_eq!(out.status, 204);
         assert_eq!(as_(&s, &cookie, Method::GET, "/auth/me", None).await.status, 401, "the old cookie is dead");

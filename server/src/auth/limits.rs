@@ -16,6 +16,9 @@ use std::{
     time::Instant,
 };
 
+/// Log-in attempts per username per minute.
+const LOGINS_PER_MINUTE: u32 = 10;
+
 /// Buckets kept in memory before full (idle) ones are dropped.
 const MAX_BUCKETS: usize = 10_000;
 
@@ -171,6 +174,12 @@ impl Limits {
         self.take(vec![(user_key(account, user), self.config.user_rpm, "user.requests_per_minute")]).await
     }
 
+    /// Log-in attempts per username: at most this many a minute, so passwords cannot be tried
+    /// at speed (the Argon2 cost alone allows dozens a second).
+    pub async fn login_attempt(&self, username: &str) -> Result<(), ServiceError> {
+        self.take(vec![(format!("l\u{0}{username}"), LOGINS_PER_MINUTE, "login.attempts_per_minute")]).await
+    }
+
     async fn take(&self, mut checks: Vec<(String, u32, &str)>) -> Result<(), ServiceError> {
         checks.retain(|(_, rpm, _)| *rpm > 0);
         if checks.is_empty() {
@@ -221,7 +230,11 @@ impl Limits {
         if c.buckets.len() > MAX_BUCKETS {
             let (account_rpm, user_rpm) = (self.config.account_rpm, self.config.user_rpm);
             c.buckets.retain(|key, b| {
-                let rpm = if key.starts_with('a') { account_rpm } else { user_rpm };
+                let rpm = match key.as_bytes().first() {
+                    Some(b'a') => account_rpm,
+                    Some(b'l') => LOGINS_PER_MINUTE,
+                    _ => user_rpm,
+                };
                 b.refill(now, rpm);
                 b.tokens < rpm as f64
             });

@@ -58,6 +58,7 @@ pub async fn register(state: &AppState, credentials: Credentials) -> Result<Acco
 pub async fn check_login(state: &AppState, credentials: Credentials) -> Result<AccountInfo> {
     let refused = || ServiceError::Unauthenticated("wrong username or password".into());
     let name = username(credentials.username.as_deref()).map_err(|_| refused())?;
+    state.limits.login_attempt(&name).await?;
     let pw = credentials.password.unwrap_or_default();
     let row = state.db.account_by_name(&name).await?;
     let stored = row.as_ref().map_or_else(|| password::decoy().to_string(), |r| r.password_hash.clone());
