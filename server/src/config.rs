@@ -144,6 +144,12 @@ pub struct Config {
           value_parser = |s: &str| parse_bool("AUTH_REQUIRED", s), global = true)]
     pub auth_required: bool,
 
+    /// Anyone may sign up (true/false). With false, only the first account (the admin) signs
+    /// itself up; an admin makes the others (`POST /admin/accounts`).
+    #[arg(long, env = "OPEN_REGISTRATION", default_value = "true", action = ArgAction::Set,
+          value_parser = |s: &str| parse_bool("OPEN_REGISTRATION", s), global = true)]
+    pub open_registration: bool,
+
     /// The address people open, e.g. `https://duet.example.com`; session cookies are marked
     /// `Secure` when it is https.
     #[arg(long, env = "PUBLIC_URL", global = true)]
@@ -318,6 +324,7 @@ impl Config {
             ("MOCK_TOKEN_MS", self.mock_token_ms.to_string()),
             ("MOCK_IMAGE_STEP_MS", self.mock_image_step_ms.to_string()),
             ("AUTH_REQUIRED", self.auth_required.to_string()),
+            ("OPEN_REGISTRATION", self.open_registration.to_string()),
             ("PUBLIC_URL", self.public_url.clone().unwrap_or_else(|| "(unset)".into())),
             ("TRUSTED_ORIGINS", self.trusted_origins.join(",")),
             ("SECRET_KEY", self.secret_key.as_ref().map_or("(DATA_DIR/secret.key)".into(), |s| s.to_string())),

@@ -40,7 +40,7 @@ pub fn app(state: AppState) -> Router {
         .route("/quota", get(api::auth::quota))
         .route("/account/keys", get(api::auth::list_keys).post(api::auth::create_key))
         .route("/account/keys/{id}", delete(api::auth::revoke_key))
-        .route("/admin/accounts", get(api::auth::list_accounts))
+        .route("/admin/accounts", get(api::auth::list_accounts).post(api::auth::create_account))
         .route("/admin/accounts/{id}", patch(api::auth::update_account))
         .route("/conversations", get(api::history::list))
         .route(

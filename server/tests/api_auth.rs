@@ -35,6 +35,7 @@ fn protected_routes() -> Vec<(Method, &'static str, Option<Value>)> {
         (Method::POST, "/account/keys", Some(json!({"name": "k"}))),
         (Method::DELETE, "/account/keys/x", None),
         (Method::GET, "/admin/accounts", None),
+        (Method::POST, "/admin/accounts", Some(json!({"username": "x", "password": "long enough"}))),
         (Method::PATCH, "/admin/accounts/x", Some(json!({"disabled": true}))),
         (Method::POST, "/chat", Some(json!({"user_id": "u", "message": "hi"}))),
         (Method::POST, "/image", Some(json!({"prompt": "a fox"}))),
@@ -184,6 +185,23 @@ on_both_databases! {
         assert_eq!(on.json()["disabled"], false);
         assert_eq!(as_(&s, &bob_key, Method::GET, "/auth/me", None).await.status, 200);
         assert_eq!(as_(&s, &admin, Method::PATCH, "/admin/accounts/nobody", Some(json!({"disabled": true}))).await.status, 404);
+    }
+
+    async fn closed_registration_lets_only_the_first_account_sign_up_and_admins_make_the_rest(backend) {
+        let dir = tempfile::tempdir().unwrap();
+        let s = state(backend, dir.path(), &["--open-registration", "false"]).await;
+        let (admin, _) = account(&s, "root").await;
+        let refused = post(&s, "/auth/register", creds("mallory", "a long password")).await;
+        assert_eq!(refused.status, 403, "{}", String::from_utf8_lossy(&refused.body));
+        let made = as_(&s, &admin, Method::POST, "/admin/accounts", Some(creds("bob", "a long password"))).await;
+        assert_eq!((made.status.as_u16(), made.json()["role"].as_str()), (201, Some("user")));
+        assert!(session_cookie(&made).is_none(), "the admin stays logged in as themselves");
+        let bob = post(&s, "/auth/login", creds("bob", "a long password")).await;
+        assert_eq!(bob.status, 200);
+        let bob = Auth::Cookie(session_cookie(&bob).unwrap());
+        assert_eq!(as_(&s, &bob, Method::POST, "/admin/accounts", Some(creds("eve", "a long password"))).await.status, 403);
+        let taken = as_(&s, &admin, Method::POST, "/admin/accounts", Some(creds("BOB", "a long password"))).await;
+        assert_eq!(taken.status, 409);
     }
 
     async fn cross_site_browser_requests_are_refused(backend) {

@@ -5,7 +5,7 @@ mod common;
 use common::api::{get, mock_state};
 
 /// Every REST route the router serves (keep in step with routes.rs).
-const ROUTES: [(&str, &str); 35] = [
+const ROUTES: [(&str, &str); 36] = [
     ("get", "/health"),
     ("post", "/auth/register"),
     ("post", "/auth/login"),
@@ -16,6 +16,7 @@ const ROUTES: [(&str, &str); 35] = [
     ("post", "/account/keys"),
     ("delete", "/account/keys/{id}"),
     ("get", "/admin/accounts"),
+    ("post", "/admin/accounts"),
     ("patch", "/admin/accounts/{id}"),
     ("get", "/conversations"),
     ("get", "/conversations/{id}"),

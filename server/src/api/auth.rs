@@ -23,7 +23,8 @@ use tower_sessions::Session;
 
 /// `POST /auth/register`: a new account (the first one is the admin); logs the browser in.
 #[utoipa::path(post, path = "/auth/register", tag = "accounts", request_body = Credentials, security(()),
-    responses((status = 201, body = AccountInfo), (status = 409, description = "Username taken", body = ErrorBody),
+    responses((status = 201, body = AccountInfo), (status = 403, description = "Registration is closed (OPEN_REGISTRATION=false)", body = ErrorBody),
+              (status = 409, description = "Username taken", body = ErrorBody),
               (status = 422, description = "`error.param` names the bad field", body = ErrorBody)))]
 pub async fn register(
     State(state): State<AppState>,
@@ -101,6 +102,18 @@ pub async fn revoke_key(State(state): State<AppState>, caller: Caller, Path(id):
     responses((status = 200, body = Vec<AccountInfo>), (status = 403, body = ErrorBody)))]
 pub async fn list_accounts(State(state): State<AppState>, caller: Caller) -> Result<Json<Vec<AccountInfo>>> {
     Ok(Json(accounts::list_accounts(&state, &caller).await?))
+}
+
+/// `POST /admin/accounts`: make an account for someone (admins only; no one is logged in).
+#[utoipa::path(post, path = "/admin/accounts", tag = "accounts", request_body = Credentials,
+    responses((status = 201, body = AccountInfo), (status = 403, body = ErrorBody), (status = 409, description = "Username taken", body = ErrorBody)))]
+pub async fn create_account(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiJson(credentials): ApiJson<Credentials>,
+) -> Result<Response> {
+    let account = accounts::create_by_admin(&state, &caller, credentials).await?;
+    Ok((StatusCode::CREATED, Json(account)).into_response())
 }
 
 /// `PATCH /admin/accounts/{id}`: disable or re-enable an account (admins only).

@@ -22,6 +22,7 @@ use utoipa::OpenApi;
         auth::create_key,
         auth::revoke_key,
         auth::list_accounts,
+        auth::create_account,
         auth::update_account,
         chat::post_chat,
         history::list,

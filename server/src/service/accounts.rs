@@ -39,7 +39,24 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> 
     tokio::task::spawn_blocking(f).await.map_err(|e| ServiceError::Engine(format!("password hashing task: {e}")))
 }
 
+/// Sign up. With `OPEN_REGISTRATION=false`, only the very first account (the admin) may sign
+/// itself up; later ones are made by an admin.
 pub async fn register(state: &AppState, credentials: Credentials) -> Result<AccountInfo> {
+    if !state.config.open_registration && state.db.has_accounts().await? {
+        return Err(ServiceError::Forbidden("registration is closed: ask an admin for an account".into()));
+    }
+    create(state, credentials).await
+}
+
+/// An admin makes an account for someone (it does not log anyone in).
+pub async fn create_by_admin(state: &AppState, caller: &Caller, credentials: Credentials) -> Result<AccountInfo> {
+    caller.require_admin()?;
+    let account = create(state, credentials).await?;
+    tracing::info!(admin = %caller.account_id, account = %account.id, "account made by an admin");
+    Ok(account)
+}
+
+async fn create(state: &AppState, credentials: Credentials) -> Result<AccountInfo> {
     let name = username(credentials.username.as_deref())?;
     let pw = new_password(credentials.password.as_deref())?;
     let hash = blocking(move || password::hash(&pw)).await?;

@@ -51,6 +51,12 @@ impl Database {
             .await?))
     }
 
+    pub async fn has_accounts(&self) -> Result<bool, StorageError> {
+        const SQL: &str = "SELECT COUNT(*) FROM (SELECT 1 FROM accounts LIMIT 1) AS one";
+        let n: i64 = on_pool!(self, |pool| sqlx::query_scalar(SQL).fetch_one(pool).await?);
+        Ok(n > 0)
+    }
+
     pub async fn account(&self, id: &str) -> Result<Option<AccountRow>, StorageError> {
         let sql = format!("SELECT {ACCOUNT} FROM accounts WHERE id = $1");
         Ok(on_pool!(self, |pool| sqlx::query_as(&sql).bind(id).fetch_optional(pool).await?))
