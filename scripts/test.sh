@@ -24,6 +24,7 @@ cargo clippy -p server --all-targets -- -D warnings
 
 stage "unit and integration tests (cargo test)"
 cargo test -p server
+cargo test -p app --features ssr
 
 stage "official OpenAI client (openai-python) against the server in mock mode, accounts on"
 client_data="$(mktemp -d)"

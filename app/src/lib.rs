@@ -8,12 +8,15 @@ pub mod types;
 #[cfg(feature = "ssr")]
 pub mod ssr;
 
-use components::home::HomePage;
+use components::{
+    account::{AccountMenu, LoginPage, RegisterPage},
+    home::HomePage,
+};
 use leptos::prelude::*;
 use leptos_meta::{provide_meta_context, MetaTags, Stylesheet, Title};
 use leptos_router::{
     components::{Route, Router, Routes},
-    StaticSegment,
+    SsrMode, StaticSegment,
 };
 
 /// The HTML document around the app; rendered once per request on the server.
@@ -52,10 +55,17 @@ pub fn App() -> impl IntoView {
                 <header class="topbar">
                     <h1 class="brand">"Duet"</h1>
                     <p class="tagline">"Chat and pictures, on your own CPU."</p>
+                    <AccountMenu/>
                 </header>
                 <main class="content">
                     <Routes fallback=|| view! { <p class="not-found">"Page not found."</p> }>
-                        <Route path=StaticSegment("") view=HomePage/>
+                        // Async: the whole page, header included, is rendered before it is sent, so
+                        // it reads right before (or without) the WASM.
+                        // Async: the whole page, header included, is rendered before it is sent, so
+                        // it reads right before (or without) the WASM.
+                        <Route path=StaticSegment("") view=HomePage ssr=SsrMode::Async/>
+                        <Route path=StaticSegment("login") view=LoginPage ssr=SsrMode::Async/>
+                        <Route path=StaticSegment("register") view=RegisterPage ssr=SsrMode::Async/>
                     </Routes>
                 </main>
             </div>

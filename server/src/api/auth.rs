@@ -5,11 +5,7 @@ use super::{
     error::Result,
     json::{ApiJson, ApiQuery},
 };
-use crate::{
-    auth::{middleware::session_error, Caller, SESSION_ACCOUNT},
-    service::accounts,
-    state::AppState,
-};
+use crate::{auth::Caller, service::accounts, state::AppState};
 use app::types::{
     AccountInfo, AccountUpdate, ApiKeyInfo, CreatedApiKey, Credentials, ErrorBody, NewApiKey, QuotaReport,
 };
@@ -50,17 +46,14 @@ pub async fn login(
     Ok(Json(account))
 }
 
-/// A new session id on every log-in, so a session id planted before it is worth nothing.
 async fn start_session(session: &Session, account: &AccountInfo) -> Result<()> {
-    session.cycle_id().await.map_err(session_error)?;
-    session.insert(SESSION_ACCOUNT, &account.id).await.map_err(session_error)?;
-    Ok(())
+    Ok(crate::auth::sessions::start(session, &account.id).await?)
 }
 
 /// `POST /auth/logout`: end the browser session.
 #[utoipa::path(post, path = "/auth/logout", tag = "accounts", security(()), responses((status = 204)))]
 pub async fn logout(session: Session) -> Result<StatusCode> {
-    session.flush().await.map_err(session_error)?;
+    crate::auth::sessions::end(&session).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

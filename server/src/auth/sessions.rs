@@ -2,12 +2,15 @@
 //! survive restarts (SQLite table `tower_sessions`, Postgres `tower_sessions.session`), or in
 //! Redis when `REDIS_URL` is set, so that several server processes share them.
 
+use super::middleware::session_error;
+use crate::service::error::ServiceError;
 use crate::{
     config::Config,
     storage::{Database, StorageError},
 };
 use axum::Router;
 use fred::prelude::{ClientLike, Pool};
+use tower_sessions::Session;
 use tower_sessions::{
     cookie::{time, SameSite},
     ExpiredDeletion, Expiry, SessionManagerLayer, SessionStore,
@@ -76,4 +79,16 @@ fn manager<S: SessionStore + Clone>(store: S, config: &Config) -> SessionManager
         .with_same_site(SameSite::Lax)
         .with_secure(config.https())
         .with_expiry(Expiry::OnInactivity(time::Duration::days(config.session_days.into())))
+}
+
+/// Log a session in as an account, under a new session id, so an id planted before log-in is
+/// worth nothing.
+pub async fn start(session: &Session, account_id: &str) -> Result<(), ServiceError> {
+    session.cycle_id().await.map_err(session_error)?;
+    session.insert(super::SESSION_ACCOUNT, account_id).await.map_err(session_error)?;
+    Ok(())
+}
+
+pub async fn end(session: &Session) -> Result<(), ServiceError> {
+    session.flush().await.map_err(session_error)
 }

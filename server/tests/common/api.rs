@@ -86,8 +86,24 @@ pub async fn call(state: &server::AppState, method: Method, uri: &str, body: Opt
     raw(state, req.body(body).unwrap()).await
 }
 
+/// The router for a state, built once and then cloned, as the server does: building it renders
+/// the app to list its routes, and two of those running at once (or one beside a page render)
+/// in the same process can upset Leptos's reactive owner.
+fn router(state: &server::AppState) -> axum::Router {
+    // Keyed by the state's config, kept alive here so its address is never reused.
+    type Built = Vec<(std::sync::Arc<server::config::Config>, axum::Router)>;
+    static ROUTERS: std::sync::Mutex<Built> = std::sync::Mutex::new(Vec::new());
+    let mut routers = ROUTERS.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some((_, router)) = routers.iter().find(|(c, _)| std::sync::Arc::ptr_eq(c, &state.config)) {
+        return router.clone();
+    }
+    let router = server::app(state.clone());
+    routers.push((state.config.clone(), router.clone()));
+    router
+}
+
 pub async fn raw(state: &server::AppState, request: Request<Body>) -> Reply {
-    let res = server::app(state.clone()).oneshot(request).await.unwrap();
+    let res = router(state).oneshot(request).await.unwrap();
     let status = res.status();
     let headers = res.headers().clone();
     let body = res.into_body().collect().await.unwrap().to_bytes().to_vec();
