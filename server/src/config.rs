@@ -390,17 +390,21 @@ impl DatabaseUrl {
 
     /// The URL with any password replaced by `***`.
     pub fn masked(&self) -> String {
-        let url = self.as_str();
-        let Some((scheme, rest)) = url.split_once("://") else {
-            return url.to_string();
-        };
-        match rest.split_once('@') {
-            Some((userinfo, host)) if userinfo.contains(':') => {
-                let user = userinfo.split(':').next().unwrap_or_default();
-                format!("{scheme}://{user}:***@{host}")
-            }
-            _ => url.to_string(),
+        masked_url(self.as_str())
+    }
+}
+
+/// A URL with any password replaced by `***`, for logs and error messages.
+pub fn masked_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    match rest.split_once('@') {
+        Some((userinfo, host)) if userinfo.contains(':') => {
+            let user = userinfo.split(':').next().unwrap_or_default();
+            format!("{scheme}://{user}:***@{host}")
         }
+        _ => url.to_string(),
     }
 }
 

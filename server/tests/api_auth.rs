@@ -7,7 +7,7 @@ use axum::{
     body::Body,
     http::{header, Method, Request},
 };
-use common::api::{account, call, get, mock_state_on, post, raw, session_cookie, Auth, Reply};
+use common::api::{account, call, get, mock_state_on, post, raw, session_cookie, wait_for_job_as, Auth, Reply};
 use serde_json::{json, Value};
 use std::time::Duration;
 
@@ -247,7 +247,7 @@ on_both_databases! {
         let job = as_(&s, &alice, Method::POST, "/image", Some(json!({"prompt": "a fox", "width": 256, "height": 256}))).await;
         assert_eq!(job.status, 202, "{}", String::from_utf8_lossy(&job.body));
         let job_id = job.json()["job_id"].as_str().unwrap().to_string();
-        let done = wait_for_job_as(&s, &alice, &format!("/jobs/{job_id}")).await;
+        let done = wait_for_job_as(&s, &alice, &format!("/jobs/{job_id}"), Duration::from_secs(20)).await;
         assert_eq!(done["status"], "done", "{done}");
 
         // Bob: every id-bearing route answers exactly as for an id that does not exist.
@@ -307,16 +307,4 @@ async fn session_cookies_are_secure_behind_https() {
     let reg = post(&s, "/auth/register", creds("alice", "a long password")).await;
     let set_cookie = reg.headers.get(header::SET_COOKIE).unwrap().to_str().unwrap();
     assert!(set_cookie.contains("Secure") && set_cookie.contains("HttpOnly"), "{set_cookie}");
-}
-
-async fn wait_for_job_as(state: &server::AppState, auth: &Auth, uri: &str) -> Value {
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    loop {
-        let json = as_(state, auth, Method::GET, uri, None).await.json();
-        if ["done", "failed", "cancelled"].contains(&json["status"].as_str().unwrap_or("")) {
-            return json;
-        }
-        assert!(std::time::Instant::now() < deadline, "job did not end: {json}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }

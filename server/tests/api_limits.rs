@@ -4,7 +4,7 @@
 mod common;
 
 use axum::http::{header, Method};
-use common::api::{account, call, mock_state_on, Auth, Reply};
+use common::api::{account, call, mock_state_on, wait_for_job_as, Auth, Reply};
 use serde_json::{json, Value};
 
 async fn state(backend: common::Backend, dir: &std::path::Path, extra: &[&str]) -> server::AppState {
@@ -38,18 +38,6 @@ async fn quota(s: &server::AppState, auth: &Auth, user: &str) -> Value {
     reply.json()
 }
 
-async fn wait_done(s: &server::AppState, auth: &Auth, job: &Value) -> Value {
-    let uri = job["status_url"].as_str().unwrap().to_string();
-    for _ in 0..500 {
-        let info = call(s, Method::GET, &uri, None, auth).await.json();
-        if ["done", "failed", "cancelled"].contains(&info["status"].as_str().unwrap_or("")) {
-            return info;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
-    panic!("job {uri} did not end");
-}
-
 on_both_databases! {
     async fn requests_per_minute_per_account_and_per_user(backend) {
         let dir = tempfile::tempdir().unwrap();
@@ -80,7 +68,7 @@ on_both_databases! {
         assert_eq!(other.status, 202, "u2 is not u1");
         let id = first.json()["job_id"].as_str().unwrap().to_string();
         call(&s, Method::DELETE, &format!("/jobs/{id}"), None, &alice).await;
-        wait_done(&s, &alice, &first.json()).await;
+        wait_for_job_as(&s, &alice, first.json()["status_url"].as_str().unwrap(), std::time::Duration::from_secs(10)).await;
         assert_eq!(image(&s, &alice, "u1").await.status, 202, "room again once the first job ended");
     }
 
@@ -89,7 +77,7 @@ on_both_databases! {
         let s = state(backend, dir.path(), &["--user-images-per-day", "1", "--account-images-per-day", "2"]).await;
         let (_, alice) = account(&s, "alice").await;
         let first = image(&s, &alice, "u1").await;
-        assert_eq!(wait_done(&s, &alice, &first.json()).await["status"], "done");
+        assert_eq!(wait_for_job_as(&s, &alice, first.json()["status_url"].as_str().unwrap(), std::time::Duration::from_secs(10)).await["status"], "done");
         let over = image(&s, &alice, "u1").await;
         assert_eq!(limit_hit(&over), "user.images_per_day");
         let retry: u64 = over.headers[header::RETRY_AFTER].to_str().unwrap().parse().unwrap();
@@ -102,7 +90,7 @@ on_both_databases! {
         let imagine = call(&s, Method::POST, "/chat", Some(json!({"user_id": "u2", "message": "/imagine a cat", "image": {"width": 256, "height": 256, "num_inference_steps": 2}})), &alice).await;
         assert_eq!(imagine.status, 200, "{}", String::from_utf8_lossy(&imagine.body));
         let job = imagine.json()["image_job"].clone();
-        assert_eq!(wait_done(&s, &alice, &job).await["status"], "done");
+        assert_eq!(wait_for_job_as(&s, &alice, job["status_url"].as_str().unwrap(), std::time::Duration::from_secs(10)).await["status"], "done");
         assert_eq!(limit_hit(&image(&s, &alice, "u3").await), "account.images_per_day");
         let refused = call(&s, Method::POST, "/chat", Some(json!({"user_id": "u3", "message": "/imagine a dog"})), &alice).await;
         assert_eq!(limit_hit(&refused), "account.images_per_day");

@@ -5,7 +5,11 @@ use super::{
     error::Result,
     json::{ApiJson, ApiQuery},
 };
-use crate::{auth::Caller, service::accounts, state::AppState};
+use crate::{
+    auth::{sessions, Caller},
+    service::accounts,
+    state::AppState,
+};
 use app::types::{
     AccountInfo, AccountUpdate, ApiKeyInfo, CreatedApiKey, Credentials, ErrorBody, NewApiKey, QuotaReport,
 };
@@ -28,7 +32,7 @@ pub async fn register(
     ApiJson(credentials): ApiJson<Credentials>,
 ) -> Result<Response> {
     let account = accounts::register(&state, credentials).await?;
-    start_session(&session, &account).await?;
+    sessions::start(&session, &account.id).await?;
     Ok((StatusCode::CREATED, Json(account)).into_response())
 }
 
@@ -42,12 +46,8 @@ pub async fn login(
     ApiJson(credentials): ApiJson<Credentials>,
 ) -> Result<Json<AccountInfo>> {
     let account = accounts::check_login(&state, credentials).await?;
-    start_session(&session, &account).await?;
+    sessions::start(&session, &account.id).await?;
     Ok(Json(account))
-}
-
-async fn start_session(session: &Session, account: &AccountInfo) -> Result<()> {
-    Ok(crate::auth::sessions::start(session, &account.id).await?)
 }
 
 /// `POST /auth/logout`: end the browser session.

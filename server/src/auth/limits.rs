@@ -84,7 +84,8 @@ impl Bucket {
 /// The in-memory side: buckets and running generations.
 #[derive(Default)]
 struct Counters {
-    buckets: HashMap<String, Bucket>,
+    /// Each bucket with its rate per minute.
+    buckets: HashMap<String, (Bucket, u32)>,
     active: HashMap<String, u32>,
 }
 
@@ -142,6 +143,14 @@ fn until_tomorrow(now_ms: i64) -> u64 {
     ((next - now_ms) as u64).div_ceil(1000).max(1)
 }
 
+fn over_rate(name: &str, rpm: u32, wait_s: f64) -> ServiceError {
+    limited(
+        name,
+        format!("rate limit: {rpm} requests per minute ({name}); try again in {wait_s:.1} s"),
+        wait_s.ceil() as u64,
+    )
+}
+
 fn limited(limit: &str, message: String, retry_after_s: u64) -> ServiceError {
     ServiceError::Limited { limit: limit.into(), message, retry_after_s: retry_after_s.max(1) }
 }
@@ -193,12 +202,7 @@ impl Limits {
             [1] => Ok(()),
             [0, wait_ms, index] => {
                 let (_, rpm, name) = checks[(*index as usize).saturating_sub(1).min(checks.len() - 1)];
-                let wait = *wait_ms as f64 / 1000.0;
-                Err(limited(
-                    name,
-                    format!("rate limit: {rpm} requests per minute ({name}); try again in {wait:.1} s"),
-                    wait.ceil() as u64,
-                ))
+                Err(over_rate(name, rpm, *wait_ms as f64 / 1000.0))
             }
             other => Err(redis_error(format!("unexpected answer from the rate-limit script: {other:?}"))),
         }
@@ -209,34 +213,20 @@ impl Limits {
         let mut c = self.lock();
         // Check every bucket before taking from any, so a refused request costs nothing.
         for (key, rpm, name) in &checks {
-            if *rpm == 0 {
-                continue;
-            }
-            let mut probe = c.buckets.get(key).copied().unwrap_or_else(|| Bucket::full(*rpm, now));
+            let mut probe = c.buckets.get(key).map_or_else(|| Bucket::full(*rpm, now), |(b, _)| *b);
             if let Err(wait) = probe.take(now, *rpm) {
-                return Err(limited(
-                    name,
-                    format!("rate limit: {rpm} requests per minute ({name}); try again in {wait:.1} s"),
-                    wait.ceil() as u64,
-                ));
+                return Err(over_rate(name, *rpm, wait));
             }
         }
         for (key, rpm, _) in checks {
-            if rpm > 0 {
-                let bucket = c.buckets.entry(key).or_insert_with(|| Bucket::full(rpm, now));
-                let _ = bucket.take(now, rpm);
-            }
+            let (bucket, _) = c.buckets.entry(key).or_insert_with(|| (Bucket::full(rpm, now), rpm));
+            let _ = bucket.take(now, rpm);
         }
         if c.buckets.len() > MAX_BUCKETS {
-            let (account_rpm, user_rpm) = (self.config.account_rpm, self.config.user_rpm);
-            c.buckets.retain(|key, b| {
-                let rpm = match key.as_bytes().first() {
-                    Some(b'a') => account_rpm,
-                    Some(b'l') => LOGINS_PER_MINUTE,
-                    _ => user_rpm,
-                };
-                b.refill(now, rpm);
-                b.tokens < rpm as f64
+            // Full buckets say nothing a new one would not: drop them.
+            c.buckets.retain(|_, (b, rpm)| {
+                b.refill(now, *rpm);
+                b.tokens < *rpm as f64
             });
         }
         Ok(())
@@ -390,11 +380,11 @@ impl Limits {
             let milli: i64 = redis
                 .eval(LEFT_SCRIPT, vec![redis_key(key)], vec![rpm.to_string()])
                 .await
-                .map_err(|e| StorageError::Session(format!("redis: {e}")))?;
+                .map_err(|e| StorageError::Redis(e.to_string()))?;
             return Ok(milli as f64 / 1000.0);
         }
         let t = self.now();
-        Ok(self.lock().buckets.get(key).map_or(rpm as f64, |b| {
+        Ok(self.lock().buckets.get(key).map_or(rpm as f64, |(b, _)| {
             let mut b = *b;
             b.refill(t, rpm);
             b.tokens
@@ -444,7 +434,7 @@ fn redis_key(key: &str) -> String {
 }
 
 fn redis_error(e: impl std::fmt::Display) -> ServiceError {
-    ServiceError::Storage(StorageError::Session(format!("redis: {e}")))
+    ServiceError::Storage(StorageError::Redis(e.to_string()))
 }
 
 fn limit(limit: u64, used: u64) -> Limit {

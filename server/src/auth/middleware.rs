@@ -74,17 +74,17 @@ pub async fn identify(
                 ServiceError::Unauthenticated("the Authorization header must be `Bearer <API key>`".into())
             })?;
         return match state.db.api_key_owner(&keys::key_hash(key)).await? {
-            Some((_, account)) if account.disabled_at.is_some() => {
+            Some(owner) if owner.disabled_at.is_some() => {
                 Err(ServiceError::Forbidden("this account is disabled".into()))
             }
-            Some((key, account)) => {
-                if key.last_used_at.is_none_or(|t| now_ms() - t > KEY_TOUCH_MS) {
-                    state.db.touch_api_key(&key.id).await?;
+            Some(owner) => {
+                if owner.last_used_at.is_none_or(|t| now_ms() - t > KEY_TOUCH_MS) {
+                    state.db.touch_api_key(&owner.key_id).await?;
                 }
                 Ok(Some(Caller {
-                    account_id: account.id,
-                    username: account.username,
-                    role: Role::parse(&account.role),
+                    account_id: owner.account_id,
+                    username: owner.username,
+                    role: Role::parse(&owner.role),
                     via: Via::ApiKey,
                 }))
             }

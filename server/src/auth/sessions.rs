@@ -46,7 +46,7 @@ where
 
 /// Connect to Redis (a small pool), and check it answers.
 pub async fn connect_redis(url: &str) -> Result<Pool, String> {
-    let masked = crate::config::DatabaseUrl::Postgres(url.to_string()).masked();
+    let masked = crate::config::masked_url(url);
     let fail = |e: fred::error::Error| format!("REDIS_URL {masked}: {e}");
     let config = fred::prelude::Config::from_url(url).map_err(fail)?;
     let pool = fred::prelude::Builder::from_config(config).build_pool(4).map_err(fail)?;

@@ -23,6 +23,17 @@ pub struct ApiKeyRow {
     pub revoked_at: Option<i64>,
 }
 
+/// A live API key with what authentication needs of its account.
+#[derive(Clone, Debug, PartialEq, sqlx::FromRow)]
+pub struct KeyOwnerRow {
+    pub key_id: String,
+    pub last_used_at: Option<i64>,
+    pub account_id: String,
+    pub username: String,
+    pub role: String,
+    pub disabled_at: Option<i64>,
+}
+
 const ACCOUNT: &str = "id, username, password_hash, role, created_at, disabled_at";
 const KEY: &str = "id, account_id, name, prefix, created_at, last_used_at, revoked_at";
 
@@ -95,13 +106,14 @@ impl Database {
         Ok(())
     }
 
-    /// The live key with this hash and its (enabled) account.
-    pub async fn api_key_owner(&self, key_hash: &str) -> Result<Option<(ApiKeyRow, AccountRow)>, StorageError> {
-        let sql = format!("SELECT {KEY} FROM api_keys WHERE key_hash = $1 AND revoked_at IS NULL");
-        let key: Option<ApiKeyRow> =
-            on_pool!(self, |pool| sqlx::query_as(&sql).bind(key_hash).fetch_optional(pool).await?);
-        let Some(key) = key else { return Ok(None) };
-        Ok(self.account(&key.account_id).await?.map(|account| (key, account)))
+    /// The live key with this hash and its account, in one round trip (this runs on every
+    /// request made with a key).
+    pub async fn api_key_owner(&self, key_hash: &str) -> Result<Option<KeyOwnerRow>, StorageError> {
+        const SQL: &str =
+            "SELECT k.id AS key_id, k.last_used_at, a.id AS account_id, a.username, a.role, a.disabled_at \
+                           FROM api_keys k JOIN accounts a ON a.id = k.account_id \
+                           WHERE k.key_hash = $1 AND k.revoked_at IS NULL";
+        Ok(on_pool!(self, |pool| sqlx::query_as(SQL).bind(key_hash).fetch_optional(pool).await?))
     }
 
     pub async fn touch_api_key(&self, id: &str) -> Result<(), StorageError> {

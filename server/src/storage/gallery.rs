@@ -61,10 +61,8 @@ impl Database {
 
     /// Delete one of the account's images (its row and shares); the caller removes the file.
     pub async fn delete_image(&self, account_id: &str, id: &str) -> Result<Option<ImageRow>, StorageError> {
-        let Some(row) = self.image(account_id, id).await? else { return Ok(None) };
-        const SQL: &str = "DELETE FROM images WHERE id = $1 AND account_id = $2";
-        on_pool!(self, |pool| sqlx::query(SQL).bind(id).bind(account_id).execute(pool).await.map(drop)?);
-        Ok(Some(row))
+        let sql = format!("DELETE FROM images WHERE id = $1 AND account_id = $2 RETURNING {COLUMNS}");
+        Ok(on_pool!(self, |pool| sqlx::query_as(&sql).bind(id).bind(account_id).fetch_optional(pool).await?))
     }
 
     pub async fn insert_share(&self, row: &ShareRow) -> Result<(), StorageError> {

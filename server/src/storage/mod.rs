@@ -10,7 +10,7 @@ mod images;
 pub mod search;
 mod usage;
 
-pub use accounts::{AccountRow, ApiKeyRow};
+pub use accounts::{AccountRow, ApiKeyRow, KeyOwnerRow};
 pub use chat::{ConversationRow, MessageRow, NewMessage};
 pub use gallery::{GalleryFilter, ShareRow};
 pub use history::{FullMessageRow, SearchRow};
@@ -53,6 +53,8 @@ pub enum StorageError {
     Query(#[from] sqlx::Error),
     #[error("session store: {0}")]
     Session(String),
+    #[error("redis: {0}")]
+    Redis(String),
     #[error("image files: {0}")]
     Files(String),
 }

@@ -120,9 +120,14 @@ pub async fn get(state: &server::AppState, uri: &str) -> Reply {
 
 /// Poll a job's status URL until it has ended.
 pub async fn wait_for_job(state: &server::AppState, status_url: &str, limit: Duration) -> Value {
+    wait_for_job_as(state, &Auth::None, status_url, limit).await
+}
+
+/// `wait_for_job` with credentials.
+pub async fn wait_for_job_as(state: &server::AppState, auth: &Auth, status_url: &str, limit: Duration) -> Value {
     let deadline = Instant::now() + limit;
     loop {
-        let job = get(state, status_url).await;
+        let job = call(state, Method::GET, status_url, None, auth).await;
         assert_eq!(job.status, 200, "{}", String::from_utf8_lossy(&job.body));
         let json = job.json();
         if ["done", "failed", "cancelled"].contains(&json["status"].as_str().unwrap()) {
