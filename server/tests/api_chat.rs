@@ -240,4 +240,30 @@ async fn overload_and_timeouts_answer_503_and_504(backend) {
     assert_eq!(timed_out.error_param(504), None);
     assert!(timed_out.json()["error"]["message"].as_str().unwrap().contains("REQUEST_TIMEOUT_SECS"));
 }
+
+async fn replace_from_edits_or_regenerates_the_last_turn(backend) {
+    let dir = tempfile::tempdir().unwrap();
+    let state = mock_state_on(backend, dir.path(), &[]).await;
+    let first = post(&state, "/chat", json!({"user_id": "alice", "message": "one"})).await.json();
+    let id = first["conversation_id"].as_str().unwrap();
+    post(&state, "/chat", json!({"user_id": "alice", "message": "two", "conversation_id": id})).await;
+    let detail = get(&state, &format!("/conversations/{id}")).await.json();
+    let second_user = detail["messages"][2]["id"].as_str().unwrap().to_string();
+    let first_reply = detail["messages"][1]["id"].as_str().unwrap().to_string();
+
+    // A reply's id is not a user message: 404, and nothing is deleted.
+    let wrong = json!({"user_id": "alice", "message": "x", "conversation_id": id, "replace_from": first_reply});
+    assert_eq!(post(&state, "/chat", wrong).await.error_param(404), None);
+    assert_eq!(get(&state, &format!("/conversations/{id}")).await.json()["messages"].as_array().unwrap().len(), 4);
+
+    let edit = json!({"user_id": "alice", "message": "three", "conversation_id": id, "replace_from": second_user});
+    let res = post(&state, "/chat", edit).await;
+    assert_eq!(res.status, 200, "{}", String::from_utf8_lossy(&res.body));
+    assert_eq!(res.json()["reply"], "You said: three");
+    let after = get(&state, &format!("/conversations/{id}")).await.json();
+    let said: Vec<&str> = after["messages"].as_array().unwrap().iter().map(|m| m["content"].as_str().unwrap()).collect();
+    assert_eq!(said, ["one", "You said: one", "three", "You said: three"]);
+    // The old turn is gone from the context too: the mock counts the words it was sent.
+    assert_eq!(count(&state.db, "SELECT COUNT(*) FROM messages WHERE content LIKE '%two%'").await, 0);
+}
 }

@@ -16,6 +16,11 @@ pub struct ChatRequest {
     /// Continue this conversation; absent: start a new one.
     #[serde(default)]
     pub conversation_id: Option<String>,
+    /// The id of a user message in `conversation_id`: it and every later message are deleted
+    /// before `message` is stored in its place (edit and resend, regenerate). Their images stay
+    /// in the gallery.
+    #[serde(default)]
+    pub replace_from: Option<String>,
     /// Answer as server-sent events instead of one JSON body.
     #[serde(default)]
     pub stream: bool,

@@ -56,6 +56,11 @@ pub async fn start(state: &AppState, caller: &Caller, request: ChatRequest) -> R
         None => None,
     };
     let conversation_id = open_conversation(state, caller, &valid).await?;
+    if let Some(from) = &valid.replace_from {
+        if !state.db.truncate_conversation(&conversation_id, from).await? {
+            return Err(ServiceError::NotFound("message (replace_from)"));
+        }
+    }
     let history = state.db.recent_messages(&conversation_id, 2 * state.config.context_turns as i64).await?;
     state
         .db

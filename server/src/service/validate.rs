@@ -27,6 +27,8 @@ pub struct ValidChat {
     pub user_id: String,
     pub message: String,
     pub conversation_id: Option<String>,
+    /// Drop this user message and what follows before storing the new one.
+    pub replace_from: Option<String>,
     pub stream: bool,
     pub params: GenerationParams,
     /// `/imagine PROMPT`: a picture of PROMPT, no chat reply.
@@ -44,6 +46,16 @@ pub fn chat(request: ChatRequest, default_max_tokens: u32) -> Checked<ValidChat>
         }
         other => other,
     };
+    let replace_from = match (request.replace_from, &conversation_id) {
+        (None, _) => None,
+        (Some(_), None) => {
+            return bad("replace_from", "needs conversation_id: it names a message of that conversation")
+        }
+        (Some(id), Some(_)) if uuid::Uuid::parse_str(&id).is_err() => {
+            return bad("replace_from", "must be the id of a user message of this conversation (a UUID)")
+        }
+        (Some(id), Some(_)) => Some(id),
+    };
     let max_tokens = request.max_tokens.unwrap_or(default_max_tokens);
     if !(1..=MAX_TOKENS).contains(&max_tokens) {
         return bad("max_tokens", format!("must be an integer from 1 to {MAX_TOKENS}, got {max_tokens}"));
@@ -60,6 +72,7 @@ pub fn chat(request: ChatRequest, default_max_tokens: u32) -> Checked<ValidChat>
         user_id,
         message,
         conversation_id,
+        replace_from,
         stream: request.stream,
         params: GenerationParams {
             sampling: SamplingOverrides { seed: request.seed, ..sampling },
@@ -243,6 +256,14 @@ mod tests {
         assert_eq!(field_of(with(|r| r.stop = Some(vec!["a".into(); 5]))), "stop");
         assert_eq!(field_of(with(|r| r.stop = Some(vec!["ok".into(), String::new()]))), "stop[1]");
         assert_eq!(field_of(with(|r| r.conversation_id = Some("../etc".into()))), "conversation_id");
+        assert_eq!(field_of(with(|r| r.replace_from = Some(uuid::Uuid::new_v4().to_string()))), "replace_from");
+        assert_eq!(
+            field_of(with(|r| {
+                r.conversation_id = Some(uuid::Uuid::new_v4().to_string());
+                r.replace_from = Some("1".into());
+            })),
+            "replace_from"
+        );
         let ok = with(|r| {
             r.temperature = Some(0.6);
             r.seed = Some(9);

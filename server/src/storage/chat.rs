@@ -79,6 +79,20 @@ impl Database {
         Ok(rows)
     }
 
+    /// Delete a user message and every later one (edit and resend, regenerate); false when the
+    /// conversation holds no such user message. Images made by deleted replies stay in the gallery.
+    pub async fn truncate_conversation(&self, conversation_id: &str, message_id: &str) -> Result<bool, StorageError> {
+        const SQL: &str = "DELETE FROM messages WHERE conversation_id = $1 AND seq >= \
+                           (SELECT seq FROM messages WHERE id = $2 AND conversation_id = $1 AND role = 'user')";
+        let deleted = on_pool!(self, |pool| sqlx::query(SQL)
+            .bind(conversation_id)
+            .bind(message_id)
+            .execute(pool)
+            .await?
+            .rows_affected());
+        Ok(deleted > 0)
+    }
+
     /// Append a message after the conversation's last one and mark the conversation updated.
     /// The position is taken inside the insert, and `(conversation_id, seq)` is unique, so two
     /// writers can never interleave silently: the loser gets an error, not a reordered history.
