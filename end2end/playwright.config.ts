@@ -7,7 +7,13 @@ import { join, resolve } from 'node:path';
 // port with a throwaway data folder and the fixture models, and drives Debian's Chromium.
 const root = resolve(__dirname, '..');
 const port = Number(process.env.E2E_PORT ?? 3107);
+// A second server in mock mode, paced so a reply streams for seconds: Stop, the thinking block
+// and progress bars can be watched there. Specs reach it through `mockURL` in tests/helpers.ts.
+const mockPort = port + 1;
 const dataDir = mkdtempSync(join(tmpdir(), 'duet-e2e-'));
+const mockDataDir = mkdtempSync(join(tmpdir(), 'duet-e2e-mock-'));
+const serverBin = process.env.SERVER_BIN ?? join(root, 'target/debug/server');
+process.env.E2E_MOCK_URL = `http://127.0.0.1:${mockPort}`;
 const chromium = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
 
 export default defineConfig({
@@ -40,22 +46,42 @@ export default defineConfig({
     { name: 'desktop', use: { ...devices['Desktop Chrome'], viewport: { width: 1280, height: 800 } } },
     { name: 'phone', use: { ...devices['Pixel 7'], viewport: { width: 375, height: 740 } } },
   ],
-  webServer: {
-    command: process.env.SERVER_BIN ?? join(root, 'target/debug/server'),
-    cwd: root,
-    url: `http://127.0.0.1:${port}/health`,
-    reuseExistingServer: false,
-    timeout: 120_000,
-    stdout: 'ignore',
-    stderr: 'pipe',
-    env: {
-      LEPTOS_SITE_ADDR: `127.0.0.1:${port}`,
-      LEPTOS_SITE_ROOT: join(root, 'target/site'),
-      DATA_DIR: dataDir,
-      LLM_MODEL: join(root, 'fixtures/llm/tiny-deepseek-r1-distill-qwen-int4-cw-ov'),
-      SD_MODEL: join(root, 'fixtures/sd/tiny-stable-diffusion-v1-5-int8-ov'),
-      USE_MOCKS: 'false',
-      RUST_LOG: 'info',
+  webServer: [
+    {
+      command: serverBin,
+      cwd: root,
+      url: `http://127.0.0.1:${port}/health`,
+      reuseExistingServer: false,
+      timeout: 120_000,
+      stdout: 'ignore',
+      stderr: 'pipe',
+      env: {
+        LEPTOS_SITE_ADDR: `127.0.0.1:${port}`,
+        LEPTOS_SITE_ROOT: join(root, 'target/site'),
+        DATA_DIR: dataDir,
+        LLM_MODEL: join(root, 'fixtures/llm/tiny-deepseek-r1-distill-qwen-int4-cw-ov'),
+        SD_MODEL: join(root, 'fixtures/sd/tiny-stable-diffusion-v1-5-int8-ov'),
+        USE_MOCKS: 'false',
+        RUST_LOG: 'info',
+      },
     },
-  },
+    {
+      command: serverBin,
+      cwd: root,
+      url: `http://127.0.0.1:${mockPort}/health`,
+      reuseExistingServer: false,
+      timeout: 120_000,
+      stdout: 'ignore',
+      stderr: 'pipe',
+      env: {
+        LEPTOS_SITE_ADDR: `127.0.0.1:${mockPort}`,
+        LEPTOS_SITE_ROOT: join(root, 'target/site'),
+        DATA_DIR: mockDataDir,
+        USE_MOCKS: 'true',
+        MOCK_TOKEN_MS: '60',
+        MOCK_IMAGE_STEP_MS: '150',
+        RUST_LOG: 'info',
+      },
+    },
+  ],
 });

@@ -21,6 +21,7 @@ cargo leptos build
 
 stage "lint (cargo clippy -D warnings)"
 cargo clippy -p server --all-targets -- -D warnings
+cargo clippy -p app --features hydrate --target wasm32-unknown-unknown -- -D warnings
 
 stage "unit and integration tests (cargo test)"
 cargo test -p server

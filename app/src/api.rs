@@ -1,6 +1,6 @@
 //! Server functions: thin doors into the same service layer the REST API uses.
 
-use crate::types::{AccountInfo, HealthReport};
+use crate::types::{AccountInfo, ChatData, ConversationList, ConversationSummary, HealthReport, SearchResults};
 use leptos::prelude::*;
 
 /// The same report as `GET /health`.
@@ -20,7 +20,7 @@ async fn session() -> Result<crate::ssr::Session, ServerFnError> {
 pub async fn login(username: String, password: String, next: Option<String>) -> Result<AccountInfo, ServerFnError> {
     let backend = expect_context::<crate::ssr::SharedBackend>();
     let credentials = crate::types::Credentials { username: Some(username), password: Some(password) };
-    let account = backend.login(session().await?, credentials).await.map_err(ServerFnError::new)?;
+    let account = failed(backend.login(session().await?, credentials).await)?;
     leptos_axum::redirect(&safe_next(next));
     Ok(account)
 }
@@ -30,7 +30,7 @@ pub async fn login(username: String, password: String, next: Option<String>) -> 
 pub async fn register(username: String, password: String) -> Result<AccountInfo, ServerFnError> {
     let backend = expect_context::<crate::ssr::SharedBackend>();
     let credentials = crate::types::Credentials { username: Some(username), password: Some(password) };
-    let account = backend.register(session().await?, credentials).await.map_err(ServerFnError::new)?;
+    let account = failed(backend.register(session().await?, credentials).await)?;
     leptos_axum::redirect("/");
     Ok(account)
 }
@@ -38,7 +38,7 @@ pub async fn register(username: String, password: String) -> Result<AccountInfo,
 #[server]
 pub async fn logout() -> Result<(), ServerFnError> {
     let backend = expect_context::<crate::ssr::SharedBackend>();
-    backend.logout(session().await?).await.map_err(ServerFnError::new)?;
+    failed(backend.logout(session().await?).await)?;
     leptos_axum::redirect("/login");
     Ok(())
 }
@@ -48,6 +48,77 @@ pub async fn logout() -> Result<(), ServerFnError> {
 pub async fn whoami() -> Result<Option<AccountInfo>, ServerFnError> {
     let backend = expect_context::<crate::ssr::SharedBackend>();
     Ok(backend.whoami(session().await?).await)
+}
+
+/// A page's data call: when the session must log in first, the page goes to the log-in page and
+/// comes back after.
+#[cfg(feature = "ssr")]
+fn answer<T>(result: Result<T, crate::ssr::BackendError>) -> Result<T, ServerFnError> {
+    result.map_err(|e| {
+        if e.status != 401 {
+            set_status(e.status);
+        } else {
+            let here = use_context::<leptos_axum::ResponseOptions>().and(use_context::<http::request::Parts>());
+            // Rendering a page: come back to it. Called from the browser: the page asks again.
+            let next = here.map(|p| p.uri.path().to_string()).filter(|p| !p.starts_with("/api/"));
+            let target = match next {
+                Some(path) => {
+                    format!("/login?next={}", form_urlencoded::byte_serialize(path.as_bytes()).collect::<String>())
+                }
+                None => "/login".to_string(),
+            };
+            leptos_axum::redirect(&target);
+        }
+        ServerFnError::new(e.message)
+    })
+}
+
+/// A failure with the status the REST API would answer (a wrong password is 401, not 500).
+#[cfg(feature = "ssr")]
+fn failed<T>(result: Result<T, crate::ssr::BackendError>) -> Result<T, ServerFnError> {
+    result.map_err(|e| {
+        set_status(e.status);
+        ServerFnError::new(e.message)
+    })
+}
+
+#[cfg(feature = "ssr")]
+fn set_status(status: u16) {
+    if let (Some(response), Ok(status)) =
+        (use_context::<leptos_axum::ResponseOptions>(), http::StatusCode::from_u16(status))
+    {
+        response.set_status(status);
+    }
+}
+
+#[cfg(feature = "ssr")]
+fn backend() -> crate::ssr::SharedBackend {
+    expect_context::<crate::ssr::SharedBackend>()
+}
+
+#[server]
+pub async fn load_chat(id: Option<String>) -> Result<ChatData, ServerFnError> {
+    answer(backend().chat_data(session().await?, id).await)
+}
+
+#[server]
+pub async fn list_conversations(offset: Option<u32>) -> Result<ConversationList, ServerFnError> {
+    answer(backend().conversations(session().await?, offset).await)
+}
+
+#[server]
+pub async fn rename_conversation(id: String, title: String) -> Result<ConversationSummary, ServerFnError> {
+    answer(backend().rename_conversation(session().await?, id, title).await)
+}
+
+#[server]
+pub async fn delete_conversation(id: String) -> Result<(), ServerFnError> {
+    answer(backend().delete_conversation(session().await?, id).await)
+}
+
+#[server]
+pub async fn search_conversations(query: String) -> Result<SearchResults, ServerFnError> {
+    answer(backend().search_conversations(session().await?, query).await)
 }
 
 /// Only paths inside this site: `next=https://evil.example` must not turn log-in into a redirector.

@@ -2,21 +2,26 @@
 //! the server functions they call, and the types both sides share.
 
 pub mod api;
+#[cfg(feature = "hydrate")]
+mod browser;
 mod components;
 pub mod types;
+pub mod ui;
 
 #[cfg(feature = "ssr")]
 pub mod ssr;
 
 use components::{
     account::{AccountMenu, LoginPage, RegisterPage},
-    home::HomePage,
+    chat::ChatPage,
+    home::ModelsPage,
+    status::{Activity, StatusFooter},
 };
 use leptos::prelude::*;
 use leptos_meta::{provide_meta_context, MetaTags, Stylesheet, Title};
 use leptos_router::{
-    components::{Route, Router, Routes},
-    SsrMode, StaticSegment,
+    components::{ParentRoute, Route, Router, Routes, A},
+    ParamSegment, SsrMode, StaticSegment,
 };
 
 /// The HTML document around the app; rendered once per request on the server.
@@ -47,27 +52,37 @@ pub fn App() -> impl IntoView {
     let (hydrated, set_hydrated) = signal(false);
     // Effects run only in the browser: this marks that the WASM has taken over the page.
     Effect::new(move |_| set_hydrated.set(true));
+    provide_context(Activity::default());
     view! {
         <Stylesheet id="leptos" href="/pkg/duet.css"/>
         <Title text="Duet"/>
         <Router>
             <div class="app" data-hydrated=move || hydrated.get().to_string()>
+                <a class="skip-link" href="#main">"Skip to content"</a>
                 <header class="topbar">
-                    <h1 class="brand">"Duet"</h1>
-                    <p class="tagline">"Chat and pictures, on your own CPU."</p>
+                    <h1 class="brand"><a href="/">"Duet"</a></h1>
+                    <nav class="nav" aria-label="Pages">
+                        <A href="/" exact=true>"Chat"</A>
+                        <A href="/models">"Models"</A>
+                    </nav>
                     <AccountMenu/>
                 </header>
-                <main class="content">
+                <main class="content" id="main">
                     <Routes fallback=|| view! { <p class="not-found">"Page not found."</p> }>
                         // Async: the whole page, header included, is rendered before it is sent, so
                         // it reads right before (or without) the WASM.
-                        // Async: the whole page, header included, is rendered before it is sent, so
-                        // it reads right before (or without) the WASM.
-                        <Route path=StaticSegment("") view=HomePage ssr=SsrMode::Async/>
+                        // One parent for `/` and `/c/{id}`: moving between conversations keeps the
+                        // chat page (and a streaming reply) in place.
+                        <ParentRoute path=StaticSegment("") view=ChatPage ssr=SsrMode::Async>
+                            <Route path=StaticSegment("") view=|| ()/>
+                            <Route path=(StaticSegment("c"), ParamSegment("id")) view=|| ()/>
+                        </ParentRoute>
+                        <Route path=StaticSegment("models") view=ModelsPage ssr=SsrMode::Async/>
                         <Route path=StaticSegment("login") view=LoginPage ssr=SsrMode::Async/>
                         <Route path=StaticSegment("register") view=RegisterPage ssr=SsrMode::Async/>
                     </Routes>
                 </main>
+                <StatusFooter/>
             </div>
         </Router>
     }

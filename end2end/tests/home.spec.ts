@@ -4,8 +4,8 @@ import { join } from 'node:path';
 
 const screenshots = join(__dirname, '..', 'screenshots');
 
-test('the status page is rendered on the server, readable before WASM loads', async ({ request }) => {
-  const res = await request.get('/');
+test('the models page is rendered on the server, readable before WASM loads', async ({ request }) => {
+  const res = await request.get('/models');
   expect(res.status()).toBe(200);
   const html = await res.text();
   expect(html).toContain('<title>Duet</title>');
@@ -18,7 +18,7 @@ test('the status page is rendered on the server, readable before WASM loads', as
 test('the page hydrates, the Refresh button calls the server, both fixture models are ready', async ({ page }, info) => {
   const errors: string[] = [];
   page.on('pageerror', (err) => errors.push(err.message));
-  await page.goto('/');
+  await page.goto('/models');
   // Set by an effect, and effects run only in the browser after hydration.
   await expect(page.locator('.app[data-hydrated="true"]')).toBeVisible();
 
@@ -39,5 +39,5 @@ test('the page hydrates, the Refresh button calls the server, both fixture model
   expect(errors).toEqual([]);
 
   mkdirSync(screenshots, { recursive: true });
-  await page.screenshot({ path: join(screenshots, `home-${info.project.name}.png`), fullPage: true });
+  await page.screenshot({ path: join(screenshots, `models-${info.project.name}.png`), fullPage: true });
 });

@@ -129,7 +129,35 @@ on_both_databases! {
         }
         assert_eq!(get(&s, "/health").await.status, 200);
         assert_eq!(post(&s, "/auth/login", creds("nobody", "whatever1")).await.status, 401);
-        assert_eq!(get(&s, "/").await.status, 200, "the page shell is public (it holds no data)");
+        assert_eq!(get(&s, "/models").await.status, 200, "the models page is public (the health report only)");
+        // As a browser asks for a page (leptos_axum redirects only requests that accept HTML).
+        let page = Request::get("/").header(header::ACCEPT, "text/html").body(Body::empty()).unwrap();
+        let chat = raw(&s, page).await;
+        assert_eq!(chat.status, 302, "the chat page sends you to log in first");
+        assert_eq!(chat.headers.get(header::LOCATION).unwrap(), "/login?next=%2F");
+    }
+
+    async fn pages_show_a_session_only_its_own_conversations(backend) {
+        let dir = tempfile::tempdir().unwrap();
+        let s = state(backend, dir.path(), &[]).await;
+        let (alice, _) = account(&s, "alice").await;
+        let (bob, _) = account(&s, "bob").await;
+        let said = call(&s, Method::POST, "/chat", Some(json!({"user_id": "alice", "message": "a secret plan"})), &alice).await;
+        let id = said.json()["conversation_id"].as_str().unwrap().to_string();
+        let page = |who: &Auth, path: String| {
+            let (s, who) = (s.clone(), who.clone());
+            async move { call(&s, Method::GET, &path, None, &who).await }
+        };
+        let mine = page(&alice, format!("/c/{id}")).await;
+        assert_eq!(mine.status, 200);
+        let html = String::from_utf8_lossy(&mine.body);
+        assert!(html.contains("You said: a secret plan") && html.contains("data-testid=\"conversations\""), "{html}");
+        let theirs = page(&bob, format!("/c/{id}")).await;
+        assert_eq!(theirs.status, 404, "another account's conversation is not found");
+        let html = String::from_utf8_lossy(&theirs.body);
+        assert!(!html.contains("secret plan"), "{html}");
+        let list = page(&bob, "/".into()).await;
+        assert!(!String::from_utf8_lossy(&list.body).contains("secret plan"), "bob's list is his own");
     }
 
     async fn api_keys_are_shown_once_work_as_bearer_and_die_when_revoked(backend) {

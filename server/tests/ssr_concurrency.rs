@@ -11,7 +11,7 @@ async fn concurrent_page_renders_all_succeed() {
     let mut tasks = Vec::new();
     for i in 0..64 {
         let state = state.clone();
-        let path = ["/", "/login", "/register"][i % 3];
+        let path = ["/models", "/login", "/register"][i % 3];
         tasks.push(tokio::spawn(async move { (path, get(&state, path).await) }));
     }
     for task in tasks {

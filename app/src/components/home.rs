@@ -1,15 +1,11 @@
-//! The landing page: the app shell and live model status.
+//! The models page: what each model is, where it lives and what state it is in.
 
-use super::status::{ModelCard, StatusFooter};
+use super::status::{ModelCard, POLL_EVERY};
 use crate::api::get_health;
 use leptos::prelude::*;
-use std::time::Duration;
-
-/// How often the browser asks `/health` again, so download and load progress stays live.
-const POLL_EVERY: Duration = Duration::from_secs(5);
 
 #[component]
-pub fn HomePage() -> impl IntoView {
+pub fn ModelsPage() -> impl IntoView {
     // Bumped by the Refresh button and by the poll timer; the resource refetches on either.
     let (clicks, set_clicks) = signal(0u32);
     let (ticks, set_ticks) = signal(0u32);
@@ -21,7 +17,7 @@ pub fn HomePage() -> impl IntoView {
     });
 
     view! {
-        <section class="panel" aria-labelledby="models-heading">
+        <section class="panel page" aria-labelledby="models-heading">
             <div class="panel-head">
                 <h2 id="models-heading">"Models"</h2>
                 <button
@@ -38,28 +34,16 @@ pub fn HomePage() -> impl IntoView {
                     health
                         .get()
                         .map(|report| match report {
-                            Ok(report) => {
-                                view! {
-                                    <div class="cards">
-                                        {report
-                                            .models
-                                            .iter()
-                                            .cloned()
-                                            .map(|model| view! { <ModelCard model/> })
-                                            .collect_view()}
-                                    </div>
-                                    <StatusFooter report/>
-                                }
-                                    .into_any()
+                            Ok(report) => view! {
+                                <div class="cards">
+                                    {report.models.into_iter().map(|model| view! { <ModelCard model/> }).collect_view()}
+                                </div>
                             }
-                            Err(err) => {
-                                view! {
-                                    <p class="error" role="alert">
-                                        {format!("The server did not answer: {err}")}
-                                    </p>
-                                }
-                                    .into_any()
+                                .into_any(),
+                            Err(err) => view! {
+                                <p class="error" role="alert">{format!("The server did not answer: {err}")}</p>
                             }
+                                .into_any(),
                         })
                 }}
             </Transition>

@@ -1,3 +1,4 @@
 pub mod account;
+pub mod chat;
 pub mod home;
-mod status;
+pub mod status;

@@ -1,58 +1,120 @@
-//! Model cards and the status footer, both fed by the health report.
+//! Model cards (the models page) and the status footer on every page, both fed by the health
+//! report; the footer also says when this page is generating and when the server is gone.
 
-use crate::types::{HealthReport, ModelHealth, ModelRole, ModelState, ServiceStatus};
+use crate::{
+    api::get_health,
+    types::{HealthReport, ModelHealth, ModelRole, ModelState, ServiceStatus},
+};
 use leptos::prelude::*;
+use std::time::Duration;
 
-fn role_title(role: ModelRole) -> &'static str {
+/// How often the browser asks `/health` again, so download and load progress stays live.
+pub const POLL_EVERY: Duration = Duration::from_secs(5);
+
+/// What this page is doing, for the footer: set by the chat while a reply streams.
+#[derive(Clone, Copy)]
+pub struct Activity {
+    pub generating: RwSignal<bool>,
+}
+
+impl Default for Activity {
+    fn default() -> Self {
+        Activity { generating: RwSignal::new(false) }
+    }
+}
+
+pub fn role_title(role: ModelRole) -> &'static str {
     match role {
         ModelRole::Llm => "Chat model",
         ModelRole::Sd => "Image model",
     }
 }
 
+fn state_text(model: &ModelHealth) -> String {
+    let progress =
+        model.progress.filter(|_| model.state == ModelState::Downloading).map(|p| format!(" {:.0}%", p * 100.0));
+    format!("{}{}", model.state.as_str(), progress.unwrap_or_default())
+}
+
 #[component]
 pub fn ModelCard(model: ModelHealth) -> impl IntoView {
     let state = model.state.as_str();
-    let progress =
-        model.progress.filter(|_| model.state == ModelState::Downloading).map(|p| format!(" {:.0}%", p * 100.0));
     view! {
         <article class="card" data-role=format!("{:?}", model.role).to_lowercase()>
             <h3>{role_title(model.role)}</h3>
             <p class="model-id">{model.id.clone()}</p>
             <p>
-                <span class=format!("badge badge-{state}") data-testid="model-state">
-                    {state}
-                    {progress}
-                </span>
+                <span class=format!("badge badge-{state}") data-testid="model-state">{state_text(&model)}</span>
                 " on "
                 <span class="device">{model.device.clone()}</span>
             </p>
             // For a local folder the id already is the path.
-            {model.path.filter(|p| *p != model.id).map(|p| view! { <p class="muted path">{p}</p> })}
-            {model.detail.map(|d| view! { <p class="detail">{d}</p> })}
+            {model.path.clone().filter(|p| *p != model.id).map(|p| view! { <p class="muted path">{p}</p> })}
+            {model.detail.clone().map(|d| view! { <p class="detail">{d}</p> })}
         </article>
     }
 }
 
 #[component]
-pub fn StatusFooter(report: HealthReport) -> impl IntoView {
+pub fn StatusFooter() -> impl IntoView {
+    let (ticks, set_ticks) = signal(0u32);
+    let health = Resource::new(move || ticks.get(), |_| get_health());
+    // Effects run only in the browser, so polling starts there and never during SSR.
+    Effect::new(move |_| {
+        let _ = set_interval_with_handle(move || set_ticks.update(|n| *n += 1), POLL_EVERY);
+    });
+    let generating = use_context::<Activity>().map(|a| a.generating);
+    view! {
+        <footer class="status-footer" role="status">
+            <Transition fallback=|| view! { <span class="muted">"Asking the server…"</span> }>
+                {move || Suspend::new(async move {
+                    match health.await {
+                        Ok(report) => view! { <Report report generating/> }.into_any(),
+                        Err(_) => view! {
+                            <span class="dot dot-down"></span>
+                            <span data-testid="service-status">"Server unreachable"</span>
+                            <span class="muted">"Duet's server did not answer; it retries every few seconds."</span>
+                        }
+                            .into_any(),
+                    }
+                })}
+            </Transition>
+        </footer>
+    }
+}
+
+#[component]
+fn Report(report: HealthReport, generating: Option<RwSignal<bool>>) -> impl IntoView {
     let (label, class) = match report.status {
         ServiceStatus::Ok => ("Ready", "ok"),
         ServiceStatus::Degraded => ("Degraded", "degraded"),
     };
+    let busy = move || generating.is_some_and(|g| g.get());
     let runtime = report
         .openvino
         .map(|rt| format!("OpenVINO {}", rt.version))
         .unwrap_or_else(|| "OpenVINO not loaded".to_string());
     let database = format!("{} {}", report.database.backend, if report.database.ok { "ok" } else { "unreachable" });
+    let models = report
+        .models
+        .iter()
+        .map(|m| {
+            let state = m.state.as_str();
+            view! {
+                <span class="footer-model" title=m.detail.clone().unwrap_or_default()>
+                    {role_title(m.role)} ": "
+                    <span class=format!("state-{state}") data-testid="footer-model-state">{state_text(m)}</span>
+                </span>
+            }
+        })
+        .collect_view();
     view! {
-        <footer class="status-footer" role="status">
-            <span class=format!("dot dot-{class}")></span>
-            <span data-testid="service-status">{label}</span>
-            {report.use_mocks.then(|| view! { <span class="badge badge-mock">"mock mode"</span> })}
-            <span class="muted">{runtime}</span>
-            <span class="muted">{format!("database: {database}")}</span>
-            <span class="muted">{format!("v{}", report.version)}</span>
-        </footer>
+        <span class=move || format!("dot dot-{}", if busy() { "busy" } else { class })></span>
+        <span data-testid="service-status">{move || if busy() { "Generating" } else { label }}</span>
+        {report.use_mocks.then(|| view! { <span class="badge badge-mock" data-testid="mock-mode">"mock mode"</span> })}
+        {models}
+        <span class="muted">{runtime}</span>
+        <span class="muted">{format!("database: {database}")}</span>
+        <span class="muted">{format!("v{}", report.version)}</span>
     }
 }

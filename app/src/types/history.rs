@@ -92,3 +92,11 @@ pub struct SearchResults {
     pub query: String,
     pub hits: Vec<SearchHit>,
 }
+
+/// What the chat page needs: who new conversations are for, and the one being shown.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ChatData {
+    /// The end-user id of new conversations: the account's name (`local` without accounts).
+    pub user_id: String,
+    pub conversation: Option<ConversationDetail>,
+}

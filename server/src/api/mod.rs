@@ -10,3 +10,4 @@ pub mod images;
 pub mod json;
 pub mod openai;
 pub mod openapi;
+pub mod pages;

@@ -34,25 +34,29 @@ pub async fn guard_origin(State(state): State<AppState>, req: Request, next: Nex
 /// handler; or answer 401 (no credentials) or 429 (over the limit).
 pub async fn authenticate(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
     let session = req.extensions().get::<Session>().cloned();
-    let caller = match identify(&state, req.headers(), session).await {
-        Ok(Some(caller)) => Ok(caller),
-        Ok(None) if !state.config.auth_required => Ok(Caller::local()),
-        Ok(None) => Err(ServiceError::Unauthenticated(
-            "authentication required: log in, or send `Authorization: Bearer <API key>`".into(),
-        )),
-        Err(err) => Err(err),
-    };
-    let counted = match caller {
-        Ok(caller) => state.limits.request(&caller.account_id, None).await.map(|_| caller),
-        Err(err) => Err(err),
-    };
-    match counted {
+    match admit(&state, req.headers(), session).await {
         Ok(caller) => {
             req.extensions_mut().insert(caller);
             next.run(req).await
         }
         Err(err) => ApiError::from(err).into_response(),
     }
+}
+
+/// The caller (the open pseudo-account when accounts are not required), counted against its
+/// account's request rate: for REST requests and for the pages' server functions alike.
+pub async fn admit(state: &AppState, headers: &HeaderMap, session: Option<Session>) -> Result<Caller, ServiceError> {
+    let caller = match identify(state, headers, session).await? {
+        Some(caller) => caller,
+        None if !state.config.auth_required => Caller::local(),
+        None => {
+            return Err(ServiceError::Unauthenticated(
+                "authentication required: log in, or send `Authorization: Bearer <API key>`".into(),
+            ))
+        }
+    };
+    state.limits.request(&caller.account_id, None).await?;
+    Ok(caller)
 }
 
 /// The caller named by an API key or the session cookie; `None` when there are no credentials.

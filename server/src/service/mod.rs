@@ -17,45 +17,9 @@ use crate::{
     models::ModelSlot,
     state::AppState,
 };
-use app::{
-    ssr::{Backend, BoxFuture, Session},
-    types::{AccountInfo, Credentials, HealthReport, ModelState},
-};
+use app::types::ModelState;
 use error::ServiceError;
 use std::sync::Arc;
-
-impl Backend for AppState {
-    fn health(&self) -> BoxFuture<'_, HealthReport> {
-        Box::pin(health::report(self))
-    }
-
-    fn login(&self, session: Session, credentials: Credentials) -> BoxFuture<'_, Result<AccountInfo, String>> {
-        Box::pin(async move {
-            let account = accounts::check_login(self, credentials).await.map_err(|e| e.to_string())?;
-            crate::auth::sessions::start(&session, &account.id).await.map_err(|e| e.to_string())?;
-            Ok(account)
-        })
-    }
-
-    fn register(&self, session: Session, credentials: Credentials) -> BoxFuture<'_, Result<AccountInfo, String>> {
-        Box::pin(async move {
-            let account = accounts::register(self, credentials).await.map_err(|e| e.to_string())?;
-            crate::auth::sessions::start(&session, &account.id).await.map_err(|e| e.to_string())?;
-            Ok(account)
-        })
-    }
-
-    fn logout(&self, session: Session) -> BoxFuture<'_, Result<(), String>> {
-        Box::pin(async move { crate::auth::sessions::end(&session).await.map_err(|e| e.to_string()) })
-    }
-
-    fn whoami(&self, session: Session) -> BoxFuture<'_, Option<AccountInfo>> {
-        Box::pin(async move {
-            let caller = crate::auth::middleware::identify(self, &Default::default(), Some(session)).await.ok()??;
-            accounts::me(self, &caller).await.ok()
-        })
-    }
-}
 
 impl AppState {
     /// The chat engine, when its model is ready; otherwise why not (503).

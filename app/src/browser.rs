@@ -1,0 +1,96 @@
+//! The few browser calls the pages make directly: a streaming POST (the chat's server-sent
+//! events come over `fetch`, since `EventSource` cannot POST), its abort, and the clipboard.
+//! Only built into the WASM; the server never runs these.
+
+use js_sys::{Reflect, Uint8Array};
+use wasm_bindgen::{JsCast, JsValue};
+use wasm_bindgen_futures::JsFuture;
+use web_sys::{AbortController, Headers, ReadableStreamDefaultReader, RequestCredentials, RequestInit, Response};
+
+fn text_of(err: JsValue) -> String {
+    err.as_string()
+        .or_else(|| Reflect::get(&err, &"message".into()).ok().and_then(|m| m.as_string()))
+        .unwrap_or_else(|| "the request failed".into())
+}
+
+/// The message of the REST API's error body, else the status line.
+async fn error_message(response: &Response) -> String {
+    let fallback = format!("the server answered {} {}", response.status(), response.status_text());
+    let Ok(promise) = response.text() else { return fallback };
+    let Ok(text) = JsFuture::from(promise).await else { return fallback };
+    let body: Option<serde_json::Value> = text.as_string().and_then(|t| serde_json::from_str(&t).ok());
+    body.and_then(|b| b["error"]["message"].as_str().map(str::to_string)).unwrap_or(fallback)
+}
+
+/// POST `body` as JSON and hand each chunk of the answer to `on_bytes` as it arrives. Ends when
+/// the server closes the stream, or with the error (the API's message for a non-2xx answer).
+/// `abort` stops it: the connection closes, and the server stops generating.
+pub async fn post_stream(
+    url: &str,
+    body: &str,
+    abort: &AbortController,
+    mut on_bytes: impl FnMut(&[u8]),
+) -> Result<(), String> {
+    let headers = Headers::new().map_err(text_of)?;
+    headers.set("content-type", "application/json").map_err(text_of)?;
+    headers.set("accept", "text/event-stream").map_err(text_of)?;
+    let init = RequestInit::new();
+    init.set_method("POST");
+    init.set_headers(&headers);
+    init.set_body(&JsValue::from_str(body));
+    init.set_credentials(RequestCredentials::SameOrigin);
+    init.set_signal(Some(&abort.signal()));
+    let window = web_sys::window().ok_or("no window")?;
+    let response: Response =
+        JsFuture::from(window.fetch_with_str_and_init(url, &init)).await.map_err(text_of)?.unchecked_into();
+    if !response.ok() {
+        return Err(error_message(&response).await);
+    }
+    let stream = response.body().ok_or("the answer has no body")?;
+    let reader: ReadableStreamDefaultReader = stream.get_reader().unchecked_into();
+    loop {
+        let chunk = JsFuture::from(reader.read()).await.map_err(text_of)?;
+        if Reflect::get(&chunk, &"done".into()).ok().and_then(|d| d.as_bool()).unwrap_or(true) {
+            return Ok(());
+        }
+        let value = Reflect::get(&chunk, &"value".into()).map_err(text_of)?;
+        on_bytes(&Uint8Array::new(&value).to_vec());
+    }
+}
+
+pub fn new_abort() -> Option<AbortController> {
+    AbortController::new().ok()
+}
+
+/// Put text on the clipboard (`navigator.clipboard.writeText`); false when the browser refused.
+pub async fn copy(text: &str) -> bool {
+    let Some(window) = web_sys::window() else { return false };
+    let clipboard = Reflect::get(&window.navigator(), &"clipboard".into()).ok();
+    let write = clipboard.as_ref().and_then(|c| Reflect::get(c, &"writeText".into()).ok());
+    match (clipboard, write.and_then(|w| w.dyn_into::<js_sys::Function>().ok())) {
+        (Some(clipboard), Some(write)) => match write.call1(&clipboard, &JsValue::from_str(text)) {
+            Ok(promise) => JsFuture::from(js_sys::Promise::from(promise)).await.is_ok(),
+            Err(_) => false,
+        },
+        _ => false,
+    }
+}
+
+/// Milliseconds since the page loaded, for how long the model thought.
+pub fn now_ms() -> f64 {
+    web_sys::window().and_then(|w| w.performance()).map(|p| p.now()).unwrap_or_default()
+}
+
+/// GET a JSON document of the REST API (same-origin, with the session cookie).
+pub async fn get_json<T: serde::de::DeserializeOwned>(url: &str) -> Result<T, String> {
+    let window = web_sys::window().ok_or("no window")?;
+    let init = RequestInit::new();
+    init.set_credentials(RequestCredentials::SameOrigin);
+    let response: Response =
+        JsFuture::from(window.fetch_with_str_and_init(url, &init)).await.map_err(text_of)?.unchecked_into();
+    if !response.ok() {
+        return Err(error_message(&response).await);
+    }
+    let text = JsFuture::from(response.text().map_err(text_of)?).await.map_err(text_of)?;
+    serde_json::from_str(&text.as_string().unwrap_or_default()).map_err(|e| e.to_string())
+}

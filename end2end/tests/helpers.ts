@@ -1,0 +1,35 @@
+import { expect, type Page, type TestInfo } from '@playwright/test';
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+
+/** The server in mock mode (started by playwright.config.ts beside the fixture-model one). */
+export const mockURL = process.env.E2E_MOCK_URL ?? 'http://127.0.0.1:3108';
+
+const screenshots = join(__dirname, '..', 'screenshots');
+
+/** Save a full-page screenshot as screenshots/NAME-PROJECT.png. */
+export async function screenshot(page: Page, name: string, info: TestInfo) {
+  mkdirSync(screenshots, { recursive: true });
+  await page.screenshot({ path: join(screenshots, `${name}-${info.project.name}.png`), fullPage: true });
+}
+
+/** Make an account on `base` and log this page's browser context in (the session cookie is shared). */
+export async function signUp(page: Page, base: string, prefix: string, info: TestInfo): Promise<string> {
+  const username = `${prefix}-${info.project.name}-${Date.now() % 1_000_000}`;
+  const res = await page.request.post(`${base}/auth/register`, { data: { username, password: 'a long password' } });
+  expect(res.status(), await res.text()).toBe(201);
+  return username;
+}
+
+/** Open a page and wait for the WASM to take over. */
+export async function open(page: Page, url: string) {
+  await page.goto(url);
+  await expect(page.locator('.app[data-hydrated="true"]')).toBeVisible();
+}
+
+/** Collect uncaught page errors; the caller expects the list empty at the end. */
+export function pageErrors(page: Page): string[] {
+  const errors: string[] = [];
+  page.on('pageerror', (err) => errors.push(err.message));
+  return errors;
+}

@@ -1,0 +1,107 @@
+//! The pages' door into the service layer: `app::ssr::Backend` over `AppState`, so a server
+//! function runs the same code, checks and errors as the matching REST route.
+
+use super::error::ApiError;
+use crate::{
+    auth::{self, Caller},
+    service::{accounts, error::ServiceError, health, history},
+    state::AppState,
+};
+use app::{
+    ssr::{Answer, Backend, BackendError, BoxFuture, Session},
+    types::{
+        AccountInfo, ChatData, ConversationList, ConversationSummary, ConversationUpdate, Credentials, HealthReport,
+        SearchResults,
+    },
+};
+use std::future::Future;
+
+/// The status and message the REST API would answer (server faults logged, not shown).
+fn failure(e: ServiceError) -> BackendError {
+    let error = ApiError::from(e);
+    let status = error.status_code();
+    if status.is_server_error() {
+        tracing::error!(error = ?error, "page data failed");
+    }
+    BackendError { status: status.as_u16(), message: error.detail().0.message }
+}
+
+impl AppState {
+    /// Run `work` as the session's caller.
+    async fn as_caller<'a, T, F, Fut>(&'a self, session: Session, work: F) -> Result<T, BackendError>
+    where
+        F: FnOnce(Caller) -> Fut,
+        Fut: Future<Output = Result<T, ServiceError>> + 'a,
+    {
+        let caller = auth::middleware::admit(self, &Default::default(), Some(session)).await.map_err(failure)?;
+        work(caller).await.map_err(failure)
+    }
+}
+
+impl Backend for AppState {
+    fn health(&self) -> BoxFuture<'_, HealthReport> {
+        Box::pin(health::report(self))
+    }
+
+    fn login(&self, session: Session, credentials: Credentials) -> Answer<'_, AccountInfo> {
+        Box::pin(async move {
+            let account = accounts::check_login(self, credentials).await.map_err(failure)?;
+            auth::sessions::start(&session, &account.id).await.map_err(failure)?;
+            Ok(account)
+        })
+    }
+
+    fn register(&self, session: Session, credentials: Credentials) -> Answer<'_, AccountInfo> {
+        Box::pin(async move {
+            let account = accounts::register(self, credentials).await.map_err(failure)?;
+            auth::sessions::start(&session, &account.id).await.map_err(failure)?;
+            Ok(account)
+        })
+    }
+
+    fn logout(&self, session: Session) -> Answer<'_, ()> {
+        Box::pin(async move { auth::sessions::end(&session).await.map_err(failure) })
+    }
+
+    fn whoami(&self, session: Session) -> BoxFuture<'_, Option<AccountInfo>> {
+        Box::pin(async move {
+            let caller = auth::middleware::identify(self, &Default::default(), Some(session)).await.ok()??;
+            accounts::me(self, &caller).await.ok()
+        })
+    }
+
+    fn chat_data(&self, session: Session, id: Option<String>) -> Answer<'_, ChatData> {
+        Box::pin(self.as_caller(session, move |caller| async move {
+            let conversation = match id {
+                Some(id) => Some(history::detail(self, &caller, &id).await?),
+                None => None,
+            };
+            Ok(ChatData { user_id: caller.username, conversation })
+        }))
+    }
+
+    fn conversations(&self, session: Session, offset: Option<u32>) -> Answer<'_, ConversationList> {
+        Box::pin(
+            self.as_caller(
+                session,
+                move |caller| async move { history::list(self, &caller, None, None, offset).await },
+            ),
+        )
+    }
+
+    fn rename_conversation(&self, session: Session, id: String, title: String) -> Answer<'_, ConversationSummary> {
+        Box::pin(self.as_caller(session, move |caller| async move {
+            history::rename(self, &caller, &id, ConversationUpdate { title: Some(title) }).await
+        }))
+    }
+
+    fn delete_conversation(&self, session: Session, id: String) -> Answer<'_, ()> {
+        Box::pin(self.as_caller(session, move |caller| async move { history::delete(self, &caller, &id).await }))
+    }
+
+    fn search_conversations(&self, session: Session, query: String) -> Answer<'_, SearchResults> {
+        Box::pin(self.as_caller(session, move |caller| async move {
+            history::search(self, &caller, Some(query), None, None).await
+        }))
+    }
+}
