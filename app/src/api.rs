@@ -1,6 +1,9 @@
 //! Server functions: thin doors into the same service layer the REST API uses.
 
-use crate::types::{AccountInfo, ChatData, ConversationList, ConversationSummary, HealthReport, SearchResults};
+use crate::types::{
+    AccountInfo, ChatData, ConversationList, ConversationSummary, GalleryFilterForm, GalleryPage, HealthReport,
+    SearchResults,
+};
 use leptos::prelude::*;
 
 /// The same report as `GET /health`.
@@ -119,6 +122,17 @@ pub async fn delete_conversation(id: String) -> Result<(), ServerFnError> {
 #[server]
 pub async fn search_conversations(query: String) -> Result<SearchResults, ServerFnError> {
     answer(backend().search_conversations(session().await?, query).await)
+}
+
+/// Nothing but the check a page without data of its own needs: log in first (when required).
+#[server]
+pub async fn require_access() -> Result<(), ServerFnError> {
+    answer(backend().chat_data(session().await?, None).await).map(drop)
+}
+
+#[server]
+pub async fn load_gallery(filter: GalleryFilterForm) -> Result<GalleryPage, ServerFnError> {
+    answer(backend().gallery(session().await?, filter).await)
 }
 
 /// Only paths inside this site: `next=https://evil.example` must not turn log-in into a redirector.

@@ -22,22 +22,26 @@ async fn error_message(response: &Response) -> String {
     body.and_then(|b| b["error"]["message"].as_str().map(str::to_string)).unwrap_or(fallback)
 }
 
-/// POST `body` as JSON and hand each chunk of the answer to `on_bytes` as it arrives. Ends when
-/// the server closes the stream, or with the error (the API's message for a non-2xx answer).
-/// `abort` stops it: the connection closes, and the server stops generating.
-pub async fn post_stream(
+/// Send the request (a JSON `body` when given) and hand each chunk of the answer to `on_bytes`
+/// as it arrives. Ends when the server closes the stream, or with the error (the API's message
+/// for a non-2xx answer). `abort` stops it: the connection closes, and the server stops
+/// generating.
+pub async fn stream(
+    method: &str,
     url: &str,
-    body: &str,
+    body: Option<&str>,
     abort: &AbortController,
     mut on_bytes: impl FnMut(&[u8]),
 ) -> Result<(), String> {
     let headers = Headers::new().map_err(text_of)?;
-    headers.set("content-type", "application/json").map_err(text_of)?;
     headers.set("accept", "text/event-stream").map_err(text_of)?;
     let init = RequestInit::new();
-    init.set_method("POST");
+    init.set_method(method);
+    if let Some(body) = body {
+        headers.set("content-type", "application/json").map_err(text_of)?;
+        init.set_body(&JsValue::from_str(body));
+    }
     init.set_headers(&headers);
-    init.set_body(&JsValue::from_str(body));
     init.set_credentials(RequestCredentials::SameOrigin);
     init.set_signal(Some(&abort.signal()));
     let window = web_sys::window().ok_or("no window")?;
@@ -81,16 +85,70 @@ pub fn now_ms() -> f64 {
     web_sys::window().and_then(|w| w.performance()).map(|p| p.now()).unwrap_or_default()
 }
 
-/// GET a JSON document of the REST API (same-origin, with the session cookie).
-pub async fn get_json<T: serde::de::DeserializeOwned>(url: &str) -> Result<T, String> {
+/// One REST call (same-origin, with the session cookie): the response when it is 2xx, else the
+/// API's error message.
+async fn request(method: &str, url: &str, body: Option<&str>) -> Result<Response, String> {
     let window = web_sys::window().ok_or("no window")?;
     let init = RequestInit::new();
+    init.set_method(method);
     init.set_credentials(RequestCredentials::SameOrigin);
+    if let Some(body) = body {
+        let headers = Headers::new().map_err(text_of)?;
+        headers.set("content-type", "application/json").map_err(text_of)?;
+        init.set_headers(&headers);
+        init.set_body(&JsValue::from_str(body));
+    }
     let response: Response =
         JsFuture::from(window.fetch_with_str_and_init(url, &init)).await.map_err(text_of)?.unchecked_into();
-    if !response.ok() {
-        return Err(error_message(&response).await);
+    if response.ok() {
+        Ok(response)
+    } else {
+        Err(error_message(&response).await)
     }
+}
+
+async fn json_of<T: serde::de::DeserializeOwned>(response: Response) -> Result<T, String> {
     let text = JsFuture::from(response.text().map_err(text_of)?).await.map_err(text_of)?;
     serde_json::from_str(&text.as_string().unwrap_or_default()).map_err(|e| e.to_string())
+}
+
+/// GET a JSON document of the REST API.
+pub async fn get_json<T: serde::de::DeserializeOwned>(url: &str) -> Result<T, String> {
+    json_of(request("GET", url, None).await?).await
+}
+
+/// POST (or PATCH…) a JSON body and read the JSON answer.
+pub async fn send_json<T: serde::de::DeserializeOwned>(
+    method: &str,
+    url: &str,
+    body: &impl serde::Serialize,
+) -> Result<T, String> {
+    let body = serde_json::to_string(body).map_err(|e| e.to_string())?;
+    json_of(request(method, url, Some(&body)).await?).await
+}
+
+/// DELETE something; the answer's body does not matter.
+pub async fn delete(url: &str) -> Result<(), String> {
+    request("DELETE", url, None).await.map(drop)
+}
+
+/// POST a JSON body and save the answer as a file the browser downloads (a zip, say).
+pub async fn download_post(url: &str, body: &impl serde::Serialize, file_name: &str) -> Result<(), String> {
+    let body = serde_json::to_string(body).map_err(|e| e.to_string())?;
+    let response = request("POST", url, Some(&body)).await?;
+    let blob: web_sys::Blob =
+        JsFuture::from(response.blob().map_err(text_of)?).await.map_err(text_of)?.unchecked_into();
+    let href = web_sys::Url::create_object_url_with_blob(&blob).map_err(text_of)?;
+    let document = web_sys::window().and_then(|w| w.document()).ok_or("no document")?;
+    let link: web_sys::HtmlAnchorElement = document.create_element("a").map_err(text_of)?.unchecked_into();
+    link.set_href(&href);
+    link.set_download(file_name);
+    link.click();
+    let _ = web_sys::Url::revoke_object_url(&href);
+    Ok(())
+}
+
+/// This page's origin (`http://host:port`), to make a relative link whole for copying.
+pub fn origin() -> String {
+    web_sys::window().and_then(|w| w.location().origin().ok()).unwrap_or_default()
 }

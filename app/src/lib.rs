@@ -1,6 +1,9 @@
 //! Duet's user interface: Leptos components rendered on the server and hydrated in the browser,
 //! the server functions they call, and the types both sides share.
 
+// Deeply nested views are deeply nested types; the default limit (128) is too small for them.
+#![recursion_limit = "256"]
+
 pub mod api;
 #[cfg(feature = "hydrate")]
 mod browser;
@@ -14,8 +17,10 @@ pub mod ssr;
 use components::{
     account::{AccountMenu, LoginPage, RegisterPage},
     chat::ChatPage,
+    gallery::GalleryPage,
     home::ModelsPage,
     status::{Activity, StatusFooter},
+    studio::StudioPage,
 };
 use leptos::prelude::*;
 use leptos_meta::{provide_meta_context, MetaTags, Stylesheet, Title};
@@ -63,6 +68,8 @@ pub fn App() -> impl IntoView {
                     <h1 class="brand"><a href="/">"Duet"</a></h1>
                     <nav class="nav" aria-label="Pages">
                         <A href="/" exact=true>"Chat"</A>
+                        <A href="/studio">"Studio"</A>
+                        <A href="/pictures">"Gallery"</A>
                         <A href="/models">"Models"</A>
                     </nav>
                     <AccountMenu/>
@@ -77,6 +84,9 @@ pub fn App() -> impl IntoView {
                             <Route path=StaticSegment("") view=|| ()/>
                             <Route path=(StaticSegment("c"), ParamSegment("id")) view=|| ()/>
                         </ParentRoute>
+                        <Route path=StaticSegment("studio") view=StudioPage ssr=SsrMode::Async/>
+                        // `/gallery` is the REST list; the page has its own address.
+                        <Route path=StaticSegment("pictures") view=GalleryPage ssr=SsrMode::Async/>
                         <Route path=StaticSegment("models") view=ModelsPage ssr=SsrMode::Async/>
                         <Route path=StaticSegment("login") view=LoginPage ssr=SsrMode::Async/>
                         <Route path=StaticSegment("register") view=RegisterPage ssr=SsrMode::Async/>

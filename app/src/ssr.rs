@@ -1,7 +1,10 @@
 //! What the server provides to server functions. The server crate implements `Backend` over its
 //! service layer, so a server function and the matching REST handler run the same code.
 
-use crate::types::{AccountInfo, ConversationList, ConversationSummary, Credentials, HealthReport, SearchResults};
+use crate::types::{
+    AccountInfo, ConversationList, ConversationSummary, Credentials, GalleryFilterForm, GalleryPage, HealthReport,
+    SearchResults,
+};
 use std::{future::Future, pin::Pin, sync::Arc};
 pub use tower_sessions::Session;
 
@@ -34,6 +37,7 @@ pub trait Backend: Send + Sync + 'static {
     fn rename_conversation(&self, session: Session, id: String, title: String) -> Answer<'_, ConversationSummary>;
     fn delete_conversation(&self, session: Session, id: String) -> Answer<'_, ()>;
     fn search_conversations(&self, session: Session, query: String) -> Answer<'_, SearchResults>;
+    fn gallery(&self, session: Session, filter: GalleryFilterForm) -> Answer<'_, GalleryPage>;
 }
 
 /// Provided as Leptos context on every server-rendered page and server-function call.

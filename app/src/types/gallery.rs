@@ -57,3 +57,15 @@ pub struct ShareInfo {
     pub expires_at: i64,
     pub revoked_at: Option<i64>,
 }
+
+/// The gallery page's filter, as its address carries it (`/pictures?q=&from=&to=`).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct GalleryFilterForm {
+    /// Words of the prompt.
+    pub q: Option<String>,
+    /// First day, `YYYY-MM-DD` (UTC).
+    pub from: Option<String>,
+    /// Last day, `YYYY-MM-DD` (UTC), included.
+    pub to: Option<String>,
+    pub offset: Option<u32>,
+}

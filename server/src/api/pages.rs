@@ -4,14 +4,14 @@
 use super::error::ApiError;
 use crate::{
     auth::{self, Caller},
-    service::{accounts, error::ServiceError, health, history},
+    service::{accounts, error::ServiceError, gallery, health, history},
     state::AppState,
 };
 use app::{
     ssr::{Answer, Backend, BackendError, BoxFuture, Session},
     types::{
-        AccountInfo, ChatData, ConversationList, ConversationSummary, ConversationUpdate, Credentials, HealthReport,
-        SearchResults,
+        AccountInfo, ChatData, ConversationList, ConversationSummary, ConversationUpdate, Credentials,
+        GalleryFilterForm, GalleryPage, HealthReport, SearchResults,
     },
 };
 use std::future::Future;
@@ -103,5 +103,45 @@ impl Backend for AppState {
         Box::pin(self.as_caller(session, move |caller| async move {
             history::search(self, &caller, Some(query), None, None).await
         }))
+    }
+
+    fn gallery(&self, session: Session, filter: GalleryFilterForm) -> Answer<'_, GalleryPage> {
+        Box::pin(self.as_caller(session, move |caller| async move {
+            let query = gallery::GalleryQuery {
+                q: filter.q.filter(|q| !q.trim().is_empty()),
+                user_id: None,
+                from: day_start("from", filter.from.as_deref(), 0)?,
+                // The last day counts whole: up to the start of the next.
+                to: day_start("to", filter.to.as_deref(), 1)?,
+                limit: Some(GALLERY_PAGE),
+                offset: filter.offset,
+            };
+            gallery::list(self, &caller, query).await
+        }))
+    }
+}
+
+/// Images per gallery page in the browser.
+const GALLERY_PAGE: u32 = 48;
+
+/// Unix ms of midnight UTC `days_after` the day `YYYY-MM-DD`; blank is none.
+fn day_start(field: &str, day: Option<&str>, days_after: i64) -> Result<Option<i64>, ServiceError> {
+    let Some(day) = day.map(str::trim).filter(|d| !d.is_empty()) else { return Ok(None) };
+    let format = time::macros::format_description!("[year]-[month]-[day]");
+    let date = time::Date::parse(day, &format)
+        .map_err(|_| ServiceError::invalid(field, format!("must be a date as YYYY-MM-DD, got {day:?}")))?;
+    let midnight = date.midnight().assume_utc().unix_timestamp() + days_after * 86_400;
+    Ok(Some(midnight * 1000))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn days_are_utc_midnights_and_bad_ones_name_their_field() {
+        assert_eq!(super::day_start("from", Some("2026-11-23"), 0).unwrap(), Some(1_795_392_000_000));
+        assert_eq!(super::day_start("to", Some("2026-11-23"), 1).unwrap(), Some(1_795_478_400_000));
+        assert_eq!(super::day_start("from", Some(" "), 0).unwrap(), None);
+        let err = super::day_start("to", Some("23/11/2026"), 0).unwrap_err();
+        assert!(err.to_string().starts_with("to: must be a date"), "{err}");
     }
 }

@@ -4,6 +4,7 @@
 
 mod entry;
 mod lightbox;
+pub use lightbox::Parameters;
 mod message;
 mod sidebar;
 #[cfg(feature = "hydrate")]

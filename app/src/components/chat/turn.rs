@@ -47,7 +47,7 @@ pub fn run(chat: Chat, text: String, replace: Option<Entry>) {
     let started = browser::now_ms();
     leptos::task::spawn_local(async move {
         let mut reader = SseReader::default();
-        let streamed = browser::post_stream("/chat", &body, &abort, |bytes| {
+        let streamed = browser::stream("POST", "/chat", Some(&body), &abort, |bytes| {
             for event in reader.push(bytes) {
                 let Ok(event) = serde_json::from_str::<ChatEvent>(&event.data) else { continue };
                 if let ChatEvent::Start { conversation_id, .. } = &event {
