@@ -12,6 +12,10 @@ const port = Number(process.env.E2E_PORT ?? 3107);
 const mockPort = port + 1;
 const dataDir = mkdtempSync(join(tmpdir(), 'duet-e2e-'));
 const mockDataDir = mkdtempSync(join(tmpdir(), 'duet-e2e-mock-'));
+// A third with no models at all, for the error states (accounts off, so no log-in is needed).
+const brokenPort = port + 2;
+const brokenDataDir = mkdtempSync(join(tmpdir(), 'duet-e2e-broken-'));
+process.env.E2E_BROKEN_URL = `http://127.0.0.1:${brokenPort}`;
 const serverBin = process.env.SERVER_BIN ?? join(root, 'target/debug/server');
 process.env.E2E_MOCK_URL = `http://127.0.0.1:${mockPort}`;
 const chromium = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
@@ -81,6 +85,26 @@ export default defineConfig({
         MOCK_TOKEN_MS: '60',
         MOCK_IMAGE_STEP_MS: '150',
         RUST_LOG: 'info',
+      },
+    },
+    {
+      command: serverBin,
+      cwd: root,
+      url: `http://127.0.0.1:${brokenPort}/health`,
+      reuseExistingServer: false,
+      timeout: 120_000,
+      stdout: 'ignore',
+      stderr: 'pipe',
+      env: {
+        LEPTOS_SITE_ADDR: `127.0.0.1:${brokenPort}`,
+        LEPTOS_SITE_ROOT: join(root, 'target/site'),
+        DATA_DIR: brokenDataDir,
+        LLM_MODEL: 'duet-e2e/no-such-llm',
+        SD_MODEL: 'duet-e2e/no-such-sd',
+        USE_MOCKS: 'false',
+        AUTO_DOWNLOAD_MODELS: 'false',
+        AUTH_REQUIRED: 'false',
+        RUST_LOG: 'warn',
       },
     },
   ],

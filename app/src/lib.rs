@@ -19,6 +19,7 @@ use components::{
     chat::ChatPage,
     gallery::GalleryPage,
     home::ModelsPage,
+    settings::SettingsPage,
     status::{Activity, StatusFooter},
     studio::StudioPage,
 };
@@ -71,6 +72,7 @@ pub fn App() -> impl IntoView {
                         <A href="/studio">"Studio"</A>
                         <A href="/pictures">"Gallery"</A>
                         <A href="/models">"Models"</A>
+                        <A href="/settings">"Settings"</A>
                     </nav>
                     <AccountMenu/>
                 </header>
@@ -88,6 +90,7 @@ pub fn App() -> impl IntoView {
                         // `/gallery` is the REST list; the page has its own address.
                         <Route path=StaticSegment("pictures") view=GalleryPage ssr=SsrMode::Async/>
                         <Route path=StaticSegment("models") view=ModelsPage ssr=SsrMode::Async/>
+                        <Route path=StaticSegment("settings") view=SettingsPage ssr=SsrMode::Async/>
                         <Route path=StaticSegment("login") view=LoginPage ssr=SsrMode::Async/>
                         <Route path=StaticSegment("register") view=RegisterPage ssr=SsrMode::Async/>
                     </Routes>

@@ -33,3 +33,6 @@ export function pageErrors(page: Page): string[] {
   page.on('pageerror', (err) => errors.push(err.message));
   return errors;
 }
+
+/** The server with no models (accounts off), for error states. */
+export const brokenURL = process.env.E2E_BROKEN_URL ?? 'http://127.0.0.1:3109';

@@ -1,5 +1,8 @@
 //! Duet's server: configuration, start-up, and the layers below the HTTP edge.
 
+// The app's pages are deeply nested view types; rendering them needs more than the default 128.
+#![recursion_limit = "256"]
+
 pub mod api;
 pub mod auth;
 pub mod cli;

@@ -55,6 +55,8 @@ pub fn app(state: AppState) -> Router {
         .route("/gallery/{id}/download", get(api::gallery::download))
         .route("/gallery/{id}/shares", get(api::gallery::list_shares).post(api::gallery::create_share))
         .route("/shares/{id}", delete(api::gallery::revoke_share))
+        .route("/templates", get(api::templates::list).post(api::templates::create))
+        .route("/templates/{id}", delete(api::templates::delete))
         .route("/chat", post(api::chat::post_chat))
         .route("/image", post(api::images::post_image))
         .route("/jobs/{id}", get(api::images::get_job).delete(api::images::delete_job))

@@ -5,7 +5,7 @@ mod common;
 use common::api::{get, mock_state};
 
 /// Every REST route the router serves (keep in step with routes.rs).
-const ROUTES: [(&str, &str); 36] = [
+const ROUTES: [(&str, &str); 39] = [
     ("get", "/health"),
     ("post", "/auth/register"),
     ("post", "/auth/login"),
@@ -24,6 +24,9 @@ const ROUTES: [(&str, &str); 36] = [
     ("delete", "/conversations/{id}"),
     ("get", "/conversations/{id}/export"),
     ("get", "/search"),
+    ("get", "/templates"),
+    ("post", "/templates"),
+    ("delete", "/templates/{id}"),
     ("get", "/gallery"),
     ("get", "/gallery/{id}"),
     ("delete", "/gallery/{id}"),

@@ -161,6 +161,7 @@ pub fn StudioPage() -> impl IntoView {
                     <textarea name="prompt" rows="3" required prop:value=move || form.prompt.get()
                         on:input=move |ev| form.prompt.set(event_target_value(&ev))></textarea>
                 </label>
+                <div class="wide"><crate::components::templates::Templates text=form.prompt/></div>
                 <label class="wide">"Negative prompt"
                     <input type="text" name="negative_prompt" placeholder="What the picture should not have"
                         prop:value=move || form.negative.get() on:input=move |ev| form.negative.set(event_target_value(&ev))/>

@@ -100,3 +100,27 @@ pub struct ChatData {
     pub user_id: String,
     pub conversation: Option<ConversationDetail>,
 }
+
+/// A saved snippet to insert into the message or prompt box.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+pub struct PromptTemplate {
+    pub id: String,
+    pub name: String,
+    /// The text inserted.
+    pub body: String,
+    /// Unix milliseconds.
+    pub created_at: i64,
+}
+
+/// `POST /templates`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+pub struct NewPromptTemplate {
+    /// 1 to 100 characters.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// 1 to 4000 characters.
+    #[serde(default)]
+    pub body: Option<String>,
+}

@@ -11,3 +11,4 @@ pub mod json;
 pub mod openai;
 pub mod openapi;
 pub mod pages;
+pub mod templates;

@@ -2,7 +2,7 @@
 //! shared types), at `/api/openapi.json`, and a plain page rendering it at `/api/docs` (served by
 //! us, no CDN: Duet works offline).
 
-use super::{auth, chat, gallery, health, history, images, openai};
+use super::{auth, chat, gallery, health, history, images, openai, templates};
 use axum::{response::Html, Json};
 use serde_json::Value;
 use std::fmt::Write;
@@ -31,6 +31,9 @@ use utoipa::OpenApi;
         history::delete,
         history::export,
         history::search,
+        templates::list,
+        templates::create,
+        templates::delete,
         gallery::list,
         gallery::get,
         gallery::delete,
@@ -54,6 +57,7 @@ use utoipa::OpenApi;
     tags(
         (name = "accounts", description = "Register, log in, API keys, quotas; admins manage accounts"),
         (name = "history", description = "Stored conversations: list, read, rename, delete, export, search"),
+        (name = "templates", description = "Saved prompt snippets"),
         (name = "gallery", description = "Stored images: search, download, zip, delete, share links"),
         (name = "chat", description = "Conversations with the chat model, pictures from the chat"),
         (name = "images", description = "Image jobs: queue, progress, cancel, files"),

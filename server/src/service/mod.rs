@@ -10,6 +10,7 @@ pub mod history;
 pub mod image_prompt;
 pub mod images;
 pub mod load;
+pub mod templates;
 pub mod validate;
 
 use crate::{

@@ -8,6 +8,7 @@ mod gallery;
 mod history;
 mod images;
 pub mod search;
+mod templates;
 mod usage;
 
 pub use accounts::{AccountRow, ApiKeyRow, KeyOwnerRow};
@@ -15,6 +16,7 @@ pub use chat::{ConversationRow, MessageRow, NewMessage};
 pub use gallery::{GalleryFilter, ShareRow};
 pub use history::{FullMessageRow, SearchRow};
 pub use images::ImageRow;
+pub use templates::TemplateRow;
 pub use usage::{day_of, Usage};
 
 /// Run `$body` with `$pool` bound to whichever pool `$db` holds (the query code is generic over

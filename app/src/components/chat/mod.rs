@@ -232,6 +232,7 @@ fn Composer(chat: Chat) -> impl IntoView {
             ev.prevent_default();
             submit();
         }>
+            <crate::components::templates::Templates text/>
             <label class="visually-hidden" for="message">"Message"</label>
             <textarea
                 id="message"
