@@ -9,8 +9,7 @@ use leptos::prelude::*;
 /// The same report as `GET /health`.
 #[server]
 pub async fn get_health() -> Result<HealthReport, ServerFnError> {
-    let backend = expect_context::<crate::ssr::SharedBackend>();
-    Ok(backend.health().await)
+    Ok(backend().health().await)
 }
 
 #[cfg(feature = "ssr")]
@@ -21,9 +20,8 @@ async fn session() -> Result<crate::ssr::Session, ServerFnError> {
 /// Log in; on success the page goes to `next` (or home).
 #[server]
 pub async fn login(username: String, password: String, next: Option<String>) -> Result<AccountInfo, ServerFnError> {
-    let backend = expect_context::<crate::ssr::SharedBackend>();
     let credentials = crate::types::Credentials { username: Some(username), password: Some(password) };
-    let account = failed(backend.login(session().await?, credentials).await)?;
+    let account = failed(backend().login(session().await?, credentials).await)?;
     leptos_axum::redirect(&safe_next(next));
     Ok(account)
 }
@@ -31,17 +29,15 @@ pub async fn login(username: String, password: String, next: Option<String>) -> 
 /// Sign up (the first account is the admin) and log in.
 #[server]
 pub async fn register(username: String, password: String) -> Result<AccountInfo, ServerFnError> {
-    let backend = expect_context::<crate::ssr::SharedBackend>();
     let credentials = crate::types::Credentials { username: Some(username), password: Some(password) };
-    let account = failed(backend.register(session().await?, credentials).await)?;
+    let account = failed(backend().register(session().await?, credentials).await)?;
     leptos_axum::redirect("/");
     Ok(account)
 }
 
 #[server]
 pub async fn logout() -> Result<(), ServerFnError> {
-    let backend = expect_context::<crate::ssr::SharedBackend>();
-    failed(backend.logout(session().await?).await)?;
+    failed(backend().logout(session().await?).await)?;
     leptos_axum::redirect("/login");
     Ok(())
 }
@@ -49,31 +45,33 @@ pub async fn logout() -> Result<(), ServerFnError> {
 /// Who this browser is logged in as.
 #[server]
 pub async fn whoami() -> Result<Option<AccountInfo>, ServerFnError> {
-    let backend = expect_context::<crate::ssr::SharedBackend>();
-    Ok(backend.whoami(session().await?).await)
+    Ok(backend().whoami(session().await?).await)
 }
 
-/// A page's data call: when the session must log in first, the page goes to the log-in page and
-/// comes back after.
+/// A page's data call: like `failed`, but when the session must log in first the page goes to the
+/// log-in page and comes back after.
 #[cfg(feature = "ssr")]
 fn answer<T>(result: Result<T, crate::ssr::BackendError>) -> Result<T, ServerFnError> {
-    result.map_err(|e| {
-        if e.status != 401 {
-            set_status(e.status);
-        } else {
-            let here = use_context::<leptos_axum::ResponseOptions>().and(use_context::<http::request::Parts>());
-            // Rendering a page: come back to it. Called from the browser: the page asks again.
-            let next = here.map(|p| p.uri.path().to_string()).filter(|p| !p.starts_with("/api/"));
-            let target = match next {
-                Some(path) => {
-                    format!("/login?next={}", form_urlencoded::byte_serialize(path.as_bytes()).collect::<String>())
-                }
-                None => "/login".to_string(),
-            };
-            leptos_axum::redirect(&target);
+    match result {
+        // No 401 status here: the redirect sets the page's own (302).
+        Err(e) if e.status == 401 => {
+            login_first();
+            Err(ServerFnError::new(e.message))
         }
-        ServerFnError::new(e.message)
-    })
+        other => failed(other),
+    }
+}
+
+/// Redirect to the log-in page; rendering a page, with `next` to come back to it (called from the
+/// browser, the page asks again after).
+#[cfg(feature = "ssr")]
+fn login_first() {
+    let here = use_context::<http::request::Parts>().map(|p| p.uri.path().to_string());
+    let target = match here.filter(|p| !p.starts_with("/api/")) {
+        Some(path) => format!("/login?next={}", form_urlencoded::byte_serialize(path.as_bytes()).collect::<String>()),
+        None => "/login".to_string(),
+    };
+    leptos_axum::redirect(&target);
 }
 
 /// A failure with the status the REST API would answer (a wrong password is 401, not 500).

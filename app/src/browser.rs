@@ -33,23 +33,7 @@ pub async fn stream(
     abort: &AbortController,
     mut on_bytes: impl FnMut(&[u8]),
 ) -> Result<(), String> {
-    let headers = Headers::new().map_err(text_of)?;
-    headers.set("accept", "text/event-stream").map_err(text_of)?;
-    let init = RequestInit::new();
-    init.set_method(method);
-    if let Some(body) = body {
-        headers.set("content-type", "application/json").map_err(text_of)?;
-        init.set_body(&JsValue::from_str(body));
-    }
-    init.set_headers(&headers);
-    init.set_credentials(RequestCredentials::SameOrigin);
-    init.set_signal(Some(&abort.signal()));
-    let window = web_sys::window().ok_or("no window")?;
-    let response: Response =
-        JsFuture::from(window.fetch_with_str_and_init(url, &init)).await.map_err(text_of)?.unchecked_into();
-    if !response.ok() {
-        return Err(error_message(&response).await);
-    }
+    let response = request(method, url, body, Some(abort)).await?;
     let stream = response.body().ok_or("the answer has no body")?;
     let reader: ReadableStreamDefaultReader = stream.get_reader().unchecked_into();
     loop {
@@ -85,13 +69,21 @@ pub fn now_ms() -> f64 {
     web_sys::window().and_then(|w| w.performance()).map(|p| p.now()).unwrap_or_default()
 }
 
-/// One REST call (same-origin, with the session cookie): the response when it is 2xx, else the
-/// API's error message.
-async fn request(method: &str, url: &str, body: Option<&str>) -> Result<Response, String> {
+/// One REST call (same-origin, with the session cookie; `abort` can cut it off): the response when
+/// it is 2xx, else the API's error message.
+async fn request(
+    method: &str,
+    url: &str,
+    body: Option<&str>,
+    abort: Option<&AbortController>,
+) -> Result<Response, String> {
     let window = web_sys::window().ok_or("no window")?;
     let init = RequestInit::new();
     init.set_method(method);
     init.set_credentials(RequestCredentials::SameOrigin);
+    if let Some(abort) = abort {
+        init.set_signal(Some(&abort.signal()));
+    }
     if let Some(body) = body {
         let headers = Headers::new().map_err(text_of)?;
         headers.set("content-type", "application/json").map_err(text_of)?;
@@ -114,7 +106,7 @@ async fn json_of<T: serde::de::DeserializeOwned>(response: Response) -> Result<T
 
 /// GET a JSON document of the REST API.
 pub async fn get_json<T: serde::de::DeserializeOwned>(url: &str) -> Result<T, String> {
-    json_of(request("GET", url, None).await?).await
+    json_of(request("GET", url, None, None).await?).await
 }
 
 /// POST (or PATCH…) a JSON body and read the JSON answer.
@@ -124,18 +116,18 @@ pub async fn send_json<T: serde::de::DeserializeOwned>(
     body: &impl serde::Serialize,
 ) -> Result<T, String> {
     let body = serde_json::to_string(body).map_err(|e| e.to_string())?;
-    json_of(request(method, url, Some(&body)).await?).await
+    json_of(request(method, url, Some(&body), None).await?).await
 }
 
 /// DELETE something; the answer's body does not matter.
 pub async fn delete(url: &str) -> Result<(), String> {
-    request("DELETE", url, None).await.map(drop)
+    request("DELETE", url, None, None).await.map(drop)
 }
 
 /// POST a JSON body and save the answer as a file the browser downloads (a zip, say).
 pub async fn download_post(url: &str, body: &impl serde::Serialize, file_name: &str) -> Result<(), String> {
     let body = serde_json::to_string(body).map_err(|e| e.to_string())?;
-    let response = request("POST", url, Some(&body)).await?;
+    let response = request("POST", url, Some(&body), None).await?;
     let blob: web_sys::Blob =
         JsFuture::from(response.blob().map_err(text_of)?).await.map_err(text_of)?.unchecked_into();
     let href = web_sys::Url::create_object_url_with_blob(&blob).map_err(text_of)?;

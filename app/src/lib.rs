@@ -20,7 +20,7 @@ use components::{
     gallery::GalleryPage,
     home::ModelsPage,
     settings::SettingsPage,
-    status::{Activity, StatusFooter},
+    status::{Activity, HealthFeed, StatusFooter},
     studio::StudioPage,
 };
 use leptos::prelude::*;
@@ -59,6 +59,7 @@ pub fn App() -> impl IntoView {
     // Effects run only in the browser: this marks that the WASM has taken over the page.
     Effect::new(move |_| set_hydrated.set(true));
     provide_context(Activity::default());
+    HealthFeed::provide();
     view! {
         <Stylesheet id="leptos" href="/pkg/duet.css"/>
         <Title text="Duet"/>

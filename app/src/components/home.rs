@@ -1,20 +1,13 @@
 //! The models page: what each model is, where it lives and what state it is in.
 
-use super::status::{ModelCard, POLL_EVERY};
-use crate::api::get_health;
+use super::status::{HealthFeed, ModelCard};
 use leptos::prelude::*;
 
 #[component]
 pub fn ModelsPage() -> impl IntoView {
-    // Bumped by the Refresh button and by the poll timer; the resource refetches on either.
+    // The page-wide feed (it polls); the Refresh button asks again at once.
+    let HealthFeed { report: health, refresh } = expect_context::<HealthFeed>();
     let (clicks, set_clicks) = signal(0u32);
-    let (ticks, set_ticks) = signal(0u32);
-    let health = Resource::new(move || (clicks.get(), ticks.get()), |_| get_health());
-
-    // Effects run only in the browser, so polling starts there and never during SSR.
-    Effect::new(move |_| {
-        let _ = set_interval_with_handle(move || set_ticks.update(|n| *n += 1), POLL_EVERY);
-    });
 
     view! {
         <section class="panel page" aria-labelledby="models-heading">
@@ -24,7 +17,10 @@ pub fn ModelsPage() -> impl IntoView {
                     class="button"
                     type="button"
                     data-clicks=move || clicks.get().to_string()
-                    on:click=move |_| set_clicks.update(|n| *n += 1)
+                    on:click=move |_| {
+                        set_clicks.update(|n| *n += 1);
+                        refresh.update(|n| *n += 1);
+                    }
                 >
                     "Refresh"
                 </button>

@@ -1,5 +1,6 @@
 pub mod account;
 pub mod chat;
+pub mod copy;
 pub mod gallery;
 pub mod home;
 pub mod settings;

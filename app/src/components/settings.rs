@@ -1,6 +1,7 @@
 //! Settings: API keys (made here, shown once, revoked here) and how much of each limit is used.
 //! Everything goes through the REST routes with the session cookie, after the WASM loads.
 
+use super::copy::CopyButton;
 use crate::types::{ApiKeyInfo, CreatedApiKey, Limit, QuotaReport};
 use leptos::prelude::*;
 
@@ -37,7 +38,6 @@ fn ApiKeys() -> impl IntoView {
     let created = RwSignal::new(None::<CreatedApiKey>);
     let name = RwSignal::new(String::new());
     let error = RwSignal::new(None::<String>);
-    let (copied, set_copied) = signal(false);
     let reload = move || {
         #[cfg(feature = "hydrate")]
         leptos::task::spawn_local(async move {
@@ -57,21 +57,12 @@ fn ApiKeys() -> impl IntoView {
                 Ok(key) => {
                     created.set(Some(key));
                     name.set(String::new());
-                    set_copied.set(false);
                     error.set(None);
                     reload();
                 }
                 Err(e) => error.set(Some(e)),
             }
         });
-    };
-    let copy = move |_| {
-        #[cfg(feature = "hydrate")]
-        if let Some(key) = created.get_untracked() {
-            leptos::task::spawn_local(async move { set_copied.set(crate::browser::copy(&key.key).await) });
-        }
-        #[cfg(not(feature = "hydrate"))]
-        let _ = set_copied;
     };
     let revoke = move |id: String| {
         #[cfg(feature = "hydrate")]
@@ -101,9 +92,7 @@ fn ApiKeys() -> impl IntoView {
                 <div class="new-key" role="status">
                     <p>"Your new key. It is shown only now: copy it somewhere safe."</p>
                     <code data-testid="new-key">{key.key.clone()}</code>
-                    <button class="button" type="button" on:click=copy>
-                        {move || if copied.get() { "Copied" } else { "Copy" }}
-                    </button>
+                    <CopyButton text=key.key.clone() class="button"/>
                 </div>
             })}
             {move || error.get().map(|e| view! { <p class="error" role="alert">{e}</p> })}

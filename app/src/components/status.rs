@@ -9,7 +9,29 @@ use leptos::prelude::*;
 use std::time::Duration;
 
 /// How often the browser asks `/health` again, so download and load progress stays live.
-pub const POLL_EVERY: Duration = Duration::from_secs(5);
+const POLL_EVERY: Duration = Duration::from_secs(5);
+
+/// The health report, asked for once per poll for the whole page (the footer and the models page
+/// both show it).
+#[derive(Clone, Copy)]
+pub struct HealthFeed {
+    pub report: Resource<Result<HealthReport, ServerFnError>>,
+    /// Ask again now.
+    pub refresh: WriteSignal<u32>,
+}
+
+impl HealthFeed {
+    /// Make the feed and provide it as context; it polls every `POLL_EVERY` once in the browser.
+    pub fn provide() {
+        let (ticks, refresh) = signal(0u32);
+        let report = Resource::new(move || ticks.get(), |_| get_health());
+        // Effects run only in the browser, so polling starts there and never during SSR.
+        Effect::new(move |_| {
+            let _ = set_interval_with_handle(move || refresh.update(|n| *n += 1), POLL_EVERY);
+        });
+        provide_context(HealthFeed { report, refresh });
+    }
+}
 
 /// What this page is doing, for the footer: set by the chat while a reply streams.
 #[derive(Clone, Copy)]
@@ -57,12 +79,7 @@ pub fn ModelCard(model: ModelHealth) -> impl IntoView {
 
 #[component]
 pub fn StatusFooter() -> impl IntoView {
-    let (ticks, set_ticks) = signal(0u32);
-    let health = Resource::new(move || ticks.get(), |_| get_health());
-    // Effects run only in the browser, so polling starts there and never during SSR.
-    Effect::new(move |_| {
-        let _ = set_interval_with_handle(move || set_ticks.update(|n| *n += 1), POLL_EVERY);
-    });
+    let health = expect_context::<HealthFeed>().report;
     let generating = use_context::<Activity>().map(|a| a.generating);
     view! {
         <footer class="status-footer" role="status">

@@ -47,6 +47,18 @@ impl ApiError {
         }
     }
 
+    /// Log a failure of the server itself in full (the caller gets no internals); a busy or
+    /// unready model (503) and a timeout (504) are expected and not logged as errors.
+    pub fn log_if_internal(&self) {
+        let status = self.status_code();
+        if status.is_server_error()
+            && status != StatusCode::SERVICE_UNAVAILABLE
+            && status != StatusCode::GATEWAY_TIMEOUT
+        {
+            tracing::error!(error = ?self, "request failed");
+        }
+    }
+
     /// The error body, and `Retry-After` seconds when waiting helps.
     pub fn detail(&self) -> (ErrorDetail, Option<u64>) {
         let detail = |kind: &str, param: Option<String>, code: &str, message: String| ErrorDetail {
@@ -103,12 +115,7 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status_code();
-        if status.is_server_error()
-            && status != StatusCode::SERVICE_UNAVAILABLE
-            && status != StatusCode::GATEWAY_TIMEOUT
-        {
-            tracing::error!(error = ?self, "request failed");
-        }
+        self.log_if_internal();
         let (error, retry_after) = self.detail();
         let mut response = (status, Json(ErrorBody { error })).into_response();
         if let Some(seconds) = retry_after {

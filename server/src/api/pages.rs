@@ -19,11 +19,8 @@ use std::future::Future;
 /// The status and message the REST API would answer (server faults logged, not shown).
 fn failure(e: ServiceError) -> BackendError {
     let error = ApiError::from(e);
-    let status = error.status_code();
-    if status.is_server_error() {
-        tracing::error!(error = ?error, "page data failed");
-    }
-    BackendError { status: status.as_u16(), message: error.detail().0.message }
+    error.log_if_internal();
+    BackendError { status: error.status_code().as_u16(), message: error.detail().0.message }
 }
 
 impl AppState {

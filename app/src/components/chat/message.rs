@@ -6,6 +6,7 @@ use super::{
     lightbox::Lightbox,
 };
 use crate::{
+    components::copy::CopyButton,
     types::{JobInfo, JobStatus},
     ui::markdown,
 };
@@ -25,26 +26,6 @@ pub fn Message(entry: Entry, actions: Actions) -> impl IntoView {
     match entry.role {
         Role::User => view! { <UserMessage entry actions/> }.into_any(),
         Role::Assistant => view! { <Reply entry actions/> }.into_any(),
-    }
-}
-
-#[component]
-fn CopyButton(text: RwSignal<String>) -> impl IntoView {
-    let (copied, set_copied) = signal(false);
-    let copy = move |_| {
-        #[cfg(feature = "hydrate")]
-        leptos::task::spawn_local(async move {
-            let ok = crate::browser::copy(&text.get_untracked()).await;
-            set_copied.set(ok);
-            set_timeout(move || set_copied.set(false), std::time::Duration::from_secs(2));
-        });
-        #[cfg(not(feature = "hydrate"))]
-        let _ = (text, set_copied);
-    };
-    view! {
-        <button class="link-button" type="button" on:click=copy>
-            {move || if copied.get() { "Copied" } else { "Copy" }}
-        </button>
     }
 }
 

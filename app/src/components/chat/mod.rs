@@ -93,7 +93,8 @@ pub fn ChatPage() -> impl IntoView {
         entries: RwSignal::new(Vec::new()),
         conversation: RwSignal::new(None),
         user_id: RwSignal::new(String::new()),
-        busy: RwSignal::new(false),
+        // The footer's "Generating" is this very signal.
+        busy: use_context::<super::status::Activity>().map_or_else(|| RwSignal::new(false), |a| a.generating),
         stop: StoredValue::new(None),
         error: RwSignal::new(None),
         sidebar_version: RwSignal::new(0),
@@ -105,9 +106,7 @@ pub fn ChatPage() -> impl IntoView {
         next_key: StoredValue::new(0),
         owner: StoredValue::new(Owner::current().expect("the chat page renders inside the app")),
     };
-    if let Some(activity) = use_context::<super::status::Activity>() {
-        Effect::new(move |_| activity.generating.set(chat.busy.get()));
-    }
+
     // Loads what the address names; not when the page itself moved to a conversation it just
     // started (its messages are already on screen).
     let load_key = chat.load_key;

@@ -2,7 +2,7 @@
 //! download, make again in the studio, open its conversation, share links, delete.
 
 use crate::{
-    components::chat::Parameters,
+    components::{chat::Parameters, copy::CopyButton},
     types::{GalleryImage, ShareInfo},
 };
 use leptos::{html::Dialog, prelude::*};
@@ -123,25 +123,20 @@ fn Shares(image_id: String) -> impl IntoView {
     }
 }
 
+/// A link made whole with this page's origin, for pasting elsewhere.
+fn absolute(link: &str) -> String {
+    #[cfg(feature = "hydrate")]
+    if link.starts_with('/') {
+        return format!("{}{link}", crate::browser::origin());
+    }
+    link.to_string()
+}
+
 #[component]
 fn ShareRow(share: ShareInfo, shares: RwSignal<Vec<ShareInfo>>, error: RwSignal<Option<String>>) -> impl IntoView {
     let revoked = share.revoked_at.is_some();
     let link = share.url.clone();
     let id = share.id.clone();
-    let (copied, set_copied) = signal(false);
-    let copy = {
-        let link = link.clone();
-        move |_| {
-            #[cfg(feature = "hydrate")]
-            {
-                let whole =
-                    if link.starts_with('/') { format!("{}{link}", crate::browser::origin()) } else { link.clone() };
-                leptos::task::spawn_local(async move { set_copied.set(crate::browser::copy(&whole).await) });
-            }
-            #[cfg(not(feature = "hydrate"))]
-            let _ = (&link, set_copied);
-        }
-    };
     let revoke = move |_| {
         #[cfg(feature = "hydrate")]
         {
@@ -167,9 +162,7 @@ fn ShareRow(share: ShareInfo, shares: RwSignal<Vec<ShareInfo>>, error: RwSignal<
                 view! { <span class="muted">" revoked"</span> }.into_any()
             } else {
                 view! {
-                    <button class="link-button" type="button" on:click=copy>
-                        {move || if copied.get() { "Copied" } else { "Copy" }}
-                    </button>
+                    <CopyButton text=absolute(&link)/>
                     <button class="link-button" type="button" on:click=revoke>"Revoke"</button>
                 }
                     .into_any()
