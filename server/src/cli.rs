@@ -24,6 +24,28 @@ pub enum Command {
     /// Measure an engine's speed; prints one JSON line.
     #[command(subcommand)]
     Bench(BenchCommand),
+    /// Download the models from Hugging Face into MODELS_DIR (also in mock mode), checking
+    /// every file against the hub's hashes; files already there and intact are kept.
+    DownloadModels(ModelArgs),
+    /// Check the downloaded models offline: every file's size and sha256 against the manifest
+    /// written at download (or, for caches filled by other tools, against the blob names).
+    VerifyModels(ModelArgs),
+}
+
+/// Which models `download-models` and `verify-models` work on.
+#[derive(Args, Debug, Clone)]
+pub struct ModelArgs {
+    /// The chat model [default: LLM_MODEL]; another repository when given. Naming only --llm or
+    /// only --sd works on just that one; naming neither, on both.
+    #[arg(long, value_name = "REPO", num_args = 0..=1, default_missing_value = "")]
+    pub llm: Option<String>,
+    /// The image model [default: SD_MODEL]; another repository when given.
+    #[arg(long, value_name = "REPO", num_args = 0..=1, default_missing_value = "")]
+    pub sd: Option<String>,
+    /// Branch, tag or commit [default: LLM_REVISION / SD_REVISION, i.e. main]; a download
+    /// records the commit it resolved to.
+    #[arg(long)]
+    pub revision: Option<String>,
 }
 
 #[derive(Args, Debug, Clone)]

@@ -57,6 +57,23 @@ pub struct Config {
     #[arg(long, env = "HUGGINGFACE_TOKEN", hide_env_values = true, global = true)]
     pub huggingface_token: Option<Secret>,
 
+    /// The hub to download from: Hugging Face, or a mirror that serves the same API.
+    #[arg(long, env = "HF_ENDPOINT", default_value = "https://huggingface.co", global = true)]
+    pub hf_endpoint: String,
+
+    /// Never contact the hub: use only what is in MODELS_DIR (true/false, or 1/0).
+    #[arg(long, env = "HF_HUB_OFFLINE", default_value = "false", action = ArgAction::Set,
+          value_parser = |s: &str| parse_bool("HF_HUB_OFFLINE", s), global = true)]
+    pub hf_hub_offline: bool,
+
+    /// Revision of LLM_MODEL to download and run: a branch, a tag or a commit id.
+    #[arg(long, env = "LLM_REVISION", default_value = "main", global = true)]
+    pub llm_revision: String,
+
+    /// Revision of SD_MODEL to download and run: a branch, a tag or a commit id.
+    #[arg(long, env = "SD_REVISION", default_value = "main", global = true)]
+    pub sd_revision: String,
+
     /// OpenVINO device that runs the models.
     #[arg(long, env = "DEVICE", default_value = "CPU", value_parser = ["CPU", "GPU", "NPU", "AUTO"],
           global = true)]
@@ -306,6 +323,10 @@ impl Config {
             ("USE_MOCKS", self.use_mocks.to_string()),
             ("AUTO_DOWNLOAD_MODELS", self.auto_download_models.to_string()),
             ("HUGGINGFACE_TOKEN", self.huggingface_token.as_ref().map_or("(unset)".into(), |s| s.to_string())),
+            ("HF_ENDPOINT", self.hf_endpoint.clone()),
+            ("HF_HUB_OFFLINE", self.hf_hub_offline.to_string()),
+            ("LLM_REVISION", self.llm_revision.clone()),
+            ("SD_REVISION", self.sd_revision.clone()),
             ("DEVICE", self.device.clone()),
             ("LLM_CONTEXT_TOKENS", self.llm_context_tokens.map_or("(model limit)".into(), |n| n.to_string())),
             ("LLM_PREFILL_CHUNK", self.llm_prefill_chunk.to_string()),

@@ -29,8 +29,7 @@ use inference::{
 };
 use jobs::ImageJobs;
 use leptos::prelude::LeptosOptions;
-use models::loader::Engines;
-use models::ModelSlot;
+use models::{hub::HubOptions, loader::Engines, ModelSlot};
 use service::load::ChatSlots;
 use std::sync::Arc;
 use storage::{Database, StorageError};
@@ -74,31 +73,6 @@ pub async fn build_state(config: Config) -> Result<AppState, StartupError> {
         );
     }
 
-    let (llm, sd, engines) = if config.use_mocks {
-        let llm = Arc::new(ModelSlot::mock(ModelRole::Llm, config.llm_model.clone()));
-        let sd = Arc::new(ModelSlot::mock(ModelRole::Sd, config.sd_model.clone()));
-        let image = MockImage {
-            model: config.sd_model.to_string(),
-            step_time: std::time::Duration::from_millis(config.mock_image_step_ms),
-        };
-        let chat = MockChat { token_time: std::time::Duration::from_millis(config.mock_token_ms) };
-        let engines = Engines { llm: Some(Arc::new(chat)), sd: Some(Arc::new(image)) };
-        (llm, sd, engines)
-    } else {
-        let models_dir = config.models_dir();
-        let llm = Arc::new(ModelSlot::locate(ModelRole::Llm, config.llm_model.clone(), &config.device, &models_dir));
-        let sd = Arc::new(ModelSlot::locate(ModelRole::Sd, config.sd_model.clone(), &config.device, &models_dir));
-        for slot in [&llm, &sd] {
-            let h = slot.health();
-            if let Some(detail) = h.detail.as_deref() {
-                tracing::warn!(role = ?h.role, model = %h.id, state = h.state.as_str(), "{detail}");
-            }
-        }
-        let engines = models::loader::start(&llm, &sd, config.llm_engine_options(), config.sd_compile_options())
-            .map_err(StartupError::Thread)?;
-        (llm, sd, engines)
-    };
-
     let leptos = LeptosOptions::builder()
         .output_name("duet")
         .site_root(config.site_root.to_string_lossy().as_ref())
@@ -107,14 +81,26 @@ pub async fn build_state(config: Config) -> Result<AppState, StartupError> {
         .build();
     let chat_slots = Arc::new(ChatSlots::new(config.chat_concurrency));
     let jobs = ImageJobs::new(config.image_queue_size, config.sd_model.to_string(), config.use_mocks);
-    if let Some(engine) = &engines.sd {
-        jobs.start(jobs::Worker {
-            engine: engine.clone(),
-            db: db.clone(),
-            images_dir: config.images_dir(),
-            pause: chat_slots.image_pause(std::time::Duration::from_millis(config.image_yield_ms)),
+    // The image queue's worker starts whenever the image engine does (now, or after a download).
+    let start_worker = {
+        let (jobs, db, images_dir) = (jobs.clone(), db.clone(), config.images_dir());
+        let pause = chat_slots.image_pause(std::time::Duration::from_millis(config.image_yield_ms));
+        move |engine| jobs.start(jobs::Worker { engine, db, images_dir, pause })
+    };
+
+    let (llm, sd, engines) = if config.use_mocks {
+        let llm = Arc::new(ModelSlot::mock(ModelRole::Llm, config.llm_model.clone()));
+        let sd = Arc::new(ModelSlot::mock(ModelRole::Sd, config.sd_model.clone()));
+        let image: Arc<dyn inference::engine::ImageEngine> = Arc::new(MockImage {
+            model: config.sd_model.to_string(),
+            step_time: std::time::Duration::from_millis(config.mock_image_step_ms),
         });
-    }
+        let chat = MockChat { token_time: std::time::Duration::from_millis(config.mock_token_ms) };
+        start_worker(image.clone());
+        (llm, sd, Engines::new(Some(Arc::new(chat)), Some(image)))
+    } else {
+        start_engines(&config, start_worker)?
+    };
     let signing = auth::signing::SigningKey::load(
         config.secret_key.as_ref().map(|s| s.expose()),
         &config.data_dir.join("secret.key"),
@@ -141,6 +127,45 @@ pub async fn build_state(config: Config) -> Result<AppState, StartupError> {
     })
 }
 
+/// Find the models, start an engine for each one whose files are there, and fetch the missing
+/// ones in the background when `AUTO_DOWNLOAD_MODELS` is on.
+fn start_engines(
+    config: &Config,
+    start_worker: impl FnOnce(Arc<dyn inference::engine::ImageEngine>) + Send + 'static,
+) -> Result<(Arc<ModelSlot>, Arc<ModelSlot>, Engines), StartupError> {
+    let models_dir = config.models_dir();
+    let locate = |role, spec: &config::ModelSpec, revision: &str| {
+        Arc::new(ModelSlot::locate(role, spec.clone(), revision, &config.device, &models_dir))
+    };
+    let llm = locate(ModelRole::Llm, &config.llm_model, &config.llm_revision);
+    let sd = locate(ModelRole::Sd, &config.sd_model, &config.sd_revision);
+    for slot in [&llm, &sd] {
+        let h = slot.health();
+        if let Some(detail) = h.detail.as_deref() {
+            tracing::warn!(role = ?h.role, model = %h.id, state = h.state.as_str(), "{detail}");
+        }
+    }
+    let engines = Engines::default();
+    let (llm_options, sd_options) = (config.llm_engine_options(), config.sd_compile_options());
+    if config.auto_download_models && llm.to_download().is_some() {
+        let engines = engines.clone();
+        models::auto::spawn(llm.clone(), HubOptions::from_config(config), move |slot| {
+            engines.start_llm(slot, llm_options)
+        });
+    } else {
+        engines.start_llm(&llm, llm_options).map_err(StartupError::Thread)?;
+    }
+    if config.auto_download_models && sd.to_download().is_some() {
+        let engines = engines.clone();
+        models::auto::spawn(sd.clone(), HubOptions::from_config(config), move |slot| {
+            engines.start_sd(slot, sd_options, start_worker)
+        });
+    } else {
+        engines.start_sd(&sd, sd_options, start_worker).map_err(StartupError::Thread)?;
+    }
+    Ok((llm, sd, engines))
+}
+
 /// Run the command line.
 pub async fn run(cli: cli::Cli) -> Result<(), StartupError> {
     let config = cli.config;
@@ -151,6 +176,10 @@ pub async fn run(cli: cli::Cli) -> Result<(), StartupError> {
         cli::Command::Generate(args) => blocking(move || commands::generate::run(&config, args)).await,
         cli::Command::Imagine(args) => blocking(move || commands::imagine::run(&config, args)).await,
         cli::Command::Bench(command) => blocking(move || commands::bench::run(&config, command)).await,
+        cli::Command::DownloadModels(args) => {
+            commands::models::download(&config, args).await.map_err(StartupError::Tool)
+        }
+        cli::Command::VerifyModels(args) => blocking(move || commands::models::verify(&config, args)).await,
     }
 }
 

@@ -3,7 +3,7 @@
 
 use crate::{
     api::get_health,
-    types::{HealthReport, ModelHealth, ModelRole, ModelState, ServiceStatus},
+    types::{DownloadProgress, HealthReport, ModelHealth, ModelRole, ModelState, ServiceStatus},
 };
 use leptos::prelude::*;
 use std::time::Duration;
@@ -58,6 +58,42 @@ fn state_text(model: &ModelHealth) -> String {
     format!("{}{}", model.state.as_str(), progress.unwrap_or_default())
 }
 
+/// "tokenizer.json · 1.2 GB of 2.3 GB · 11.0 MB/s · about 2 min left".
+pub fn download_text(d: &DownloadProgress) -> String {
+    let mut parts = Vec::new();
+    if !d.file.is_empty() {
+        parts.push(format!("{} (file {} of {})", d.file, (d.files_done + 1).min(d.files_total), d.files_total));
+    }
+    parts.push(format!("{} of {}", bytes(d.bytes_done), bytes(d.bytes_total)));
+    if d.bytes_per_second > 0 {
+        parts.push(format!("{}/s", bytes(d.bytes_per_second)));
+    }
+    match d.eta_seconds {
+        Some(s) if s >= 90 => parts.push(format!("about {} min left", s.div_ceil(60))),
+        Some(s) => parts.push(format!("about {s} s left")),
+        None => {}
+    }
+    parts.join(" · ")
+}
+
+/// Decimal units, as download tools show them.
+fn bytes(n: u64) -> String {
+    const UNITS: [&str; 4] = ["kB", "MB", "GB", "TB"];
+    if n < 1000 {
+        return format!("{n} B");
+    }
+    let mut value = n as f64;
+    let mut unit = "B";
+    for u in UNITS {
+        if value < 1000.0 {
+            break;
+        }
+        value /= 1000.0;
+        unit = u;
+    }
+    format!("{value:.1} {unit}")
+}
+
 #[component]
 pub fn ModelCard(model: ModelHealth) -> impl IntoView {
     let state = model.state.as_str();
@@ -73,6 +109,14 @@ pub fn ModelCard(model: ModelHealth) -> impl IntoView {
             // For a local folder the id already is the path.
             {model.path.clone().filter(|p| *p != model.id).map(|p| view! { <p class="muted path">{p}</p> })}
             {model.detail.clone().map(|d| view! { <p class="detail">{d}</p> })}
+            {model.download.clone().filter(|_| model.state == ModelState::Downloading).map(|d| {
+                view! {
+                    <div class="download" data-testid="model-download">
+                        <progress max="1" value=d.fraction()></progress>
+                        <p class="muted">{download_text(&d)}</p>
+                    </div>
+                }
+            })}
         </article>
     }
 }
@@ -133,5 +177,29 @@ fn Report(report: HealthReport, generating: Option<RwSignal<bool>>) -> impl Into
         <span class="muted">{runtime}</span>
         <span class="muted">{format!("database: {database}")}</span>
         <span class="muted">{format!("v{}", report.version)}</span>
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn download_text_says_file_bytes_rate_and_time_left() {
+        let d = DownloadProgress {
+            file: "openvino_model.bin".into(),
+            files_done: 3,
+            files_total: 8,
+            bytes_done: 1_234_000_000,
+            bytes_total: 2_300_000_000,
+            bytes_per_second: 11_000_000,
+            eta_seconds: Some(97),
+        };
+        assert_eq!(
+            download_text(&d),
+            "openvino_model.bin (file 4 of 8) · 1.2 GB of 2.3 GB · 11.0 MB/s · about 2 min left"
+        );
+        let start = DownloadProgress { bytes_total: 999, ..Default::default() };
+        assert_eq!(download_text(&start), "0 B of 999 B");
     }
 }

@@ -78,6 +78,36 @@ pub struct ModelHealth {
     pub detail: Option<String>,
     /// Download progress in 0..=1 while `downloading`.
     pub progress: Option<f32>,
+    /// Bytes, rate and time left while `downloading`.
+    #[serde(default)]
+    pub download: Option<DownloadProgress>,
+}
+
+/// Where a model download stands.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+pub struct DownloadProgress {
+    /// The file being fetched (path inside the repository).
+    pub file: String,
+    pub files_done: u32,
+    pub files_total: u32,
+    pub bytes_done: u64,
+    pub bytes_total: u64,
+    /// Over the last few seconds.
+    pub bytes_per_second: u64,
+    /// Seconds left at that rate; unknown until bytes flow.
+    pub eta_seconds: Option<u64>,
+}
+
+impl DownloadProgress {
+    /// 0..=1; 0 while the total is unknown.
+    pub fn fraction(&self) -> f32 {
+        if self.bytes_total == 0 {
+            0.0
+        } else {
+            (self.bytes_done as f64 / self.bytes_total as f64).min(1.0) as f32
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

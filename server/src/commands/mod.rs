@@ -4,6 +4,7 @@ pub mod bench;
 mod bench_sd;
 pub mod generate;
 pub mod imagine;
+pub mod models;
 
 use crate::{config::Config, inference::runtime};
 

@@ -1,5 +1,6 @@
-//! Start-up loading: each model found on disk is compiled on its own engine thread, and its slot
-//! moves from `loading` to `ready` (or `error` with the reason).
+//! Loading: each model whose files are on disk is compiled on its own engine thread, and its slot
+//! moves from `loading` to `ready` (or `error` with the reason). A model downloaded while the
+//! server runs is loaded the same way once its files are complete.
 
 use super::ModelSlot;
 use crate::inference::{
@@ -8,58 +9,81 @@ use crate::inference::{
     llm::{EngineOptions, LlmEngine},
     InferenceError,
 };
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
-/// The engines whose model files were found (a missing model has none), real or mock.
+/// The engines, real or mock; each is set once, when its model's files are there (at start-up,
+/// or after a background download).
 #[derive(Clone, Default)]
 pub struct Engines {
-    pub llm: Option<Arc<dyn ChatEngine>>,
-    pub sd: Option<Arc<dyn ImageEngine>>,
+    llm: Arc<OnceLock<Arc<dyn ChatEngine>>>,
+    sd: Arc<OnceLock<Arc<dyn ImageEngine>>>,
 }
 
-/// Start one engine thread per model whose files are present.
-pub fn start(
-    llm: &Arc<ModelSlot>,
-    sd: &Arc<ModelSlot>,
-    llm_options: EngineOptions,
-    sd_options: SdCompileOptions,
-) -> std::io::Result<Engines> {
-    let llm_engine = match loadable(llm) {
-        Some(dir) => {
-            tracing::info!(model = %dir.display(), device = %llm.device, "loading chat model");
-            let slot = llm.clone();
-            let engine = LlmEngine::start(dir, llm_options, move |outcome| match outcome {
-                Ok(info) => {
-                    tracing::info!(
-                        ms = info.load_ms as u64,
-                        context = info.context_limit,
-                        sliced_logits = info.sliced_logits,
-                        "chat model ready"
-                    );
-                    slot.set_ready();
-                }
-                Err(err) => report_failure(&slot, err),
-            })?;
-            Some(Arc::new(engine) as Arc<dyn ChatEngine>)
+impl Engines {
+    pub fn new(llm: Option<Arc<dyn ChatEngine>>, sd: Option<Arc<dyn ImageEngine>>) -> Engines {
+        let engines = Engines::default();
+        if let Some(engine) = llm {
+            let _ = engines.llm.set(engine);
         }
-        None => None,
-    };
-    let sd_engine = match loadable(sd) {
-        Some(dir) => {
-            tracing::info!(model = %dir.display(), device = %sd.device, "loading image model");
-            let slot = sd.clone();
-            let engine = SdEngine::start(dir, sd_options, move |outcome| match outcome {
-                Ok(info) => {
-                    tracing::info!(ms = info.load_ms as u64, "image model ready");
-                    slot.set_ready();
-                }
-                Err(err) => report_failure(&slot, err),
-            })?;
-            Some(Arc::new(engine) as Arc<dyn ImageEngine>)
+        if let Some(engine) = sd {
+            let _ = engines.sd.set(engine);
         }
-        None => None,
-    };
-    Ok(Engines { llm: llm_engine, sd: sd_engine })
+        engines
+    }
+
+    pub fn llm(&self) -> Option<Arc<dyn ChatEngine>> {
+        self.llm.get().cloned()
+    }
+
+    pub fn sd(&self) -> Option<Arc<dyn ImageEngine>> {
+        self.sd.get().cloned()
+    }
+
+    /// Start the chat engine thread, if the slot's files were all found.
+    pub fn start_llm(&self, slot: &Arc<ModelSlot>, options: EngineOptions) -> std::io::Result<()> {
+        let Some(dir) = loadable(slot) else { return Ok(()) };
+        tracing::info!(model = %dir.display(), device = %slot.device, "loading chat model");
+        let ready = slot.clone();
+        let engine = LlmEngine::start(dir, options, move |outcome| match outcome {
+            Ok(info) => {
+                tracing::info!(
+                    ms = info.load_ms as u64,
+                    context = info.context_limit,
+                    sliced_logits = info.sliced_logits,
+                    "chat model ready"
+                );
+                ready.set_ready();
+            }
+            Err(err) => report_failure(&ready, err),
+        })?;
+        let _ = self.llm.set(Arc::new(engine));
+        Ok(())
+    }
+
+    /// Start the image engine thread, if the slot's files were all found; `started` gets the
+    /// engine (the image queue's worker runs on it).
+    pub fn start_sd(
+        &self,
+        slot: &Arc<ModelSlot>,
+        options: SdCompileOptions,
+        started: impl FnOnce(Arc<dyn ImageEngine>),
+    ) -> std::io::Result<()> {
+        let Some(dir) = loadable(slot) else { return Ok(()) };
+        tracing::info!(model = %dir.display(), device = %slot.device, "loading image model");
+        let ready = slot.clone();
+        let engine = SdEngine::start(dir, options, move |outcome| match outcome {
+            Ok(info) => {
+                tracing::info!(ms = info.load_ms as u64, "image model ready");
+                ready.set_ready();
+            }
+            Err(err) => report_failure(&ready, err),
+        })?;
+        let engine: Arc<dyn ImageEngine> = Arc::new(engine);
+        if self.sd.set(engine.clone()).is_ok() {
+            started(engine);
+        }
+        Ok(())
+    }
 }
 
 /// The folder to load, when the slot's files were all found.

@@ -2,19 +2,26 @@
 //! Files live either in a local folder or in `MODELS_DIR` in the Hugging Face hub cache layout
 //! (`models--Owner--Name/snapshots/<commit>/…`), so files other tools fetched are reused.
 
+pub mod auto;
+pub mod hub;
 pub mod loader;
+pub mod manifest;
+pub mod progress;
 
 use crate::config::ModelSpec;
-use app::types::{ModelHealth, ModelRole, ModelState};
+use app::types::{DownloadProgress, ModelHealth, ModelRole, ModelState};
 use std::{
     path::{Path, PathBuf},
     sync::RwLock,
 };
 
-/// One configured model and its current state; shared between the loader and `/health`.
+/// One configured model and its current state; shared between the loader, the downloader and
+/// `/health`.
 pub struct ModelSlot {
     pub role: ModelRole,
     pub spec: ModelSpec,
+    /// Branch, tag or commit of a hub repository (`main` by default).
+    pub revision: String,
     pub device: String,
     status: RwLock<Status>,
 }
@@ -24,40 +31,64 @@ struct Status {
     state: ModelState,
     path: Option<PathBuf>,
     detail: Option<String>,
-    progress: Option<f32>,
+    download: Option<DownloadProgress>,
+}
+
+impl Status {
+    fn new(state: ModelState, path: Option<PathBuf>, detail: Option<String>) -> Status {
+        Status { state, path, detail, download: None }
+    }
 }
 
 impl ModelSlot {
-    /// A slot whose files have been looked for in `models_dir` (or the local folder).
-    pub fn locate(role: ModelRole, spec: ModelSpec, device: &str, models_dir: &Path) -> ModelSlot {
-        let status = match find_files(&spec, models_dir) {
+    /// A slot whose files have been looked for in `models_dir` (or the local folder). A partial
+    /// download (a file missing, or shorter than its manifest says) counts as missing.
+    pub fn locate(role: ModelRole, spec: ModelSpec, revision: &str, device: &str, models_dir: &Path) -> ModelSlot {
+        let status = match find_files(&spec, revision, models_dir) {
             Some(path) => {
-                let missing = crate::inference::missing_files(&path, required_files(role));
+                let mut missing = crate::inference::missing_files(&path, required_files(role));
+                if let ModelSpec::Repo(repo) = &spec {
+                    let commit = path.file_name().and_then(|c| c.to_str()).unwrap_or_default();
+                    if let Some(manifest) = manifest::Manifest::load(models_dir, repo, commit) {
+                        let problems = manifest.size_problems(&path);
+                        missing.extend(problems.into_iter().map(|(file, problem)| format!("{file} ({problem})")));
+                        missing.dedup();
+                    }
+                }
                 if missing.is_empty() {
-                    Status { state: ModelState::Loading, path: Some(path), detail: None, progress: None }
+                    Status::new(ModelState::Loading, Some(path), None)
                 } else {
                     let detail = format!("missing files: {}", missing.join(", "));
-                    Status { state: ModelState::Error, path: Some(path), detail: Some(detail), progress: None }
+                    // Files of a hub repository can be fetched again; a local folder's cannot.
+                    let state =
+                        if matches!(spec, ModelSpec::Repo(_)) { ModelState::Missing } else { ModelState::Error };
+                    Status::new(state, Some(path), Some(detail))
                 }
             }
-            None => Status {
-                state: ModelState::Missing,
-                path: None,
-                detail: Some(format!(
-                    "not in {}; set {} to a local model folder or download it into MODELS_DIR",
+            None => Status::new(
+                ModelState::Missing,
+                None,
+                Some(format!(
+                    "not in {}; run `server download-models`, start with AUTO_DOWNLOAD_MODELS=true, \
+                     or set {} to a local model folder",
                     models_dir.display(),
                     env_name(role)
                 )),
-                progress: None,
-            },
+            ),
         };
-        ModelSlot { role, spec, device: device.to_string(), status: RwLock::new(status) }
+        ModelSlot {
+            role,
+            spec,
+            revision: revision.to_string(),
+            device: device.to_string(),
+            status: RwLock::new(status),
+        }
     }
 
     /// A slot answered by a mock engine: nothing to load.
     pub fn mock(role: ModelRole, spec: ModelSpec) -> ModelSlot {
-        let status = Status { state: ModelState::Ready, path: None, detail: None, progress: None };
-        ModelSlot { role, spec, device: "mock".into(), status: RwLock::new(status) }
+        let status = Status::new(ModelState::Ready, None, None);
+        ModelSlot { role, spec, revision: "main".into(), device: "mock".into(), status: RwLock::new(status) }
     }
 
     pub fn state(&self) -> ModelState {
@@ -67,6 +98,30 @@ impl ModelSlot {
     /// The folder to load from, when the files were found.
     pub fn path(&self) -> Option<PathBuf> {
         self.read().path.clone()
+    }
+
+    /// The hub repository to fetch, when this model is one and its files are not all there.
+    pub fn to_download(&self) -> Option<&str> {
+        match &self.spec {
+            ModelSpec::Repo(repo) if self.state() == ModelState::Missing => Some(repo),
+            _ => None,
+        }
+    }
+
+    pub fn set_downloading(&self, progress: DownloadProgress) {
+        let mut s = self.write();
+        s.state = ModelState::Downloading;
+        s.detail = None;
+        s.download = Some(progress);
+    }
+
+    /// The files are all in `path`: next, the engine loads them.
+    pub fn set_found(&self, path: PathBuf) {
+        let mut s = self.write();
+        s.state = ModelState::Loading;
+        s.path = Some(path);
+        s.detail = None;
+        s.download = None;
     }
 
     pub fn set_ready(&self) {
@@ -79,6 +134,7 @@ impl ModelSlot {
         let mut s = self.write();
         s.state = ModelState::Error;
         s.detail = Some(detail);
+        s.download = None;
     }
 
     pub fn health(&self) -> ModelHealth {
@@ -90,7 +146,8 @@ impl ModelSlot {
             state: s.state,
             device: self.device.clone(),
             detail: s.detail.clone(),
-            progress: s.progress,
+            progress: s.download.as_ref().map(DownloadProgress::fraction),
+            download: s.download.clone(),
         }
     }
 
@@ -104,7 +161,7 @@ impl ModelSlot {
     }
 }
 
-fn env_name(role: ModelRole) -> &'static str {
+pub fn env_name(role: ModelRole) -> &'static str {
     match role {
         ModelRole::Llm => "LLM_MODEL",
         ModelRole::Sd => "SD_MODEL",
@@ -119,10 +176,10 @@ pub fn required_files(role: ModelRole) -> &'static [&'static str] {
 }
 
 /// The folder holding a model's files, if present.
-pub fn find_files(spec: &ModelSpec, models_dir: &Path) -> Option<PathBuf> {
+pub fn find_files(spec: &ModelSpec, revision: &str, models_dir: &Path) -> Option<PathBuf> {
     match spec {
         ModelSpec::Local(dir) => dir.is_dir().then(|| dir.clone()),
-        ModelSpec::Repo(id) => snapshot_dir(models_dir, id),
+        ModelSpec::Repo(id) => snapshot_dir(models_dir, id, revision),
     }
 }
 
@@ -131,16 +188,19 @@ pub fn cache_folder_name(repo_id: &str) -> String {
     format!("models--{}", repo_id.replace('/', "--"))
 }
 
-/// The snapshot `refs/main` points at, else the most recently written snapshot.
-fn snapshot_dir(models_dir: &Path, repo_id: &str) -> Option<PathBuf> {
-    let repo = models_dir.join(cache_folder_name(repo_id));
-    let snapshots = repo.join("snapshots");
-    if let Ok(commit) = std::fs::read_to_string(repo.join("refs/main")) {
-        let dir = snapshots.join(commit.trim());
+/// The snapshot the revision points at; for `main` without a ref (a cache copied by hand), the
+/// most recently written snapshot.
+fn snapshot_dir(models_dir: &Path, repo_id: &str, revision: &str) -> Option<PathBuf> {
+    if let Some(commit) = hub::local_commit(models_dir, repo_id, revision) {
+        let dir = hub::snapshot_path(models_dir, repo_id, &commit);
         if dir.is_dir() {
             return Some(dir);
         }
     }
+    if revision != "main" {
+        return None;
+    }
+    let snapshots = models_dir.join(cache_folder_name(repo_id)).join("snapshots");
     std::fs::read_dir(&snapshots)
         .ok()?
         .flatten()
@@ -189,9 +249,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let repo = "OpenVINO/DeepSeek-R1-Distill-Qwen-1.5B-int4-cw-ov";
         assert_eq!(cache_folder_name(repo), "models--OpenVINO--DeepSeek-R1-Distill-Qwen-1.5B-int4-cw-ov");
-        assert_eq!(find_files(&ModelSpec::Repo(repo.into()), dir.path()), None);
+        assert_eq!(find_files(&ModelSpec::Repo(repo.into()), "main", dir.path()), None);
         let snap = cache_with(dir.path(), repo, "abc123", crate::inference::llm::REQUIRED_FILES);
-        assert_eq!(find_files(&ModelSpec::Repo(repo.into()), dir.path()), Some(snap));
+        assert_eq!(find_files(&ModelSpec::Repo(repo.into()), "main", dir.path()), Some(snap));
         assert_eq!(cached_repos(dir.path()), vec![repo.to_string()]);
     }
 
@@ -199,13 +259,13 @@ mod tests {
     fn slot_states_follow_the_files() {
         let dir = tempfile::tempdir().unwrap();
         let spec = ModelSpec::Repo("OpenVINO/stable-diffusion-v1-5-int8-ov".into());
-        let slot = ModelSlot::locate(ModelRole::Sd, spec.clone(), "CPU", dir.path());
+        let slot = ModelSlot::locate(ModelRole::Sd, spec.clone(), "main", "CPU", dir.path());
         assert_eq!(slot.state(), ModelState::Missing);
         assert!(slot.health().detail.unwrap().contains("SD_MODEL"));
 
         cache_with(dir.path(), "OpenVINO/stable-diffusion-v1-5-int8-ov", "c1", &["model_index.json"]);
-        let slot = ModelSlot::locate(ModelRole::Sd, spec.clone(), "CPU", dir.path());
-        assert_eq!(slot.state(), ModelState::Error);
+        let slot = ModelSlot::locate(ModelRole::Sd, spec.clone(), "main", "CPU", dir.path());
+        assert_eq!(slot.state(), ModelState::Missing, "a partial snapshot can be fetched again");
         assert!(slot.health().detail.unwrap().contains("unet/openvino_model.xml"));
 
         cache_with(
@@ -214,7 +274,7 @@ mod tests {
             "c1",
             crate::inference::diffusion::REQUIRED_FILES,
         );
-        let slot = ModelSlot::locate(ModelRole::Sd, spec, "CPU", dir.path());
+        let slot = ModelSlot::locate(ModelRole::Sd, spec, "main", "CPU", dir.path());
         assert_eq!(slot.state(), ModelState::Loading);
         slot.set_ready();
         assert_eq!(slot.health().state, ModelState::Ready);

@@ -26,13 +26,13 @@ impl AppState {
     /// The chat engine, when its model is ready; otherwise why not (503).
     pub fn chat_engine(&self) -> Result<Arc<dyn ChatEngine>, ServiceError> {
         ready(&self.llm, "chat")?;
-        self.engines.llm.clone().ok_or_else(|| unavailable("the chat model is not loaded".into(), None))
+        self.engines.llm().ok_or_else(|| unavailable("the chat model is not loaded".into(), None))
     }
 
     /// The image engine, when its model is ready; otherwise why not (503).
     pub fn image_engine(&self) -> Result<Arc<dyn ImageEngine>, ServiceError> {
         ready(&self.sd, "image")?;
-        self.engines.sd.clone().ok_or_else(|| unavailable("the image model is not loaded".into(), None))
+        self.engines.sd().ok_or_else(|| unavailable("the image model is not loaded".into(), None))
     }
 }
 

@@ -1,0 +1,38 @@
+//! `AUTO_DOWNLOAD_MODELS=true`: a missing model is fetched in the background while the server
+//! already answers; `/health` shows it `downloading` with its progress, then `loading`.
+
+use super::{
+    hub::{self, HubOptions},
+    progress::Tracker,
+    ModelSlot,
+};
+use std::sync::Arc;
+
+/// Fetch the slot's repository, then hand the slot to `load` (which starts its engine).
+pub fn spawn(
+    slot: Arc<ModelSlot>,
+    options: HubOptions,
+    load: impl FnOnce(&Arc<ModelSlot>) -> std::io::Result<()> + Send + 'static,
+) {
+    let Some(repo) = slot.to_download().map(str::to_string) else { return };
+    slot.set_downloading(Default::default());
+    tokio::spawn(async move {
+        let view = slot.clone();
+        let tracker = Tracker::new(move |progress| view.set_downloading(progress.clone()));
+        tracing::info!(role = ?slot.role, repo = %repo, revision = %slot.revision, "downloading model in the background");
+        match hub::fetch(&options, slot.role, &repo, &slot.revision, &tracker).await {
+            Ok(fetched) => {
+                slot.set_found(fetched.dir);
+                if let Err(err) = load(&slot) {
+                    slot.set_error(format!("could not start the engine thread: {err}"));
+                }
+            }
+            Err(err) => {
+                tracing::error!(role = ?slot.role, repo = %repo, error = %err, "model download failed");
+                slot.set_error(format!(
+                    "download failed: {err}. The next start resumes it; or run `server download-models`"
+                ));
+            }
+        }
+    });
+}
