@@ -16,6 +16,12 @@ const mockDataDir = mkdtempSync(join(tmpdir(), 'duet-e2e-mock-'));
 const brokenPort = port + 2;
 const brokenDataDir = mkdtempSync(join(tmpdir(), 'duet-e2e-broken-'));
 process.env.E2E_BROKEN_URL = `http://127.0.0.1:${brokenPort}`;
+// A fourth downloading its chat model from a stand-in hub (mock-hub.mjs) that stalls mid-file, so
+// the download's progress stays on screen; its image model is a repository the hub does not have.
+const hubPort = port + 3;
+const downloadPort = port + 4;
+const downloadDataDir = mkdtempSync(join(tmpdir(), 'duet-e2e-download-'));
+process.env.E2E_DOWNLOAD_URL = `http://127.0.0.1:${downloadPort}`;
 const serverBin = process.env.SERVER_BIN ?? join(root, 'target/debug/server');
 process.env.E2E_MOCK_URL = `http://127.0.0.1:${mockPort}`;
 const chromium = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
@@ -103,6 +109,34 @@ export default defineConfig({
         SD_MODEL: 'duet-e2e/no-such-sd',
         USE_MOCKS: 'false',
         AUTO_DOWNLOAD_MODELS: 'false',
+        AUTH_REQUIRED: 'false',
+        RUST_LOG: 'warn',
+      },
+    },
+    {
+      command: `node mock-hub.mjs ${hubPort} ${join(root, 'fixtures/llm/tiny-deepseek-r1-distill-qwen-int4-cw-ov')}`,
+      cwd: __dirname,
+      url: `http://127.0.0.1:${hubPort}/health`,
+      reuseExistingServer: false,
+      timeout: 30_000,
+    },
+    {
+      command: serverBin,
+      cwd: root,
+      url: `http://127.0.0.1:${downloadPort}/health`,
+      reuseExistingServer: false,
+      timeout: 120_000,
+      stdout: 'ignore',
+      stderr: 'pipe',
+      env: {
+        LEPTOS_SITE_ADDR: `127.0.0.1:${downloadPort}`,
+        LEPTOS_SITE_ROOT: join(root, 'target/site'),
+        DATA_DIR: downloadDataDir,
+        LLM_MODEL: 'duet-e2e/tiny-llm',
+        SD_MODEL: 'duet-e2e/no-such-sd',
+        HF_ENDPOINT: `http://127.0.0.1:${hubPort}`,
+        AUTO_DOWNLOAD_MODELS: 'true',
+        USE_MOCKS: 'false',
         AUTH_REQUIRED: 'false',
         RUST_LOG: 'warn',
       },

@@ -36,3 +36,4 @@ export function pageErrors(page: Page): string[] {
 
 /** The server with no models (accounts off), for error states. */
 export const brokenURL = process.env.E2E_BROKEN_URL ?? 'http://127.0.0.1:3109';
+export const downloadURL = process.env.E2E_DOWNLOAD_URL ?? 'http://127.0.0.1:3111';

@@ -1,6 +1,7 @@
 import { expect, test } from '@playwright/test';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
+import { downloadURL, open, pageErrors, screenshot } from './helpers';
 
 const screenshots = join(__dirname, '..', 'screenshots');
 
@@ -40,4 +41,32 @@ test('the page hydrates, the Refresh button calls the server, both fixture model
 
   mkdirSync(screenshots, { recursive: true });
   await page.screenshot({ path: join(screenshots, `models-${info.project.name}.png`), fullPage: true });
+});
+
+test('a model downloading in the background shows file, bytes and progress; a failed one says why', async ({ page }, info) => {
+  const errors = pageErrors(page);
+  await open(page, `${downloadURL}/models`);
+  const llm = page.locator('article[data-role="llm"]');
+  await expect(llm.getByTestId('model-state')).toHaveText(/^downloading \d+%$/);
+  const download = llm.getByTestId('model-download');
+  // The stand-in hub stalls inside openvino_model.xml, the fifth of the eight files Duet fetches.
+  await expect(download).toContainText(/openvino_model\.xml \(file 5 of 8\) · [\d.]+ kB of 448\.1 kB/);
+  // No bytes for a few seconds: the rate and time left give way to saying so.
+  await expect(download).toContainText('waiting for data', { timeout: 20_000 });
+  await expect(download).not.toContainText('left');
+  const value = Number(await download.locator('progress').getAttribute('value'));
+  expect(value).toBeGreaterThan(0.3);
+  expect(value).toBeLessThan(1);
+  const sd = page.locator('article[data-role="sd"]');
+  await expect(sd.getByTestId('model-state')).toHaveText('error');
+  await expect(sd).toContainText('repository duet-e2e/no-such-sd at revision main was not found');
+  await expect(page.getByTestId('footer-model-state').first()).toContainText('downloading');
+  await screenshot(page, 'models-downloading', info);
+
+  // Asking for a reply meanwhile gets the REST answer a client can act on.
+  const res = await page.request.post(`${downloadURL}/chat`, { data: { user_id: 'e2e', message: 'hi' } });
+  expect(res.status()).toBe(503);
+  expect(res.headers()['retry-after']).toBe('30');
+  expect((await res.json()).error.message).toMatch(/the chat model is downloading \(\d+%\)/);
+  expect(errors).toEqual([]);
 });

@@ -67,6 +67,8 @@ pub fn download_text(d: &DownloadProgress) -> String {
     parts.push(format!("{} of {}", bytes(d.bytes_done), bytes(d.bytes_total)));
     if d.bytes_per_second > 0 {
         parts.push(format!("{}/s", bytes(d.bytes_per_second)));
+    } else {
+        parts.push("waiting for data".into());
     }
     match d.eta_seconds {
         Some(s) if s >= 90 => parts.push(format!("about {} min left", s.div_ceil(60))),
@@ -200,6 +202,6 @@ mod tests {
             "openvino_model.bin (file 4 of 8) · 1.2 GB of 2.3 GB · 11.0 MB/s · about 2 min left"
         );
         let start = DownloadProgress { bytes_total: 999, ..Default::default() };
-        assert_eq!(download_text(&start), "0 B of 999 B");
+        assert_eq!(download_text(&start), "0 B of 999 B · waiting for data");
     }
 }

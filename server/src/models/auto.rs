@@ -20,7 +20,20 @@ pub fn spawn(
         let view = slot.clone();
         let tracker = Tracker::new(move |progress| view.set_downloading(progress.clone()));
         tracing::info!(role = ?slot.role, repo = %repo, revision = %slot.revision, "downloading model in the background");
-        match hub::fetch(&options, slot.role, &repo, &slot.revision, &tracker).await {
+        let ticker = {
+            let tracker = tracker.clone();
+            tokio::spawn(async move {
+                let mut every = tokio::time::interval(std::time::Duration::from_secs(1));
+                loop {
+                    every.tick().await;
+                    tracker.tick();
+                }
+            })
+        };
+        let outcome = hub::fetch(&options, slot.role, &repo, &slot.revision, &tracker).await;
+        ticker.abort();
+        tracker.close();
+        match outcome {
             Ok(fetched) => {
                 slot.set_found(fetched.dir);
                 if let Err(err) = load(&slot) {
@@ -29,9 +42,12 @@ pub fn spawn(
             }
             Err(err) => {
                 tracing::error!(role = ?slot.role, repo = %repo, error = %err, "model download failed");
-                slot.set_error(format!(
-                    "download failed: {err}. The next start resumes it; or run `server download-models`"
-                ));
+                let next = if err.transient() {
+                    "the next start resumes it, or run `server download-models`"
+                } else {
+                    "fix that and restart, or run `server download-models`"
+                };
+                slot.set_error(format!("download failed: {err}; {next}"));
             }
         }
     });

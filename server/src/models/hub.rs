@@ -83,7 +83,7 @@ pub enum DownloadError {
 
 impl DownloadError {
     /// Worth another try: the network or the server failed, not the request.
-    fn transient(&self) -> bool {
+    pub fn transient(&self) -> bool {
         matches!(self, DownloadError::Network { .. })
     }
 }

@@ -41,6 +41,8 @@ struct State {
     file_bytes: u64,
     samples: VecDeque<(Instant, u64)>,
     last_view: Option<Instant>,
+    /// The download is over: late ticks must not report it again.
+    closed: bool,
 }
 
 impl State {
@@ -89,6 +91,8 @@ impl Tracker {
         file.set_style(style("{msg:>32!} [{bar:30}] {bytes}/{total_bytes} {binary_bytes_per_sec}"));
         let overall = multi.add(ProgressBar::new(0));
         overall.set_style(style("{msg:>32!} [{bar:30}] {bytes}/{total_bytes} ETA {eta}"));
+        // Redrawn without new bytes too, so rate and ETA fall when the transfer stalls.
+        file.enable_steady_tick(Duration::from_millis(500));
         self.bars = Some(Bars { overall, file });
         self
     }
@@ -143,6 +147,18 @@ impl Tracker {
         }
     }
 
+    /// Refresh the rate and time left though no bytes arrived, so a stalled download shows as
+    /// one (call it every second or so while waiting).
+    pub fn tick(&self) {
+        let mut s = self.lock();
+        self.show(&mut s, true);
+    }
+
+    /// No more views after this (a tick racing with the end of the download is dropped).
+    pub fn close(&self) {
+        self.lock().closed = true;
+    }
+
     pub fn progress(&self) -> DownloadProgress {
         self.lock().progress()
     }
@@ -166,6 +182,9 @@ impl Tracker {
         if let Some(bars) = &self.bars {
             bars.file.set_position(s.file_bytes);
             bars.overall.set_position(s.done());
+        }
+        if s.closed {
+            return;
         }
         if force || s.last_view.is_none_or(|t| now.duration_since(t) >= VIEW_INTERVAL) {
             s.last_view = Some(now);
@@ -220,5 +239,29 @@ mod tests {
         let last = seen.lock().unwrap().last().cloned().unwrap();
         assert_eq!((last.files_done, last.bytes_done), (2, 1000));
         assert_eq!(last.eta_seconds.unwrap_or(0), 0);
+    }
+
+    #[test]
+    fn a_stall_brings_the_rate_to_zero_and_close_stops_the_views() {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let log = seen.clone();
+        let tracker = Tracker::new(move |p| log.lock().unwrap().push(p.clone()));
+        tracker.plan(1, 1000);
+        let _ = tracker.start_file("a.bin", 1000);
+        tracker.add(100);
+        std::thread::sleep(Duration::from_millis(20));
+        tracker.add(100);
+        assert!(tracker.progress().bytes_per_second > 0);
+        assert!(tracker.progress().eta_seconds.is_some());
+        // Samples older than the window go; with only flat ones left the rate is zero.
+        tracker.lock().samples.iter_mut().for_each(|(t, _)| *t -= RATE_WINDOW * 2);
+        tracker.tick();
+        let p = tracker.progress();
+        assert_eq!((p.bytes_per_second, p.eta_seconds), (0, None));
+        let views = seen.lock().unwrap().len();
+        tracker.close();
+        tracker.tick();
+        tracker.add(1);
+        assert_eq!(seen.lock().unwrap().len(), views);
     }
 }
