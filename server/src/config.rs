@@ -58,7 +58,8 @@ pub struct Config {
     pub huggingface_token: Option<Secret>,
 
     /// The hub to download from: Hugging Face, or a mirror that serves the same API.
-    #[arg(long, env = "HF_ENDPOINT", default_value = "https://huggingface.co", global = true)]
+    #[arg(long, env = "HF_ENDPOINT", default_value = "https://huggingface.co", global = true,
+          value_parser = parse_endpoint)]
     pub hf_endpoint: String,
 
     /// Never contact the hub: use only what is in MODELS_DIR (true/false, or 1/0).
@@ -434,6 +435,15 @@ fn parse_bool(variable: &str, value: &str) -> Result<bool, String> {
         "true" | "1" | "yes" | "on" => Ok(true),
         "false" | "0" | "no" | "off" => Ok(false),
         _ => Err(format!("{variable}: expected true or false (or 1/0, yes/no, on/off)")),
+    }
+}
+
+fn parse_endpoint(value: &str) -> Result<String, String> {
+    let lower = value.to_ascii_lowercase();
+    if (lower.starts_with("http://") || lower.starts_with("https://")) && value.len() > "https://".len() {
+        Ok(value.trim_end_matches('/').to_string())
+    } else {
+        Err("HF_ENDPOINT: expected an http:// or https:// address, e.g. https://huggingface.co".into())
     }
 }
 

@@ -27,6 +27,10 @@ fn server_in(dir: &std::path::Path, envs: &[(&str, &str)]) -> Output {
         "LOG_FORMAT",
         "RUST_LOG",
         "DEVICE",
+        "HF_ENDPOINT",
+        "HF_HUB_OFFLINE",
+        "LLM_REVISION",
+        "SD_REVISION",
     ] {
         cmd.env_remove(var);
     }
@@ -46,6 +50,8 @@ fn bad_values_name_the_variable_and_exit_non_zero() {
         ("SD_MODEL", "/no/such/folder", "SD_MODEL: no directory at /no/such/folder"),
         ("DATABASE_URL", "mysql://db/duet", "DATABASE_URL must start with sqlite: "),
         ("LEPTOS_SITE_ADDR", "localhost", "LEPTOS_SITE_ADDR: expected IP:PORT"),
+        ("HF_ENDPOINT", "huggingface.co", "HF_ENDPOINT: expected an http:// or https:// address"),
+        ("HF_HUB_OFFLINE", "perhaps", "HF_HUB_OFFLINE: expected true or false"),
         ("DEVICE", "TPU", "possible values: CPU, GPU, NPU, AUTO"),
         ("LOG_FORMAT", "xml", "possible values: pretty, json"),
     ];

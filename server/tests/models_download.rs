@@ -371,6 +371,8 @@ async fn missing_models_download_in_the_background_while_the_server_answers() {
         &[
             "--auto-download-models",
             "true",
+            "--hf-hub-offline",
+            "false",
             "--hf-endpoint",
             &url,
             "--llm-model",

@@ -209,7 +209,8 @@ fn adopt(models_dir: &Path, repo: &str, revision: &str, commit: &str, dir: &Path
         repo: repo.into(),
         revision: revision.into(),
         commit: commit.into(),
-        downloaded_at: String::new(),
+        // When it was checked: the download itself happened elsewhere.
+        downloaded_at: hub::now_rfc3339(),
         files: entries,
     };
     let saved = manifest.save(models_dir).map_err(|e| vec![format!("could not write the manifest: {e}")])?;

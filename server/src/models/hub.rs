@@ -403,7 +403,7 @@ fn chain(err: &dyn std::error::Error) -> String {
     text
 }
 
-fn now_rfc3339() -> String {
+pub(crate) fn now_rfc3339() -> String {
     time::OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc3339).unwrap_or_default()
 }
 
