@@ -40,7 +40,13 @@ def genai_worker(args):
     started = time.perf_counter()
     pipe = ov_genai.Text2ImagePipeline(str(args.model))
     pipe.reshape(1, args.height, args.width, args.guidance)
-    pipe.compile("CPU", PERFORMANCE_HINT="LATENCY", CACHE_DIR=str(ROOT / "data/bench/genai-cache"))
+    # Duet compiles with these three (server/src/inference/diffusion/model.rs); on CPUs with
+    # AVX-512 BF16 or AMX, OpenVINO would otherwise run GenAI in bf16 with dynamic quantization,
+    # another computation than Duet's (and than on the AVX2 machines Duet targets).
+    props = {"PERFORMANCE_HINT": "LATENCY"}
+    if not args.genai_own_defaults:
+        props.update(INFERENCE_PRECISION_HINT="f32", DYNAMIC_QUANTIZATION_GROUP_SIZE=0)
+    pipe.compile("CPU", CACHE_DIR=str(ROOT / "data/bench/genai-cache"), **props)
     load_ms = (time.perf_counter() - started) * 1000
     total, unet, text, vae = [], [], [], []
     for run in range(args.runs + 1):
@@ -103,6 +109,8 @@ def main():
     p.add_argument("--runs", type=int, default=1, help="timed images per process (after one warm-up)")
     p.add_argument("--rounds", type=int, default=1, help="rounds per size, alternating which engine goes first")
     p.add_argument("--compare-pixels", action="store_true", help="also compare both engines' image of seed 0")
+    p.add_argument("--genai-own-defaults", action="store_true",
+                   help="let OpenVINO choose GenAI's precision (bf16 where the CPU has it) instead of Duet's f32")
     p.add_argument("--width", type=int, help=argparse.SUPPRESS)
     p.add_argument("--height", type=int, help=argparse.SUPPRESS)
     p.add_argument("--save-seed-image", type=int, help=argparse.SUPPRESS)
@@ -114,7 +122,8 @@ def main():
     require_inputs(args)
 
     print(f"model {args.model.name}, {args.steps} steps, guidance {args.guidance}, {args.rounds} round(s) x "
-          f"{args.runs} image(s) (+1 warm-up each), {os.cpu_count()} cores", flush=True)
+          f"{args.runs} image(s) (+1 warm-up each), {os.cpu_count()} cores, GenAI precision: "
+          f"{'OpenVINO default' if args.genai_own_defaults else 'f32 as Duet'}", flush=True)
     rows = [("total per image (ms)", "total_ms", "<= 1.00"), ("UNet step (ms)", "unet_step_ms", ""),
             ("text encoder (ms)", "text_encode_ms", ""), ("VAE decoder (ms)", "vae_ms", ""),
             ("load + compile (ms)", "load_ms", ""), ("peak memory (MiB)", "peak_rss_mb", "<= 1.10")]
@@ -123,7 +132,8 @@ def main():
                   "--guidance", str(args.guidance), "--runs", str(args.runs)]
         engines = [("Duet", [str(args.server), "--data-dir", str(ROOT / "data/bench"), "bench", "sd",
                              "--model", str(args.model), *common]),
-                   ("GenAI", [sys.executable, __file__, "--genai-worker", "--model", str(args.model), *common])]
+                   ("GenAI", [sys.executable, __file__, "--genai-worker", "--model", str(args.model), *common,
+                              *(["--genai-own-defaults"] if args.genai_own_defaults else [])])]
         results = {name: [] for name, _ in engines}
         for r in range(args.rounds):
             for name, cmd in (engines if r % 2 == 0 else engines[::-1]):
