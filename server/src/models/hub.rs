@@ -167,7 +167,7 @@ pub async fn fetch(
     let mut downloaded = 0;
     for file in files {
         let dest = snapshot.join(&file.rfilename);
-        let entry = match intact(&dest, file) {
+        let entry = match hashing(dest.clone(), file, intact).await {
             Some(entry) => entry,
             None => {
                 downloaded += 1;
@@ -223,7 +223,7 @@ async fn fetch_file(
         attempt += 1;
         let progress = tracker.start_file(name, file.size().unwrap_or(0));
         let outcome = match pinned.download_with_progress(name, progress).await {
-            Ok(path) => checked(&path, file).map_err(|problem| {
+            Ok(path) => hashing(path.clone(), file, checked).await.map_err(|problem| {
                 tracing::warn!(repo, file = name, %problem, attempt, "downloaded file does not match the hub's hash");
                 discard(&path);
                 DownloadError::Corrupt { repo: repo.into(), file: name.into(), attempts: attempt, problem }
@@ -248,6 +248,13 @@ async fn fetch_file(
             }
         }
     }
+}
+
+/// Run a hash check off the async workers: a gigabyte takes seconds, and the server keeps
+/// answering meanwhile.
+async fn hashing<T: Send + 'static>(path: PathBuf, file: &Sibling, check: fn(&Path, &Sibling) -> T) -> T {
+    let file = file.clone();
+    tokio::task::spawn_blocking(move || check(&path, &file)).await.expect("hash check does not panic")
 }
 
 /// The manifest entry of a file already in the snapshot, if it matches the hub's hash.
@@ -314,7 +321,7 @@ struct RepoInfo {
     siblings: Vec<Sibling>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize)]
 struct Sibling {
     rfilename: String,
     size: Option<u64>,
@@ -323,7 +330,7 @@ struct Sibling {
     lfs: Option<Lfs>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize)]
 struct Lfs {
     sha256: String,
     size: u64,
