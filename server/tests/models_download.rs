@@ -393,6 +393,8 @@ async fn missing_models_download_in_the_background_while_the_server_answers() {
             "downloading" => {
                 let done = llm["download"]["bytes_done"].as_u64().unwrap();
                 let total = llm["download"]["bytes_total"].as_u64().unwrap();
+                let file_total = llm["download"]["file_bytes_total"].as_u64().unwrap();
+                assert!(llm["download"]["file_bytes_done"].as_u64().unwrap() <= file_total, "{llm}");
                 saw_progress |= done > 0 && done < total && llm["progress"].as_f64().unwrap() > 0.0;
                 if !refused {
                     let reply =

@@ -58,13 +58,21 @@ fn state_text(model: &ModelHealth) -> String {
     format!("{}{}", model.state.as_str(), progress.unwrap_or_default())
 }
 
-/// "tokenizer.json · 1.2 GB of 2.3 GB · 11.0 MB/s · about 2 min left".
+/// "unet/openvino_model.bin 500.0 MB of 1.1 GB (file 4 of 8) · 1.2 GB of 2.3 GB in all ·
+/// 11.0 MB/s · about 2 min left".
 pub fn download_text(d: &DownloadProgress) -> String {
     let mut parts = Vec::new();
     if !d.file.is_empty() {
-        parts.push(format!("{} (file {} of {})", d.file, (d.files_done + 1).min(d.files_total), d.files_total));
+        let n = (d.files_done + 1).min(d.files_total);
+        parts.push(format!(
+            "{} {} of {} (file {n} of {})",
+            d.file,
+            bytes(d.file_bytes_done),
+            bytes(d.file_bytes_total),
+            d.files_total
+        ));
     }
-    parts.push(format!("{} of {}", bytes(d.bytes_done), bytes(d.bytes_total)));
+    parts.push(format!("{} of {} in all", bytes(d.bytes_done), bytes(d.bytes_total)));
     if d.bytes_per_second > 0 {
         parts.push(format!("{}/s", bytes(d.bytes_per_second)));
     } else {
@@ -190,6 +198,8 @@ mod tests {
     fn download_text_says_file_bytes_rate_and_time_left() {
         let d = DownloadProgress {
             file: "openvino_model.bin".into(),
+            file_bytes_done: 500_000_000,
+            file_bytes_total: 1_100_000_000,
             files_done: 3,
             files_total: 8,
             bytes_done: 1_234_000_000,
@@ -199,9 +209,9 @@ mod tests {
         };
         assert_eq!(
             download_text(&d),
-            "openvino_model.bin (file 4 of 8) · 1.2 GB of 2.3 GB · 11.0 MB/s · about 2 min left"
+            "openvino_model.bin 500.0 MB of 1.1 GB (file 4 of 8) · 1.2 GB of 2.3 GB in all · 11.0 MB/s · about 2 min left"
         );
         let start = DownloadProgress { bytes_total: 999, ..Default::default() };
-        assert_eq!(download_text(&start), "0 B of 999 B · waiting for data");
+        assert_eq!(download_text(&start), "0 B of 999 B in all · waiting for data");
     }
 }

@@ -89,6 +89,9 @@ pub struct ModelHealth {
 pub struct DownloadProgress {
     /// The file being fetched (path inside the repository).
     pub file: String,
+    /// Of that file.
+    pub file_bytes_done: u64,
+    pub file_bytes_total: u64,
     pub files_done: u32,
     pub files_total: u32,
     pub bytes_done: u64,

@@ -39,6 +39,7 @@ struct State {
     file: String,
     /// Bytes of the current file so far (a resumed file starts at what was kept).
     file_bytes: u64,
+    file_size: u64,
     samples: VecDeque<(Instant, u64)>,
     last_view: Option<Instant>,
     /// The download is over: late ticks must not report it again.
@@ -58,6 +59,8 @@ impl State {
         let left = self.bytes_total.saturating_sub(self.done());
         DownloadProgress {
             file: self.file.clone(),
+            file_bytes_done: self.file_bytes,
+            file_bytes_total: self.file_size,
             files_done: self.files_done,
             files_total: self.files_total,
             bytes_done: self.done(),
@@ -114,6 +117,7 @@ impl Tracker {
         let mut s = self.lock();
         s.file = name.to_string();
         s.file_bytes = 0;
+        s.file_size = size;
         if let Some(bars) = &self.bars {
             bars.file.set_length(size);
             bars.file.set_position(0);
@@ -233,7 +237,7 @@ mod tests {
         tracker.add(100);
         let p = tracker.progress();
         assert_eq!((p.files_done, p.files_total, p.bytes_done, p.bytes_total), (1, 2, 700, 1000));
-        assert_eq!(p.file, "b.json");
+        assert_eq!((p.file.as_str(), p.file_bytes_done, p.file_bytes_total), ("b.json", 100, 400));
         assert!((p.fraction() - 0.7).abs() < 1e-6);
         tracker.finish_file(400);
         let last = seen.lock().unwrap().last().cloned().unwrap();
