@@ -134,13 +134,6 @@ impl BlobName {
         let target = std::fs::read_link(path).ok()?;
         BlobName::parse(target.file_name()?.to_str()?)
     }
-
-    pub fn matches(&self, path: &Path) -> std::io::Result<bool> {
-        Ok(match self {
-            BlobName::Sha256(expected) => sha256_file(path, &mut |_| {})? == *expected,
-            BlobName::GitSha1(expected) => git_blob_sha1(path)? == *expected,
-        })
-    }
 }
 
 pub fn sha256_file(path: &Path, on_bytes: &mut dyn FnMut(u64)) -> std::io::Result<String> {

@@ -52,7 +52,6 @@ impl ModelSlot {
                     if let Some(manifest) = manifest::Manifest::load(models_dir, repo, commit) {
                         let problems = manifest.size_problems(&path);
                         missing.extend(problems.into_iter().map(|(file, problem)| format!("{file} ({problem})")));
-                        missing.dedup();
                     }
                 }
                 if missing.is_empty() {
