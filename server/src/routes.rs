@@ -11,8 +11,11 @@ use axum::{
     Router,
 };
 use leptos::prelude::provide_context;
-use leptos_axum::{generate_route_list, LeptosRoutes};
-use std::{sync::Arc, time::Duration};
+use leptos_axum::{generate_route_list_with_exclusions_and_ssg_and_context, AxumRouteListing, LeptosRoutes};
+use std::{
+    sync::{Arc, OnceLock},
+    time::Duration,
+};
 use tower::ServiceBuilder;
 use tower_http::{
     request_id::{MakeRequestUuid, PropagateRequestIdLayer, RequestId, SetRequestIdLayer},
@@ -22,11 +25,21 @@ use tracing::Span;
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
+/// The pages' routes, found by rendering the app once per process. Leptos turns resource loading
+/// off for that render with one process-wide flag, so two renders at once (tests build many
+/// routers in parallel) could switch it off under a real page, or on under the other render,
+/// whose resources would then run without a request; once, before any router exists, neither
+/// can happen. The context is there all the same, so nothing can panic for lack of it.
+fn page_routes(context: impl Fn() + Clone + Send + 'static) -> Vec<AxumRouteListing> {
+    static ROUTES: OnceLock<Vec<AxumRouteListing>> = OnceLock::new();
+    ROUTES.get_or_init(|| generate_route_list_with_exclusions_and_ssg_and_context(app::App, None, context).0).clone()
+}
+
 pub fn app(state: AppState) -> Router {
     let backend: SharedBackend = Arc::new(state.clone());
-    let routes = generate_route_list(app::App);
     let leptos_options = state.leptos.clone();
     let context = move || provide_context(backend.clone());
+    let routes = page_routes(context.clone());
 
     // Open to anyone: health, signing in, and (below) the pages and static files.
     let public = Router::new()
