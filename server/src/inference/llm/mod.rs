@@ -12,6 +12,7 @@ mod generation;
 pub mod ir;
 pub mod kv;
 mod model;
+pub mod paged;
 pub mod reasoning;
 pub mod sampler;
 pub mod session;

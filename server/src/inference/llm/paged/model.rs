@@ -1,0 +1,186 @@
+//! The chat model compiled for paged attention: one inference request for every conversation,
+//! whose KV cache is a pool of blocks in tensors we allocate (one key and one value tensor per
+//! layer). A step runs any number of sequences at once, each with its own new tokens, cached
+//! length and block list, and returns one row of logits per sequence.
+
+use super::{blocks::BlockPool, shim};
+use crate::inference::{
+    configure_device, input_type, int_tensor, llm::model::CompileOptions, llm::REQUIRED_FILES, require_files,
+    InferenceError, OvContext,
+};
+use openvino::{CompiledModel, Core, DeviceType, ElementType, InferRequest, Tensor};
+use std::path::{Path, PathBuf};
+
+/// One sequence's part of a step.
+#[derive(Clone, Copy, Debug)]
+pub struct Feed<'a> {
+    /// Tokens already in its cache blocks (the position of `ids[0]`).
+    pub past: usize,
+    pub ids: &'a [u32],
+    /// Its blocks, enough for `past + ids.len()` tokens.
+    pub blocks: &'a [u32],
+}
+
+pub struct PagedModel {
+    pub dir: PathBuf,
+    compiled: CompiledModel,
+    request: InferRequest,
+    /// Element types of `input_ids` and `position_ids`, which differ between exports.
+    id_types: [ElementType; 2],
+    pub pool: BlockPool,
+    /// Bytes of one block across all layers' key and value tensors.
+    pub block_bytes: usize,
+}
+
+impl PagedModel {
+    /// Compile the model at `dir` for paged attention with a cache of `cache_bytes` (rounded down
+    /// to whole blocks, at least one sequence of `min_tokens`).
+    pub fn load(
+        core: &mut Core,
+        dir: &Path,
+        options: &CompileOptions,
+        cache_bytes: usize,
+        min_tokens: usize,
+    ) -> Result<Self, InferenceError> {
+        require_files(dir, REQUIRED_FILES)?;
+        configure_device(core, &options.device, &options.properties, options.cache_dir.as_deref())?;
+        let xml = dir.join("openvino_model.xml");
+        let bin = dir.join("openvino_model.bin");
+        let mut model = core
+            .read_model_from_file(&xml.to_string_lossy(), &bin.to_string_lossy())
+            .ov(|| format!("reading {}", xml.display()))?;
+        shim::make_paged(&mut model)?;
+        let mut compiled = core
+            .compile_model(&model, DeviceType::from(options.device.as_str()))
+            .ov(|| format!("compiling {} for {} (paged attention)", xml.display(), options.device))?;
+        let id_types = [input_type(&compiled, "input_ids")?, input_type(&compiled, "position_ids")?];
+        let caches = cache_inputs(&compiled)?;
+        // The value tensor's third axis is the block size; the key tensor may carry extra rows
+        // (per-channel quantisation parameters), so it is not read from there.
+        let block_size = caches
+            .iter()
+            .find(|c| c.name.starts_with("value_cache."))
+            .map(|c| c.dims[1])
+            .ok_or_else(|| InferenceError::BadModel("no value_cache input after conversion".into()))?;
+        let block_bytes: usize = caches.iter().map(|c| c.bytes_per_block).sum();
+        let blocks = (cache_bytes / block_bytes.max(1)).max(min_tokens.div_ceil(block_size));
+        let mut request = compiled.create_infer_request().ov(|| "creating an inference request".into())?;
+        for cache in &caches {
+            let shape = [blocks as i64, cache.dims[0] as i64, cache.dims[1] as i64, cache.dims[2] as i64];
+            let ctx = || format!("allocating {} {shape:?}", cache.name);
+            let tensor = Tensor::new(cache.element, &openvino::Shape::new(&shape).ov(ctx)?).ov(ctx)?;
+            request.set_tensor(&cache.name, &tensor).ov(|| format!("setting {}", cache.name))?;
+        }
+        tracing::info!(
+            model = %dir.display(), blocks, block_size, block_bytes,
+            cache_mib = blocks * block_bytes / (1 << 20), "paged KV cache allocated"
+        );
+        Ok(PagedModel {
+            dir: dir.to_path_buf(),
+            compiled,
+            request,
+            id_types,
+            pool: BlockPool::new(blocks, block_size),
+            block_bytes,
+        })
+    }
+
+    /// Run one step for `feeds` (each with at least one token) and return the logits of each
+    /// one's last token, in order.
+    pub fn forward(&mut self, feeds: &[Feed]) -> Result<Vec<Vec<f32>>, InferenceError> {
+        if feeds.is_empty() || feeds.iter().any(|f| f.ids.is_empty()) {
+            return Err(InferenceError::BadModel("a step needs at least one token per sequence".into()));
+        }
+        let block_size = self.pool.block_size();
+        let (mut ids, mut positions, mut past_lens, mut begins, mut block_indices, mut block_begins, mut last) =
+            (vec![], vec![], vec![], vec![0i64], vec![], vec![0i64], vec![]);
+        let mut max_context = 0;
+        for feed in feeds {
+            let end = feed.past + feed.ids.len();
+            if feed.blocks.len() * block_size < end {
+                return Err(InferenceError::Generation(format!(
+                    "{} blocks cannot hold {end} tokens",
+                    feed.blocks.len()
+                )));
+            }
+            ids.extend(feed.ids.iter().map(|&t| t as i64));
+            positions.extend(feed.past as i64..end as i64);
+            past_lens.push(feed.past as i64);
+            begins.push(ids.len() as i64);
+            let used = end.div_ceil(block_size);
+            block_indices.extend(feed.blocks[..used].iter().map(|&b| b as i64));
+            block_begins.push(block_indices.len() as i64);
+            last.push(ids.len() as i64 - 1);
+            max_context = max_context.max(end);
+        }
+        let (n, b) = (ids.len() as i64, feeds.len() as i64);
+        let i32s = ElementType::I32;
+        let inputs: [(&str, ElementType, Vec<i64>, Vec<i64>); 8] = [
+            ("input_ids", self.id_types[0], vec![n], ids),
+            ("position_ids", self.id_types[1], vec![n], positions),
+            ("past_lens", i32s, vec![b], past_lens),
+            ("subsequence_begins", i32s, vec![b + 1], begins),
+            ("block_indices", i32s, vec![block_indices.len() as i64], block_indices),
+            ("block_indices_begins", i32s, vec![b + 1], block_begins),
+            ("max_context_len", i32s, vec![1], vec![max_context as i64]),
+            ("logits_indices", ElementType::I64, vec![b], last),
+        ];
+        for (name, element, shape, data) in inputs {
+            let tensor = int_tensor(element, &shape, &data)?;
+            self.request.set_tensor(name, &tensor).ov(|| format!("setting {name}"))?;
+        }
+        self.request.infer().ov(|| "running the model".into())?;
+        let logits = self.request.get_tensor("logits").ov(|| "reading logits".into())?;
+        let data = logits.get_data::<f32>().ov(|| "reading logits".into())?;
+        let vocab = data.len() / feeds.len();
+        if vocab == 0 || data.len() != vocab * feeds.len() {
+            return Err(InferenceError::BadModel(format!("{} logits for {} sequences", data.len(), feeds.len())));
+        }
+        Ok(data.chunks(vocab).map(<[f32]>::to_vec).collect())
+    }
+
+    pub fn compiled(&self) -> &CompiledModel {
+        &self.compiled
+    }
+}
+
+struct CacheInput {
+    name: String,
+    element: ElementType,
+    /// The three axes after the block axis: heads, rows per block, values per row.
+    dims: [usize; 3],
+    bytes_per_block: usize,
+}
+
+/// The `key_cache.N` / `value_cache.N` inputs with the layout the device chose at compile time.
+fn cache_inputs(compiled: &CompiledModel) -> Result<Vec<CacheInput>, InferenceError> {
+    let count = compiled.get_input_size().ov(|| "counting inputs".into())?;
+    let mut caches = vec![];
+    for i in 0..count {
+        let node = compiled.get_input_by_index(i).ov(|| format!("reading input {i}"))?;
+        let name = node.get_name().ov(|| format!("naming input {i}"))?;
+        if !(name.starts_with("key_cache.") || name.starts_with("value_cache.")) {
+            continue;
+        }
+        let element = node.get_element_type().ov(|| format!("{name}: element type"))?;
+        let shape = node.get_partial_shape().ov(|| format!("{name}: shape"))?;
+        let dims: Vec<i64> = shape.get_dimensions().iter().map(|d| d.get_max()).collect();
+        let static_tail = shape.get_dimensions().iter().skip(1).all(|d| !d.is_dynamic());
+        if dims.len() != 4 || !static_tail {
+            return Err(InferenceError::BadModel(format!("{name}: unexpected cache layout {dims:?}")));
+        }
+        let dims = [dims[1] as usize, dims[2] as usize, dims[3] as usize];
+        let bytes_per_block = dims.iter().product::<usize>() * element_bytes(element)?;
+        caches.push(CacheInput { name, element, dims, bytes_per_block });
+    }
+    Ok(caches)
+}
+
+fn element_bytes(element: ElementType) -> Result<usize, InferenceError> {
+    Ok(match element {
+        ElementType::U8 | ElementType::I8 => 1,
+        ElementType::F16 | ElementType::Bf16 => 2,
+        ElementType::F32 => 4,
+        other => return Err(InferenceError::BadModel(format!("unsupported KV cache type {other:?}"))),
+    })
+}
