@@ -92,6 +92,11 @@ pub struct Config {
     #[arg(long, env = "LLM_CONTEXT_TOKENS", global = true)]
     pub llm_context_tokens: Option<usize>,
 
+    /// Chat attention: paged (KV cache in blocks we manage; needs the shim built with the server),
+    /// stateful (the exported graph as it is), or auto (paged when available).
+    #[arg(long, env = "LLM_ATTENTION", value_enum, default_value_t = crate::inference::llm::Attention::Auto, global = true)]
+    pub llm_attention: crate::inference::llm::Attention,
+
     /// Prompts run in chunks of this many tokens, bounding each conversation's buffers; 0: whole.
     #[arg(long, env = "LLM_PREFILL_CHUNK", default_value_t = 256, global = true)]
     pub llm_prefill_chunk: usize,
@@ -100,7 +105,8 @@ pub struct Config {
     #[arg(long, env = "LLM_KV_SESSIONS", default_value_t = 8, global = true)]
     pub llm_kv_sessions: usize,
 
-    /// Memory in MiB that idle conversations' KV caches may use together.
+    /// Memory in MiB for KV caches: what idle conversations may keep, and with paged attention
+    /// the most the shared block pool grows to.
     #[arg(long, env = "LLM_KV_CACHE_MB", default_value_t = 1024, global = true)]
     pub llm_kv_cache_mb: usize,
 
@@ -291,6 +297,7 @@ impl Config {
         }
         EngineOptions {
             compile,
+            attention: self.llm_attention,
             max_context: self.llm_context_tokens,
             max_sessions: self.llm_kv_sessions,
             max_session_bytes: self.llm_kv_cache_mb << 20,
@@ -330,6 +337,7 @@ impl Config {
             ("SD_REVISION", self.sd_revision.clone()),
             ("DEVICE", self.device.clone()),
             ("LLM_CONTEXT_TOKENS", self.llm_context_tokens.map_or("(model limit)".into(), |n| n.to_string())),
+            ("LLM_ATTENTION", format!("{:?}", self.llm_attention).to_lowercase()),
             ("LLM_PREFILL_CHUNK", self.llm_prefill_chunk.to_string()),
             ("LLM_KV_SESSIONS", self.llm_kv_sessions.to_string()),
             ("LLM_KV_CACHE_MB", self.llm_kv_cache_mb.to_string()),

@@ -31,6 +31,7 @@ fn server_in(dir: &std::path::Path, envs: &[(&str, &str)]) -> Output {
         "HF_HUB_OFFLINE",
         "LLM_REVISION",
         "SD_REVISION",
+        "LLM_ATTENTION",
     ] {
         cmd.env_remove(var);
     }
@@ -54,6 +55,7 @@ fn bad_values_name_the_variable_and_exit_non_zero() {
         ("HF_HUB_OFFLINE", "perhaps", "HF_HUB_OFFLINE: expected true or false"),
         ("DEVICE", "TPU", "possible values: CPU, GPU, NPU, AUTO"),
         ("LOG_FORMAT", "xml", "possible values: pretty, json"),
+        ("LLM_ATTENTION", "flash", "possible values: auto, paged, stateful"),
     ];
     for (var, value, expected) in cases {
         let out = server(&[(var, value)]);

@@ -1,12 +1,14 @@
 //! The chat engine on the fixture model: exact agreement with the upstream references, KV reuse
 //! that changes nothing, fairness, cancellation, context limits, stop strings, seeds, streaming.
+//! Everything runs on paged attention (the default); the stateful graph gets the exactness and
+//! reuse cases too.
 
 mod common;
 
 use server::inference::{
     llm::{
-        files::LlmFiles, ChatMessage, Completion, EngineOptions, FinishReason, GenerateRequest, GenerationEvent,
-        GenerationParams, LlmEngine, Part, Prompt, SamplingOverrides,
+        files::LlmFiles, Attention, ChatMessage, Completion, EngineOptions, FinishReason, GenerateRequest,
+        GenerationEvent, GenerationParams, LlmEngine, Part, Prompt, SamplingOverrides,
     },
     runtime,
 };
@@ -24,9 +26,12 @@ fn engine(options: EngineOptions) -> (LlmEngine, tempfile::TempDir) {
     let mut options = options;
     options.compile.cache_dir = Some(cache.path().to_path_buf());
     let (tx, rx) = std::sync::mpsc::channel();
-    let engine = LlmEngine::start(common::fixture(common::LLM_FIXTURE), options, move |r| tx.send(r).unwrap()).unwrap();
+    let engine =
+        LlmEngine::start(common::fixture(common::LLM_FIXTURE), options.clone(), move |r| tx.send(r).unwrap()).unwrap();
     let info = rx.recv().unwrap().expect("fixture model loads");
     assert!(info.sliced_logits, "the IR rewrite applies to the fixture");
+    let expected = if options.attention == Attention::Stateful { Attention::Stateful } else { Attention::Paged };
+    assert_eq!(info.attention, expected, "paged attention needs the shim built with the server (server/build.rs)");
     (engine, cache)
 }
 
@@ -71,7 +76,18 @@ fn template_and_tokenizer_match_transformers_exactly() {
 
 #[tokio::test]
 async fn greedy_generation_matches_openvino_genai_token_for_token() {
-    let (engine, _cache) = engine(EngineOptions::default());
+    greedy_matches_references(EngineOptions::default()).await;
+}
+
+#[tokio::test]
+async fn the_stateful_graph_matches_the_references_and_reuses_its_cache_too() {
+    let stateful = || EngineOptions { attention: Attention::Stateful, ..Default::default() };
+    greedy_matches_references(stateful()).await;
+    follow_up_equals_cold(stateful()).await;
+}
+
+async fn greedy_matches_references(options: EngineOptions) {
+    let (engine, _cache) = engine(options);
     for case in references() {
         let expected = ids(&case["greedy_ids"]);
         let from_messages = run(&engine, None, Prompt::Messages(messages(&case)), greedy(48)).await;
@@ -119,7 +135,11 @@ async fn reasoning_and_answer_are_split_and_streamed_in_order() {
 
 #[tokio::test]
 async fn a_follow_up_turn_reuses_the_cache_and_yields_exactly_the_cold_tokens() {
-    let (engine, _cache) = engine(EngineOptions::default());
+    follow_up_equals_cold(EngineOptions::default()).await;
+}
+
+async fn follow_up_equals_cold(options: EngineOptions) {
+    let (engine, _cache) = engine(options);
     let turn1 = vec![ChatMessage::new("user", "Hello")];
     let first = run(&engine, Some("conv"), Prompt::Messages(turn1.clone()), greedy(48)).await;
     assert_eq!(first.finish_reason, FinishReason::Eos);
@@ -159,6 +179,36 @@ async fn an_evicted_conversation_is_run_again_transparently() {
     let b_again = run(&engine, Some("b"), Prompt::Messages(turn("hi")), greedy(8)).await;
     assert!(b_again.reused_tokens > 0);
     assert_eq!(b_again.token_ids, b.token_ids);
+}
+
+#[tokio::test]
+async fn a_full_block_pool_evicts_idle_conversations_then_refuses_clearly() {
+    // The fixture's blocks take 5632 bytes (32 tokens): 24 000 bytes is a pool of 4 blocks, while
+    // the idle-conversation budget (128 bytes a token) would keep 187 tokens.
+    let options = EngineOptions { max_context: Some(128), max_session_bytes: 24_000, ..Default::default() };
+    let (engine, _cache) = engine(options);
+    let turn = |text: &str| Prompt::Messages(vec![ChatMessage::new("user", text)]);
+    let params = GenerationParams { ignore_eos: true, ..greedy(60) };
+    let a = run(&engine, Some("a"), turn("Hello"), params.clone()).await; // ~70 tokens: 3 blocks
+    let b = run(&engine, Some("b"), turn("Tell me a joke"), params.clone()).await; // needs "a"'s blocks
+    assert_eq!(b.completion_tokens, 60);
+    let b_cold = run(&engine, None, turn("Tell me a joke"), params.clone()).await;
+    assert_eq!(b.token_ids, b_cold.token_ids, "evicting under pressure changes nothing");
+    let a_again = run(&engine, Some("a"), turn("Hello"), params.clone()).await;
+    assert_eq!(a_again.reused_tokens, 0, "a was evicted to make room");
+    assert_eq!(a_again.token_ids, a.token_ids);
+    // Two at once cannot both fit and nothing idle is left to evict: one fails, naming the budget.
+    let long = GenerationParams { ignore_eos: true, ..greedy(100) };
+    let start = |text: &str| {
+        let request = GenerateRequest { conversation: None, prompt: turn(text), params: long.clone() };
+        engine.generate(request).unwrap().completion()
+    };
+    let (x, y) = tokio::join!(start("Hello"), start("hi"));
+    let failed: Vec<String> = [x, y].into_iter().filter_map(|r| r.err().map(|e| e.to_string())).collect();
+    assert_eq!(failed.len(), 1, "{failed:?}");
+    assert!(failed[0].contains("KV cache is full") && failed[0].contains("LLM_KV_CACHE_MB"), "{}", failed[0]);
+    // The failed one gave its blocks back: a later request still runs.
+    assert_eq!(run(&engine, None, turn("hi"), params).await.completion_tokens, 60);
 }
 
 #[tokio::test]

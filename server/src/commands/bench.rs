@@ -62,6 +62,7 @@ fn llm(config: &Config, args: BenchLlmArgs) -> Result<(), String> {
         "new_tokens": params.max_new_tokens,
         "runs": args.runs,
         "sliced_logits": info.sliced_logits,
+        "attention": info.attention,
         "prefill_chunk": options.prefill_chunk,
         "properties": options.compile.properties.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>(),
     });

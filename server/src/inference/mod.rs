@@ -26,6 +26,8 @@ pub enum InferenceError {
     EngineGone,
     #[error("{0}")]
     Generation(String),
+    #[error("the KV cache is full: {0}")]
+    CacheFull(String),
 }
 
 /// Attach what we were doing to an OpenVINO error, so a failure names the file or tensor.

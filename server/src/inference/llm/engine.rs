@@ -4,15 +4,14 @@
 //! flight, so several conversations advance together and none starves.
 
 use super::{
+    backend::{Attention, Backend, Cache},
     context::{fit, ContextError},
     files::LlmFiles,
     generation::{Completion, GenerateRequest, Generation, GenerationEvent, Prompt, Setup, Step},
-    kv::KvLayout,
-    model::{CompileOptions, LlmModel},
-    session::{Entry, SessionCache},
+    model::CompileOptions,
+    session::SessionCache,
 };
 use crate::inference::{engine::catch_panic, fresh_seed, new_core, InferenceError};
-use openvino::InferRequest;
 use std::{
     collections::VecDeque,
     path::PathBuf,
@@ -26,11 +25,14 @@ use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
 #[derive(Clone, Debug)]
 pub struct EngineOptions {
     pub compile: CompileOptions,
+    /// Paged attention (KV blocks we manage) or the stateful graph; see `backend`.
+    pub attention: Attention,
     /// Context window in tokens; `None`: the model's own limit.
     pub max_context: Option<usize>,
     /// Idle conversations whose KV cache is kept.
     pub max_sessions: usize,
-    /// Estimated KV bytes the idle conversations may hold together.
+    /// Estimated KV bytes the idle conversations may hold together; with paged attention, the
+    /// most the block pool grows to.
     pub max_session_bytes: usize,
     /// Prompt chunk size while other conversations are generating, so they keep getting tokens.
     pub shared_prefill_chunk: usize,
@@ -44,6 +46,7 @@ impl Default for EngineOptions {
     fn default() -> Self {
         EngineOptions {
             compile: CompileOptions::default(),
+            attention: Attention::Auto,
             max_context: None,
             max_sessions: 8,
             max_session_bytes: 1 << 30,
@@ -57,6 +60,8 @@ impl Default for EngineOptions {
 #[derive(Clone, Debug)]
 pub struct EngineInfo {
     pub context_limit: usize,
+    /// What `Attention::Auto` became.
+    pub attention: Attention,
     pub sliced_logits: bool,
     pub load_ms: f64,
 }
@@ -142,7 +147,8 @@ impl LlmEngine {
                 Ok(mut worker) => {
                     loaded(Ok(EngineInfo {
                         context_limit: worker.context_limit,
-                        sliced_logits: worker.model.sliced_logits,
+                        attention: worker.backend.attention(),
+                        sliced_logits: worker.backend.sliced_logits(),
                         load_ms: started.elapsed().as_secs_f64() * 1000.0,
                     }));
                     worker.run(inbox);
@@ -170,11 +176,11 @@ impl crate::inference::engine::ChatEngine for LlmEngine {
 }
 
 struct Worker {
-    model: LlmModel,
+    backend: Backend,
     files: LlmFiles,
     options: EngineOptions,
     context_limit: usize,
-    sessions: SessionCache<InferRequest>,
+    sessions: SessionCache<Cache>,
     active: VecDeque<Generation>,
 }
 
@@ -182,12 +188,19 @@ impl Worker {
     fn load(dir: &std::path::Path, options: EngineOptions) -> Result<Worker, InferenceError> {
         crate::inference::require_files(dir, super::REQUIRED_FILES)?;
         let files = LlmFiles::load(dir).map_err(|e| InferenceError::BadModel(e.to_string()))?;
-        let model = LlmModel::load(&mut new_core()?, dir, &options.compile)?;
         let model_limit = files.config.max_position_embeddings.min(files.model_max_length.unwrap_or(usize::MAX));
         let context_limit = options.max_context.map_or(model_limit, |c| c.min(model_limit));
+        let backend = Backend::load(
+            &mut new_core()?,
+            dir,
+            options.attention,
+            &options.compile,
+            options.max_session_bytes,
+            context_limit,
+        )?;
         let slot_bytes = files.config.kv_bytes_per_token(options.compile.kv_bytes_per_value());
         let sessions = SessionCache::new(options.max_sessions, options.max_session_bytes, slot_bytes);
-        Ok(Worker { model, files, options, context_limit, sessions, active: VecDeque::new() })
+        Ok(Worker { backend, files, options, context_limit, sessions, active: VecDeque::new() })
     }
 
     fn run(&mut self, inbox: mpsc::Receiver<Command>) {
@@ -208,13 +221,23 @@ impl Worker {
                 false => self.options.shared_prefill_chunk,
             };
             let decoder = |ids: &[u32]| self.files.tokenizer.decode(ids, true).unwrap_or_default();
-            let step = catch_panic("engine", || generation.step(&self.model, &decoder, chunk));
+            let step = catch_panic("engine", || generation.step(&mut self.backend, &decoder, chunk));
             match step {
                 Ok(Step::Continue) => self.active.push_back(generation),
                 Ok(Step::Finished) => self.keep_session(generation),
+                // Paged cache at its budget: evict an idle conversation and run the unit again.
+                Err(InferenceError::CacheFull(_)) if !self.sessions.is_empty() => {
+                    if let Some((key, cache)) = self.sessions.pop_oldest() {
+                        tracing::debug!(conversation = %key, "KV cache evicted to make room");
+                        self.backend.release(cache);
+                    }
+                    self.active.push_front(generation);
+                }
                 Err(err) => {
                     tracing::error!(error = %err, "generation failed");
-                    generation.fail(&err); // its request may be in a bad state: not kept
+                    // Its cache may be in a bad state: not kept.
+                    let cache = generation.fail(&err);
+                    self.backend.release(cache);
                 }
             }
         }
@@ -267,19 +290,23 @@ impl Worker {
         let tail = self.files.tokenizer.decode(&prompt[prompt.len().saturating_sub(4)..], false).unwrap_or_default();
         let prompt_opens_think = tail.trim_end().ends_with("<think>");
 
-        let mut entry = match request.conversation.as_deref().and_then(|k| self.sessions.take(k)) {
-            // A cache that is mostly holes costs more attention than a fresh prefill saves.
-            Some(entry) if entry.layout.holes() <= entry.layout.visible().len().max(256) => entry,
-            _ => Entry { session: self.model.new_request().map_err(|e| e.to_string())?, layout: KvLayout::new() },
+        let mut cache = match request.conversation.as_deref().and_then(|k| self.sessions.take(k)) {
+            Some(cache) if cache.worth_keeping() => cache,
+            stale => {
+                if let Some(stale) = stale {
+                    self.backend.release(stale);
+                }
+                self.backend.new_cache().map_err(|e| e.to_string())?
+            }
         };
-        let plan = entry.layout.plan(&prompt);
+        let (reused, feed) = self.backend.plan(&mut cache, &prompt);
         let sampling = self.files.defaults.resolve(&params.sampling, fresh_seed());
         Ok(Generation::new(
             Setup {
                 key: request.conversation,
-                entry,
-                feed: plan.feed,
-                first_position: plan.first_position,
+                cache,
+                feed,
+                first_position: reused,
                 prompt_tokens: prompt.len(),
                 dropped_messages,
                 params,
@@ -301,10 +328,14 @@ impl Worker {
     }
 
     fn keep_session(&mut self, generation: Generation) {
-        if let Some(key) = generation.key {
-            for evicted in self.sessions.put(key, generation.entry) {
-                tracing::debug!(conversation = %evicted, "KV cache evicted");
+        match generation.key {
+            Some(key) => {
+                for (evicted, cache) in self.sessions.put(key, generation.cache) {
+                    tracing::debug!(conversation = %evicted, "KV cache evicted");
+                    self.backend.release(cache);
+                }
             }
+            None => self.backend.release(generation.cache),
         }
     }
 }

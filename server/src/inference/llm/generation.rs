@@ -3,16 +3,14 @@
 //! checked before every unit.
 
 use super::{
+    backend::{Backend, Cache},
     detok::{Decode, IncrementalDetokenizer},
-    model::LlmModel,
     reasoning::{Part, ReasoningSplitter},
     sampler::{Sampler, SamplingOverrides, SamplingParams},
-    session::Entry,
     stop::StopMatcher,
     template::ChatMessage,
 };
 use crate::inference::InferenceError;
-use openvino::InferRequest;
 use serde::Serialize;
 use std::{
     sync::{
@@ -131,7 +129,7 @@ pub enum GenerationEvent {
 /// Everything a generation needs from admission.
 pub(super) struct Setup {
     pub key: Option<String>,
-    pub entry: Entry<InferRequest>,
+    pub cache: Cache,
     pub feed: Vec<u32>,
     pub first_position: usize,
     pub prompt_tokens: usize,
@@ -152,7 +150,7 @@ pub(super) enum Step {
 
 pub(super) struct Generation {
     pub key: Option<String>,
-    pub entry: Entry<InferRequest>,
+    pub cache: Cache,
     pending: Vec<u32>,
     next_input: Option<u32>,
     position: usize,
@@ -186,7 +184,7 @@ impl Generation {
         });
         Generation {
             key: s.key,
-            entry: s.entry,
+            cache: s.cache,
             pending: s.feed,
             next_input: None,
             position: s.first_position,
@@ -211,25 +209,25 @@ impl Generation {
     }
 
     /// Run one unit: up to `max_prefill` prompt tokens, or the last token to get the next one.
+    /// On an error nothing is consumed, so the same unit can be tried again (after the engine
+    /// freed cache blocks, say).
     pub fn step(
         &mut self,
-        model: &LlmModel,
+        backend: &mut Backend,
         decoder: &impl Decode,
         max_prefill: usize,
     ) -> Result<Step, InferenceError> {
         if self.cancel.load(Ordering::Relaxed) || self.events.is_closed() {
             return Ok(self.finish(FinishReason::Cancelled, decoder));
         }
-        let feed: Vec<u32> = match self.next_input.take() {
+        let feed: Vec<u32> = match self.next_input {
             Some(token) => vec![token],
-            None => {
-                let n = self.pending.len().min(max_prefill.max(1));
-                self.pending.drain(..n).collect()
-            }
+            None => self.pending[..self.pending.len().min(max_prefill.max(1))].to_vec(),
         };
-        let mask = self.entry.layout.attention_mask(feed.len());
-        let mut logits = model.forward(&mut self.entry.session, &feed, self.position, &mask)?;
-        self.entry.layout.append(&feed);
+        let mut logits = backend.forward(&mut self.cache, &feed, self.position)?;
+        if self.next_input.take().is_none() {
+            self.pending.drain(..feed.len());
+        }
         self.position += feed.len();
         if !self.pending.is_empty() {
             return Ok(Step::Continue);
@@ -260,9 +258,10 @@ impl Generation {
         Ok(Step::Continue)
     }
 
-    /// The engine failed on this request: tell the caller.
-    pub fn fail(self, err: &InferenceError) {
+    /// The engine failed on this request: tell the caller, and hand back the cache to release.
+    pub fn fail(self, err: &InferenceError) -> Cache {
         let _ = self.events.send(GenerationEvent::Failed(err.to_string()));
+        self.cache
     }
 
     fn emit(&mut self, text: &str) {

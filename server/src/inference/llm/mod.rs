@@ -4,6 +4,7 @@
 //! `reasoning`, `stop`, `kv`, `session`, `context`, `ir`. `files` reads a model folder, `model`
 //! runs the compiled graph, `generation` and `engine` drive requests on the engine thread.
 
+pub mod backend;
 pub mod context;
 pub mod detok;
 mod engine;
@@ -19,6 +20,7 @@ pub mod session;
 pub mod stop;
 pub mod template;
 
+pub use backend::Attention;
 pub use engine::{EngineInfo, EngineOptions, GenerationHandle, LlmEngine};
 pub use generation::{Completion, FinishReason, GenerateRequest, GenerationEvent, GenerationParams, Prompt};
 pub use model::{CompileOptions, LlmModel, REQUIRED_FILES};

@@ -1,48 +1,57 @@
-//! Idle conversations keep their inference request (and so their KV cache) in a bounded LRU, by
-//! count and by estimated KV bytes. A conversation being generated is checked out, so only idle
-//! ones are ever evicted; an evicted conversation is simply run from scratch next time.
+//! Idle conversations keep their KV cache in a bounded LRU, by count and by estimated KV bytes.
+//! A conversation being generated is checked out, so only idle ones are ever evicted; an evicted
+//! conversation is simply run from scratch next time.
 
-use super::kv::KvLayout;
+/// A cached conversation's size in cache slots (tokens, masked ones included).
+pub trait Slots {
+    fn slots(&self) -> usize;
+}
 
-pub struct Entry<S> {
-    pub session: S,
-    pub layout: KvLayout,
+impl Slots for super::backend::Cache {
+    fn slots(&self) -> usize {
+        super::backend::Cache::slots(self)
+    }
 }
 
 pub struct SessionCache<S> {
     /// Least recently used first.
-    entries: Vec<(String, Entry<S>)>,
+    entries: Vec<(String, S)>,
     max_sessions: usize,
     max_bytes: usize,
     bytes_per_slot: usize,
 }
 
-impl<S> SessionCache<S> {
+impl<S: Slots> SessionCache<S> {
     /// `bytes_per_slot`: estimated KV bytes of one cache slot (all layers, keys and values).
     pub fn new(max_sessions: usize, max_bytes: usize, bytes_per_slot: usize) -> Self {
         SessionCache { entries: Vec::new(), max_sessions, max_bytes, bytes_per_slot }
     }
 
     /// Take a conversation's session out for a generation.
-    pub fn take(&mut self, key: &str) -> Option<Entry<S>> {
+    pub fn take(&mut self, key: &str) -> Option<S> {
         let at = self.entries.iter().position(|(k, _)| k == key)?;
         Some(self.entries.remove(at).1)
     }
 
     /// Return a session after a generation (it becomes the most recent), then evict the least
-    /// recently used until the cache fits. Returns the keys evicted.
-    pub fn put(&mut self, key: String, entry: Entry<S>) -> Vec<String> {
+    /// recently used until the cache fits. Returns what was evicted, to be released.
+    pub fn put(&mut self, key: String, entry: S) -> Vec<(String, S)> {
         self.entries.retain(|(k, _)| *k != key);
         self.entries.push((key, entry));
         let mut evicted = Vec::new();
         while self.entries.len() > self.max_sessions || (self.bytes() > self.max_bytes && !self.entries.is_empty()) {
-            evicted.push(self.entries.remove(0).0);
+            evicted.push(self.entries.remove(0));
         }
         evicted
     }
 
+    /// Evict the least recently used conversation (to free memory for one in flight).
+    pub fn pop_oldest(&mut self) -> Option<(String, S)> {
+        (!self.entries.is_empty()).then(|| self.entries.remove(0))
+    }
+
     pub fn bytes(&self) -> usize {
-        self.entries.iter().map(|(_, e)| e.layout.physical_len() * self.bytes_per_slot).sum()
+        self.entries.iter().map(|(_, e)| e.slots() * self.bytes_per_slot).sum()
     }
 
     pub fn len(&self) -> usize {
@@ -61,11 +70,22 @@ impl<S> SessionCache<S> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::inference::llm::kv::KvLayout;
 
-    fn entry(tokens: usize) -> Entry<()> {
+    impl Slots for KvLayout {
+        fn slots(&self) -> usize {
+            self.physical_len()
+        }
+    }
+
+    fn entry(tokens: usize) -> KvLayout {
         let mut layout = KvLayout::new();
         layout.append(&vec![1; tokens]);
-        Entry { session: (), layout }
+        layout
+    }
+
+    fn keys(evicted: Vec<(String, KvLayout)>) -> Vec<String> {
+        evicted.into_iter().map(|(k, _)| k).collect()
     }
 
     #[test]
@@ -75,7 +95,7 @@ mod tests {
         assert!(cache.put("b".into(), entry(1)).is_empty());
         let a = cache.take("a").unwrap(); // a is in use, b idle
         cache.put("a".into(), a); // a now most recent
-        assert_eq!(cache.put("c".into(), entry(1)), vec!["b".to_string()]);
+        assert_eq!(keys(cache.put("c".into(), entry(1))), vec!["b".to_string()]);
         assert_eq!(cache.keys().collect::<Vec<_>>(), vec!["a", "c"]);
         assert!(cache.take("b").is_none());
     }
@@ -87,12 +107,13 @@ mod tests {
         cache.put("b".into(), entry(4));
         assert_eq!(cache.bytes(), 80);
         let mut big = entry(3);
-        big.layout.plan(&[5]); // masks 3 slots; 3 physical slots remain counted
-        assert_eq!(big.layout.physical_len(), 3);
-        assert_eq!(cache.put("c".into(), big), vec!["a".to_string()]);
+        big.plan(&[5]); // masks 3 slots; 3 physical slots remain counted
+        assert_eq!(big.physical_len(), 3);
+        assert_eq!(keys(cache.put("c".into(), big)), vec!["a".to_string()]);
         assert_eq!(cache.bytes(), 70);
+        assert_eq!(cache.pop_oldest().map(|(k, _)| k).as_deref(), Some("b"));
         // A single session bigger than the budget is not kept at all.
-        assert_eq!(cache.put("d".into(), entry(20)), vec!["b", "c", "d"]);
+        assert_eq!(keys(cache.put("d".into(), entry(20))), vec!["c", "d"]);
         assert!(cache.is_empty());
     }
 }

@@ -33,6 +33,14 @@ impl BlockPool {
         self.free.len()
     }
 
+    /// Add blocks `total..new_total` (the cache tensors have grown).
+    pub fn grow(&mut self, new_total: usize) {
+        // Below the free blocks already there, which are handed out first.
+        let fresh: Vec<u32> = (self.total as u32..new_total as u32).rev().collect();
+        self.free.splice(0..0, fresh);
+        self.total = self.total.max(new_total);
+    }
+
     /// Blocks needed to hold `tokens` tokens.
     pub fn blocks_for(&self, tokens: usize) -> usize {
         tokens.div_ceil(self.block_size)
@@ -175,5 +183,17 @@ mod tests {
         assert_eq!(pool.free(), 2);
         other.reserve(4, &mut pool).unwrap();
         assert_eq!(other.blocks(), &[0, 1]);
+    }
+
+    #[test]
+    fn a_grown_pool_hands_out_the_old_free_blocks_first() {
+        let mut pool = BlockPool::new(3, 1);
+        let mut seq = Sequence::new();
+        ran(&mut seq, &[1, 2], &mut pool);
+        pool.grow(5);
+        assert_eq!((pool.total(), pool.free()), (5, 3));
+        ran(&mut seq, &[3, 4, 5], &mut pool);
+        assert_eq!(seq.blocks(), &[0, 1, 2, 3, 4]);
+        assert_eq!(seq.reserve(1, &mut pool), Err(OutOfBlocks { needed: 1, free: 0 }));
     }
 }

@@ -3,7 +3,10 @@
 //! layer). A step runs any number of sequences at once, each with its own new tokens, cached
 //! length and block list, and returns one row of logits per sequence.
 
-use super::{blocks::BlockPool, shim};
+use super::{
+    blocks::{BlockPool, OutOfBlocks, Sequence},
+    shim,
+};
 use crate::inference::{
     configure_device, input_type, int_tensor, llm::model::CompileOptions, llm::REQUIRED_FILES, require_files,
     InferenceError, OvContext,
@@ -28,13 +31,20 @@ pub struct PagedModel {
     /// Element types of `input_ids` and `position_ids`, which differ between exports.
     id_types: [ElementType; 2],
     pub pool: BlockPool,
+    /// The cache tensors, grown on demand up to `max_blocks`.
+    caches: Vec<(CacheInput, Option<Tensor>)>,
+    max_blocks: usize,
     /// Bytes of one block across all layers' key and value tensors.
     pub block_bytes: usize,
 }
 
+/// Blocks allocated at load; the pool doubles from there as conversations need more, so a
+/// server that chats a little does not hold its whole cache budget in memory.
+const INITIAL_TOKENS: usize = 2048;
+
 impl PagedModel {
-    /// Compile the model at `dir` for paged attention with a cache of `cache_bytes` (rounded down
-    /// to whole blocks, at least one sequence of `min_tokens`).
+    /// Compile the model at `dir` for paged attention with a cache of up to `cache_bytes`
+    /// (rounded down to whole blocks, but always room for one sequence of `min_tokens`).
     pub fn load(
         core: &mut Core,
         dir: &Path,
@@ -63,26 +73,62 @@ impl PagedModel {
             .map(|c| c.dims[1])
             .ok_or_else(|| InferenceError::BadModel("no value_cache input after conversion".into()))?;
         let block_bytes: usize = caches.iter().map(|c| c.bytes_per_block).sum();
-        let blocks = (cache_bytes / block_bytes.max(1)).max(min_tokens.div_ceil(block_size));
-        let mut request = compiled.create_infer_request().ov(|| "creating an inference request".into())?;
-        for cache in &caches {
-            let shape = [blocks as i64, cache.dims[0] as i64, cache.dims[1] as i64, cache.dims[2] as i64];
-            let ctx = || format!("allocating {} {shape:?}", cache.name);
-            let tensor = Tensor::new(cache.element, &openvino::Shape::new(&shape).ov(ctx)?).ov(ctx)?;
-            request.set_tensor(&cache.name, &tensor).ov(|| format!("setting {}", cache.name))?;
-        }
-        tracing::info!(
-            model = %dir.display(), blocks, block_size, block_bytes,
-            cache_mib = blocks * block_bytes / (1 << 20), "paged KV cache allocated"
-        );
-        Ok(PagedModel {
+        let max_blocks = (cache_bytes / block_bytes.max(1)).max(min_tokens.div_ceil(block_size));
+        let blocks = INITIAL_TOKENS.div_ceil(block_size).min(max_blocks);
+        let request = compiled.create_infer_request().ov(|| "creating an inference request".into())?;
+        let mut model = PagedModel {
             dir: dir.to_path_buf(),
             compiled,
             request,
             id_types,
-            pool: BlockPool::new(blocks, block_size),
+            pool: BlockPool::new(0, block_size),
+            caches: caches.into_iter().map(|c| (c, None)).collect(),
+            max_blocks,
             block_bytes,
-        })
+        };
+        model.grow(blocks)?;
+        tracing::debug!(
+            model = %dir.display(), blocks, max_blocks, block_size, block_bytes,
+            max_cache_mib = max_blocks * block_bytes / (1 << 20), "paged KV cache allocated"
+        );
+        Ok(model)
+    }
+
+    /// Blocks for `more` tokens after `seq`'s, growing the cache tensors when the pool runs out.
+    /// Fails with `CacheFull` at the budget; the caller can free idle sequences and retry.
+    pub fn reserve(&mut self, seq: &mut Sequence, more: usize) -> Result<(), InferenceError> {
+        loop {
+            match seq.reserve(more, &mut self.pool) {
+                Ok(()) => return Ok(()),
+                Err(OutOfBlocks { needed, free }) => {
+                    let total = self.pool.total();
+                    if total >= self.max_blocks {
+                        return Err(InferenceError::CacheFull(format!(
+                            "{needed} more KV blocks needed, {free} free of {total} (LLM_KV_CACHE_MB)"
+                        )));
+                    }
+                    self.grow((total * 2).max(total + needed - free).min(self.max_blocks))?;
+                }
+            }
+        }
+    }
+
+    /// Reallocate every cache tensor with `blocks` blocks, keeping the contents of the old ones
+    /// (blocks are the leading axis, so they are a prefix of the new tensor).
+    fn grow(&mut self, blocks: usize) -> Result<(), InferenceError> {
+        for (cache, tensor) in &mut self.caches {
+            let shape = [blocks as i64, cache.dims[0] as i64, cache.dims[1] as i64, cache.dims[2] as i64];
+            let ctx = || format!("allocating {} {shape:?}", cache.name);
+            let mut grown = Tensor::new(cache.element, &openvino::Shape::new(&shape).ov(ctx)?).ov(ctx)?;
+            if let Some(old) = tensor {
+                let old = old.get_raw_data().ov(ctx)?;
+                grown.get_raw_data_mut().ov(ctx)?[..old.len()].copy_from_slice(old);
+            }
+            self.request.set_tensor(&cache.name, &grown).ov(|| format!("setting {}", cache.name))?;
+            *tensor = Some(grown);
+        }
+        self.pool.grow(blocks);
+        Ok(())
     }
 
     /// Run one step for `feeds` (each with at least one token) and return the logits of each

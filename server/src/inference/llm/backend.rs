@@ -1,0 +1,149 @@
+//! The two ways to run the chat model, behind one face for the engine.
+//!
+//! - **Paged** (the default when available): SDPAToPagedAttention through our shim; one request,
+//!   a KV cache of blocks we own (`paged/`). A conversation's cache is a list of blocks, cut
+//!   anywhere, its memory shared with every other conversation.
+//! - **Stateful**: the exported graph as it is; one request per conversation, whose state is its
+//!   KV cache; a diverged prompt masks stale entries (`kv`), which stay until the request goes.
+
+use super::{
+    kv::KvLayout,
+    model::{CompileOptions, LlmModel},
+    paged::{blocks::Sequence, Feed, PagedModel},
+};
+use crate::inference::InferenceError;
+use openvino::{Core, InferRequest};
+use std::path::Path;
+
+/// Which attention the engine compiles the model with (`LLM_ATTENTION`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Attention {
+    /// Paged when this build has the shim and the model converts; stateful otherwise.
+    #[default]
+    Auto,
+    Paged,
+    Stateful,
+}
+
+pub enum Backend {
+    Stateful(LlmModel),
+    Paged(PagedModel),
+}
+
+/// One conversation's KV cache.
+pub enum Cache {
+    Stateful { request: InferRequest, layout: KvLayout },
+    Paged(Sequence),
+}
+
+impl Backend {
+    /// Load the model; `kv_bytes` bounds the paged block pool, `min_tokens` is the longest
+    /// sequence it must always be able to hold.
+    pub fn load(
+        core: &mut Core,
+        dir: &Path,
+        attention: Attention,
+        options: &CompileOptions,
+        kv_bytes: usize,
+        min_tokens: usize,
+    ) -> Result<Backend, InferenceError> {
+        if attention != Attention::Stateful {
+            match PagedModel::load(core, dir, options, kv_bytes, min_tokens) {
+                Ok(model) => return Ok(Backend::Paged(model)),
+                Err(err) if attention == Attention::Auto => {
+                    tracing::warn!(error = %err, "paged attention unavailable; using the stateful model")
+                }
+                Err(err) => return Err(err),
+            }
+        }
+        Ok(Backend::Stateful(LlmModel::load(core, dir, options)?))
+    }
+
+    pub fn attention(&self) -> Attention {
+        match self {
+            Backend::Stateful(_) => Attention::Stateful,
+            Backend::Paged(_) => Attention::Paged,
+        }
+    }
+
+    /// Whether logits are computed for the last position only.
+    pub fn sliced_logits(&self) -> bool {
+        match self {
+            Backend::Stateful(model) => model.sliced_logits,
+            Backend::Paged(_) => true,
+        }
+    }
+
+    pub fn new_cache(&mut self) -> Result<Cache, InferenceError> {
+        Ok(match self {
+            Backend::Stateful(model) => Cache::Stateful { request: model.new_request()?, layout: KvLayout::new() },
+            Backend::Paged(_) => Cache::Paged(Sequence::new()),
+        })
+    }
+
+    /// Keep what `cache` holds of `prompt` and return (tokens reused, tokens still to run).
+    pub fn plan(&mut self, cache: &mut Cache, prompt: &[u32]) -> (usize, Vec<u32>) {
+        match (self, cache) {
+            (_, Cache::Stateful { layout, .. }) => {
+                let plan = layout.plan(prompt);
+                (plan.first_position, plan.feed)
+            }
+            (Backend::Paged(model), Cache::Paged(seq)) => {
+                let plan = seq.plan(prompt, &mut model.pool);
+                (plan.reused, plan.feed)
+            }
+            (Backend::Stateful(_), Cache::Paged(_)) => unreachable!("caches come from their backend"),
+        }
+    }
+
+    /// Run `ids` at positions `position..` and return the last one's logits. A paged step that
+    /// finds no free block fails with [`InferenceError::CacheFull`]; the engine frees some and
+    /// tries again.
+    pub fn forward(&mut self, cache: &mut Cache, ids: &[u32], position: usize) -> Result<Vec<f32>, InferenceError> {
+        match (self, cache) {
+            (Backend::Stateful(model), Cache::Stateful { request, layout }) => {
+                let mask = layout.attention_mask(ids.len());
+                let logits = model.forward(request, ids, position, &mask)?;
+                layout.append(ids);
+                Ok(logits)
+            }
+            (Backend::Paged(model), Cache::Paged(seq)) => {
+                debug_assert_eq!(seq.tokens().len(), position, "positions follow the cached tokens");
+                model.reserve(seq, ids.len())?;
+                let feed = Feed { past: position, ids, blocks: seq.blocks() };
+                let logits = model.forward(&[feed])?.pop().expect("one row per sequence");
+                seq.append(ids, &model.pool);
+                Ok(logits)
+            }
+            _ => unreachable!("caches come from their backend"),
+        }
+    }
+
+    /// Give a cache's memory back (paged blocks return to the pool; a stateful request is freed
+    /// when dropped).
+    pub fn release(&mut self, cache: Cache) {
+        if let (Backend::Paged(model), Cache::Paged(mut seq)) = (self, cache) {
+            seq.release(&mut model.pool);
+        }
+    }
+}
+
+impl Cache {
+    /// Cache slots it holds (masked ones included): what it costs in memory.
+    pub fn slots(&self) -> usize {
+        match self {
+            Cache::Stateful { layout, .. } => layout.physical_len(),
+            Cache::Paged(seq) => seq.tokens().len(),
+        }
+    }
+
+    /// Whether running on this cache would cost more than starting over (a stateful cache
+    /// that is mostly masked holes).
+    pub fn worth_keeping(&self) -> bool {
+        match self {
+            Cache::Stateful { layout, .. } => layout.holes() <= layout.visible().len().max(256),
+            Cache::Paged(_) => true,
+        }
+    }
+}
