@@ -187,8 +187,18 @@ ensure_client_venv() {
   ensure_venv .venv-clients scripts/requirements-clients.txt "API client Python environment"
 }
 
+# server/build.rs compiles native/paged_attention.cpp (paged attention for the chat model).
+ensure_cxx() {
+  if command -v "${CXX:-c++}" >/dev/null 2>&1; then
+    step "C++ compiler: $("${CXX:-c++}" --version | head -1)"
+  else
+    apt_install g++
+  fi
+}
+
 ensure_build_tools() {
   ensure_rust
+  ensure_cxx
   ensure_wasm_target
   ensure_cargo_leptos
   ensure_wasm_bindgen
