@@ -5,9 +5,9 @@ Both get the same model folder, the same prompt token ids, greedy decoding with 
 ignored, and all cores; each runs in its own process so its peak memory is its own. Prints a table
 of medians (the first run is a discarded warm-up) with the ratio ours / GenAI and the target.
 
-GenAI runs twice per round: with its default backend on CPU (paged attention, a model
-transformation only its C++ API can apply) and with ATTENTION_BACKEND=SDPA (its stateful
-pipeline: the same graph and state API Duet drives through the C API).
+GenAI runs twice per round: with its default backend on CPU (paged attention: the graph Duet runs
+by default, converted by the same OpenVINO pass) and with ATTENTION_BACKEND=SDPA (its stateful
+pipeline: the graph Duet runs with --llm-attention stateful).
 
     bench/run.sh llm                         # after scripts/make-fixtures.sh --full
     bench/run.sh llm --prompt-tokens 512 --new-tokens 128 --runs 3 --turns 10
@@ -41,8 +41,8 @@ def genai_worker(args):
     import openvino_genai as ov_genai
 
     started = time.perf_counter()
-    # GenAI's default on CPU is its paged-attention backend (a graph transformation the C API does
-    # not offer); "SDPA" is its stateful pipeline, the same graph and state API Duet drives.
+    # GenAI's default on CPU is its paged-attention backend (Duet's default too); "SDPA" is its
+    # stateful pipeline (Duet's --llm-attention stateful).
     backend = {} if args.genai_backend == "default" else {"ATTENTION_BACKEND": args.genai_backend}
     pipe = ov_genai.LLMPipeline(str(args.model), "CPU", **backend)
     load_ms = (time.perf_counter() - started) * 1000
@@ -71,8 +71,9 @@ def genai_worker(args):
 
 
 SWEEP = [
-    ("defaults (LATENCY hint, u8 KV, dyn. quant. 32, last-token logits, 256-token chunks)", []),
-    ("logits for every position", ["--no-slice"]),
+    ("defaults (paged, LATENCY hint, u8 KV, dyn. quant. 32, 256-token chunks)", []),
+    ("stateful attention (logits sliced by our IR rewrite)", ["--llm-attention", "stateful"]),
+    ("stateful, logits for every position", ["--llm-attention", "stateful", "--no-slice"]),
     ("KV cache f16", ["--property", "KV_CACHE_PRECISION=f16"]),
     ("dynamic quantization off", ["--property", "DYNAMIC_QUANTIZATION_GROUP_SIZE=0"]),
     ("no PERFORMANCE_HINT", ["--property", "PERFORMANCE_HINT="]),

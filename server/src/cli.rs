@@ -181,7 +181,8 @@ pub struct BenchLlmArgs {
     /// kept between turns and with the whole history run again.
     #[arg(long)]
     pub turns: Option<usize>,
-    /// Compute logits for every position (no IR rewrite), to measure what slicing buys.
+    /// Compute logits for every position (no IR rewrite), to measure what slicing buys (stateful
+    /// attention only: the paged graph always gathers the last positions).
     #[arg(long)]
     pub no_slice: bool,
     /// Override a device property, e.g. `--property KV_CACHE_PRECISION=f16`; `KEY=` removes one.
