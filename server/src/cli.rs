@@ -188,6 +188,9 @@ pub struct BenchLlmArgs {
     /// Override a device property, e.g. `--property KV_CACHE_PRECISION=f16`; `KEY=` removes one.
     #[arg(long, value_parser = parse_property)]
     pub property: Vec<(String, String)>,
+    /// Also measure decode throughput with this many generations in flight at once (and alone).
+    #[arg(long)]
+    pub parallel: Option<usize>,
     /// Run prompts in chunks of this many tokens (default LLM_PREFILL_CHUNK; 0: whole prompts).
     #[arg(long)]
     pub prefill_chunk: Option<usize>,

@@ -80,6 +80,25 @@ async fn greedy_generation_matches_openvino_genai_token_for_token() {
 }
 
 #[tokio::test]
+async fn generations_in_flight_decode_in_one_step_and_keep_their_tokens() {
+    let (engine, _cache) = engine(EngineOptions::default());
+    let cases = references();
+    let handles: Vec<_> = cases
+        .iter()
+        .map(|case| {
+            let prompt = Prompt::Ids(ids(&case["prompt_ids"]));
+            engine.generate(GenerateRequest { conversation: None, prompt, params: greedy(48) }).unwrap()
+        })
+        .collect();
+    let results = futures::future::join_all(handles.into_iter().map(|h| h.completion())).await;
+    for (case, result) in cases.iter().zip(results) {
+        assert_eq!(result.unwrap().token_ids, ids(&case["greedy_ids"]), "{}", case["name"]);
+    }
+    let stats = engine.stats().unwrap();
+    assert!(stats.batched_steps > 0 && stats.max_batch >= 2, "{stats:?}");
+}
+
+#[tokio::test]
 async fn the_stateful_graph_matches_the_references_and_reuses_its_cache_too() {
     let stateful = || EngineOptions { attention: Attention::Stateful, ..Default::default() };
     greedy_matches_references(stateful()).await;

@@ -74,9 +74,49 @@ fn llm(config: &Config, args: BenchLlmArgs) -> Result<(), String> {
         line["reprefill_ttft_ms"] = reprefill.into();
         line["followup_ratio"] = (followup / reprefill).into();
     }
+    if let Some(n) = args.parallel.filter(|&n| n > 1) {
+        let (tokens_per_s, single) = parallel(&engine, n, &args, &params)?;
+        line["parallel"] = n.into();
+        line["parallel_tokens_per_s"] = tokens_per_s.into();
+        line["parallel_speedup"] = (tokens_per_s / single).into();
+    }
     line["peak_rss_mb"] = peak_rss_mb().into();
     println!("{line}");
     Ok(())
+}
+
+/// Decode throughput with `n` generations in flight at once, and with one: (tokens/s for all n
+/// together, tokens/s alone). Prompts differ per generation; time runs from the first token of
+/// the last to start to the end of the last to finish, so prefills do not count.
+fn parallel(
+    engine: &LlmEngine,
+    n: usize,
+    args: &BenchLlmArgs,
+    params: &GenerationParams,
+) -> Result<(f64, f64), String> {
+    let decode_rate = |completions: &[Completion], started: std::time::Instant| {
+        let first = completions.iter().map(|c| c.ttft_ms).fold(0.0, f64::max);
+        let last = started.elapsed().as_secs_f64() * 1000.0;
+        let tokens: usize = completions.iter().map(|c| c.completion_tokens - 1).sum();
+        tokens as f64 * 1000.0 / (last - first)
+    };
+    let run = |count: usize, offset: usize| -> Result<f64, String> {
+        let started = std::time::Instant::now();
+        let handles = (0..count)
+            .map(|i| {
+                let prompt = Prompt::Ids(bench_prompt(args.prompt_tokens, 1000 + offset + i));
+                engine.generate(GenerateRequest { conversation: None, prompt, params: params.clone() })
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| e.to_string())?;
+        let completions = handles
+            .into_iter()
+            .map(|h| h.blocking_completion().map_err(|e| e.to_string()))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(decode_rate(&completions, started))
+    };
+    let single = run(1, 0)?;
+    Ok((run(n, 1)?, single))
 }
 
 /// Time to first token of a conversation's last turn: with its KV cache kept from the earlier

@@ -120,6 +120,44 @@ impl Backend {
         }
     }
 
+    /// Whether one step can run several sequences (paged attention).
+    pub fn batches(&self) -> bool {
+        matches!(self, Backend::Paged(_))
+    }
+
+    /// Make room for `more` tokens in `cache` (paged: blocks; stateful: nothing to do). Fails
+    /// with [`InferenceError::CacheFull`] at the budget.
+    pub fn reserve(&mut self, cache: &mut Cache, more: usize) -> Result<(), InferenceError> {
+        match (self, cache) {
+            (Backend::Paged(model), Cache::Paged(seq)) => model.reserve(seq, more),
+            _ => Ok(()),
+        }
+    }
+
+    /// One step for several paged sequences, each `(cache, ids, position)` with its blocks
+    /// reserved; returns each one's last logits, in order.
+    pub fn forward_batch(
+        &mut self,
+        items: &mut [(&mut Cache, &[u32], usize)],
+    ) -> Result<Vec<Vec<f32>>, InferenceError> {
+        let Backend::Paged(model) = self else {
+            return items.iter_mut().map(|(cache, ids, position)| self.forward(cache, ids, *position)).collect();
+        };
+        let mut feeds = Vec::with_capacity(items.len());
+        for (cache, ids, position) in items.iter() {
+            let Cache::Paged(seq) = &**cache else { unreachable!("caches come from their backend") };
+            debug_assert_eq!(seq.tokens().len(), *position, "positions follow the cached tokens");
+            feeds.push(Feed { past: *position, ids, blocks: seq.blocks() });
+        }
+        let logits = model.forward(&feeds)?;
+        for (cache, ids, _) in items.iter_mut() {
+            if let Cache::Paged(seq) = &mut **cache {
+                seq.append(ids, &model.pool);
+            }
+        }
+        Ok(logits)
+    }
+
     /// Give a cache's memory back (paged blocks return to the pool; a stateful request is freed
     /// when dropped).
     pub fn release(&mut self, cache: Cache) {

@@ -1,7 +1,9 @@
 //! The chat engine: one OS thread owns the compiled model, the tokenizer and every conversation's
-//! inference request. Callers send requests over a channel and read events from another. Work is
-//! done one unit at a time (a prompt chunk or one token), round-robin over the generations in
-//! flight, so several conversations advance together and none starves.
+//! KV cache. Callers send requests over a channel and read events from another. Work is done one
+//! unit at a time, round-robin over the generations in flight, so several conversations advance
+//! together and none starves: a unit is a prompt chunk of one generation, or — with paged
+//! attention — the next token of every generation past its prompt, in one step (decoding is
+//! bound by reading the weights, so a step for several costs about what one costs).
 
 use super::{
     backend::{Attention, Backend, Cache},
@@ -21,6 +23,9 @@ use std::{
     },
 };
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
+
+/// Most generations one decoding step runs together.
+const MAX_BATCH: usize = 32;
 
 #[derive(Clone, Debug)]
 pub struct EngineOptions {
@@ -68,6 +73,18 @@ pub struct EngineInfo {
 
 enum Command {
     Generate { request: GenerateRequest, events: UnboundedSender<GenerationEvent>, cancel: Arc<AtomicBool> },
+    Stats(mpsc::Sender<EngineStats>),
+}
+
+/// What the engine has done since it started.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct EngineStats {
+    /// Steps that decoded several generations at once (paged attention only).
+    pub batched_steps: u64,
+    /// The most generations one step has decoded together.
+    pub max_batch: usize,
+    /// Conversations evicted to make room in a full KV block pool.
+    pub evicted_for_room: u64,
 }
 
 /// A cheap, cloneable handle to the engine thread.
@@ -169,6 +186,15 @@ impl LlmEngine {
     }
 }
 
+impl LlmEngine {
+    /// Counters from the engine thread (it answers between two units of work).
+    pub fn stats(&self) -> Result<EngineStats, InferenceError> {
+        let (reply, answer) = mpsc::channel();
+        self.commands.send(Command::Stats(reply)).map_err(|_| InferenceError::EngineGone)?;
+        answer.recv().map_err(|_| InferenceError::EngineGone)
+    }
+}
+
 impl crate::inference::engine::ChatEngine for LlmEngine {
     fn generate(&self, request: GenerateRequest) -> Result<GenerationHandle, InferenceError> {
         LlmEngine::generate(self, request)
@@ -182,6 +208,7 @@ struct Worker {
     context_limit: usize,
     sessions: SessionCache<Cache>,
     active: VecDeque<Generation>,
+    stats: EngineStats,
 }
 
 impl Worker {
@@ -200,7 +227,8 @@ impl Worker {
         )?;
         let slot_bytes = files.config.kv_bytes_per_token(options.compile.kv_bytes_per_value());
         let sessions = SessionCache::new(options.max_sessions, options.max_session_bytes, slot_bytes);
-        Ok(Worker { backend, files, options, context_limit, sessions, active: VecDeque::new() })
+        let stats = EngineStats::default();
+        Ok(Worker { backend, files, options, context_limit, sessions, active: VecDeque::new(), stats })
     }
 
     fn run(&mut self, inbox: mpsc::Receiver<Command>) {
@@ -216,6 +244,20 @@ impl Worker {
                 self.handle(command);
             }
             let Some(mut generation) = self.active.pop_front() else { continue };
+            if self.backend.batches() && generation.is_decoding() && !generation.is_cancelled() {
+                let mut batch = vec![generation];
+                let mut waiting = VecDeque::with_capacity(self.active.len());
+                for other in self.active.drain(..) {
+                    if other.is_decoding() && !other.is_cancelled() && batch.len() < MAX_BATCH {
+                        batch.push(other);
+                    } else {
+                        waiting.push_back(other);
+                    }
+                }
+                self.active = waiting;
+                self.decode_batch(batch);
+                continue;
+            }
             let chunk = match self.active.is_empty() {
                 true => self.options.prefill_chunk.unwrap_or(usize::MAX),
                 false => self.options.shared_prefill_chunk,
@@ -229,18 +271,94 @@ impl Worker {
                 Err(InferenceError::CacheFull(_)) if !self.sessions.is_empty() => {
                     if let Some((key, cache)) = self.sessions.pop_oldest() {
                         tracing::debug!(conversation = %key, "KV cache evicted to make room");
+                        self.stats.evicted_for_room += 1;
                         self.backend.release(cache);
                     }
                     self.active.push_front(generation);
                 }
                 Err(err) => {
                     tracing::error!(error = %err, "generation failed");
-                    // Its cache may be in a bad state: not kept.
-                    let cache = generation.fail(&err);
-                    self.backend.release(cache);
+                    self.fail(generation, &err);
                 }
             }
         }
+    }
+
+    /// One step that gives each generation of `batch` (all decoding) its next token.
+    fn decode_batch(&mut self, batch: Vec<Generation>) {
+        // Blocks first: one that cannot get a block even after evicting every idle conversation
+        // fails alone.
+        let mut ready = Vec::with_capacity(batch.len());
+        for mut generation in batch {
+            match self.reserve(&mut generation.cache, 1) {
+                Ok(()) => ready.push(generation),
+                Err(err) => self.fail(generation, &err),
+            }
+        }
+        if ready.is_empty() {
+            return;
+        }
+        if ready.len() > 1 {
+            self.stats.batched_steps += 1;
+            self.stats.max_batch = self.stats.max_batch.max(ready.len());
+        }
+        let feeds: Vec<Vec<u32>> = ready.iter().map(|g| g.feed(1)).collect();
+        let backend = &mut self.backend;
+        let stepped = catch_panic("engine", || {
+            let mut items: Vec<_> = ready
+                .iter_mut()
+                .zip(&feeds)
+                .map(|(g, feed)| {
+                    let position = g.position();
+                    (&mut g.cache, feed.as_slice(), position)
+                })
+                .collect();
+            backend.forward_batch(&mut items)
+        });
+        match stepped {
+            Ok(rows) => {
+                let mut finished = vec![];
+                let decoder = |ids: &[u32]| self.files.tokenizer.decode(ids, true).unwrap_or_default();
+                for (mut generation, row) in ready.into_iter().zip(rows) {
+                    match generation.advance(1, row, &decoder) {
+                        Step::Continue => self.active.push_back(generation),
+                        Step::Finished => finished.push(generation),
+                    }
+                }
+                for generation in finished {
+                    self.keep_session(generation);
+                }
+            }
+            Err(err) => {
+                tracing::error!(error = %err, batch = ready.len(), "decoding step failed");
+                for generation in ready {
+                    self.fail(generation, &err);
+                }
+            }
+        }
+    }
+
+    /// Room for `more` tokens in `cache`, evicting idle conversations while the pool is full.
+    fn reserve(&mut self, cache: &mut Cache, more: usize) -> Result<(), InferenceError> {
+        loop {
+            match self.backend.reserve(cache, more) {
+                Err(InferenceError::CacheFull(why)) => match self.sessions.pop_oldest() {
+                    Some((key, evicted)) => {
+                        tracing::debug!(conversation = %key, "KV cache evicted to make room");
+                        self.stats.evicted_for_room += 1;
+                        self.backend.release(evicted);
+                    }
+                    None => return Err(InferenceError::CacheFull(why)),
+                },
+                done => return done,
+            }
+        }
+    }
+
+    /// Tell the caller, and give back the cache: it may be in a bad state, so it is not kept.
+    fn fail(&mut self, generation: Generation, err: &InferenceError) {
+        let cache = generation.fail(err);
+        self.backend.release(cache);
     }
 
     fn handle(&mut self, command: Command) {
@@ -251,6 +369,9 @@ impl Worker {
                     let _ = events.send(GenerationEvent::Failed(err));
                 }
             },
+            Command::Stats(reply) => {
+                let _ = reply.send(self.stats);
+            }
         }
     }
 

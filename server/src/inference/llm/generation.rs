@@ -217,20 +217,46 @@ impl Generation {
         decoder: &impl Decode,
         max_prefill: usize,
     ) -> Result<Step, InferenceError> {
-        if self.cancel.load(Ordering::Relaxed) || self.events.is_closed() {
+        if self.is_cancelled() {
             return Ok(self.finish(FinishReason::Cancelled, decoder));
         }
-        let feed: Vec<u32> = match self.next_input {
+        let feed = self.feed(max_prefill);
+        let logits = backend.forward(&mut self.cache, &feed, self.position)?;
+        Ok(self.advance(feed.len(), logits, decoder))
+    }
+
+    /// The caller stopped it, or went away.
+    pub fn is_cancelled(&self) -> bool {
+        self.cancel.load(Ordering::Relaxed) || self.events.is_closed()
+    }
+
+    /// Past its prompt: each unit runs one token.
+    pub fn is_decoding(&self) -> bool {
+        self.next_input.is_some()
+    }
+
+    /// Position of the next unit's first token.
+    pub fn position(&self) -> usize {
+        self.position
+    }
+
+    /// What the next unit runs (nothing is consumed until [`Self::advance`]).
+    pub fn feed(&self, max_prefill: usize) -> Vec<u32> {
+        match self.next_input {
             Some(token) => vec![token],
             None => self.pending[..self.pending.len().min(max_prefill.max(1))].to_vec(),
-        };
-        let mut logits = backend.forward(&mut self.cache, &feed, self.position)?;
-        if self.next_input.take().is_none() {
-            self.pending.drain(..feed.len());
         }
-        self.position += feed.len();
+    }
+
+    /// The unit of `fed` tokens ran and gave `logits`: consume it, and at the end of the prompt
+    /// or in decoding pick and stream the next token.
+    pub fn advance(&mut self, fed: usize, mut logits: Vec<f32>, decoder: &impl Decode) -> Step {
+        if self.next_input.take().is_none() {
+            self.pending.drain(..fed);
+        }
+        self.position += fed;
         if !self.pending.is_empty() {
-            return Ok(Step::Continue);
+            return Step::Continue;
         }
 
         let token = self.sampler.sample(&mut logits);
@@ -238,24 +264,24 @@ impl Generation {
         self.sampler.accept(token);
         if !self.params.ignore_eos && self.eos.contains(&token) {
             self.eos_token = Some(token);
-            return Ok(self.finish(FinishReason::Eos, decoder));
+            return self.finish(FinishReason::Eos, decoder);
         }
         let piece = self.detok.push(token, decoder);
         if !piece.is_empty() {
             let released = self.stop.push(&piece);
             self.emit(&released.text);
             if released.stopped {
-                return Ok(self.finish(FinishReason::Stop, decoder));
+                return self.finish(FinishReason::Stop, decoder);
             }
         }
         if self.detok.ids().len() >= self.params.max_new_tokens {
-            return Ok(self.finish(FinishReason::Length, decoder));
+            return self.finish(FinishReason::Length, decoder);
         }
         if self.position >= self.context_limit {
-            return Ok(self.finish(FinishReason::ContextLimit, decoder));
+            return self.finish(FinishReason::ContextLimit, decoder);
         }
         self.next_input = Some(token);
-        Ok(Step::Continue)
+        Step::Continue
     }
 
     /// The engine failed on this request: tell the caller, and hand back the cache to release.

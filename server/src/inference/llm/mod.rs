@@ -21,7 +21,7 @@ pub mod stop;
 pub mod template;
 
 pub use backend::Attention;
-pub use engine::{EngineInfo, EngineOptions, GenerationHandle, LlmEngine};
+pub use engine::{EngineInfo, EngineOptions, EngineStats, GenerationHandle, LlmEngine};
 pub use generation::{Completion, FinishReason, GenerateRequest, GenerationEvent, GenerationParams, Prompt};
 pub use model::{CompileOptions, LlmModel, REQUIRED_FILES};
 pub use reasoning::Part;
