@@ -49,6 +49,7 @@ impl Engines {
                 tracing::info!(
                     ms = info.load_ms as u64,
                     context = info.context_limit,
+                    attention = ?info.attention,
                     sliced_logits = info.sliced_logits,
                     "chat model ready"
                 );
