@@ -98,26 +98,21 @@ impl Backend {
     }
 
     /// Run `ids` at positions `position..` and return the last one's logits. A paged step that
-    /// finds no free block fails with [`InferenceError::CacheFull`]; the engine frees some and
-    /// tries again.
+    /// finds no free block fails with [`InferenceError::CacheFull`] (the engine reserves first,
+    /// evicting idle conversations, so it does not get here with a full pool).
     pub fn forward(&mut self, cache: &mut Cache, ids: &[u32], position: usize) -> Result<Vec<f32>, InferenceError> {
-        match (self, cache) {
-            (Backend::Stateful(model), Cache::Stateful { request, layout }) => {
-                let mask = layout.attention_mask(ids.len());
-                let logits = model.forward(request, ids, position, &mask)?;
-                layout.append(ids);
-                Ok(logits)
-            }
-            (Backend::Paged(model), Cache::Paged(seq)) => {
-                debug_assert_eq!(seq.tokens().len(), position, "positions follow the cached tokens");
-                model.reserve(seq, ids.len())?;
-                let feed = Feed { past: position, ids, blocks: seq.blocks() };
-                let logits = model.forward(&[feed])?.pop().expect("one row per sequence");
-                seq.append(ids, &model.pool);
-                Ok(logits)
-            }
-            _ => unreachable!("caches come from their backend"),
+        if matches!(cache, Cache::Paged(_)) {
+            self.reserve(cache, ids.len())?;
+            let rows = self.forward_batch(&mut [(cache, ids, position)])?;
+            return Ok(rows.into_iter().next().expect("one row per sequence"));
         }
+        let (Backend::Stateful(model), Cache::Stateful { request, layout }) = (self, cache) else {
+            unreachable!("caches come from their backend")
+        };
+        let mask = layout.attention_mask(ids.len());
+        let logits = model.forward(request, ids, position, &mask)?;
+        layout.append(ids);
+        Ok(logits)
     }
 
     /// Whether one step can run several sequences (paged attention).

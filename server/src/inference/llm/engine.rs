@@ -262,20 +262,17 @@ impl Worker {
                 true => self.options.prefill_chunk.unwrap_or(usize::MAX),
                 false => self.options.shared_prefill_chunk,
             };
+            // Blocks first, evicting idle conversations if the pool is full (paged attention).
+            let more = generation.feed(chunk).len();
+            if let Err(err) = self.reserve(&mut generation.cache, more) {
+                self.fail(generation, &err);
+                continue;
+            }
             let decoder = |ids: &[u32]| self.files.tokenizer.decode(ids, true).unwrap_or_default();
             let step = catch_panic("engine", || generation.step(&mut self.backend, &decoder, chunk));
             match step {
                 Ok(Step::Continue) => self.active.push_back(generation),
                 Ok(Step::Finished) => self.keep_session(generation),
-                // Paged cache at its budget: evict an idle conversation and run the unit again.
-                Err(InferenceError::CacheFull(_)) if !self.sessions.is_empty() => {
-                    if let Some((key, cache)) = self.sessions.pop_oldest() {
-                        tracing::debug!(conversation = %key, "KV cache evicted to make room");
-                        self.stats.evicted_for_room += 1;
-                        self.backend.release(cache);
-                    }
-                    self.active.push_front(generation);
-                }
                 Err(err) => {
                     tracing::error!(error = %err, "generation failed");
                     self.fail(generation, &err);

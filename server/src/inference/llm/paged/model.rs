@@ -12,7 +12,7 @@ use crate::inference::{
     InferenceError, OvContext,
 };
 use openvino::{CompiledModel, Core, DeviceType, ElementType, InferRequest, Tensor};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// One sequence's part of a step.
 #[derive(Clone, Copy, Debug)]
@@ -25,8 +25,8 @@ pub struct Feed<'a> {
 }
 
 pub struct PagedModel {
-    pub dir: PathBuf,
-    compiled: CompiledModel,
+    // Kept alive for `request`.
+    _compiled: CompiledModel,
     request: InferRequest,
     /// Element types of `input_ids` and `position_ids`, which differ between exports.
     id_types: [ElementType; 2],
@@ -34,8 +34,6 @@ pub struct PagedModel {
     /// The cache tensors, grown on demand up to `max_blocks`.
     caches: Vec<(CacheInput, Option<Tensor>)>,
     max_blocks: usize,
-    /// Bytes of one block across all layers' key and value tensors.
-    pub block_bytes: usize,
 }
 
 /// Blocks allocated at load; the pool doubles from there as conversations need more, so a
@@ -85,14 +83,12 @@ impl PagedModel {
         let blocks = INITIAL_TOKENS.div_ceil(block_size).min(max_blocks);
         let request = compiled.create_infer_request().ov(|| "creating an inference request".into())?;
         let mut model = PagedModel {
-            dir: dir.to_path_buf(),
-            compiled,
+            _compiled: compiled,
             request,
             id_types,
             pool: BlockPool::new(0, block_size),
             caches: caches.into_iter().map(|c| (c, None)).collect(),
             max_blocks,
-            block_bytes,
         };
         model.grow(blocks)?;
         tracing::debug!(
@@ -191,10 +187,6 @@ impl PagedModel {
             return Err(InferenceError::BadModel(format!("{} logits for {} sequences", data.len(), feeds.len())));
         }
         Ok(data.chunks(vocab).map(<[f32]>::to_vec).collect())
-    }
-
-    pub fn compiled(&self) -> &CompiledModel {
-        &self.compiled
     }
 }
 
