@@ -10,6 +10,7 @@ mod sidebar;
 #[cfg(feature = "hydrate")]
 mod turn;
 
+use super::load_into;
 use crate::{api::load_chat, types::ChatData};
 use entry::{Entry, Role};
 use leptos::{html::Textarea, prelude::*};
@@ -66,11 +67,11 @@ impl Chat {
             Some(c) => (Some(c.conversation.id), c.conversation.user_id, c.messages),
             None => (None, data.user_id, Vec::new()),
         };
-        self.conversation.set(conversation);
-        self.user_id.set(user_id);
-        self.error.set(None);
+        load_into(self.conversation, conversation);
+        load_into(self.user_id, user_id);
+        load_into(self.error, None);
         let entries = self.in_page(|| messages.into_iter().map(|m| Entry::stored(self.key(), m)).collect());
-        self.entries.set(entries);
+        load_into(self.entries, entries);
     }
 
     /// Send `text`; with `replace`, in place of that user message and everything after it.
@@ -129,6 +130,9 @@ pub fn ChatPage() -> impl IntoView {
             stop.run(());
         }
     });
+    // The list marks what the address names: fixed while the server renders (so no part of the
+    // page re-renders there), and in the browser it moves as soon as the address does.
+    let on_screen = Memo::new(move |_| path_id());
     let sidebar_open = RwSignal::new(false);
     // On a phone the list covers the thread: moving to a conversation closes it.
     Effect::new(move |_| {
@@ -138,7 +142,7 @@ pub fn ChatPage() -> impl IntoView {
 
     view! {
         <div class="chat-layout">
-            <Sidebar current=chat.conversation version=chat.sidebar_version open=sidebar_open/>
+            <Sidebar current=on_screen version=chat.sidebar_version open=sidebar_open/>
             <section class="chat-main" aria-label="Chat">
                 <button class="button sidebar-toggle" type="button" aria-expanded=move || sidebar_open.get().to_string()
                     on:click=move |_| sidebar_open.update(|o| *o = !*o)>"Conversations"</button>

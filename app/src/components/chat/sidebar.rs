@@ -9,8 +9,8 @@ use leptos_router::hooks::use_navigate;
 
 #[component]
 pub fn Sidebar(
-    /// The conversation on screen.
-    current: RwSignal<Option<String>>,
+    /// The conversation the address names.
+    current: Memo<Option<String>>,
     /// Bumped whenever the list may have changed (a turn ended, a rename, a delete).
     version: RwSignal<u32>,
     /// Shown on narrow screens.
@@ -107,7 +107,7 @@ fn SearchHits(hits: Vec<SearchHit>) -> impl IntoView {
 #[component]
 fn ConversationList(
     conversations: Vec<ConversationSummary>,
-    current: RwSignal<Option<String>>,
+    current: Memo<Option<String>>,
     version: RwSignal<u32>,
 ) -> impl IntoView {
     if conversations.is_empty() {
@@ -122,11 +122,7 @@ fn ConversationList(
 }
 
 #[component]
-fn ConversationItem(
-    c: ConversationSummary,
-    current: RwSignal<Option<String>>,
-    version: RwSignal<u32>,
-) -> impl IntoView {
+fn ConversationItem(c: ConversationSummary, current: Memo<Option<String>>, version: RwSignal<u32>) -> impl IntoView {
     let id = c.id.clone();
     let editing = RwSignal::new(false);
     let title = RwSignal::new(c.title.clone());

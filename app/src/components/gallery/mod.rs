@@ -5,6 +5,7 @@
 
 mod viewer;
 
+use super::load_into;
 use crate::{
     api::load_gallery,
     types::{GalleryFilterForm, GalleryImage},
@@ -92,9 +93,9 @@ pub fn GalleryPage() -> impl IntoView {
                 {move || Suspend::new(async move {
                     match first.await {
                         Ok(page) => {
-                            more.set(Vec::new());
-                            next_offset.set(page.next_offset);
-                            first_images.set(page.images);
+                            load_into(more, Vec::new());
+                            load_into(next_offset, page.next_offset);
+                            load_into(first_images, page.images);
                             view! { <Grid images=all selected open/> }.into_any()
                         }
                         Err(e) => view! { <p class="error" role="alert">{e.to_string()}</p> }.into_any(),
