@@ -197,6 +197,14 @@ pub struct BenchLlmArgs {
     /// Do not use OpenVINO's compiled-model cache (measures a cold compile).
     #[arg(long)]
     pub no_cache: bool,
+    /// Also measure a newcomer: a `--prompt-tokens` prompt arriving while another conversation
+    /// replies (its time to first token, and the gaps in the other's stream meanwhile).
+    #[arg(long)]
+    pub newcomer: bool,
+    /// Run prompt chunks in steps of their own, never beside decoding (as before mixed steps),
+    /// to measure what mixing buys.
+    #[arg(long)]
+    pub unmixed: bool,
 }
 
 fn parse_property(s: &str) -> Result<(String, String), String> {

@@ -96,6 +96,41 @@ async fn generations_in_flight_decode_in_one_step_and_keep_their_tokens() {
     }
     let stats = engine.stats().unwrap();
     assert!(stats.batched_steps > 0 && stats.max_batch >= 2, "{stats:?}");
+    // Prompts that arrived while others decoded ran their chunks in those same steps.
+    assert!(stats.mixed_steps > 0, "{stats:?}");
+}
+
+/// A prompt that arrives while another conversation replies is run in small chunks inside that
+/// conversation's decoding steps: the replying one never waits a whole prompt, and both still
+/// give GenAI's tokens.
+#[tokio::test]
+async fn a_new_prompt_rides_along_decoding_steps_in_chunks() {
+    let chunk = 8;
+    let (engine, _cache) = engine(EngineOptions { shared_prefill_chunk: chunk, ..EngineOptions::default() });
+    let cases = references();
+    let longest = cases.iter().max_by_key(|c| ids(&c["prompt_ids"]).len()).unwrap();
+    let prompt_len = ids(&longest["prompt_ids"]).len();
+    assert!(prompt_len > 3 * chunk, "the longest reference prompt has {prompt_len} tokens");
+    let first = &cases[0];
+    let start = |case: &serde_json::Value| {
+        let prompt = Prompt::Ids(ids(&case["prompt_ids"]));
+        engine.generate(GenerateRequest { conversation: None, prompt, params: greedy(48) }).unwrap()
+    };
+    let mut replying = start(first);
+    // Wait until it is decoding, then bring the long prompt.
+    loop {
+        match replying.next().await.expect("events until done") {
+            GenerationEvent::Delta { .. } => break,
+            GenerationEvent::Failed(e) => panic!("{e}"),
+            _ => {}
+        }
+    }
+    let newcomer = start(longest).completion().await.unwrap();
+    assert_eq!(newcomer.token_ids, ids(&longest["greedy_ids"]), "{}", longest["name"]);
+    assert_eq!(replying.completion().await.unwrap().token_ids, ids(&first["greedy_ids"]), "{}", first["name"]);
+    let stats = engine.stats().unwrap();
+    // Every chunk of the newcomer's prompt but possibly the last ran beside a decoding step.
+    assert!(stats.mixed_steps as usize >= prompt_len / chunk - 1, "{prompt_len} tokens: {stats:?}");
 }
 
 #[tokio::test]

@@ -7,7 +7,8 @@ use crate::{
     cli::{BenchCommand, BenchLlmArgs},
     config::Config,
     inference::llm::{
-        ChatMessage, Completion, GenerateRequest, GenerationParams, LlmEngine, Prompt, SamplingOverrides,
+        ChatMessage, Completion, GenerateRequest, GenerationEvent, GenerationParams, LlmEngine, Prompt,
+        SamplingOverrides,
     },
 };
 
@@ -35,6 +36,7 @@ fn llm(config: &Config, args: BenchLlmArgs) -> Result<(), String> {
     if let Some(chunk) = args.prefill_chunk {
         options.prefill_chunk = (chunk > 0).then_some(chunk);
     }
+    options.mixed_steps = !args.unmixed;
     override_properties(&mut options.compile.properties, &args.property);
     let (engine, info) = start_llm(&args.model, options.clone())?;
     let params = GenerationParams {
@@ -80,6 +82,13 @@ fn llm(config: &Config, args: BenchLlmArgs) -> Result<(), String> {
         line["parallel_tokens_per_s"] = tokens_per_s.into();
         line["parallel_speedup"] = (tokens_per_s / single).into();
     }
+    if args.newcomer {
+        let arrival = newcomer(&engine, args.prompt_tokens)?;
+        line["newcomer_ttft_ms"] = arrival.ttft_ms.into();
+        line["replying_max_gap_ms"] = arrival.max_gap_ms.into();
+        line["replying_median_gap_ms"] = arrival.median_gap_ms.into();
+        line["mixed_steps"] = options.mixed_steps.into();
+    }
     line["peak_rss_mb"] = peak_rss_mb().into();
     println!("{line}");
     Ok(())
@@ -117,6 +126,55 @@ fn parallel(
     };
     let single = run(1, 0)?;
     Ok((run(n, 1)?, single))
+}
+
+struct Arrival {
+    ttft_ms: f64,
+    max_gap_ms: f64,
+    median_gap_ms: f64,
+}
+
+/// A prompt of `prompt_tokens` arriving while another conversation replies: the newcomer's time
+/// to first token, and the gaps between the replying one's streamed pieces until then.
+fn newcomer(engine: &LlmEngine, prompt_tokens: usize) -> Result<Arrival, String> {
+    let params = |max_new_tokens| GenerationParams {
+        sampling: SamplingOverrides::greedy(),
+        max_new_tokens,
+        ignore_eos: true,
+        ..Default::default()
+    };
+    let start = |ids, max_new_tokens| {
+        let request = GenerateRequest { conversation: None, prompt: Prompt::Ids(ids), params: params(max_new_tokens) };
+        engine.generate(request).map_err(|e| e.to_string())
+    };
+    let mut replying = start(bench_prompt(64, 2000), 100_000)?;
+    let mut piece = || match replying.blocking_next() {
+        Some(GenerationEvent::Delta { .. }) => Ok(true),
+        Some(GenerationEvent::Failed(e)) => Err(e),
+        Some(_) => Ok(false),
+        None => Err("the replying generation ended early".to_string()),
+    };
+    // Past its first few tokens, so it is decoding at its usual pace.
+    let mut pieces = 0;
+    while pieces < 4 {
+        pieces += usize::from(piece()?);
+    }
+    let mut stamps = vec![std::time::Instant::now()];
+    let arriving = start(bench_prompt(prompt_tokens, 3000), 2)?;
+    let waiter = std::thread::spawn(move || arriving.blocking_completion());
+    while !waiter.is_finished() {
+        if piece()? {
+            stamps.push(std::time::Instant::now());
+        }
+    }
+    drop(replying);
+    let done = waiter.join().map_err(|_| "the newcomer's thread panicked".to_string())?.map_err(|e| e.to_string())?;
+    let mut gaps: Vec<f64> = stamps.windows(2).map(|w| (w[1] - w[0]).as_secs_f64() * 1000.0).collect();
+    if gaps.is_empty() {
+        return Err("the replying generation streamed nothing while the newcomer ran".into());
+    }
+    let max_gap_ms = gaps.iter().copied().fold(0.0, f64::max);
+    Ok(Arrival { ttft_ms: done.ttft_ms, max_gap_ms, median_gap_ms: median(&mut gaps) })
 }
 
 /// Time to first token of a conversation's last turn: with its KV cache kept from the earlier
