@@ -201,10 +201,10 @@ pub struct BenchLlmArgs {
     /// replies (its time to first token, and the gaps in the other's stream meanwhile).
     #[arg(long)]
     pub newcomer: bool,
-    /// Run prompt chunks in steps of their own, never beside decoding (as before mixed steps),
-    /// to measure what mixing buys.
+    /// Run a prompt chunk in the same step as the decoding generations (off by default), to
+    /// measure what mixing costs or buys.
     #[arg(long)]
-    pub unmixed: bool,
+    pub mixed: bool,
 }
 
 fn parse_property(s: &str) -> Result<(String, String), String> {

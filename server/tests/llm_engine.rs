@@ -96,17 +96,16 @@ async fn generations_in_flight_decode_in_one_step_and_keep_their_tokens() {
     }
     let stats = engine.stats().unwrap();
     assert!(stats.batched_steps > 0 && stats.max_batch >= 2, "{stats:?}");
-    // Prompts that arrived while others decoded ran their chunks in those same steps.
-    assert!(stats.mixed_steps > 0, "{stats:?}");
+    assert_eq!(stats.mixed_steps, 0, "mixed steps are off by default: {stats:?}");
 }
 
-/// A prompt that arrives while another conversation replies is run in small chunks inside that
-/// conversation's decoding steps: the replying one never waits a whole prompt, and both still
-/// give GenAI's tokens.
+/// With mixed steps on, a prompt that arrives while another conversation replies is run in
+/// small chunks inside that conversation's decoding steps, and both still give GenAI's tokens.
 #[tokio::test]
 async fn a_new_prompt_rides_along_decoding_steps_in_chunks() {
     let chunk = 8;
-    let (engine, _cache) = engine(EngineOptions { shared_prefill_chunk: chunk, ..EngineOptions::default() });
+    let options = EngineOptions { shared_prefill_chunk: chunk, mixed_steps: true, ..EngineOptions::default() };
+    let (engine, _cache) = engine(options);
     let cases = references();
     let longest = cases.iter().max_by_key(|c| ids(&c["prompt_ids"]).len()).unwrap();
     let prompt_len = ids(&longest["prompt_ids"]).len();

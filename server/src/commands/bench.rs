@@ -7,8 +7,7 @@ use crate::{
     cli::{BenchCommand, BenchLlmArgs},
     config::Config,
     inference::llm::{
-        ChatMessage, Completion, GenerateRequest, GenerationEvent, GenerationParams, LlmEngine, Prompt,
-        SamplingOverrides,
+        ChatMessage, Completion, GenerateRequest, GenerationParams, LlmEngine, Prompt, SamplingOverrides,
     },
 };
 
@@ -36,7 +35,7 @@ fn llm(config: &Config, args: BenchLlmArgs) -> Result<(), String> {
     if let Some(chunk) = args.prefill_chunk {
         options.prefill_chunk = (chunk > 0).then_some(chunk);
     }
-    options.mixed_steps = !args.unmixed;
+    options.mixed_steps = args.mixed;
     override_properties(&mut options.compile.properties, &args.property);
     let (engine, info) = start_llm(&args.model, options.clone())?;
     let params = GenerationParams {
@@ -85,8 +84,7 @@ fn llm(config: &Config, args: BenchLlmArgs) -> Result<(), String> {
     if args.newcomer {
         let arrival = newcomer(&engine, args.prompt_tokens)?;
         line["newcomer_ttft_ms"] = arrival.ttft_ms.into();
-        line["replying_max_gap_ms"] = arrival.max_gap_ms.into();
-        line["replying_median_gap_ms"] = arrival.median_gap_ms.into();
+        line["replying_delay_ms"] = arrival.delay_ms.into();
         line["mixed_steps"] = options.mixed_steps.into();
     }
     line["peak_rss_mb"] = peak_rss_mb().into();
@@ -130,51 +128,40 @@ fn parallel(
 
 struct Arrival {
     ttft_ms: f64,
-    max_gap_ms: f64,
-    median_gap_ms: f64,
+    /// How much longer the replying conversation took over its tokens than alone.
+    delay_ms: f64,
 }
 
 /// A prompt of `prompt_tokens` arriving while another conversation replies: the newcomer's time
-/// to first token, and the gaps between the replying one's streamed pieces until then.
+/// to first token, and how much it delayed the other. (Streamed pieces cannot time the other's
+/// tokens: a random-weight model's tokens seldom make whole UTF-8 text.)
 fn newcomer(engine: &LlmEngine, prompt_tokens: usize) -> Result<Arrival, String> {
-    let params = |max_new_tokens| GenerationParams {
-        sampling: SamplingOverrides::greedy(),
-        max_new_tokens,
-        ignore_eos: true,
-        ..Default::default()
-    };
+    const REPLY: usize = 48;
     let start = |ids, max_new_tokens| {
-        let request = GenerateRequest { conversation: None, prompt: Prompt::Ids(ids), params: params(max_new_tokens) };
-        engine.generate(request).map_err(|e| e.to_string())
+        let params = GenerationParams {
+            sampling: SamplingOverrides::greedy(),
+            max_new_tokens,
+            ignore_eos: true,
+            ..Default::default()
+        };
+        engine
+            .generate(GenerateRequest { conversation: None, prompt: Prompt::Ids(ids), params })
+            .map_err(|e| e.to_string())
     };
-    let mut replying = start(bench_prompt(64, 2000), 100_000)?;
-    let mut piece = || match replying.blocking_next() {
-        Some(GenerationEvent::Delta { .. }) => Ok(true),
-        Some(GenerationEvent::Failed(e)) => Err(e),
-        Some(_) => Ok(false),
-        None => Err("the replying generation ended early".to_string()),
-    };
-    // Past its first few tokens, so it is decoding at its usual pace.
-    let mut pieces = 0;
-    while pieces < 4 {
-        pieces += usize::from(piece()?);
-    }
-    let mut stamps = vec![std::time::Instant::now()];
+    let finish =
+        |handle: crate::inference::llm::GenerationHandle| handle.blocking_completion().map_err(|e| e.to_string());
+    let decoding = |c: &Completion| c.total_ms - c.ttft_ms;
+    let alone = finish(start(bench_prompt(64, 2000), REPLY)?)?;
+    let replying = start(bench_prompt(64, 2001), REPLY)?;
+    // A third of the way into its reply.
+    let into = alone.ttft_ms + decoding(&alone) / 3.0;
+    std::thread::sleep(std::time::Duration::from_secs_f64(into / 1000.0));
     let arriving = start(bench_prompt(prompt_tokens, 3000), 2)?;
-    let waiter = std::thread::spawn(move || arriving.blocking_completion());
-    while !waiter.is_finished() {
-        if piece()? {
-            stamps.push(std::time::Instant::now());
-        }
+    let (replied, arrived) = (finish(replying)?, finish(arriving)?);
+    if into + arrived.ttft_ms > replied.total_ms {
+        return Err("the newcomer's prompt ran after the other's reply had ended: use fewer prompt tokens".into());
     }
-    drop(replying);
-    let done = waiter.join().map_err(|_| "the newcomer's thread panicked".to_string())?.map_err(|e| e.to_string())?;
-    let mut gaps: Vec<f64> = stamps.windows(2).map(|w| (w[1] - w[0]).as_secs_f64() * 1000.0).collect();
-    if gaps.is_empty() {
-        return Err("the replying generation streamed nothing while the newcomer ran".into());
-    }
-    let max_gap_ms = gaps.iter().copied().fold(0.0, f64::max);
-    Ok(Arrival { ttft_ms: done.ttft_ms, max_gap_ms, median_gap_ms: median(&mut gaps) })
+    Ok(Arrival { ttft_ms: arrived.ttft_ms, delay_ms: decoding(&replied) - decoding(&alone) })
 }
 
 /// Time to first token of a conversation's last turn: with its KV cache kept from the earlier

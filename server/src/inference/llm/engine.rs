@@ -2,9 +2,9 @@
 //! KV cache. Callers send requests over a channel and read events from another. Work is done one
 //! unit at a time, round-robin over the generations in flight, so several conversations advance
 //! together and none starves: a unit is a prompt chunk of one generation, or — with paged
-//! attention — the next token of every generation past its prompt plus a chunk of one prompt,
-//! in one step (decoding is bound by reading the weights, so a step for several costs about what
-//! one costs, and a newcomer's prompt no longer stalls the conversations already replying).
+//! attention — the next token of every generation past its prompt, in one step (decoding is
+//! bound by reading the weights, so a step for several costs about what one costs). A prompt
+//! chunk can also ride in that step (`mixed_steps`), off by default as measured slower.
 
 use super::{
     backend::{Attention, Backend, Cache},
@@ -46,8 +46,11 @@ pub struct EngineOptions {
     /// activation buffers each conversation's request keeps (measured: a 10-turn conversation
     /// peaks at 2148 MiB with 256-token chunks, 2638 MiB without) at no cost in speed.
     pub prefill_chunk: Option<usize>,
-    /// Run a prompt chunk in the same step as the decoding generations (paged attention); off
-    /// only to measure what that buys.
+    /// Run a prompt chunk in the same step as the decoding generations (paged attention). Off:
+    /// measured on OpenVINO 2025's CPU plugin, a mixed step costs more than the chunk and the
+    /// decoding step apart (`server bench llm --newcomer --mixed`, full-size model, 512-token
+    /// newcomer: its first token after 1.9–2.1 s instead of 1.4–1.5 s, the replying
+    /// conversation delayed 1.6–1.9 s instead of 1.1–1.3 s).
     pub mixed_steps: bool,
 }
 
@@ -61,7 +64,7 @@ impl Default for EngineOptions {
             max_session_bytes: 1 << 30,
             shared_prefill_chunk: 128,
             prefill_chunk: Some(256),
-            mixed_steps: true,
+            mixed_steps: false,
         }
     }
 }
