@@ -79,6 +79,24 @@ async fn fixture_models_load_on_openvino_and_report_ready() {
     let runtime = report.openvino.expect("OpenVINO is reported");
     assert!(runtime.version.starts_with("2026.4"), "{}", runtime.version);
     assert!(runtime.library.contains("libopenvino_c.so"));
+    let idle = report.models[0].engine.clone().expect("the chat engine reports its activity");
+    assert_eq!((idle.running, idle.kept_conversations, idle.kv_tokens_used), (0, 0, 0), "{idle:?}");
+    assert!(idle.kv_tokens_allocated >= 2048, "paged attention allocates its first blocks: {idle:?}");
+    assert!(report.models[1].engine.is_none(), "the image model has no such figures");
+
+    // A turn of a conversation: its KV cache stays for the next one, and /health says so.
+    let said = common::api::post(&state, "/chat", serde_json::json!({"user_id": "u", "message": "Hello"})).await;
+    assert_eq!(said.status, 200, "{}", String::from_utf8_lossy(&said.body));
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let kept = loop {
+        let engine = get_health(&state).await.1.models[0].engine.clone().unwrap();
+        if engine.kept_conversations == 1 || Instant::now() > deadline {
+            break engine;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!((kept.running, kept.kept_conversations), (0, 1), "{kept:?}");
+    assert!(kept.kv_tokens_used > 0 && kept.kv_tokens_used <= kept.kv_tokens_allocated, "{kept:?}");
 }
 
 #[tokio::test]

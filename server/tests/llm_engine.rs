@@ -94,7 +94,7 @@ async fn generations_in_flight_decode_in_one_step_and_keep_their_tokens() {
     for (case, result) in cases.iter().zip(results) {
         assert_eq!(result.unwrap().token_ids, ids(&case["greedy_ids"]), "{}", case["name"]);
     }
-    let stats = engine.stats().unwrap();
+    let stats = engine.stats();
     assert!(stats.batched_steps > 0 && stats.max_batch >= 2, "{stats:?}");
     assert_eq!(stats.mixed_steps, 0, "mixed steps are off by default: {stats:?}");
 }
@@ -127,7 +127,7 @@ async fn a_new_prompt_rides_along_decoding_steps_in_chunks() {
     let newcomer = start(longest).completion().await.unwrap();
     assert_eq!(newcomer.token_ids, ids(&longest["greedy_ids"]), "{}", longest["name"]);
     assert_eq!(replying.completion().await.unwrap().token_ids, ids(&first["greedy_ids"]), "{}", first["name"]);
-    let stats = engine.stats().unwrap();
+    let stats = engine.stats();
     // Every chunk of the newcomer's prompt but possibly the last ran beside a decoding step.
     assert!(stats.mixed_steps as usize >= prompt_len / chunk - 1, "{prompt_len} tokens: {stats:?}");
 }
@@ -243,6 +243,10 @@ async fn a_full_block_pool_evicts_idle_conversations_then_refuses_clearly() {
     let turn = |text: &str| Prompt::Messages(vec![ChatMessage::new("user", text)]);
     let params = GenerationParams { ignore_eos: true, ..greedy(60) };
     let a = run(&engine, Some("a"), turn("Hello"), params.clone()).await; // ~70 tokens: 3 blocks
+    let held = settled(&engine).await;
+    assert_eq!((held.kept_conversations, held.kv_tokens_allocated), (1, 4 * 32), "{held:?}");
+    let a_tokens = a.prompt_tokens + a.completion_tokens;
+    assert!(held.kv_tokens_used >= a_tokens - 1 && held.kv_tokens_used <= 3 * 32, "{a_tokens} tokens: {held:?}");
     let b = run(&engine, Some("b"), turn("Tell me a joke"), params.clone()).await; // needs "a"'s blocks
     assert_eq!(b.completion_tokens, 60);
     let b_cold = run(&engine, None, turn("Tell me a joke"), params.clone()).await;
@@ -262,6 +266,21 @@ async fn a_full_block_pool_evicts_idle_conversations_then_refuses_clearly() {
     assert!(failed[0].contains("KV cache is full") && failed[0].contains("LLM_KV_CACHE_MB"), "{}", failed[0]);
     // The failed one gave its blocks back: a later request still runs.
     assert_eq!(run(&engine, None, turn("hi"), params).await.completion_tokens, 60);
+    let after = settled(&engine).await;
+    assert!(after.evicted_for_room >= 1 && after.kv_tokens_used == 0, "{after:?}");
+}
+
+/// The engine's published figures once it has nothing in flight (it publishes after its last
+/// unit, a moment after the caller heard the end).
+async fn settled(engine: &LlmEngine) -> server::inference::llm::EngineStats {
+    for _ in 0..200 {
+        let stats = engine.stats();
+        if stats.running == 0 {
+            return stats;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    panic!("the engine still reports work in flight: {:?}", engine.stats());
 }
 
 #[tokio::test]

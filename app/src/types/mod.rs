@@ -81,6 +81,28 @@ pub struct ModelHealth {
     /// Bytes, rate and time left while `downloading`.
     #[serde(default)]
     pub download: Option<DownloadProgress>,
+    /// What the chat engine is doing, once it runs (not for mock engines or the image model).
+    #[serde(default)]
+    pub engine: Option<EngineActivity>,
+}
+
+/// The chat engine's load and what it has done since it started.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+pub struct EngineActivity {
+    /// Replies being generated now.
+    pub running: u64,
+    /// Idle conversations whose KV cache is kept, so their next turn runs only its new tokens.
+    pub kept_conversations: u64,
+    /// Paged attention: KV cache tokens in use, and room as allocated now (it grows up to
+    /// `LLM_KV_CACHE_MB`); both 0 on the stateful graph.
+    pub kv_tokens_used: u64,
+    pub kv_tokens_allocated: u64,
+    /// Steps that decoded several replies at once, and the most at once.
+    pub batched_steps: u64,
+    pub max_batch: u64,
+    /// Idle conversations dropped to make room in a full KV cache.
+    pub evicted_for_room: u64,
 }
 
 /// Where a model download stands.

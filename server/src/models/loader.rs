@@ -6,9 +6,10 @@ use super::ModelSlot;
 use crate::inference::{
     diffusion::{SdCompileOptions, SdEngine},
     engine::{ChatEngine, ImageEngine},
-    llm::{EngineOptions, LlmEngine},
+    llm::{EngineOptions, EngineStats, LlmEngine},
     InferenceError,
 };
+use app::types::EngineActivity;
 use std::sync::{Arc, OnceLock};
 
 /// The engines, real or mock; each is set once, when its model's files are there (at start-up,
@@ -57,6 +58,8 @@ impl Engines {
             }
             Err(err) => report_failure(&ready, err),
         })?;
+        let watched = engine.clone();
+        slot.watch_engine(move || activity(watched.stats()));
         let _ = self.llm.set(Arc::new(engine));
         Ok(())
     }
@@ -95,4 +98,16 @@ fn loadable(slot: &ModelSlot) -> Option<std::path::PathBuf> {
 fn report_failure(slot: &ModelSlot, err: InferenceError) {
     tracing::error!(role = ?slot.role, error = %err, "model failed to load");
     slot.set_error(err.to_string());
+}
+
+fn activity(stats: EngineStats) -> EngineActivity {
+    EngineActivity {
+        running: stats.running as u64,
+        kept_conversations: stats.kept_conversations as u64,
+        kv_tokens_used: stats.kv_tokens_used as u64,
+        kv_tokens_allocated: stats.kv_tokens_allocated as u64,
+        batched_steps: stats.batched_steps,
+        max_batch: stats.max_batch as u64,
+        evicted_for_room: stats.evicted_for_room,
+    }
 }

@@ -9,10 +9,10 @@ pub mod manifest;
 pub mod progress;
 
 use crate::config::ModelSpec;
-use app::types::{DownloadProgress, ModelHealth, ModelRole, ModelState};
+use app::types::{DownloadProgress, EngineActivity, ModelHealth, ModelRole, ModelState};
 use std::{
     path::{Path, PathBuf},
-    sync::RwLock,
+    sync::{OnceLock, RwLock},
 };
 
 /// One configured model and its current state; shared between the loader, the downloader and
@@ -24,7 +24,11 @@ pub struct ModelSlot {
     pub revision: String,
     pub device: String,
     status: RwLock<Status>,
+    /// Reads the running engine's activity (the chat engine's, once started).
+    activity: OnceLock<ActivityReader>,
 }
+
+type ActivityReader = Box<dyn Fn() -> EngineActivity + Send + Sync>;
 
 #[derive(Clone, Debug)]
 struct Status {
@@ -81,13 +85,21 @@ impl ModelSlot {
             revision: revision.to_string(),
             device: device.to_string(),
             status: RwLock::new(status),
+            activity: OnceLock::new(),
         }
     }
 
     /// A slot answered by a mock engine: nothing to load.
     pub fn mock(role: ModelRole, spec: ModelSpec) -> ModelSlot {
         let status = Status::new(ModelState::Ready, None, None);
-        ModelSlot { role, spec, revision: "main".into(), device: "mock".into(), status: RwLock::new(status) }
+        ModelSlot {
+            role,
+            spec,
+            revision: "main".into(),
+            device: "mock".into(),
+            status: RwLock::new(status),
+            activity: OnceLock::new(),
+        }
     }
 
     pub fn state(&self) -> ModelState {
@@ -147,7 +159,13 @@ impl ModelSlot {
             detail: s.detail.clone(),
             progress: s.download.as_ref().map(DownloadProgress::fraction),
             download: s.download.clone(),
+            engine: self.activity.get().map(|read| read()),
         }
+    }
+
+    /// Where `/health` reads the running engine's activity from.
+    pub fn watch_engine(&self, read: impl Fn() -> EngineActivity + Send + Sync + 'static) {
+        let _ = self.activity.set(Box::new(read));
     }
 
     // A poisoned lock only means a writer panicked mid-update of plain data; keep serving it.

@@ -116,6 +116,18 @@ impl Backend {
     }
 
     /// Whether one step can run several sequences (paged attention).
+    /// Paged attention: tokens the block pool holds now, and could hold as allocated; (0, 0)
+    /// for the stateful graph, whose caches live in its requests.
+    pub fn kv_tokens(&self) -> (usize, usize) {
+        match self {
+            Backend::Paged(model) => {
+                let (pool, size) = (&model.pool, model.pool.block_size());
+                ((pool.total() - pool.free()) * size, pool.total() * size)
+            }
+            Backend::Stateful(_) => (0, 0),
+        }
+    }
+
     pub fn batches(&self) -> bool {
         matches!(self, Backend::Paged(_))
     }

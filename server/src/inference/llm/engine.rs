@@ -20,7 +20,7 @@ use std::{
     path::PathBuf,
     sync::{
         atomic::{AtomicBool, Ordering},
-        mpsc, Arc,
+        mpsc, Arc, Mutex,
     },
 };
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
@@ -81,12 +81,18 @@ pub struct EngineInfo {
 
 enum Command {
     Generate { request: GenerateRequest, events: UnboundedSender<GenerationEvent>, cancel: Arc<AtomicBool> },
-    Stats(mpsc::Sender<EngineStats>),
 }
 
-/// What the engine has done since it started.
+/// What the engine is doing now, and has done since it started.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct EngineStats {
+    /// Generations in flight.
+    pub running: usize,
+    /// Idle conversations whose KV cache is kept for their next turn.
+    pub kept_conversations: usize,
+    /// Paged attention: tokens the KV block pool holds now, and could hold as allocated.
+    pub kv_tokens_used: usize,
+    pub kv_tokens_allocated: usize,
     /// Steps that decoded several generations at once (paged attention only).
     pub batched_steps: u64,
     /// Steps that ran a prompt chunk together with decoding generations (paged attention only).
@@ -101,6 +107,7 @@ pub struct EngineStats {
 #[derive(Clone)]
 pub struct LlmEngine {
     commands: mpsc::Sender<Command>,
+    stats: Arc<Mutex<EngineStats>>,
 }
 
 /// The events of one generation. Dropping it cancels the generation.
@@ -168,9 +175,11 @@ impl LlmEngine {
         loaded: impl FnOnce(Result<EngineInfo, InferenceError>) + Send + 'static,
     ) -> std::io::Result<LlmEngine> {
         let (commands, inbox) = mpsc::channel();
+        let stats = Arc::new(Mutex::new(EngineStats::default()));
+        let published = stats.clone();
         std::thread::Builder::new().name("llm-engine".into()).spawn(move || {
             let started = std::time::Instant::now();
-            match Worker::load(&dir, options) {
+            match Worker::load(&dir, options, published) {
                 Ok(mut worker) => {
                     loaded(Ok(EngineInfo {
                         context_limit: worker.context_limit,
@@ -183,7 +192,7 @@ impl LlmEngine {
                 Err(err) => loaded(Err(err)),
             }
         })?;
-        Ok(LlmEngine { commands })
+        Ok(LlmEngine { commands, stats })
     }
 
     pub fn generate(&self, request: GenerateRequest) -> Result<GenerationHandle, InferenceError> {
@@ -197,11 +206,10 @@ impl LlmEngine {
 }
 
 impl LlmEngine {
-    /// Counters from the engine thread (it answers between two units of work).
-    pub fn stats(&self) -> Result<EngineStats, InferenceError> {
-        let (reply, answer) = mpsc::channel();
-        self.commands.send(Command::Stats(reply)).map_err(|_| InferenceError::EngineGone)?;
-        answer.recv().map_err(|_| InferenceError::EngineGone)
+    /// What the engine thread last published (it does so after every unit of work), without
+    /// waiting for it.
+    pub fn stats(&self) -> EngineStats {
+        *self.stats.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
@@ -219,10 +227,16 @@ struct Worker {
     sessions: SessionCache<Cache>,
     active: VecDeque<Generation>,
     stats: EngineStats,
+    /// Where `stats` is copied for the handles.
+    published: Arc<Mutex<EngineStats>>,
 }
 
 impl Worker {
-    fn load(dir: &std::path::Path, options: EngineOptions) -> Result<Worker, InferenceError> {
+    fn load(
+        dir: &std::path::Path,
+        options: EngineOptions,
+        published: Arc<Mutex<EngineStats>>,
+    ) -> Result<Worker, InferenceError> {
         crate::inference::require_files(dir, super::REQUIRED_FILES)?;
         let files = LlmFiles::load(dir).map_err(|e| InferenceError::BadModel(e.to_string()))?;
         let model_limit = files.config.max_position_embeddings.min(files.model_max_length.unwrap_or(usize::MAX));
@@ -238,11 +252,12 @@ impl Worker {
         let slot_bytes = files.config.kv_bytes_per_token(options.compile.kv_bytes_per_value());
         let sessions = SessionCache::new(options.max_sessions, options.max_session_bytes, slot_bytes);
         let stats = EngineStats::default();
-        Ok(Worker { backend, files, options, context_limit, sessions, active: VecDeque::new(), stats })
+        Ok(Worker { backend, files, options, context_limit, sessions, active: VecDeque::new(), stats, published })
     }
 
     fn run(&mut self, inbox: mpsc::Receiver<Command>) {
         loop {
+            self.publish();
             // Block only when there is nothing to do; otherwise take what has arrived and go on.
             if self.active.is_empty() {
                 match inbox.recv() {
@@ -336,6 +351,8 @@ impl Worker {
             if ready.iter().any(|g| !g.is_decoding()) {
                 self.stats.mixed_steps += 1;
             }
+            // Before any of them can finish, so a caller who saw the end sees this step counted.
+            self.publish();
         }
         let feeds: Vec<Vec<u32>> = ready.iter().map(|g| g.feed(chunk)).collect();
         let backend = &mut self.backend;
@@ -381,6 +398,7 @@ impl Worker {
                     Some((key, evicted)) => {
                         tracing::debug!(conversation = %key, "KV cache evicted to make room");
                         self.stats.evicted_for_room += 1;
+                        self.publish();
                         self.backend.release(evicted);
                     }
                     None => return Err(InferenceError::CacheFull(why)),
@@ -388,6 +406,14 @@ impl Worker {
                 done => return done,
             }
         }
+    }
+
+    /// Let the handles (and `/health`) see the counters and what is held now.
+    fn publish(&mut self) {
+        self.stats.running = self.active.len();
+        self.stats.kept_conversations = self.sessions.len();
+        (self.stats.kv_tokens_used, self.stats.kv_tokens_allocated) = self.backend.kv_tokens();
+        *self.published.lock().unwrap_or_else(|e| e.into_inner()) = self.stats;
     }
 
     /// Tell the caller, and give back the cache: it may be in a bad state, so it is not kept.
@@ -404,9 +430,6 @@ impl Worker {
                     let _ = events.send(GenerationEvent::Failed(err));
                 }
             },
-            Command::Stats(reply) => {
-                let _ = reply.send(self.stats);
-            }
         }
     }
 
