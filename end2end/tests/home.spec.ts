@@ -37,6 +37,11 @@ test('the page hydrates, the Refresh button calls the server, both fixture model
   await expect(states.nth(1)).toHaveText('ready', { timeout: 30_000 });
   await expect(page.getByTestId('service-status')).toHaveText('Ready');
   await expect(page.locator('.status-footer')).toContainText('OpenVINO 2026.4');
+  // The chat engine says what it holds: the paged KV cache and its use (the image model, nothing).
+  const engine = page.getByTestId('model-engine');
+  await expect(engine).toHaveCount(1);
+  await expect(page.locator('[data-role="llm"]').getByTestId('model-engine')).toContainText(/KV cache: \d+ of \d+ tokens in use/);
+  await expect(engine.locator('progress')).toHaveAttribute('max', /^\d+$/);
   expect(errors).toEqual([]);
 
   mkdirSync(screenshots, { recursive: true });

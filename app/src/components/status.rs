@@ -3,7 +3,7 @@
 
 use crate::{
     api::get_health,
-    types::{DownloadProgress, HealthReport, ModelHealth, ModelRole, ModelState, ServiceStatus},
+    types::{DownloadProgress, EngineActivity, HealthReport, ModelHealth, ModelRole, ModelState, ServiceStatus},
 };
 use leptos::prelude::*;
 use std::time::Duration;
@@ -60,6 +60,36 @@ fn state_text(model: &ModelHealth) -> String {
 
 /// "unet/openvino_model.bin 500.0 MB of 1.1 GB (file 4 of 8) · 1.2 GB of 2.3 GB in all ·
 /// 11.0 MB/s · about 2 min left".
+/// The chat engine's figures as short lines: replies and kept conversations, the KV cache, and
+/// (once they happened) shared steps and conversations dropped for room.
+pub fn engine_lines(e: &EngineActivity) -> Vec<String> {
+    let plural = |n: u64, one: &str, many: &str| format!("{n} {}", if n == 1 { one } else { many });
+    let mut lines = vec![format!(
+        "{} · {} kept for their next turn",
+        plural(e.running, "reply running", "replies running"),
+        plural(e.kept_conversations, "conversation", "conversations")
+    )];
+    if e.kv_tokens_allocated > 0 {
+        let percent = e.kv_tokens_used as f64 * 100.0 / e.kv_tokens_allocated as f64;
+        lines
+            .push(format!("KV cache: {} of {} tokens in use ({percent:.0}%)", e.kv_tokens_used, e.kv_tokens_allocated));
+    }
+    if e.batched_steps > 0 {
+        lines.push(format!(
+            "{} decoded several replies at once (up to {})",
+            plural(e.batched_steps, "step", "steps"),
+            e.max_batch
+        ));
+    }
+    if e.evicted_for_room > 0 {
+        lines.push(format!(
+            "{} dropped to make room (their next turn runs again in full)",
+            plural(e.evicted_for_room, "idle conversation", "idle conversations")
+        ));
+    }
+    lines
+}
+
 pub fn download_text(d: &DownloadProgress) -> String {
     let mut parts = Vec::new();
     if !d.file.is_empty() {
@@ -119,6 +149,18 @@ pub fn ModelCard(model: ModelHealth) -> impl IntoView {
             // For a local folder the id already is the path.
             {model.path.clone().filter(|p| *p != model.id).map(|p| view! { <p class="muted path">{p}</p> })}
             {model.detail.clone().map(|d| view! { <p class="detail">{d}</p> })}
+            {model.engine.clone().filter(|_| model.state == ModelState::Ready).map(|e| {
+                let cache = (e.kv_tokens_allocated > 0).then(|| view! {
+                    <progress max=e.kv_tokens_allocated as f64 value=e.kv_tokens_used as f64
+                        aria-label="KV cache in use"></progress>
+                });
+                view! {
+                    <div class="engine" data-testid="model-engine">
+                        {cache}
+                        {engine_lines(&e).into_iter().map(|line| view! { <p class="muted">{line}</p> }).collect_view()}
+                    </div>
+                }
+            })}
             {model.download.clone().filter(|_| model.state == ModelState::Downloading).map(|d| {
                 view! {
                     <div class="download" data-testid="model-download">
@@ -193,6 +235,35 @@ fn Report(report: HealthReport, generating: Option<RwSignal<bool>>) -> impl Into
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn engine_lines_say_load_cache_and_what_happened() {
+        let idle = EngineActivity { kv_tokens_allocated: 2048, ..Default::default() };
+        assert_eq!(
+            engine_lines(&idle),
+            ["0 replies running · 0 conversations kept for their next turn", "KV cache: 0 of 2048 tokens in use (0%)"]
+        );
+        let busy = EngineActivity {
+            running: 1,
+            kept_conversations: 3,
+            kv_tokens_used: 512,
+            kv_tokens_allocated: 2048,
+            batched_steps: 40,
+            max_batch: 2,
+            evicted_for_room: 1,
+        };
+        assert_eq!(
+            engine_lines(&busy),
+            [
+                "1 reply running · 3 conversations kept for their next turn",
+                "KV cache: 512 of 2048 tokens in use (25%)",
+                "40 steps decoded several replies at once (up to 2)",
+                "1 idle conversation dropped to make room (their next turn runs again in full)",
+            ]
+        );
+        // The stateful graph keeps no pool: no cache line.
+        assert_eq!(engine_lines(&EngineActivity::default()).len(), 1);
+    }
 
     #[test]
     fn download_text_says_file_bytes_rate_and_time_left() {
