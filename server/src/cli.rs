@@ -201,10 +201,10 @@ pub struct BenchLlmArgs {
     /// replies (its time to first token, and the gaps in the other's stream meanwhile).
     #[arg(long)]
     pub newcomer: bool,
-    /// Run a prompt chunk in the same step as the decoding generations (off by default), to
-    /// measure what mixing costs or buys.
+    /// Run prompt chunks in steps of their own, never beside decoding ones, to measure what
+    /// mixing them buys.
     #[arg(long)]
-    pub mixed: bool,
+    pub unmixed: bool,
 }
 
 fn parse_property(s: &str) -> Result<(String, String), String> {

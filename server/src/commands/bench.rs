@@ -35,7 +35,7 @@ fn llm(config: &Config, args: BenchLlmArgs) -> Result<(), String> {
     if let Some(chunk) = args.prefill_chunk {
         options.prefill_chunk = (chunk > 0).then_some(chunk);
     }
-    options.mixed_steps = args.mixed;
+    options.mixed_steps = !args.unmixed;
     override_properties(&mut options.compile.properties, &args.property);
     let (engine, info) = start_llm(&args.model, options.clone())?;
     let params = GenerationParams {

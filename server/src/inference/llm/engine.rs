@@ -2,9 +2,9 @@
 //! KV cache. Callers send requests over a channel and read events from another. Work is done one
 //! unit at a time, round-robin over the generations in flight, so several conversations advance
 //! together and none starves: a unit is a prompt chunk of one generation, or — with paged
-//! attention — the next token of every generation past its prompt, in one step (decoding is
-//! bound by reading the weights, so a step for several costs about what one costs). A prompt
-//! chunk can also ride in that step (`mixed_steps`), off by default as measured slower.
+//! attention — the next token of every generation past its prompt plus a chunk of one prompt,
+//! in one step (decoding is bound by reading the weights, so a step for several costs about what
+//! one costs, and a newcomer's prompt does not stall the replies already running).
 
 use super::{
     backend::{Attention, Backend, Cache},
@@ -46,11 +46,12 @@ pub struct EngineOptions {
     /// activation buffers each conversation's request keeps (measured: a 10-turn conversation
     /// peaks at 2148 MiB with 256-token chunks, 2638 MiB without) at no cost in speed.
     pub prefill_chunk: Option<usize>,
-    /// Run a prompt chunk in the same step as the decoding generations (paged attention). Off:
-    /// measured on OpenVINO 2025's CPU plugin, a mixed step costs more than the chunk and the
-    /// decoding step apart (`server bench llm --newcomer --mixed`, full-size model, 512-token
-    /// newcomer: its first token after 1.9–2.1 s instead of 1.4–1.5 s, the replying
-    /// conversation delayed 1.6–1.9 s instead of 1.1–1.3 s).
+    /// Run a prompt chunk in the same step as the decoding generations (paged attention), the
+    /// step's tokens kept at `shared_prefill_chunk` in all. Measured (`server bench llm
+    /// --newcomer [--unmixed]`, full-size model, a 512-token prompt arriving during a reply): its
+    /// first token after 1.20-1.26 s instead of 1.34-1.44 s, the reply delayed 0.80-0.94 s
+    /// instead of 1.08-1.24 s. A chunk that pushed the step one token past 128 made it slower
+    /// than the two steps apart (2.0 s and 1.7 s): the CPU kernels work in blocks of tokens.
     pub mixed_steps: bool,
 }
 
@@ -64,7 +65,7 @@ impl Default for EngineOptions {
             max_session_bytes: 1 << 30,
             shared_prefill_chunk: 128,
             prefill_chunk: Some(256),
-            mixed_steps: false,
+            mixed_steps: true,
         }
     }
 }
@@ -331,7 +332,10 @@ impl Worker {
     /// One step that gives each decoding generation of `batch` its next token and runs the next
     /// prompt chunk of any other.
     fn step_batch(&mut self, batch: Vec<Generation>) {
-        let chunk = self.options.shared_prefill_chunk;
+        // The step's tokens in all stay at the chunk size (the prompt's chunk gives way to the
+        // decoding tokens).
+        let decoding = batch.iter().filter(|g| g.is_decoding()).count();
+        let chunk = self.options.shared_prefill_chunk.saturating_sub(decoding).max(1);
         // Blocks first: one that cannot get a block even after evicting every idle conversation
         // fails alone.
         let mut ready = Vec::with_capacity(batch.len());
