@@ -201,6 +201,10 @@ pub struct BenchLlmArgs {
     /// replies (its time to first token, and the gaps in the other's stream meanwhile).
     #[arg(long)]
     pub newcomer: bool,
+    /// Tokens a step runs while other conversations reply (default 128): a newcomer's prompt
+    /// chunk plus their decoding tokens.
+    #[arg(long)]
+    pub shared_chunk: Option<usize>,
     /// Run prompt chunks in steps of their own, never beside decoding ones, to measure what
     /// mixing them buys.
     #[arg(long)]

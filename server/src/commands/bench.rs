@@ -36,6 +36,9 @@ fn llm(config: &Config, args: BenchLlmArgs) -> Result<(), String> {
         options.prefill_chunk = (chunk > 0).then_some(chunk);
     }
     options.mixed_steps = !args.unmixed;
+    if let Some(chunk) = args.shared_chunk {
+        options.shared_prefill_chunk = chunk.max(2);
+    }
     override_properties(&mut options.compile.properties, &args.property);
     let (engine, info) = start_llm(&args.model, options.clone())?;
     let params = GenerationParams {
@@ -86,6 +89,7 @@ fn llm(config: &Config, args: BenchLlmArgs) -> Result<(), String> {
         line["newcomer_ttft_ms"] = arrival.ttft_ms.into();
         line["replying_delay_ms"] = arrival.delay_ms.into();
         line["mixed_steps"] = options.mixed_steps.into();
+        line["shared_chunk"] = options.shared_prefill_chunk.into();
     }
     line["peak_rss_mb"] = peak_rss_mb().into();
     println!("{line}");
