@@ -115,7 +115,6 @@ impl Backend {
         Ok(logits)
     }
 
-    /// Whether one step can run several sequences (paged attention).
     /// Paged attention: tokens the block pool holds now, and could hold as allocated; (0, 0)
     /// for the stateful graph, whose caches live in its requests.
     pub fn kv_tokens(&self) -> (usize, usize) {
@@ -128,6 +127,7 @@ impl Backend {
         }
     }
 
+    /// Whether one step can run several sequences (paged attention).
     pub fn batches(&self) -> bool {
         matches!(self, Backend::Paged(_))
     }

@@ -270,12 +270,10 @@ impl Worker {
                 self.handle(command);
             }
             let Some(mut generation) = self.active.pop_front() else { continue };
-            if self.backend.batches() && !generation.is_cancelled() {
-                if let Some(batch) = self.join_step(generation) {
-                    self.step_batch(batch);
-                    continue;
-                }
-                generation = self.active.pop_front().expect("join_step put it back first");
+            if self.leads_a_step(&generation) {
+                let batch = self.join_step(generation);
+                self.step_batch(batch);
+                continue;
             }
             let chunk = match self.active.is_empty() {
                 true => self.options.prefill_chunk.unwrap_or(usize::MAX),
@@ -300,17 +298,18 @@ impl Worker {
         }
     }
 
+    /// Whether `first`, next in turn, runs in a shared step (paged attention): when decoding, or
+    /// as a prompt riding along decoding ones when mixing. Otherwise its unit runs alone, in the
+    /// larger chunk when nothing else waits.
+    fn leads_a_step(&self, first: &Generation) -> bool {
+        let can_ride = || self.options.mixed_steps && self.active.iter().any(|g| g.is_decoding() && !g.is_cancelled());
+        self.backend.batches() && !first.is_cancelled() && (first.is_decoding() || can_ride())
+    }
+
     /// The generations that run together with `first` in one step: every decoding one (up to
-    /// [`MAX_BATCH`]) and, riding along, the prompt chunk of at most one other, the first in
-    /// turn. `None` (and `first` back at the front) when `first` is a prompt with nothing
-    /// decoding beside it: it runs alone, in the larger chunk when nothing else waits.
-    fn join_step(&mut self, first: Generation) -> Option<Vec<Generation>> {
-        // A prompt first in turn joins a step only when mixing and something decodes beside it.
-        let can_ride = self.options.mixed_steps && self.active.iter().any(|g| g.is_decoding() && !g.is_cancelled());
-        if !first.is_decoding() && !can_ride {
-            self.active.push_front(first);
-            return None;
-        }
+    /// [`MAX_BATCH`]) and, riding along when mixing, the prompt chunk of at most one other, the
+    /// first in turn.
+    fn join_step(&mut self, first: Generation) -> Vec<Generation> {
         let mut prompt = !first.is_decoding();
         let mut batch = vec![first];
         let mut waiting = VecDeque::with_capacity(self.active.len());
@@ -326,7 +325,7 @@ impl Worker {
             }
         }
         self.active = waiting;
-        Some(batch)
+        batch
     }
 
     /// One step that gives each decoding generation of `batch` its next token and runs the next
@@ -338,11 +337,14 @@ impl Worker {
         let chunk = self.options.shared_prefill_chunk.saturating_sub(decoding).max(1);
         // Blocks first: one that cannot get a block even after evicting every idle conversation
         // fails alone.
-        let mut ready = Vec::with_capacity(batch.len());
+        let (mut ready, mut feeds) = (Vec::with_capacity(batch.len()), Vec::with_capacity(batch.len()));
         for mut generation in batch {
-            let more = generation.feed(chunk).len();
-            match self.reserve(&mut generation.cache, more) {
-                Ok(()) => ready.push(generation),
+            let feed = generation.feed(chunk);
+            match self.reserve(&mut generation.cache, feed.len()) {
+                Ok(()) => {
+                    ready.push(generation);
+                    feeds.push(feed);
+                }
                 Err(err) => self.fail(generation, &err),
             }
         }
@@ -358,7 +360,6 @@ impl Worker {
             // Before any of them can finish, so a caller who saw the end sees this step counted.
             self.publish();
         }
-        let feeds: Vec<Vec<u32>> = ready.iter().map(|g| g.feed(chunk)).collect();
         let backend = &mut self.backend;
         let stepped = catch_panic("engine", || {
             let mut items: Vec<_> = ready
