@@ -5,9 +5,10 @@ Both get the same model folder, the same prompt token ids, greedy decoding with 
 ignored, and all cores; each runs in its own process so its peak memory is its own. Prints a table
 of medians (the first run is a discarded warm-up) with the ratio ours / GenAI and the target.
 
-GenAI runs twice per round: with its default backend on CPU (paged attention: the graph Duet runs
-by default, converted by the same OpenVINO pass) and with ATTENTION_BACKEND=SDPA (its stateful
-pipeline: the graph Duet runs with --llm-attention stateful).
+GenAI runs three times per round: with its default backend on CPU (paged attention: the graph Duet
+runs by default, converted by the same OpenVINO pass), with ATTENTION_BACKEND=SDPA (its stateful
+pipeline: the graph Duet runs with --llm-attention stateful), and with its default backend and
+ENABLE_MMAP=NO ("default+memory": weights read into memory, as Duet reads them by default).
 
     bench/run.sh llm                         # after scripts/make-fixtures.sh --full
     bench/run.sh llm --prompt-tokens 512 --new-tokens 128 --runs 3 --turns 10
@@ -43,8 +44,13 @@ def genai_worker(args):
     started = time.perf_counter()
     # GenAI's default on CPU is its paged-attention backend (Duet's default too); "SDPA" is its
     # stateful pipeline (Duet's --llm-attention stateful).
-    backend = {} if args.genai_backend == "default" else {"ATTENTION_BACKEND": args.genai_backend}
-    pipe = ov_genai.LLMPipeline(str(args.model), "CPU", **backend)
+    # "+memory": weights read into memory rather than mapped from the file, as Duet does by
+    # default (LLM_WEIGHTS=memory), to show what that setting alone buys GenAI too.
+    name, _, placement = args.genai_backend.partition("+")
+    properties = {} if name == "default" else {"ATTENTION_BACKEND": name}
+    if placement == "memory":
+        properties["ENABLE_MMAP"] = False
+    pipe = ov_genai.LLMPipeline(str(args.model), "CPU", **properties)
     load_ms = (time.perf_counter() - started) * 1000
     config = pipe.get_generation_config()
     config.max_new_tokens = args.new_tokens
@@ -79,6 +85,7 @@ SWEEP = [
     ("no PERFORMANCE_HINT", ["--property", "PERFORMANCE_HINT="]),
     ("whole prompt at once (no 256-token chunks)", ["--prefill-chunk", "0"]),
     ("no compiled-model cache", ["--no-cache"]),
+    ("weights mapped from the file (LLM_WEIGHTS=mapped)", ["--llm-weights", "mapped"]),
 ]
 
 
@@ -114,8 +121,9 @@ def main():
     p.add_argument("--sweep", type=int, metavar="ROUNDS",
                    help="instead: measure what each compile setting of ours buys, variants interleaved "
                         "over ROUNDS rounds (medians), since one-off timings on shared hosts drift")
-    p.add_argument("--genai-backends", default="default,SDPA",
-                   help="GenAI attention backends to compare against (default = its paged attention)")
+    p.add_argument("--genai-backends", default="default,SDPA,default+memory",
+                   help="GenAI attention backends to compare against (default = its paged attention; "
+                        "+memory: with its weights read into memory, ENABLE_MMAP=NO, like Duet's)")
     p.add_argument("--genai-backend", default="default", help=argparse.SUPPRESS)
     p.add_argument("--genai-worker", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args()

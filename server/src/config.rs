@@ -88,6 +88,11 @@ pub struct Config {
     #[arg(long, env = "INTEL_OPENVINO_DIR", global = true)]
     pub intel_openvino_dir: Option<PathBuf>,
 
+    /// Where the chat model's weights live: memory (read in, on huge pages where the kernel offers
+    /// them; decodes faster) or mapped (from the file: starts faster, the kernel may drop pages).
+    #[arg(long, env = "LLM_WEIGHTS", value_enum, default_value_t = crate::inference::weights::Placement::Memory, global = true)]
+    pub llm_weights: crate::inference::weights::Placement,
+
     /// Chat context window in tokens (default: the model's own limit).
     #[arg(long, env = "LLM_CONTEXT_TOKENS", global = true)]
     pub llm_context_tokens: Option<usize>,
@@ -288,6 +293,7 @@ impl Config {
         let mut compile = CompileOptions {
             device: self.device.clone(),
             cache_dir: Some(self.openvino_cache_dir()),
+            weights: self.llm_weights,
             ..Default::default()
         };
         for (key, value) in compile.properties.iter_mut() {
@@ -336,6 +342,7 @@ impl Config {
             ("LLM_REVISION", self.llm_revision.clone()),
             ("SD_REVISION", self.sd_revision.clone()),
             ("DEVICE", self.device.clone()),
+            ("LLM_WEIGHTS", format!("{:?}", self.llm_weights).to_lowercase()),
             ("LLM_CONTEXT_TOKENS", self.llm_context_tokens.map_or("(model limit)".into(), |n| n.to_string())),
             ("LLM_ATTENTION", format!("{:?}", self.llm_attention).to_lowercase()),
             ("LLM_PREFILL_CHUNK", self.llm_prefill_chunk.to_string()),

@@ -15,16 +15,21 @@ use server::inference::{
         CompileOptions,
     },
     runtime,
+    weights::Placement,
 };
 
 const EOS: u32 = 940;
 
 fn model() -> (PagedModel, tempfile::TempDir) {
+    model_with(Placement::default())
+}
+
+fn model_with(weights: Placement) -> (PagedModel, tempfile::TempDir) {
     let search =
         runtime::RuntimeSearch { system_paths: true, project_roots: vec![common::repo_root()], ..Default::default() };
     runtime::load(&search).expect("OpenVINO runtime: run scripts/setup.sh openvino");
     let cache = tempfile::tempdir().unwrap();
-    let options = CompileOptions { cache_dir: Some(cache.path().to_path_buf()), ..Default::default() };
+    let options = CompileOptions { cache_dir: Some(cache.path().to_path_buf()), weights, ..Default::default() };
     let mut core = openvino::Core::new().unwrap();
     let model = PagedModel::load(&mut core, &common::fixture(common::LLM_FIXTURE), &options, 1 << 20, 256)
         .expect("the fixture model converts to paged attention (needs the shim: see server/build.rs)");
@@ -117,4 +122,25 @@ fn a_cache_cut_where_the_prompt_diverges_gives_the_cold_tokens() {
     let mut cold = [Sequence::new()];
     let cold_tokens = greedy(&mut model, &mut cold, &[second], 24);
     assert_eq!(warm_tokens, cold_tokens);
+}
+
+/// Whether this process maps the fixture model's weights file.
+fn weights_file_mapped() -> bool {
+    let bin = common::fixture(common::LLM_FIXTURE).join("openvino_model.bin").canonicalize().unwrap();
+    std::fs::read_to_string("/proc/self/maps").unwrap().lines().any(|l| l.ends_with(bin.to_str().unwrap()))
+}
+
+#[test]
+fn weights_read_into_memory_or_mapped_give_the_same_tokens() {
+    // Every other test here reads the weights into memory (the default), so none maps the file.
+    let (mut in_memory, _cache) = model_with(Placement::Memory);
+    assert!(!weights_file_mapped(), "weights read into memory leave no mapping of the file");
+    let (name, prompt, expected) = cases().remove(0);
+    let got = greedy(&mut in_memory, &mut [Sequence::new()], std::slice::from_ref(&prompt), 48);
+    assert_eq!(got[0], expected, "{name}, weights in memory");
+    drop(in_memory);
+    let (mut mapped, _cache) = model_with(Placement::Mapped);
+    assert!(weights_file_mapped(), "LLM_WEIGHTS=mapped maps the file");
+    let got = greedy(&mut mapped, &mut [Sequence::new()], &[prompt], 48);
+    assert_eq!(got[0], expected, "{name}, weights mapped");
 }

@@ -7,6 +7,7 @@ pub mod llm;
 pub mod mock;
 pub mod npy;
 pub mod runtime;
+pub mod weights;
 
 use std::path::{Path, PathBuf};
 

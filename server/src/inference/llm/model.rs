@@ -3,7 +3,11 @@
 //! conversation runs on its own `InferRequest`, whose state is that conversation's KV cache.
 
 use super::ir;
-use crate::inference::{configure_device, input_type, int_tensor, require_files, InferenceError, OvContext};
+use crate::inference::{
+    configure_device, input_type, int_tensor, require_files,
+    weights::{read_ir, Placement},
+    InferenceError, OvContext,
+};
 use openvino::{CompiledModel, Core, DeviceType, ElementType, InferRequest};
 use std::path::{Path, PathBuf};
 
@@ -21,6 +25,8 @@ pub struct CompileOptions {
     pub slice_logits: bool,
     /// Extra device properties, e.g. `PERFORMANCE_HINT=LATENCY`, `KV_CACHE_PRECISION=u8`.
     pub properties: Vec<(String, String)>,
+    /// Weights read into memory (faster decoding) or mapped from the file.
+    pub weights: Placement,
 }
 
 impl Default for CompileOptions {
@@ -34,6 +40,7 @@ impl Default for CompileOptions {
                 ("KV_CACHE_PRECISION".into(), "u8".into()),
                 ("DYNAMIC_QUANTIZATION_GROUP_SIZE".into(), "32".into()),
             ],
+            weights: Placement::default(),
         }
     }
 }
@@ -76,9 +83,7 @@ impl LlmModel {
                 }
                 None => (xml.clone(), false),
             };
-        let model = core
-            .read_model_from_file(&graph.to_string_lossy(), &bin.to_string_lossy())
-            .ov(|| format!("reading {}", graph.display()))?;
+        let model = read_ir(core, &graph, &bin, options.weights)?;
         let compiled =
             core.compile_model(&model, device).ov(|| format!("compiling {} for {}", xml.display(), options.device))?;
         let mut types = [ElementType::I64; 4];

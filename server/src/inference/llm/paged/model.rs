@@ -58,9 +58,7 @@ impl PagedModel {
         let xml = dir.join("openvino_model.xml");
         let bin = dir.join("openvino_model.bin");
         let started = std::time::Instant::now();
-        let mut model = core
-            .read_model_from_file(&xml.to_string_lossy(), &bin.to_string_lossy())
-            .ov(|| format!("reading {}", xml.display()))?;
+        let mut model = crate::inference::weights::read_ir(core, &xml, &bin, options.weights)?;
         let read_ms = started.elapsed().as_millis();
         shim::make_paged(&mut model)?;
         let convert_ms = started.elapsed().as_millis() - read_ms;
