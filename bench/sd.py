@@ -143,10 +143,11 @@ def main():
                       f"UNet step {last['unet_step_ms']:7.1f} ms, {last['peak_rss_mb']:6.0f} MiB", flush=True)
         med = lambda name, key: statistics.median(x[key] for x in results[name])
         print(f"\n{size}x{size}, {args.steps} steps")
-        print(f"{'metric':24} {'Duet':>10} {'GenAI':>10} {'ratio':>7}  target")
+        print(f"{'metric':24} {'Duet':>10} {'GenAI':>10} {'ratio':>7} {'per-round ratios':>24}  target")
         for label, key, target in rows:
             a, b = med("Duet", key), med("GenAI", key)
-            print(f"{label:24} {a:10.1f} {b:10.1f} {a / b:7.3f}  {target}")
+            per_round = " ".join(f"{o[key] / t[key]:.2f}" for o, t in zip(results["Duet"], results["GenAI"]))
+            print(f"{label:24} {a:10.1f} {b:10.1f} {a / b:7.3f} {per_round:>24}  {target}")
         if args.compare_pixels:
             with tempfile.TemporaryDirectory() as tmp:
                 mx, mean = pixel_difference(args, (size, size), tmp)
