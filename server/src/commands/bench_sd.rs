@@ -45,7 +45,7 @@ pub fn run(config: &Config, args: BenchSdArgs) -> Result<(), String> {
     let first = request(0)?;
     model.prepare(first.width, first.height, first.unet_batch()).map_err(|e| e.to_string())?;
     let load_ms = started.elapsed().as_secs_f64() * 1000.0;
-    let (mut total, mut unet, mut text, mut vae) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut total, mut unet, mut text, mut vae, mut png) = (vec![], vec![], vec![], vec![], vec![]);
     let mut unet_runs = 0;
     for run in 0..=args.runs {
         let request = request(run as u32)?;
@@ -58,6 +58,7 @@ pub fn run(config: &Config, args: BenchSdArgs) -> Result<(), String> {
             unet.push(median(&mut output.times.unet_ms.clone()));
             text.push(output.times.text_encode_ms);
             vae.push(output.times.vae_ms);
+            png.push(output.times.png_ms);
         }
     }
     let line = serde_json::json!({
@@ -65,6 +66,7 @@ pub fn run(config: &Config, args: BenchSdArgs) -> Result<(), String> {
         "unet_step_ms": median(&mut unet),
         "text_encode_ms": median(&mut text),
         "vae_ms": median(&mut vae),
+        "png_ms": median(&mut png),
         "load_ms": load_ms,
         "width": first.width,
         "height": first.height,

@@ -75,6 +75,8 @@ pub struct PartTimes {
     pub text_encode_ms: f64,
     pub unet_ms: Vec<f64>,
     pub vae_ms: f64,
+    /// Encoding the PNG with its recipe chunks.
+    pub png_ms: f64,
 }
 
 impl SdModel {
