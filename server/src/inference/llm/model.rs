@@ -25,7 +25,8 @@ pub struct CompileOptions {
     pub slice_logits: bool,
     /// Extra device properties, e.g. `PERFORMANCE_HINT=LATENCY`, `KV_CACHE_PRECISION=u8`.
     pub properties: Vec<(String, String)>,
-    /// Weights read into memory (faster decoding) or mapped from the file.
+    /// Weights read into memory (faster decoding) or mapped from the file. The stateful graph
+    /// maps them whenever `cache_dir` is set: its cached blob decodes as fast either way.
     pub weights: Placement,
 }
 
@@ -83,7 +84,11 @@ impl LlmModel {
                 }
                 None => (xml.clone(), false),
             };
-        let model = read_ir(core, &graph, &bin, options.weights)?;
+        // With OpenVINO's cache the compiled model is imported from its blob from the second start
+        // on, and decodes as fast with either placement (measured: 68-71 ms/token both ways);
+        // reading the weights into memory would only make every start 0.6 s slower.
+        let placement = if options.cache_dir.is_some() { Placement::Mapped } else { options.weights };
+        let model = read_ir(core, &graph, &bin, placement)?;
         let compiled =
             core.compile_model(&model, device).ov(|| format!("compiling {} for {}", xml.display(), options.device))?;
         let mut types = [ElementType::I64; 4];
