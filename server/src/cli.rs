@@ -13,6 +13,17 @@ pub struct Cli {
     pub config: Config,
 }
 
+impl Cli {
+    /// Whether this command runs the models on OpenVINO (and so gains from huge pages).
+    pub fn runs_models(&self) -> bool {
+        match &self.command {
+            None | Some(Command::Serve) => !self.config.use_mocks,
+            Some(Command::Generate(_) | Command::Imagine(_) | Command::Bench(_)) => true,
+            Some(Command::DownloadModels(_) | Command::VerifyModels(_)) => false,
+        }
+    }
+}
+
 #[derive(Subcommand, Debug, Clone)]
 pub enum Command {
     /// Start the web server (the default).

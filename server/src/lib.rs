@@ -8,6 +8,7 @@ pub mod auth;
 pub mod cli;
 pub mod commands;
 pub mod config;
+pub mod huge_pages;
 pub mod inference;
 pub mod jobs;
 pub mod logging;
@@ -170,6 +171,9 @@ fn start_engines(
 pub async fn run(cli: cli::Cli) -> Result<(), StartupError> {
     let config = cli.config;
     logging::init(config.log_format, &config.log_filter).map_err(StartupError::Config)?;
+    if let Some(reason) = huge_pages::restart_failure() {
+        tracing::warn!(reason, "running without huge pages");
+    }
     match cli.command.unwrap_or(cli::Command::Serve) {
         cli::Command::Serve => serve(config).await,
         // The tools block on engine threads: keep them off the async workers.

@@ -1,12 +1,22 @@
 use clap::Parser;
 use std::process::ExitCode;
 
-#[tokio::main]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
     // A missing .env is normal; variables already set in the environment win over it.
     let _ = dotenvy::dotenv();
     let cli = server::cli::Cli::parse();
-    match server::run(cli).await {
+    // Before any thread exists: this may replace the process with itself (see huge_pages).
+    if cli.config.huge_pages && cli.runs_models() {
+        server::huge_pages::restart_with_huge_pages();
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("error: could not start the async runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(server::run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("error: {err}");

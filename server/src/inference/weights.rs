@@ -8,6 +8,9 @@
 //! 78-83 mapped and 67-70 in memory. Huge pages add little beside that (GenAI 68.2-68.4 ms with
 //! them); they are asked for because they cost nothing when the pages are fresh. The price is
 //! start-up: reading 1 GB took 0.5-0.9 s here, and the file's pages are held by the process.
+//! Re-measured on a later machine (Xeon with AMX, alternating runs): 76.3 ms in memory against
+//! 78.6-80.2 mapped, and with glibc's malloc on huge pages (crate::huge_pages, which also covers
+//! this buffer) 72.6 against 74.5: a smaller gain there, still a gain.
 //! The image model keeps the mapping: its UNet is compute-bound (same step time either way)
 //! and reading it in only slowed the start.
 //!
