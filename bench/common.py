@@ -1,13 +1,16 @@
 """Helpers shared by the benchmark scripts."""
 
 import json
+import os
 import subprocess
 import sys
 
 
-def run_child(cmd):
-    """Run a benchmark process and return the JSON line it prints last."""
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+def run_child(cmd, env=None):
+    """Run a benchmark process (with `env` added to the environment) and return the JSON line it
+    prints last."""
+    full_env = None if env is None else {**os.environ, **env}
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=full_env)
     out, err = proc.communicate()
     if proc.returncode != 0:
         sys.exit(f"{cmd[0]} failed ({proc.returncode}):\n{err[-2000:]}")
@@ -29,3 +32,8 @@ def require_inputs(args):
         sys.exit(f"no model at {args.model}: run scripts/make-fixtures.sh --full first")
     if not args.server.is_file():
         sys.exit(f"no server binary at {args.server}: run cargo build --release -p server first")
+
+
+# glibc's malloc on transparent huge pages: what Duet sets for itself (server/src/huge_pages.rs).
+# A reference variant named "+hugepages" runs with it too, to show what it alone buys there.
+HUGE_PAGES_ENV = {"GLIBC_TUNABLES": "glibc.malloc.hugetlb=1"}

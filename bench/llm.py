@@ -5,10 +5,12 @@ Both get the same model folder, the same prompt token ids, greedy decoding with 
 ignored, and all cores; each runs in its own process so its peak memory is its own. Prints a table
 of medians (the first run is a discarded warm-up) with the ratio ours / GenAI and the target.
 
-GenAI runs three times per round: with its default backend on CPU (paged attention: the graph Duet
-runs by default, converted by the same OpenVINO pass), with ATTENTION_BACKEND=SDPA (its stateful
-pipeline: the graph Duet runs with --llm-attention stateful), and with its default backend and
-ENABLE_MMAP=NO ("default+memory": weights read into memory, as Duet reads them by default).
+GenAI runs once per round for each of --genai-backends: "default" is its default backend on CPU
+(paged attention: the graph Duet runs by default, converted by the same OpenVINO pass), "SDPA" its
+stateful pipeline (the graph Duet runs with --llm-attention stateful). Suffixes give it Duet's own
+memory settings, to show what each buys it alone: "+memory" reads the weights into memory
+(ENABLE_MMAP=NO; Duet's LLM_WEIGHTS=memory), "+hugepages" runs it with glibc's malloc on huge
+pages (Duet's HUGE_PAGES=true).
 
     bench/run.sh llm                         # after scripts/make-fixtures.sh --full
     bench/run.sh llm --prompt-tokens 512 --new-tokens 128 --runs 3 --turns 10
@@ -23,7 +25,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import peak_rss_mb, require_inputs, run_child  # noqa: E402
+from common import HUGE_PAGES_ENV, peak_rss_mb, require_inputs, run_child  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_MODEL = ROOT / "data/bench-models/llm/deepseek-r1-distill-qwen-1.5b-arch-int4-cw-ov"
@@ -45,10 +47,10 @@ def genai_worker(args):
     # GenAI's default on CPU is its paged-attention backend (Duet's default too); "SDPA" is its
     # stateful pipeline (Duet's --llm-attention stateful).
     # "+memory": weights read into memory rather than mapped from the file, as Duet does by
-    # default (LLM_WEIGHTS=memory), to show what that setting alone buys GenAI too.
-    name, _, placement = args.genai_backend.partition("+")
+    # default (LLM_WEIGHTS=memory). ("+hugepages" acts through the environment: see main.)
+    name, *suffixes = args.genai_backend.split("+")
     properties = {} if name == "default" else {"ATTENTION_BACKEND": name}
-    if placement == "memory":
+    if "memory" in suffixes:
         properties["ENABLE_MMAP"] = False
     pipe = ov_genai.LLMPipeline(str(args.model), "CPU", **properties)
     load_ms = (time.perf_counter() - started) * 1000
@@ -86,6 +88,7 @@ SWEEP = [
     ("whole prompt at once (no 256-token chunks)", ["--prefill-chunk", "0"]),
     ("no compiled-model cache", ["--no-cache"]),
     ("weights mapped from the file (LLM_WEIGHTS=mapped)", ["--llm-weights", "mapped"]),
+    ("no huge pages (HUGE_PAGES=false)", ["--huge-pages", "false"]),
 ]
 
 
@@ -121,9 +124,10 @@ def main():
     p.add_argument("--sweep", type=int, metavar="ROUNDS",
                    help="instead: measure what each compile setting of ours buys, variants interleaved "
                         "over ROUNDS rounds (medians), since one-off timings on shared hosts drift")
-    p.add_argument("--genai-backends", default="default,SDPA,default+memory",
+    p.add_argument("--genai-backends", default="default,SDPA,default+memory+hugepages",
                    help="GenAI attention backends to compare against (default = its paged attention; "
-                        "+memory: with its weights read into memory, ENABLE_MMAP=NO, like Duet's)")
+                        "+memory: weights read into memory, ENABLE_MMAP=NO, like Duet's; "
+                        "+hugepages: malloc on huge pages, like Duet's)")
     p.add_argument("--genai-backend", default="default", help=argparse.SUPPRESS)
     p.add_argument("--genai-worker", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args()
@@ -142,19 +146,20 @@ def main():
     turns_cmd = [str(args.server), "--data-dir", str(ROOT / "data/bench"), "bench", "llm",
                  "--model", str(args.model), "--prompt-tokens", "16", "--new-tokens", "2", "--runs", "1",
                  "--turns", str(args.turns), *args.ours_args.split()]
-    engines = [("Duet", ours_cmd)] + [
+    engines = [("Duet", ours_cmd, None)] + [
         (f"GenAI {b}", [sys.executable, __file__, "--genai-worker", "--genai-backend", b,
-                        "--model", str(args.model), *common])
+                        "--model", str(args.model), *common],
+         HUGE_PAGES_ENV if "hugepages" in b.split("+") else None)
         for b in args.genai_backends.split(",")]
     print(f"model {args.model.name}, prompt {args.prompt_tokens} tokens, {args.new_tokens} new tokens, "
           f"{args.rounds} rounds x {args.runs} runs (+1 warm-up each), {os.cpu_count()} cores", flush=True)
     # Host speed drifts by 10-20% over minutes on shared machines: rotate which engine goes
     # first, round after round, and compare medians; the per-round ratios show the spread.
-    results = {name: [] for name, _ in engines}
+    results = {name: [] for name, _, _ in engines}
     for r in range(args.rounds):
         shift = r % len(engines)
-        for name, cmd in engines[shift:] + engines[:shift]:
-            results[name].append(run_child(cmd))
+        for name, cmd, env in engines[shift:] + engines[:shift]:
+            results[name].append(run_child(cmd, env))
             last = results[name][-1]
             print(f"  round {r + 1} {name:13}: ttft {last['ttft_ms']:8.0f} ms, "
                   f"tpot {last['tpot_ms']:6.1f} ms, {last['peak_rss_mb']:5.0f} MiB", flush=True)
@@ -169,7 +174,7 @@ def main():
         ("peak memory (MiB)", "peak_rss_mb", "<= 1.10"),
     ]
     ours = results["Duet"]
-    for name, _ in engines[1:]:
+    for name, _, _ in engines[1:]:
         theirs = results[name]
         print(f"\nDuet against {name}")
         print(f"{'metric':28} {'Duet':>9} {'GenAI':>9} {'ratio':>7} {'per-round ratios':>22}  target")

@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import peak_rss_mb, require_inputs, run_child  # noqa: E402
+from common import HUGE_PAGES_ENV, peak_rss_mb, require_inputs, run_child  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_MODEL = ROOT / "data/bench-models/sd/stable-diffusion-v1-5-arch-int8-ov"
@@ -107,8 +107,10 @@ def main():
     p.add_argument("--steps", type=int, default=20)
     p.add_argument("--guidance", type=float, default=7.5)
     p.add_argument("--runs", type=int, default=1, help="timed images per process (after one warm-up)")
-    p.add_argument("--rounds", type=int, default=1, help="rounds per size, alternating which engine goes first")
+    p.add_argument("--rounds", type=int, default=1, help="rounds per size, rotating which engine goes first")
     p.add_argument("--compare-pixels", action="store_true", help="also compare both engines' image of seed 0")
+    p.add_argument("--genai-huge-pages", action="store_true",
+                   help="also run GenAI with glibc's malloc on huge pages, as Duet runs (HUGE_PAGES=true)")
     p.add_argument("--genai-own-defaults", action="store_true",
                    help="let OpenVINO choose GenAI's precision (bf16 where the CPU has it) instead of Duet's f32")
     p.add_argument("--width", type=int, help=argparse.SUPPRESS)
@@ -130,24 +132,30 @@ def main():
     for size in [int(s) for s in args.sizes.split(",")]:
         common = ["--width", str(size), "--height", str(size), "--steps", str(args.steps),
                   "--guidance", str(args.guidance), "--runs", str(args.runs)]
+        genai = [sys.executable, __file__, "--genai-worker", "--model", str(args.model), *common,
+                 *(["--genai-own-defaults"] if args.genai_own_defaults else [])]
         engines = [("Duet", [str(args.server), "--data-dir", str(ROOT / "data/bench"), "bench", "sd",
-                             "--model", str(args.model), *common]),
-                   ("GenAI", [sys.executable, __file__, "--genai-worker", "--model", str(args.model), *common,
-                              *(["--genai-own-defaults"] if args.genai_own_defaults else [])])]
-        results = {name: [] for name, _ in engines}
+                             "--model", str(args.model), *common], None),
+                   ("GenAI", genai, None)]
+        if args.genai_huge_pages:
+            engines.append(("GenAI+hugepages", genai, HUGE_PAGES_ENV))
+        results = {name: [] for name, _, _ in engines}
         for r in range(args.rounds):
-            for name, cmd in (engines if r % 2 == 0 else engines[::-1]):
-                results[name].append(run_child(cmd))
+            # Rotate which engine goes first, round after round.
+            shift = r % len(engines)
+            for name, cmd, env in engines[shift:] + engines[:shift]:
+                results[name].append(run_child(cmd, env))
                 last = results[name][-1]
-                print(f"  {size}x{size} round {r + 1} {name:5}: {last['total_ms']:9.0f} ms per image, "
+                print(f"  {size}x{size} round {r + 1} {name:15}: {last['total_ms']:9.0f} ms per image, "
                       f"UNet step {last['unet_step_ms']:7.1f} ms, {last['peak_rss_mb']:6.0f} MiB", flush=True)
         med = lambda name, key: statistics.median(x[key] for x in results[name])
-        print(f"\n{size}x{size}, {args.steps} steps")
-        print(f"{'metric':24} {'Duet':>10} {'GenAI':>10} {'ratio':>7} {'per-round ratios':>24}  target")
-        for label, key, target in rows:
-            a, b = med("Duet", key), med("GenAI", key)
-            per_round = " ".join(f"{o[key] / t[key]:.2f}" for o, t in zip(results["Duet"], results["GenAI"]))
-            print(f"{label:24} {a:10.1f} {b:10.1f} {a / b:7.3f} {per_round:>24}  {target}")
+        for name, _, _ in engines[1:]:
+            print(f"\n{size}x{size}, {args.steps} steps: Duet against {name}")
+            print(f"{'metric':24} {'Duet':>10} {'GenAI':>10} {'ratio':>7} {'per-round ratios':>24}  target")
+            for label, key, target in rows:
+                a, b = med("Duet", key), med(name, key)
+                per_round = " ".join(f"{o[key] / t[key]:.2f}" for o, t in zip(results["Duet"], results[name]))
+                print(f"{label:24} {a:10.1f} {b:10.1f} {a / b:7.3f} {per_round:>24}  {target}")
         if args.compare_pixels:
             with tempfile.TemporaryDirectory() as tmp:
                 mx, mean = pixel_difference(args, (size, size), tmp)
