@@ -12,7 +12,7 @@
 //! the tunable added (same process id, arguments and environment). A `GLIBC_TUNABLES` that
 //! already names `glibc.malloc.hugetlb` is left alone, which also ends the restart.
 
-use std::{ffi::OsString, sync::OnceLock};
+use std::sync::OnceLock;
 
 const TUNABLE: &str = "glibc.malloc.hugetlb";
 const KERNEL_SETTING: &str = "/sys/kernel/mm/transparent_hugepage/enabled";
@@ -64,7 +64,7 @@ pub fn status() -> String {
 pub fn restart_with_huge_pages() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     {
-        use std::os::unix::process::CommandExt;
+        use std::{ffi::OsString, os::unix::process::CommandExt};
         let Some(tunables) = tunables_with_huge_pages(std::env::var("GLIBC_TUNABLES").ok().as_deref()) else {
             return;
         };
