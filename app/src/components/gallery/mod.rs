@@ -5,10 +5,9 @@
 
 mod viewer;
 
-use super::load_into;
 use crate::{
     api::load_gallery,
-    types::{GalleryFilterForm, GalleryImage},
+    types::{GalleryFilterForm, GalleryImage, GalleryPage as Page},
 };
 use leptos::prelude::*;
 use leptos_router::{components::Form, hooks::use_query_map};
@@ -30,33 +29,10 @@ fn filter_from_address() -> Memo<GalleryFilterForm> {
 pub fn GalleryPage() -> impl IntoView {
     let filter = filter_from_address();
     let first = Resource::new(move || filter.get(), load_gallery);
-    // Pages after the first, loaded with "More"; the first page's Suspend resets them.
-    let more = RwSignal::new(Vec::<GalleryImage>::new());
-    let next_offset = RwSignal::new(None::<u32>);
     let selected = RwSignal::new(Vec::<String>::new());
     let open = RwSignal::new(None::<GalleryImage>);
     let removed = RwSignal::new(Vec::<String>::new());
     let error = RwSignal::new(None::<String>);
-    // Made here, not inside the Suspend below: what is made there is dropped each time it runs.
-    let first_images = RwSignal::new(Vec::<GalleryImage>::new());
-    let all = Signal::derive(move || {
-        let hidden = removed.get();
-        first_images.get().into_iter().chain(more.get()).filter(|i| !hidden.contains(&i.id)).collect::<Vec<_>>()
-    });
-
-    let load_more = move |_| {
-        let Some(offset) = next_offset.get_untracked() else { return };
-        let filter = GalleryFilterForm { offset: Some(offset), ..filter.get_untracked() };
-        leptos::task::spawn_local(async move {
-            match load_gallery(filter).await {
-                Ok(page) => {
-                    more.update(|m| m.extend(page.images));
-                    next_offset.set(page.next_offset);
-                }
-                Err(e) => error.set(Some(e.to_string())),
-            }
-        });
-    };
     let download_zip = move |_| {
         #[cfg(feature = "hydrate")]
         leptos::task::spawn_local(async move {
@@ -92,23 +68,58 @@ pub fn GalleryPage() -> impl IntoView {
             <Transition fallback=|| view! { <p class="muted">"Loading pictures…"</p> }>
                 {move || Suspend::new(async move {
                     match first.await {
-                        Ok(page) => {
-                            load_into(more, Vec::new());
-                            load_into(next_offset, page.next_offset);
-                            load_into(first_images, page.images);
-                            view! { <Grid images=all selected open/> }.into_any()
-                        }
+                        Ok(page) => view! { <Results page filter selected open removed error/> }.into_any(),
                         Err(e) => view! { <p class="error" role="alert">{e.to_string()}</p> }.into_any(),
                     }
                 })}
             </Transition>
-            <Show when=move || next_offset.get().is_some()>
-                <button class="button" type="button" on:click=load_more>"More"</button>
-            </Show>
             <Viewer open removed/>
         </section>
     }
     .into_any()
+}
+
+/// One search's pictures: its first page, the pages "More" adds, and the "More" button.
+///
+/// Made inside the first page's `Suspend`, so a new search starts it afresh, and the page's data
+/// is read from the response rather than written into signals of the page around it: on the
+/// server such a write raced the end of the render (1 render in ~400 panicked on a disposed
+/// signal and never finished).
+#[component]
+fn Results(
+    page: Page,
+    filter: Memo<GalleryFilterForm>,
+    selected: RwSignal<Vec<String>>,
+    open: RwSignal<Option<GalleryImage>>,
+    removed: RwSignal<Vec<String>>,
+    error: RwSignal<Option<String>>,
+) -> impl IntoView {
+    let first_images = page.images;
+    let more = RwSignal::new(Vec::<GalleryImage>::new());
+    let next_offset = RwSignal::new(page.next_offset);
+    let images = Signal::derive(move || {
+        let hidden = removed.get();
+        first_images.iter().cloned().chain(more.get()).filter(|i| !hidden.contains(&i.id)).collect::<Vec<_>>()
+    });
+    let load_more = move |_| {
+        let Some(offset) = next_offset.get_untracked() else { return };
+        let filter = GalleryFilterForm { offset: Some(offset), ..filter.get_untracked() };
+        leptos::task::spawn_local(async move {
+            match load_gallery(filter).await {
+                Ok(page) => {
+                    more.update(|m| m.extend(page.images));
+                    next_offset.set(page.next_offset);
+                }
+                Err(e) => error.set(Some(e.to_string())),
+            }
+        });
+    };
+    view! {
+        <Grid images selected open/>
+        <Show when=move || next_offset.get().is_some()>
+            <button class="button" type="button" on:click=load_more>"More"</button>
+        </Show>
+    }
 }
 
 #[component]
