@@ -5,8 +5,9 @@
 //! streams large activations, and on 4 KiB pages much of that time goes to TLB misses. glibc's
 //! `glibc.malloc.hugetlb=1` tunable makes malloc ask for transparent huge pages on the memory it
 //! maps. Measured on the full-size models (2 cores, alternating runs): decoding 76.3 → 72.6 ms per
-//! token, a 256x256 UNet step 1331 → 1267 ms; start-up about 2 s slower (the kernel compacts
-//! memory to find the pages), peak memory within 3 %.
+//! token; a 256x256 UNet step 1331 → 1267 ms in one A/B, but within run-to-run noise (±5 %) in
+//! the side-by-side benchmark against GenAI with and without the tunable; start-up about 2 s
+//! slower (the kernel compacts memory to find the pages), peak memory within 3 %.
 //!
 //! Tunables are read only when a process starts, so the server starts itself again, once, with
 //! the tunable added (same process id, arguments and environment). A `GLIBC_TUNABLES` that
