@@ -9,8 +9,8 @@ plain f32 GEMMs instead, at the price of 4 bytes per weight instead of 1.
 
 This compiles the UNet of the full-size benchmark model both ways at one size and batch 2 (as
 under guidance), runs them alternately so machine drift hits both alike, and prints per-pair
-ratios (folded / as shipped) of the whole UNet run and of its linear layers (profiling counters),
-then each way's peak memory in a process of its own (the folded way's peak includes the graph
+ratios (folded / as shipped) of the whole UNet run, its linear layers and its convolutions
+(profiling counters), then each way's peak memory in a process of its own (the folded way's peak includes the graph
 being folded in Python, as a load-time rewrite would hold it too).
 
     scripts/make-fixtures.sh --full --only sd     # once
@@ -21,16 +21,14 @@ import argparse
 import collections
 import json
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import peak_rss_mb  # noqa: E402
+from common import peak_rss_mb, run_child  # noqa: E402
+from sd import DEFAULT_MODEL  # noqa: E402
 
-ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_MODEL = ROOT / "data/bench-models/sd/stable-diffusion-v1-5-arch-int8-ov"
 PROPS = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "f32", "DYNAMIC_QUANTIZATION_GROUP_SIZE": "0"}
 
 
@@ -115,8 +113,7 @@ def main():
     del ways
     for name, flag in (("as shipped", []), ("folded f32", ["--folded"])):
         cmd = [sys.executable, __file__, "--memory-worker", "--model", str(args.model), "--size", str(args.size), *flag]
-        out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
-        print(f"  peak memory, {name:11}: {json.loads(out.splitlines()[-1])['peak_rss_mb']:8.0f} MiB")
+        print(f"  peak memory, {name:11}: {run_child(cmd)['peak_rss_mb']:8.0f} MiB")
 
 
 if __name__ == "__main__":
