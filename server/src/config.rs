@@ -131,6 +131,12 @@ pub struct Config {
     #[arg(long, env = "SD_COMPILED_SIZES", default_value_t = 2, global = true)]
     pub sd_compiled_sizes: usize,
 
+    /// UNet linear layers whose int8 weights are unpacked to f32 at load, so OpenVINO runs plain
+    /// f32 GEMMs instead of decompressing at every step: f32-outer (the high-resolution levels,
+    /// most speed per byte), f32 (all; most memory), int8 (as shipped; least memory).
+    #[arg(long, env = "SD_UNET_LINEAR", value_enum, default_value_t = crate::inference::diffusion::UnetLinear::F32Outer, global = true)]
+    pub sd_unet_linear: crate::inference::diffusion::UnetLinear,
+
     /// Filter images with the model's safety checker when it has one; flagged ones are blacked out (true/false).
     #[arg(long, env = "SD_SAFETY_CHECKER", default_value = "false", action = ArgAction::Set,
           value_parser = |s: &str| parse_bool("SD_SAFETY_CHECKER", s), global = true)]
@@ -326,6 +332,7 @@ impl Config {
             cache_dir: Some(self.openvino_cache_dir()),
             compiled_sizes: self.sd_compiled_sizes.max(1),
             safety_checker: self.sd_safety_checker,
+            unet_linear: self.sd_unet_linear,
             ..Default::default()
         }
     }
@@ -358,6 +365,7 @@ impl Config {
             ("LLM_KV_CACHE_MB", self.llm_kv_cache_mb.to_string()),
             ("LLM_KV_CACHE_PRECISION", self.llm_kv_cache_precision.clone()),
             ("SD_COMPILED_SIZES", self.sd_compiled_sizes.to_string()),
+            ("SD_UNET_LINEAR", self.sd_unet_linear.to_string()),
             ("SD_SAFETY_CHECKER", self.sd_safety_checker.to_string()),
             ("CONTEXT_TURNS", self.context_turns.to_string()),
             ("CHAT_MAX_TOKENS", self.chat_max_tokens.to_string()),

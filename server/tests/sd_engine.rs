@@ -6,6 +6,7 @@ mod common;
 use server::inference::{
     diffusion::{
         image_file, ImageRequest, PipelineError, Progress, SchedulerKind, SdCompileOptions, SdEngine, SdModel,
+        UnetLinear,
     },
     npy, runtime,
 };
@@ -15,11 +16,15 @@ use std::sync::{
 };
 
 fn start() -> SdEngine {
+    start_with(SdCompileOptions::default())
+}
+
+fn start_with(options: SdCompileOptions) -> SdEngine {
     let search =
         runtime::RuntimeSearch { system_paths: true, project_roots: vec![common::repo_root()], ..Default::default() };
     runtime::load(&search).expect("OpenVINO runtime: run scripts/setup.sh openvino");
     let (tx, rx) = std::sync::mpsc::channel();
-    let engine = SdEngine::start(common::fixture(common::SD_FIXTURE), SdCompileOptions::default(), move |r| {
+    let engine = SdEngine::start(common::fixture(common::SD_FIXTURE), options, move |r| {
         tx.send(r.map(|_| ()).map_err(|e| e.to_string())).unwrap()
     })
     .unwrap();
@@ -89,6 +94,41 @@ async fn reference_latents_give_the_reference_image() {
     }
     assert_eq!(steps, (1..=9).collect::<Vec<_>>());
     assert_eq!(output.times.unet_ms.len(), 9);
+}
+
+/// The UNet's linear weights as shipped (int8), or unpacked to f32 in the outer levels or in all
+/// (the default is the outer ones): the same picture, and the same picture again.
+#[tokio::test]
+async fn unpacking_the_unets_linear_weights_keeps_the_picture() {
+    let refs = reference();
+    let latents = npy::read_f32(&common::fixture("fixtures/reference/sd_initial_latents.npy")).unwrap().data;
+    let fox = ImageRequest {
+        prompt: refs["params"]["prompt"].as_str().unwrap().into(),
+        negative_prompt: refs["params"]["negative_prompt"].as_str().unwrap().into(),
+        ..request(0, SchedulerKind::Pndm, 8, 7.5)
+    };
+    // Twice through OpenVINO's cache as well: compiled, then imported (our weights then go).
+    let cache = tempfile::tempdir().unwrap();
+    let cached =
+        |unet_linear| SdCompileOptions { unet_linear, cache_dir: Some(cache.path().into()), ..Default::default() };
+    let ways = [UnetLinear::Int8, UnetLinear::F32Outer, UnetLinear::F32]
+        .map(|w| SdCompileOptions { unet_linear: w, ..Default::default() });
+    let mut images = Vec::new();
+    for options in ways.into_iter().chain([cached(UnetLinear::F32Outer), cached(UnetLinear::F32Outer)]) {
+        let unet_linear = options.unet_linear;
+        let engine = start_with(options);
+        let no = || Arc::new(AtomicBool::new(false));
+        let first = engine.generate(fox.clone(), Some(latents.clone()), None, no()).await.unwrap();
+        let again = engine.generate(fox.clone(), Some(latents.clone()), None, no()).await.unwrap();
+        assert_eq!(first.png, again.png, "{unet_linear}: the same bytes twice");
+        images.push((unet_linear, first.image.pixels));
+    }
+    let (_, int8) = &images[0];
+    for (which, pixels) in &images[1..] {
+        let max = pixels.iter().zip(int8).map(|(a, b)| (*a as i32 - *b as i32).unsigned_abs()).max().unwrap();
+        println!("{which} against int8: max pixel difference {max}");
+        assert!(max <= 1, "{which}: max pixel difference {max} against the int8 weights");
+    }
 }
 
 #[tokio::test]

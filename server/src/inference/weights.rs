@@ -64,6 +64,133 @@ fn read_weights(bin: &Path) -> Result<Option<Tensor>, InferenceError> {
     Ok(Some(tensor))
 }
 
+/// A model's `.bin` mapped from its file (as OpenVINO maps it) with a tail of our own memory
+/// after it, in one range: OpenVINO takes a single weights buffer, and copying the file into
+/// memory would hold all of it for as long as the compiled model lives, where a mapping's
+/// untouched pages cost nothing. Used for the UNet's unpacked linear weights
+/// ([`super::diffusion::unpack`]).
+#[cfg(unix)]
+pub struct ExtendedWeights {
+    base: *mut u8,
+    len: usize,
+    /// Where the tail starts: the file's length rounded up to a page.
+    pub tail_offset: usize,
+    tensor: Option<Tensor>,
+}
+
+// SAFETY: the mapping is plain memory owned by this value; the raw pointer is never shared
+// outside it except through the tensor, which OpenVINO reads from any thread.
+#[cfg(unix)]
+unsafe impl Send for ExtendedWeights {}
+
+#[cfg(unix)]
+impl ExtendedWeights {
+    /// The file `bin` mapped read-only, followed by `tail_len` zeroed bytes to fill ([`Self::split_mut`]).
+    pub fn map(bin: &Path, tail_len: usize) -> Result<Self, InferenceError> {
+        use std::os::fd::AsRawFd;
+        let io = |e: std::io::Error| InferenceError::BadModel(format!("{}: {e}", bin.display()));
+        let file = std::fs::File::open(bin).map_err(io)?;
+        let file_len = file.metadata().map_err(io)?.len() as usize;
+        // SAFETY: sysconf has no preconditions.
+        let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(4096) as usize;
+        let tail_offset = file_len.div_ceil(page) * page;
+        let len = (tail_offset + tail_len).max(page);
+        // SAFETY: a fresh anonymous mapping; its file part is then replaced in place (MAP_FIXED
+        // inside a range we own), and every page is unmapped once, in Drop.
+        unsafe {
+            let base = libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            );
+            if base == libc::MAP_FAILED {
+                return Err(io(std::io::Error::last_os_error()));
+            }
+            let weights = ExtendedWeights { base: base.cast(), len, tail_offset, tensor: None };
+            if file_len > 0 {
+                let mapped = libc::mmap(
+                    base,
+                    file_len,
+                    libc::PROT_READ,
+                    libc::MAP_PRIVATE | libc::MAP_FIXED,
+                    file.as_raw_fd(),
+                    0,
+                );
+                if mapped == libc::MAP_FAILED {
+                    return Err(io(std::io::Error::last_os_error()));
+                }
+            }
+            Ok(weights)
+        }
+    }
+
+    /// The file's bytes, and the tail to write, until [`Self::tensor`] hands the buffer to OpenVINO.
+    pub fn split_mut(&mut self) -> (&[u8], &mut [u8]) {
+        assert!(self.tensor.is_none(), "the weights are OpenVINO's once their tensor exists");
+        // SAFETY: the first `tail_offset` bytes are mapped read-only (past the file's end the
+        // kernel zero-fills the last page) and nothing writes them; the tail lies after them
+        // inside our anonymous mapping, and `&mut self` makes these the only views.
+        unsafe {
+            (
+                std::slice::from_raw_parts(self.base, self.tail_offset),
+                std::slice::from_raw_parts_mut(self.base.add(self.tail_offset), self.len - self.tail_offset),
+            )
+        }
+    }
+
+    /// A u8 tensor over the whole range, sharing it (no copy). OpenVINO keeps its own reference
+    /// to the tensor in every model read from it, so `self` must outlive them: owners drop their
+    /// compiled models first.
+    pub fn tensor(&mut self) -> Result<&Tensor, InferenceError> {
+        if self.tensor.is_none() {
+            let ctx = "sharing the weights with OpenVINO";
+            let dims = [self.len as i64];
+            let mut shape = openvino_sys::ov_shape_t { rank: 0, dims: std::ptr::null_mut() };
+            let mut raw = std::ptr::null_mut();
+            // SAFETY: plain C API calls with valid out-pointers; the shape is freed after use
+            // (the tensor copies it), and the host memory stays mapped until Drop.
+            let status = unsafe {
+                let status = openvino_sys::ov_shape_create(1, dims.as_ptr(), &mut shape);
+                if status != openvino_sys::ov_status_e::OK {
+                    status
+                } else {
+                    let status = openvino_sys::ov_tensor_create_from_host_ptr(
+                        openvino_sys::ov_element_type_e::U8,
+                        shape,
+                        self.base.cast(),
+                        &mut raw,
+                    );
+                    openvino_sys::ov_shape_free(&mut shape);
+                    status
+                }
+            };
+            if status != openvino_sys::ov_status_e::OK || raw.is_null() {
+                return Err(InferenceError::BadModel(format!("{ctx}: OpenVINO status {status:?}")));
+            }
+            const _: () =
+                assert!(std::mem::size_of::<Tensor>() == std::mem::size_of::<*mut openvino_sys::ov_tensor_t>());
+            // SAFETY: `Tensor` is a struct with one field, the `*mut ov_tensor_t` (checked by size
+            // above), and frees it with ov_tensor_free on drop, as this handle needs.
+            self.tensor = Some(unsafe { std::mem::transmute::<*mut openvino_sys::ov_tensor_t, Tensor>(raw) });
+        }
+        Ok(self.tensor.as_ref().expect("set above"))
+    }
+}
+
+#[cfg(unix)]
+impl Drop for ExtendedWeights {
+    fn drop(&mut self) {
+        self.tensor = None;
+        // SAFETY: unmaps exactly the range mapped in `map`, once.
+        unsafe {
+            libc::munmap(self.base.cast(), self.len);
+        }
+    }
+}
+
 const HUGE_PAGE: usize = 2 << 20;
 
 /// Ask for transparent huge pages on the whole 2 MiB pages inside `buffer`, before its pages are

@@ -14,6 +14,7 @@ pub mod rng;
 pub mod safety;
 pub mod scheduler;
 pub mod tokenizer;
+pub mod unpack;
 
 pub use engine::{SdEngine, SdInfo};
 pub use files::{SdFiles, REQUIRED_FILES};
@@ -21,3 +22,4 @@ pub use model::{PartTimes, SdCompileOptions, SdModel};
 pub use pipeline::{ImageOutput, PipelineError, Progress};
 pub use request::{ImageRequest, InvalidField};
 pub use scheduler::SchedulerKind;
+pub use unpack::UnetLinear;

@@ -2,7 +2,9 @@
 //! static shapes for each requested size (OpenVINO's CPU kernels are faster on static shapes)
 //! and kept in a small most-recently-used cache of compiled sizes.
 
-use super::{files::SdFiles, safety::SafetyChecker, scheduler::SchedulerKind, tokenizer::ClipTokenizer};
+use super::{
+    files::SdFiles, safety::SafetyChecker, scheduler::SchedulerKind, tokenizer::ClipTokenizer, unpack::UnetLinear,
+};
 use crate::inference::{configure_device, f32_tensor, input_type, int_tensor, InferenceError, OvContext};
 use openvino::{CompiledModel, Core, DeviceType, InferRequest, Model, PartialShape};
 use std::path::PathBuf;
@@ -19,6 +21,8 @@ pub struct SdCompileOptions {
     pub compiled_sizes: usize,
     /// Run the folder's safety checker (when it has one) and black out flagged images.
     pub safety_checker: bool,
+    /// Which UNet linear layers get their int8 weights unpacked to f32 at load (see `unpack`).
+    pub unet_linear: UnetLinear,
     pub properties: Vec<(String, String)>,
 }
 
@@ -30,6 +34,7 @@ impl Default for SdCompileOptions {
             static_shapes: true,
             compiled_sizes: 2,
             safety_checker: false,
+            unet_linear: UnetLinear::default(),
             properties: vec![
                 ("PERFORMANCE_HINT".into(), "LATENCY".into()),
                 // CPUs with AVX-512 BF16/VNNI or AMX otherwise compute in bf16 and quantize
@@ -52,7 +57,15 @@ struct SizedModels {
     unet: InferRequest,
     vae: InferRequest,
     timestep_type: openvino::ElementType,
+    /// The UNet's weights when some were unpacked: declared last, so dropped after the
+    /// compiled UNet that reads them.
+    _unet_weights: Option<ExtendedUnetWeights>,
 }
+
+#[cfg(unix)]
+type ExtendedUnetWeights = crate::inference::weights::ExtendedWeights;
+#[cfg(not(unix))]
+type ExtendedUnetWeights = ();
 
 pub struct SdModel {
     pub files: SdFiles,
@@ -140,7 +153,7 @@ impl SdModel {
         let (h, w) = (height as i64 / 8, width as i64 / 8);
         let (b, channels) = (batch as i64, self.files.latent_channels as i64);
         let hidden = self.files.text_hidden_size as i64;
-        let mut unet_graph = self.read_graph("unet")?;
+        let (mut unet_graph, unet_weights) = self.read_unet()?;
         if self.options.static_shapes {
             let sample = static_shape(&[b, channels, h, w])?;
             let (timestep, states) = (static_shape(&[1])?, static_shape(&[b, 77, hidden])?);
@@ -149,6 +162,9 @@ impl SdModel {
                 .ov(|| format!("reshaping the UNet to {width}x{height}"))?;
         }
         let unet = self.compile(unet_graph, "the UNet")?;
+        // A UNet imported from OpenVINO's cache brought its own weights: ours can go now.
+        let from_cache = loaded_from_cache(&unet);
+        let unet_weights = unet_weights.filter(|_| !from_cache);
         let mut vae_graph = self.read_graph("vae_decoder")?;
         if self.options.static_shapes {
             let latent = static_shape(&[1, channels, h, w])?;
@@ -168,14 +184,64 @@ impl SdModel {
             unet: unet_request,
             vae: vae_request,
             timestep_type,
+            _unet_weights: unet_weights,
         });
         let ms = started.elapsed().as_secs_f64() * 1000.0;
-        tracing::info!(width, height, batch, ms = ms as u64, "compiled the image model for this size");
+        tracing::info!(
+            width,
+            height,
+            batch,
+            ms = ms as u64,
+            unet_from_cache = from_cache,
+            "compiled the image model for this size"
+        );
         Ok(ms)
     }
 
     fn read_graph(&mut self, part: &str) -> Result<Model, InferenceError> {
         read_graph(&mut self.core, &self.files.dir, part)
+    }
+
+    /// The UNet's graph, with the linear layers `options.unet_linear` names reading f32 weights
+    /// from a buffer that must outlive its compiled model (`None`: OpenVINO maps the file).
+    #[cfg(unix)]
+    fn read_unet(&mut self) -> Result<(Model, Option<ExtendedUnetWeights>), InferenceError> {
+        let (xml_path, bin) =
+            (self.files.dir.join("unet/openvino_model.xml"), self.files.dir.join("unet/openvino_model.bin"));
+        let started = std::time::Instant::now();
+        let bad = |e: &dyn std::fmt::Display| InferenceError::BadModel(format!("{}: {e}", xml_path.display()));
+        let xml = match self.options.unet_linear {
+            UnetLinear::Int8 => None,
+            _ => Some(std::fs::read_to_string(&xml_path).map_err(|e| bad(&e))?),
+        };
+        let Some(plan) = xml
+            .as_deref()
+            .map(|x| super::unpack::plan(x, self.options.unet_linear))
+            .transpose()
+            .map_err(|e| bad(&e))?
+            .flatten()
+        else {
+            if self.options.unet_linear != UnetLinear::Int8 {
+                tracing::warn!(model = %xml_path.display(), "no UNet linear layer to unpack: its layer names do not show the UNet's levels");
+            }
+            return Ok((self.read_graph("unet")?, None));
+        };
+        let mut weights = ExtendedUnetWeights::map(&bin, plan.tail_len)?;
+        let (file, tail) = weights.split_mut();
+        plan.fill(file, tail).map_err(|e| bad(&e))?;
+        let text = plan.xml(xml.as_deref().unwrap_or_default(), weights.tail_offset);
+        let graph = self
+            .core
+            .read_model_from_buffer(text.as_bytes(), Some(weights.tensor()?))
+            .ov(|| format!("reading {}", xml_path.display()))?;
+        let (layers, count) = plan.size();
+        tracing::info!(layers, weights = count, ms = started.elapsed().as_millis() as u64, which = %self.options.unet_linear, "unpacked UNet linear weights to f32");
+        Ok((graph, Some(weights)))
+    }
+
+    #[cfg(not(unix))]
+    fn read_unet(&mut self) -> Result<(Model, Option<ExtendedUnetWeights>), InferenceError> {
+        Ok((self.read_graph("unet")?, None))
     }
 
     /// Compile `graph`, consuming it so its weights are unmapped as soon as possible.
@@ -246,6 +312,13 @@ pub(super) fn read_graph(core: &mut Core, dir: &std::path::Path, part: &str) -> 
     let (xml, bin) = (dir.join(part).join("openvino_model.xml"), dir.join(part).join("openvino_model.bin"));
     core.read_model_from_file(&xml.to_string_lossy(), &bin.to_string_lossy())
         .ov(|| format!("reading {}", xml.display()))
+}
+
+/// Whether OpenVINO imported `model` from its compiled-model cache instead of compiling it (then
+/// it holds none of the graph's weights). Unknown counts as compiled.
+fn loaded_from_cache(model: &CompiledModel) -> bool {
+    let key = openvino::PropertyKey::Other("LOADED_FROM_CACHE".into());
+    model.get_property(&key).is_ok_and(|v| matches!(v.to_ascii_uppercase().as_str(), "YES" | "TRUE" | "1"))
 }
 
 fn static_shape(dims: &[i64]) -> Result<PartialShape, InferenceError> {
