@@ -111,6 +111,8 @@ def main():
     p.add_argument("--compare-pixels", action="store_true", help="also compare both engines' image of seed 0")
     p.add_argument("--genai-huge-pages", action="store_true",
                    help="also run GenAI with glibc's malloc on huge pages, as Duet runs (HUGE_PAGES=true)")
+    p.add_argument("--duet-int8", action="store_true",
+                   help="also run Duet with the UNet's linear weights as shipped (SD_UNET_LINEAR=int8)")
     p.add_argument("--genai-own-defaults", action="store_true",
                    help="let OpenVINO choose GenAI's precision (bf16 where the CPU has it) instead of Duet's f32")
     p.add_argument("--width", type=int, help=argparse.SUPPRESS)
@@ -134,9 +136,13 @@ def main():
                   "--guidance", str(args.guidance), "--runs", str(args.runs)]
         genai = [sys.executable, __file__, "--genai-worker", "--model", str(args.model), *common,
                  *(["--genai-own-defaults"] if args.genai_own_defaults else [])]
-        engines = [("Duet", [str(args.server), "--data-dir", str(ROOT / "data/bench"), "bench", "sd",
-                             "--model", str(args.model), *common], None),
-                   ("GenAI", genai, None)]
+        duet = [str(args.server), "--data-dir", str(ROOT / "data/bench"), "bench", "sd", "--model", str(args.model),
+                *common]
+        engines = [("Duet", duet, None)]
+        if args.duet_int8:
+            engines.append(("Duet int8", [*duet, "--sd-unet-linear", "int8"], None))
+        ours = [name for name, _, _ in engines]
+        engines.append(("GenAI", genai, None))
         if args.genai_huge_pages:
             engines.append(("GenAI+hugepages", genai, HUGE_PAGES_ENV))
         results = {name: [] for name, _, _ in engines}
@@ -149,13 +155,14 @@ def main():
                 print(f"  {size}x{size} round {r + 1} {name:15}: {last['total_ms']:9.0f} ms per image, "
                       f"UNet step {last['unet_step_ms']:7.1f} ms, {last['peak_rss_mb']:6.0f} MiB", flush=True)
         med = lambda name, key: statistics.median(x[key] for x in results[name])
-        for name, _, _ in engines[1:]:
-            print(f"\n{size}x{size}, {args.steps} steps: Duet against {name}")
-            print(f"{'metric':24} {'Duet':>10} {'GenAI':>10} {'ratio':>7} {'per-round ratios':>24}  target")
-            for label, key, target in rows:
-                a, b = med("Duet", key), med(name, key)
-                per_round = " ".join(f"{o[key] / t[key]:.2f}" for o, t in zip(results["Duet"], results[name]))
-                print(f"{label:24} {a:10.1f} {b:10.1f} {a / b:7.3f} {per_round:>24}  {target}")
+        for duet_name in ours:
+            for name in [n for n, _, _ in engines if n not in ours]:
+                print(f"\n{size}x{size}, {args.steps} steps: {duet_name} against {name}")
+                print(f"{'metric':24} {'Duet':>10} {'GenAI':>10} {'ratio':>7} {'per-round ratios':>24}  target")
+                for label, key, target in rows:
+                    a, b = med(duet_name, key), med(name, key)
+                    per_round = " ".join(f"{o[key] / t[key]:.2f}" for o, t in zip(results[duet_name], results[name]))
+                    print(f"{label:24} {a:10.1f} {b:10.1f} {a / b:7.3f} {per_round:>24}  {target}")
         if args.compare_pixels:
             with tempfile.TemporaryDirectory() as tmp:
                 mx, mean = pixel_difference(args, (size, size), tmp)

@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""What the UNet's int8 linear-layer weights cost in speed: a lever for Duet's image engine.
+"""What the UNet's int8 linear-layer weights cost in speed (Duet unpacks those of the outer levels
+to f32 at load: SD_UNET_LINEAR, server/src/inference/diffusion/unpack.rs).
 
 The SD 1.5 INT8 export stores every linear layer's weights as u8 with a zero point and an f16
 scale. OpenVINO's CPU plugin keeps them so and runs those layers as FullyConnectedCompressed,
