@@ -210,26 +210,18 @@ impl SdModel {
             (self.files.dir.join("unet/openvino_model.xml"), self.files.dir.join("unet/openvino_model.bin"));
         let started = std::time::Instant::now();
         let bad = |e: &dyn std::fmt::Display| InferenceError::BadModel(format!("{}: {e}", xml_path.display()));
-        let xml = match self.options.unet_linear {
-            UnetLinear::Int8 => None,
-            _ => Some(std::fs::read_to_string(&xml_path).map_err(|e| bad(&e))?),
-        };
-        let Some(plan) = xml
-            .as_deref()
-            .map(|x| super::unpack::plan(x, self.options.unet_linear))
-            .transpose()
-            .map_err(|e| bad(&e))?
-            .flatten()
-        else {
-            if self.options.unet_linear != UnetLinear::Int8 {
-                tracing::warn!(model = %xml_path.display(), "no UNet linear layer to unpack: its layer names do not show the UNet's levels");
-            }
+        if self.options.unet_linear == UnetLinear::Int8 {
+            return Ok((self.read_graph("unet")?, None));
+        }
+        let xml = std::fs::read_to_string(&xml_path).map_err(|e| bad(&e))?;
+        let Some(plan) = super::unpack::plan(&xml, self.options.unet_linear).map_err(|e| bad(&e))? else {
+            tracing::warn!(model = %xml_path.display(), "no UNet linear layer to unpack: its layer names do not show the UNet's levels");
             return Ok((self.read_graph("unet")?, None));
         };
         let mut weights = ExtendedUnetWeights::map(&bin, plan.tail_len)?;
         let (file, tail) = weights.split_mut();
         plan.fill(file, tail).map_err(|e| bad(&e))?;
-        let text = plan.xml(xml.as_deref().unwrap_or_default(), weights.tail_offset);
+        let text = plan.xml(&xml, weights.tail_offset);
         let graph = self
             .core
             .read_model_from_buffer(text.as_bytes(), Some(weights.tensor()?))
