@@ -46,7 +46,7 @@ def genai_worker(args):
     props = {"PERFORMANCE_HINT": "LATENCY"}
     if not args.genai_own_defaults:
         props.update(INFERENCE_PRECISION_HINT="f32", DYNAMIC_QUANTIZATION_GROUP_SIZE=0)
-    pipe.compile("CPU", CACHE_DIR=str(ROOT / "data/bench/genai-cache"), **props)
+    pipe.compile("CPU", CACHE_DIR=str(args.cache_dir or ROOT / "data/bench/genai-cache"), **props)
     load_ms = (time.perf_counter() - started) * 1000
     total, unet, text, vae = [], [], [], []
     for run in range(args.runs + 1):
@@ -115,6 +115,10 @@ def main():
                    help="also run Duet with the UNet's linear weights as shipped (SD_UNET_LINEAR=int8)")
     p.add_argument("--genai-own-defaults", action="store_true",
                    help="let OpenVINO choose GenAI's precision (bf16 where the CPU has it) instead of Duet's f32")
+    p.add_argument("--cold", action="store_true",
+                   help="give every engine process an empty compiled-model cache, so each one compiles "
+                        "(first start for a size) instead of importing")
+    p.add_argument("--cache-dir", type=Path, help=argparse.SUPPRESS)
     p.add_argument("--width", type=int, help=argparse.SUPPRESS)
     p.add_argument("--height", type=int, help=argparse.SUPPRESS)
     p.add_argument("--save-seed-image", type=int, help=argparse.SUPPRESS)
@@ -127,7 +131,8 @@ def main():
 
     print(f"model {args.model.name}, {args.steps} steps, guidance {args.guidance}, {args.rounds} round(s) x "
           f"{args.runs} image(s) (+1 warm-up each), {os.cpu_count()} cores, GenAI precision: "
-          f"{'OpenVINO default' if args.genai_own_defaults else 'f32 as Duet'}", flush=True)
+          f"{'OpenVINO default' if args.genai_own_defaults else 'f32 as Duet'}, compiled-model caches: "
+          f"{'empty (every process compiles)' if args.cold else 'kept (a size compiles once)'}", flush=True)
     rows = [("total per image (ms)", "total_ms", "<= 1.00"), ("UNet step (ms)", "unet_step_ms", ""),
             ("text encoder (ms)", "text_encode_ms", ""), ("VAE decoder (ms)", "vae_ms", ""),
             ("load + compile (ms)", "load_ms", ""), ("peak memory (MiB)", "peak_rss_mb", "<= 1.10")]
@@ -150,7 +155,12 @@ def main():
             # Rotate which engine goes first, round after round.
             shift = r % len(engines)
             for name, cmd, env in engines[shift:] + engines[:shift]:
-                results[name].append(run_child(cmd, env))
+                if args.cold:
+                    with tempfile.TemporaryDirectory(dir=ROOT / "data/bench") as cache:
+                        flag = "--cache-dir" if name.startswith("GenAI") else "--openvino-cache-dir"
+                        results[name].append(run_child([*cmd, flag, cache], env))
+                else:
+                    results[name].append(run_child(cmd, env))
                 last = results[name][-1]
                 print(f"  {size}x{size} round {r + 1} {name:15}: {last['total_ms']:9.0f} ms per image, "
                       f"UNet step {last['unet_step_ms']:7.1f} ms, {last['peak_rss_mb']:6.0f} MiB", flush=True)
