@@ -67,7 +67,8 @@ fn read_weights(bin: &Path) -> Result<Option<Tensor>, InferenceError> {
 /// A model's `.bin` mapped from its file (as OpenVINO maps it) with a tail of our own memory
 /// after it, in one range: OpenVINO takes a single weights buffer, and copying the file into
 /// memory would hold all of it for as long as the compiled model lives, where a mapping's
-/// untouched pages cost nothing. Used for the UNet's unpacked linear weights
+/// untouched pages cost nothing. The image model reads every part through one (so their pages
+/// can go once compiled), the UNet with its unpacked linear weights in the tail
 /// ([`super::diffusion::unpack`]).
 #[cfg(unix)]
 pub struct ExtendedWeights {
@@ -138,6 +139,31 @@ impl ExtendedWeights {
                 std::slice::from_raw_parts(self.base, self.tail_offset),
                 std::slice::from_raw_parts_mut(self.base.add(self.tail_offset), self.len - self.tail_offset),
             )
+        }
+    }
+
+    /// Drop the file's pages from this process once a model is compiled from them; the kernel
+    /// reads them again from its page cache if anything touches them later. Always safe: the
+    /// file part is mapped read-only, so no page holds anything the file does not.
+    pub fn release_file_pages(&mut self) {
+        self.advise_dont_need(0, self.tail_offset);
+    }
+
+    /// Give the tail's pages back; the tail reads as zeros after. Only for once every model read
+    /// from it holds its own copy of the values (the CPU plugin packs linear weights into its
+    /// own layout when it compiles for static shapes).
+    pub fn release_tail(&mut self) {
+        self.advise_dont_need(self.tail_offset, self.len - self.tail_offset);
+    }
+
+    fn advise_dont_need(&mut self, start: usize, len: usize) {
+        if len == 0 {
+            return;
+        }
+        // SAFETY: `start` is page-aligned (0 or `tail_offset`) and the range lies inside our own
+        // private mapping, which stays mapped: MADV_DONTNEED only frees its pages.
+        unsafe {
+            libc::madvise(self.base.add(start).cast(), len, libc::MADV_DONTNEED);
         }
     }
 
@@ -217,6 +243,25 @@ fn huge_page_span(addr: usize, len: usize) -> (usize, usize) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[cfg(unix)]
+    #[test]
+    fn released_file_pages_read_the_file_again_and_a_released_tail_reads_zeros() {
+        let bytes: Vec<u8> = (0..10_000u32).map(|i| (i * 7 % 251) as u8).collect();
+        let file = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(file.path(), &bytes).unwrap();
+        let mut weights = ExtendedWeights::map(file.path(), 3000).unwrap();
+        assert_eq!(weights.tail_offset % 4096, 0, "the tail starts on a page");
+        weights.split_mut().1.fill(9);
+        weights.release_file_pages();
+        let (file_part, tail) = weights.split_mut();
+        assert_eq!(&file_part[..bytes.len()], &bytes[..], "the file's bytes, read again");
+        assert!(tail.iter().all(|&b| b == 9), "the tail kept its values");
+        weights.release_tail();
+        let (file_part, tail) = weights.split_mut();
+        assert_eq!(&file_part[..bytes.len()], &bytes[..]);
+        assert!(tail.iter().all(|&b| b == 0), "a released tail reads zeros");
+    }
 
     #[test]
     fn huge_page_span_keeps_to_whole_pages_inside_the_buffer() {

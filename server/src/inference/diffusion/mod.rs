@@ -8,6 +8,7 @@ mod engine;
 pub mod files;
 pub mod image_file;
 mod model;
+mod parts;
 pub mod pipeline;
 pub mod request;
 pub mod rng;

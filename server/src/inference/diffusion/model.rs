@@ -3,7 +3,12 @@
 //! and kept in a small most-recently-used cache of compiled sizes.
 
 use super::{
-    files::SdFiles, safety::SafetyChecker, scheduler::SchedulerKind, tokenizer::ClipTokenizer, unpack::UnetLinear,
+    files::SdFiles,
+    parts::{self, PartWeights},
+    safety::SafetyChecker,
+    scheduler::SchedulerKind,
+    tokenizer::ClipTokenizer,
+    unpack::UnetLinear,
 };
 use crate::inference::{configure_device, f32_tensor, input_type, int_tensor, InferenceError, OvContext};
 use openvino::{CompiledModel, Core, DeviceType, InferRequest, Model, PartialShape};
@@ -57,15 +62,10 @@ struct SizedModels {
     unet: InferRequest,
     vae: InferRequest,
     timestep_type: openvino::ElementType,
-    /// The UNet's weights when some were unpacked: declared last, so dropped after the
-    /// compiled UNet that reads them.
-    _unet_weights: Option<ExtendedUnetWeights>,
+    /// The mappings the UNet and VAE were compiled from, unless imported from OpenVINO's cache:
+    /// declared last, so dropped after the compiled models that may read them.
+    _weights: Vec<PartWeights>,
 }
-
-#[cfg(unix)]
-type ExtendedUnetWeights = crate::inference::weights::ExtendedWeights;
-#[cfg(not(unix))]
-type ExtendedUnetWeights = ();
 
 pub struct SdModel {
     pub files: SdFiles,
@@ -79,6 +79,8 @@ pub struct SdModel {
     sized: Vec<SizedModels>,
     /// Loaded only when switched on and present.
     pub(super) safety: Option<SafetyChecker>,
+    /// The mapping the text encoder was compiled from (see `SizedModels::_weights`).
+    _text_weights: Option<PartWeights>,
 }
 
 /// Timings of the parts of one image, for benchmarks and logs.
@@ -99,7 +101,7 @@ impl SdModel {
             ClipTokenizer::load(&dir.join("tokenizer")).map_err(|e| InferenceError::BadModel(e.to_string()))?;
         let mut core = crate::inference::new_core()?;
         configure_device(&mut core, &options.device, &options.properties, options.cache_dir.as_deref())?;
-        let mut text_graph = read_graph(&mut core, dir, "text_encoder")?;
+        let (mut text_graph, text_weights) = parts::read(&mut core, dir, "text_encoder")?;
         if options.static_shapes {
             let shape = static_shape(&[1, super::tokenizer::MAX_LENGTH as i64])?;
             text_graph.reshape(&[("input_ids", &shape)]).ov(|| "reshaping the text encoder".into())?;
@@ -107,6 +109,8 @@ impl SdModel {
         let mut text_encoder = core
             .compile_model(&text_graph, DeviceType::from(options.device.as_str()))
             .ov(|| "compiling text_encoder".into())?;
+        drop(text_graph);
+        let text_weights = parts::settle(text_weights, &text_encoder, options.static_shapes);
         let text_input_type = input_type(&text_encoder, "input_ids")?;
         let text_request = text_encoder.create_infer_request().ov(|| "creating a text encoder request".into())?;
         let safety = if options.safety_checker {
@@ -128,6 +132,7 @@ impl SdModel {
             text_input_type,
             sized: Vec::new(),
             safety,
+            _text_weights: text_weights,
         })
     }
 
@@ -148,12 +153,14 @@ impl SdModel {
         if self.sized.len() >= self.options.compiled_sizes.max(1) {
             self.sized.remove(0); // free the least recently used size before compiling the next
         }
-        // The graphs are read again for every size and dropped once compiled: a read graph keeps
-        // its weights mapped, and holding the UNet's beside its compiled copy cost ~0.7 GB.
+        // The graphs are read again for every size and dropped once compiled, their weights'
+        // pages given back (`parts::settle`): holding the UNet's beside its compiled copy cost
+        // ~0.7 GB.
         let (h, w) = (height as i64 / 8, width as i64 / 8);
         let (b, channels) = (batch as i64, self.files.latent_channels as i64);
         let hidden = self.files.text_hidden_size as i64;
-        let (mut unet_graph, unet_weights) = self.read_unet()?;
+        let (mut unet_graph, unet_weights) =
+            parts::read_unet(&mut self.core, &self.files.dir, self.options.unet_linear)?;
         if self.options.static_shapes {
             let sample = static_shape(&[b, channels, h, w])?;
             let (timestep, states) = (static_shape(&[1])?, static_shape(&[b, 77, hidden])?);
@@ -162,10 +169,11 @@ impl SdModel {
                 .ov(|| format!("reshaping the UNet to {width}x{height}"))?;
         }
         let unet = self.compile(unet_graph, "the UNet")?;
-        // A UNet imported from OpenVINO's cache brought its own weights: ours can go now.
-        let from_cache = loaded_from_cache(&unet);
-        let unet_weights = unet_weights.filter(|_| !from_cache);
-        let mut vae_graph = self.read_graph("vae_decoder")?;
+        let from_cache = parts::loaded_from_cache(&unet);
+        // Given back before the VAE compiles and the first step allocates: the peak of a first
+        // compile is then the UNet's compile alone.
+        let unet_weights = parts::settle(unet_weights, &unet, self.options.static_shapes);
+        let (mut vae_graph, vae_weights) = parts::read(&mut self.core, &self.files.dir, "vae_decoder")?;
         if self.options.static_shapes {
             let latent = static_shape(&[1, channels, h, w])?;
             vae_graph
@@ -173,6 +181,7 @@ impl SdModel {
                 .ov(|| format!("reshaping the VAE decoder to {width}x{height}"))?;
         }
         let vae = self.compile(vae_graph, "the VAE decoder")?;
+        let vae_weights = parts::settle(vae_weights, &vae, self.options.static_shapes);
         let (mut unet, mut vae) = (unet, vae);
         let timestep_type = input_type(&unet, "timestep")?;
         let unet_request = unet.create_infer_request().ov(|| "creating a UNet request".into())?;
@@ -184,7 +193,7 @@ impl SdModel {
             unet: unet_request,
             vae: vae_request,
             timestep_type,
-            _unet_weights: unet_weights,
+            _weights: unet_weights.into_iter().chain(vae_weights).collect(),
         });
         let ms = started.elapsed().as_secs_f64() * 1000.0;
         tracing::info!(
@@ -198,45 +207,7 @@ impl SdModel {
         Ok(ms)
     }
 
-    fn read_graph(&mut self, part: &str) -> Result<Model, InferenceError> {
-        read_graph(&mut self.core, &self.files.dir, part)
-    }
-
-    /// The UNet's graph, with the linear layers `options.unet_linear` names reading f32 weights
-    /// from a buffer that must outlive its compiled model (`None`: OpenVINO maps the file).
-    #[cfg(unix)]
-    fn read_unet(&mut self) -> Result<(Model, Option<ExtendedUnetWeights>), InferenceError> {
-        let (xml_path, bin) =
-            (self.files.dir.join("unet/openvino_model.xml"), self.files.dir.join("unet/openvino_model.bin"));
-        let started = std::time::Instant::now();
-        let bad = |e: &dyn std::fmt::Display| InferenceError::BadModel(format!("{}: {e}", xml_path.display()));
-        if self.options.unet_linear == UnetLinear::Int8 {
-            return Ok((self.read_graph("unet")?, None));
-        }
-        let xml = std::fs::read_to_string(&xml_path).map_err(|e| bad(&e))?;
-        let Some(plan) = super::unpack::plan(&xml, self.options.unet_linear).map_err(|e| bad(&e))? else {
-            tracing::warn!(model = %xml_path.display(), "no UNet linear layer to unpack: its layer names do not show the UNet's levels");
-            return Ok((self.read_graph("unet")?, None));
-        };
-        let mut weights = ExtendedUnetWeights::map(&bin, plan.tail_len)?;
-        let (file, tail) = weights.split_mut();
-        plan.fill(file, tail).map_err(|e| bad(&e))?;
-        let text = plan.xml(&xml, weights.tail_offset);
-        let graph = self
-            .core
-            .read_model_from_buffer(text.as_bytes(), Some(weights.tensor()?))
-            .ov(|| format!("reading {}", xml_path.display()))?;
-        let (layers, count) = plan.size();
-        tracing::info!(layers, weights = count, ms = started.elapsed().as_millis() as u64, which = %self.options.unet_linear, "unpacked UNet linear weights to f32");
-        Ok((graph, Some(weights)))
-    }
-
-    #[cfg(not(unix))]
-    fn read_unet(&mut self) -> Result<(Model, Option<ExtendedUnetWeights>), InferenceError> {
-        Ok((self.read_graph("unet")?, None))
-    }
-
-    /// Compile `graph`, consuming it so its weights are unmapped as soon as possible.
+    /// Compile `graph`, consuming it so it is freed as soon as it is compiled.
     fn compile(&mut self, graph: Model, what: &str) -> Result<CompiledModel, InferenceError> {
         self.core
             .compile_model(&graph, DeviceType::from(self.options.device.as_str()))
@@ -304,13 +275,6 @@ pub(super) fn read_graph(core: &mut Core, dir: &std::path::Path, part: &str) -> 
     let (xml, bin) = (dir.join(part).join("openvino_model.xml"), dir.join(part).join("openvino_model.bin"));
     core.read_model_from_file(&xml.to_string_lossy(), &bin.to_string_lossy())
         .ov(|| format!("reading {}", xml.display()))
-}
-
-/// Whether OpenVINO imported `model` from its compiled-model cache instead of compiling it (then
-/// it holds none of the graph's weights). Unknown counts as compiled.
-fn loaded_from_cache(model: &CompiledModel) -> bool {
-    let key = openvino::PropertyKey::Other("LOADED_FROM_CACHE".into());
-    model.get_property(&key).is_ok_and(|v| matches!(v.to_ascii_uppercase().as_str(), "YES" | "TRUE" | "1"))
 }
 
 fn static_shape(dims: &[i64]) -> Result<PartialShape, InferenceError> {
