@@ -35,6 +35,7 @@ impl ApiError {
             ApiError::BadRequest { status, .. } => *status,
             ApiError::Service(e) => match e {
                 ServiceError::Invalid { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+                ServiceError::TooLong { .. } => StatusCode::BAD_REQUEST,
                 ServiceError::NotFound(_) => StatusCode::NOT_FOUND,
                 ServiceError::Busy { .. } | ServiceError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
                 ServiceError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
@@ -79,6 +80,10 @@ impl ApiError {
                         "invalid_field",
                         format!("{field}: {message}"),
                     ),
+                    None,
+                ),
+                ServiceError::TooLong { field, message } => (
+                    detail("invalid_request_error", Some(field.clone()), "context_length_exceeded", message.clone()),
                     None,
                 ),
                 ServiceError::NotFound(_) => (detail("not_found_error", None, "not_found", e.to_string()), None),

@@ -9,7 +9,7 @@ use super::{
 };
 use crate::{
     auth::Caller,
-    inference::llm::{ChatMessage, FinishReason, GenerationEvent, GenerationParams, Part},
+    inference::llm::{Canceller, ChatMessage, FinishReason, GenerationEvent, GenerationParams, Part},
     service::{self, error::ServiceError, validate},
     state::AppState,
 };
@@ -129,9 +129,18 @@ pub struct ContentPart {
 }
 
 /// The conversation as our template takes it. `developer` is OpenAI's newer name for `system`.
+/// Its length is bounded here, before any work: older turns beyond the context window are
+/// dropped later, but every message sent is read.
 fn messages(input: Option<Vec<InMessage>>) -> Result<Vec<ChatMessage>> {
     let input = input.filter(|m| !m.is_empty()).ok_or_else(|| invalid("messages", "must hold at least one message"))?;
+    if input.len() > validate::MAX_MESSAGES {
+        return Err(invalid(
+            "messages",
+            format!("at most {} messages, got {}; leave out the oldest", validate::MAX_MESSAGES, input.len()),
+        ));
+    }
     let mut out = Vec::with_capacity(input.len());
+    let mut chars = 0;
     for (i, m) in input.into_iter().enumerate() {
         let role = match m.role.as_str() {
             "system" | "developer" => "system",
@@ -163,6 +172,16 @@ fn messages(input: Option<Vec<InMessage>>) -> Result<Vec<ChatMessage>> {
                 text
             }
         };
+        chars += content.chars().count();
+        if chars > validate::MAX_CONVERSATION_CHARS {
+            return Err(invalid(
+                format!("messages[{i}].content"),
+                format!(
+                    "the messages may hold at most {} characters in all; this one brings them past it",
+                    validate::MAX_CONVERSATION_CHARS
+                ),
+            ));
+        }
         out.push(ChatMessage::new(role, content));
     }
     if out.last().is_some_and(|m| m.role == "assistant") {
@@ -225,12 +244,19 @@ pub async fn chat_completions(
         let include_usage = req.stream_options.is_some_and(|o| o.include_usage);
         return Ok(stream(running, id, created, model, include_usage).into_response());
     }
+    // The generation runs to its end in a task of its own, so however this request ends (done,
+    // timed out, the client gone) it is stopped and what it generated is counted.
     let timeout = Duration::from_secs(state.config.request_timeout_secs);
-    let completion = match tokio::time::timeout(timeout, running.handle.completion()).await {
-        Ok(done) => done.map_err(|e| ServiceError::Engine(e.to_string()))?,
-        Err(_) => return Err(ServiceError::Timeout(format!("no complete reply within {} s", timeout.as_secs())).into()),
+    let stop = CancelOnDrop(running.canceller());
+    let completion = match tokio::time::timeout(timeout, tokio::spawn(running.completion())).await {
+        Ok(Ok(done)) => done.map_err(|f| ServiceError::from_failure(f, "messages"))?,
+        Ok(Err(join)) => return Err(ServiceError::Engine(format!("completion task: {join}")).into()),
+        Err(_) => {
+            stop.0.cancel();
+            return Err(ServiceError::Timeout(format!("no complete reply within {} s", timeout.as_secs())).into());
+        }
     };
-    running.meter.record(completion.completion_tokens);
+    drop(stop);
     let reasoning = completion.reasoning.trim();
     Ok(Json(json!({
         "id": id,
@@ -251,12 +277,21 @@ pub async fn chat_completions(
     .into_response())
 }
 
+/// Cancels a generation when the request handling it is dropped (its client went away).
+struct CancelOnDrop(Canceller);
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        self.0.cancel();
+    }
+}
+
 fn usage(prompt: usize, completion: usize) -> Value {
     json!({"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion})
 }
 
-/// Chunks as OpenAI streams them: unnamed SSE events, then `[DONE]`. Dropping the stream (the
-/// client hung up) drops the generation handle, which cancels it.
+/// Chunks as OpenAI streams them: unnamed SSE events, then `[DONE]`. When the client hangs up
+/// the generation is stopped, and what it generated is still counted.
 fn stream(
     mut running: service::completions::Running,
     id: String,
@@ -272,16 +307,15 @@ fn stream(
     tokio::spawn(async move {
         let send = |v: Value| Event::default().json_data(v).unwrap_or_default();
         if tx.send(send(chunk(json!({"role": "assistant", "content": ""}), None))).await.is_err() {
-            return;
+            return running.abandon();
         }
-        while let Some(event) = running.handle.next().await {
+        while let Some(event) = running.next().await {
             let event = match event {
                 GenerationEvent::Delta { part: Part::Reasoning, text } => {
                     send(chunk(json!({"reasoning_content": text}), None))
                 }
                 GenerationEvent::Delta { part: Part::Answer, text } => send(chunk(json!({"content": text}), None)),
                 GenerationEvent::Done(c) => {
-                    running.meter.record(c.completion_tokens);
                     let mut last = chunk(json!({}), Some(finish_reason(c.finish_reason)));
                     if include_usage {
                         last["usage"] = usage(c.prompt_tokens, c.completion_tokens);
@@ -289,16 +323,16 @@ fn stream(
                     let _ = tx.send(send(last)).await;
                     break;
                 }
-                GenerationEvent::Failed(message) => {
-                    tracing::warn!(error = %message, "completion failed");
-                    let error = json!({"error": {"message": message, "type": "server_error", "param": null, "code": "internal"}});
+                GenerationEvent::Failed(failure) => {
+                    tracing::warn!(error = %failure, "completion failed");
+                    let error = json!({"error": {"message": failure.message, "type": "server_error", "param": null, "code": "internal"}});
                     let _ = tx.send(send(error)).await;
                     break;
                 }
                 GenerationEvent::Started { .. } => continue,
             };
             if tx.send(event).await.is_err() {
-                return; // `running` drops here: the generation stops
+                return running.abandon();
             }
         }
         let _ = tx.send(Event::default().data("[DONE]")).await;

@@ -69,7 +69,7 @@ pub fn run(config: &Config, args: GenerateArgs) -> Result<(), String> {
                 }
                 return Ok(());
             }
-            GenerationEvent::Failed(err) => return Err(err),
+            GenerationEvent::Failed(err) => return Err(err.message),
             _ => {}
         }
     }

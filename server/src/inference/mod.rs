@@ -29,6 +29,8 @@ pub enum InferenceError {
     Generation(String),
     #[error("the KV cache is full: {0}")]
     CacheFull(String),
+    #[error("{0}")]
+    Failed(llm::Failure),
 }
 
 /// Attach what we were doing to an OpenVINO error, so a failure names the file or tensor.

@@ -16,14 +16,13 @@ use crate::{
     },
     inference::{
         engine::ChatEngine,
-        llm::{ChatMessage, Completion, GenerateRequest, GenerationEvent, Part, Prompt},
+        llm::{ChatMessage, Completion, Failure, GenerateRequest, GenerationEvent, GenerationHandle, Part, Prompt},
     },
     jobs::Origin,
     state::AppState,
     storage::{MessageRow, NewMessage},
 };
 use app::types::{ChatEvent, ChatRequest, ChatResponse, ErrorDetail, ImageJob, JobInfo, Timings, Usage};
-use std::sync::Arc;
 use tokio::sync::{mpsc, OwnedSemaphorePermit};
 
 /// Asks for answers without the image block unless a picture is wanted, and for the block's
@@ -34,7 +33,8 @@ one block <image_prompt>...</image_prompt> holding a short English description o
 Stable Diffusion (subject, setting, style, lighting). Never write that block otherwise.";
 
 /// Start a turn. Everything that can fail fast (input, models, room in the queue, the
-/// conversation) fails here, before anything is stored.
+/// conversation, a prompt too long for the context window) fails here, before anything is stored
+/// (a conversation made for this turn is removed again).
 pub async fn start(state: &AppState, caller: &Caller, request: ChatRequest) -> Result<mpsc::Receiver<ChatEvent>> {
     let mut valid = validate::chat(request, state.config.chat_max_tokens)?;
     let engine = match valid.imagine {
@@ -55,13 +55,25 @@ pub async fn start(state: &AppState, caller: &Caller, request: ChatRequest) -> R
         Some(_) => Some(state.chat_slots.try_acquire()?),
         None => None,
     };
-    let conversation_id = open_conversation(state, caller, &valid).await?;
+    let (conversation_id, created) = open_conversation(state, caller, &valid).await?;
+    let opened = Opened { state, account_id: &caller.account_id, id: &conversation_id, created };
+    let limit = 2 * state.config.context_turns as i64;
+    let history = match &valid.replace_from {
+        None => opened.or_undo(state.db.recent_messages(&conversation_id, limit).await).await?,
+        Some(from) => match opened.or_undo(state.db.messages_before(&conversation_id, from, limit).await).await? {
+            Some(history) => history,
+            None => return Err(ServiceError::NotFound("message (replace_from)")),
+        },
+    };
+    let handle = match &engine {
+        Some(engine) => Some(opened.or_undo(admit(engine.as_ref(), &valid, &conversation_id, &history).await).await?),
+        None => None,
+    };
     if let Some(from) = &valid.replace_from {
         if !state.db.truncate_conversation(&conversation_id, from).await? {
             return Err(ServiceError::NotFound("message (replace_from)"));
         }
     }
-    let history = state.db.recent_messages(&conversation_id, 2 * state.config.context_turns as i64).await?;
     state
         .db
         .append_message(&NewMessage {
@@ -79,13 +91,53 @@ pub async fn start(state: &AppState, caller: &Caller, request: ChatRequest) -> R
         valid,
         conversation_id,
         message_id: new_id(),
-        history,
-        engine,
+        handle,
         slot,
         active: Some((active, kind)),
     };
     tokio::spawn(turn.run(Events { tx, gone: false }));
     Ok(rx)
+}
+
+/// Hand the prompt to the chat engine and wait until it has taken it: its context fitted, or
+/// refused (too long even alone: the caller's `message` to shorten).
+async fn admit(
+    engine: &dyn ChatEngine,
+    valid: &ValidChat,
+    conversation_id: &str,
+    history: &[MessageRow],
+) -> Result<GenerationHandle> {
+    let request = GenerateRequest {
+        conversation: Some(conversation_id.to_string()),
+        prompt: Prompt::Messages(context(SYSTEM_PROMPT, history, &valid.message)),
+        params: valid.params.clone(),
+    };
+    let mut handle = engine.generate(request).map_err(|e| ServiceError::Engine(e.to_string()))?;
+    handle.admitted().await.map_err(|f| ServiceError::from_failure(f, "message"))?;
+    Ok(handle)
+}
+
+/// A conversation opened for a turn that may still be refused: one made for it goes again.
+struct Opened<'a> {
+    state: &'a AppState,
+    account_id: &'a str,
+    id: &'a str,
+    created: bool,
+}
+
+impl Opened<'_> {
+    async fn or_undo<T, E: Into<ServiceError>>(&self, result: std::result::Result<T, E>) -> Result<T> {
+        let err = match result {
+            Ok(value) => return Ok(value),
+            Err(err) => err.into(),
+        };
+        if self.created {
+            if let Err(undo) = self.state.db.delete_conversation(self.account_id, self.id).await {
+                tracing::warn!(conversation = %self.id, error = %undo, "could not remove a refused turn's new conversation");
+            }
+        }
+        Err(err)
+    }
 }
 
 /// Wait for the turn's final answer (for callers that do not stream).
@@ -104,19 +156,19 @@ fn new_id() -> String {
     uuid::Uuid::new_v4().to_string()
 }
 
-/// The caller's conversation, or a new one titled after the first message. A conversation of
-/// another account, or of another end user of this one, is "not found", exactly like one that
-/// does not exist.
-async fn open_conversation(state: &AppState, caller: &Caller, valid: &ValidChat) -> Result<String> {
+/// The caller's conversation, or a new one titled after the first message (and `true`: made
+/// now). A conversation of another account, or of another end user of this one, is "not found",
+/// exactly like one that does not exist.
+async fn open_conversation(state: &AppState, caller: &Caller, valid: &ValidChat) -> Result<(String, bool)> {
     if let Some(id) = &valid.conversation_id {
         return match state.db.conversation(&caller.account_id, id).await? {
-            Some(c) if c.user_id == valid.user_id => Ok(c.id),
+            Some(c) if c.user_id == valid.user_id => Ok((c.id, false)),
             _ => Err(ServiceError::NotFound("conversation")),
         };
     }
     let id = new_id();
     state.db.create_conversation(&id, &caller.account_id, &valid.user_id, &title(&valid.message)).await?;
-    Ok(id)
+    Ok((id, true))
 }
 
 /// A conversation's title: its first message's first line, at most 60 characters.
@@ -169,8 +221,8 @@ struct Turn {
     valid: ValidChat,
     conversation_id: String,
     message_id: String,
-    history: Vec<MessageRow>,
-    engine: Option<Arc<dyn ChatEngine>>,
+    /// The chat engine's generation, admitted (none for `/imagine`).
+    handle: Option<GenerationHandle>,
     slot: Option<OwnedSemaphorePermit>,
     /// This turn counted against the caller's limits: the chat reply while it is written, or for
     /// `/imagine` the image job it hands this to.
@@ -197,7 +249,7 @@ impl Turn {
             mock: state.config.use_mocks,
         })
         .await;
-        let reply = match (&self.valid.imagine, self.engine.clone()) {
+        let reply = match (&self.valid.imagine, self.handle.take()) {
             (Some(prompt), _) => Reply {
                 reply: String::new(),
                 reasoning: String::new(),
@@ -206,9 +258,13 @@ impl Turn {
                 timings: Timings::default(),
                 finish_reason: "image".into(),
             },
-            (None, Some(engine)) => match self.generate(engine.as_ref(), &mut out).await {
+            (None, Some(handle)) => match self.generate(handle, &mut out).await {
                 Ok(completion) => self.reply_from(completion),
-                Err(message) => return self.fail(&mut out, "server_error", message).await,
+                Err(failure) => {
+                    // What it generated before failing still counts.
+                    self.record(failure.completion_tokens).await;
+                    return self.fail(&mut out, "server_error", failure.message).await;
+                }
             },
             (None, None) => return self.fail(&mut out, "server_error", "no chat engine".into()).await,
         };
@@ -216,10 +272,7 @@ impl Turn {
         if self.active.as_ref().is_some_and(|(_, kind)| *kind == Kind::Chat) {
             self.active = None;
         }
-        let tokens = reply.usage.completion_tokens.into();
-        if let Err(err) = state.limits.record(&state.db, &self.account_id, Some(&self.valid.user_id), tokens, 0).await {
-            tracing::warn!(error = %err, "could not count the reply against the daily quota");
-        }
+        self.record(reply.usage.completion_tokens as usize).await;
         if let Err(err) = self.store(&reply).await {
             tracing::error!(error = %err, "could not store the reply");
             return self.fail(&mut out, "server_error", "could not store the reply".into()).await;
@@ -258,21 +311,27 @@ impl Turn {
         out.send(ChatEvent::Done { response }).await;
     }
 
+    /// Count generated tokens against the caller's daily quota.
+    async fn record(&self, tokens: usize) {
+        let (state, user) = (&self.state, Some(self.valid.user_id.as_str()));
+        if let Err(err) = state.limits.record(&state.db, &self.account_id, user, tokens as u64, 0).await {
+            tracing::warn!(error = %err, "could not count the reply against the daily quota");
+        }
+    }
+
     async fn fail(&self, out: &mut Events, kind: &str, message: String) {
         tracing::warn!(conversation = %self.conversation_id, error = %message, "chat turn failed");
         let error = ErrorDetail { message, kind: kind.into(), param: None, code: Some("internal".into()) };
         out.send(ChatEvent::Error { error }).await;
     }
 
-    /// Run the model, streaming its pieces; cancel it when the caller goes away.
-    async fn generate(&self, engine: &dyn ChatEngine, out: &mut Events) -> std::result::Result<Completion, String> {
-        let messages = context(SYSTEM_PROMPT, &self.history, &self.valid.message);
-        let request = GenerateRequest {
-            conversation: Some(self.conversation_id.clone()),
-            prompt: Prompt::Messages(messages),
-            params: self.valid.params.clone(),
-        };
-        let mut handle = engine.generate(request).map_err(|e| e.to_string())?;
+    /// Run the model, streaming its pieces; cancel it when the caller goes away (and read on to
+    /// its end, so what it wrote is stored and counted).
+    async fn generate(
+        &self,
+        mut handle: GenerationHandle,
+        out: &mut Events,
+    ) -> std::result::Result<Completion, Failure> {
         let _generating = self.state.chat_slots.generating();
         let mut filter = StreamFilter::default();
         while let Some(event) = handle.next().await {
@@ -291,14 +350,14 @@ impl Turn {
                     }
                     return Ok(completion);
                 }
-                GenerationEvent::Failed(message) => return Err(message),
+                GenerationEvent::Failed(failure) => return Err(failure),
                 GenerationEvent::Started { .. } => {}
             }
             if out.gone {
                 handle.cancel(); // the engine answers with what it has, marked cancelled
             }
         }
-        Err("the chat engine stopped".into())
+        Err(Failure::internal("the chat engine stopped"))
     }
 
     fn reply_from(&self, c: Completion) -> Reply {

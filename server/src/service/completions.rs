@@ -3,7 +3,11 @@
 //! are keyed by their opening messages, and the engine reuses the longest common prefix (and
 //! re-runs from where two requests differ, so sharing a key is never wrong, only slower).
 
-use super::{error::Result, load::Generating, validate};
+use super::{
+    error::{Result, ServiceError},
+    load::Generating,
+    validate,
+};
 use crate::{
     auth::{
         limits::{Active, Kind},
@@ -11,7 +15,10 @@ use crate::{
     },
     inference::{
         fnv1a,
-        llm::{ChatMessage, GenerateRequest, GenerationHandle, GenerationParams, Prompt},
+        llm::{
+            Canceller, ChatMessage, Completion, Failure, GenerateRequest, GenerationEvent, GenerationHandle,
+            GenerationParams, Prompt,
+        },
         FNV_OFFSET,
     },
     state::AppState,
@@ -19,25 +26,67 @@ use crate::{
 use tokio::sync::OwnedSemaphorePermit;
 
 /// A generation in flight, holding its place in the chat engine and in the caller's limits
-/// until dropped.
+/// until dropped. However it ends (done, failed, cancelled, its client gone), what it generated
+/// is counted against the caller's daily quota exactly once, as `next` reads the end.
 pub struct Running {
-    pub handle: GenerationHandle,
+    handle: GenerationHandle,
     _slot: OwnedSemaphorePermit,
     _generating: Generating,
     _active: Active,
-    pub meter: Meter,
+    meter: Meter,
 }
 
-/// Counts a completion's tokens against its owner's daily quota.
-pub struct Meter {
+impl Running {
+    /// The next event of the generation; its end is metered here.
+    pub async fn next(&mut self) -> Option<GenerationEvent> {
+        let event = self.handle.next().await;
+        match &event {
+            Some(GenerationEvent::Done(c)) => self.meter.record(c.completion_tokens),
+            Some(GenerationEvent::Failed(f)) => self.meter.record(f.completion_tokens),
+            _ => {}
+        }
+        event
+    }
+
+    /// The final result; the pieces along the way are skipped.
+    pub async fn completion(mut self) -> std::result::Result<Completion, Failure> {
+        while let Some(event) = self.next().await {
+            match event {
+                GenerationEvent::Done(c) => return Ok(c),
+                GenerationEvent::Failed(f) => return Err(f),
+                _ => {}
+            }
+        }
+        Err(Failure::internal("the chat engine stopped"))
+    }
+
+    pub fn canceller(&self) -> Canceller {
+        self.handle.canceller()
+    }
+
+    /// Stop it (its caller is gone) and, in a task of its own, read it to its end so what it
+    /// generated is still counted; its slot and limits are held until the engine has stopped.
+    pub fn abandon(self) {
+        self.handle.cancel();
+        tokio::spawn(async move {
+            let _ = self.completion().await;
+        });
+    }
+}
+
+/// Counts a completion's tokens against its owner's daily quota, once.
+struct Meter {
     state: AppState,
     account: String,
     user: Option<String>,
+    recorded: bool,
 }
 
 impl Meter {
-    /// Count the finished reply's tokens against the day's quota.
-    pub fn record(&self, completion_tokens: usize) {
+    fn record(&mut self, completion_tokens: usize) {
+        if std::mem::replace(&mut self.recorded, true) {
+            return;
+        }
         let (state, account, user) = (self.state.clone(), self.account.clone(), self.user.clone());
         tokio::spawn(async move {
             let tokens = completion_tokens as u64;
@@ -68,13 +117,15 @@ pub async fn start(
     let slot = state.chat_slots.try_acquire()?;
     let key = cache_key(&messages, &caller.account_id, user.as_deref().unwrap_or(""));
     let request = GenerateRequest { conversation: Some(key), prompt: Prompt::Messages(messages), params };
-    let handle = engine.generate(request).map_err(|e| super::error::ServiceError::Engine(e.to_string()))?;
+    let mut handle = engine.generate(request).map_err(|e| ServiceError::Engine(e.to_string()))?;
+    // A prompt that cannot fit is the caller's error, answered before any reply starts.
+    handle.admitted().await.map_err(|f| ServiceError::from_failure(f, "messages"))?;
     Ok(Running {
         handle,
         _slot: slot,
         _generating: state.chat_slots.generating(),
         _active: active,
-        meter: Meter { state: state.clone(), account: caller.account_id.clone(), user },
+        meter: Meter { state: state.clone(), account: caller.account_id.clone(), user, recorded: false },
     })
 }
 

@@ -2,13 +2,24 @@
 //! messages are written for the caller (no internals), except `Storage`/`Engine`, which the HTTP
 //! layer logs and replaces.
 
-use crate::{inference::diffusion::InvalidField, jobs::JobError, storage::StorageError};
+use crate::{
+    inference::{
+        diffusion::InvalidField,
+        llm::{Failure, FailureKind},
+    },
+    jobs::JobError,
+    storage::StorageError,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServiceError {
     /// Bad input: the field (a JSON path) and what it accepts.
     #[error("{field}: {message}")]
     Invalid { field: String, message: String },
+    /// The prompt does not fit the model's context window even with older turns dropped: the
+    /// field (`messages`, `message`) to shorten (OpenAI's `context_length_exceeded`, 400).
+    #[error("{message}")]
+    TooLong { field: String, message: String },
     /// No such thing, or not the caller's.
     #[error("{0} not found")]
     NotFound(&'static str),
@@ -41,6 +52,18 @@ pub enum ServiceError {
 impl ServiceError {
     pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
         ServiceError::Invalid { field: field.into(), message: message.into() }
+    }
+}
+
+impl ServiceError {
+    /// The chat engine refused or failed a generation; `field` is what the caller sent as the
+    /// conversation (`messages` or `message`).
+    pub fn from_failure(failure: Failure, field: &str) -> Self {
+        match failure.kind {
+            FailureKind::ContextLength => ServiceError::TooLong { field: field.into(), message: failure.message },
+            FailureKind::Invalid => ServiceError::invalid(field, failure.message),
+            FailureKind::Cancelled | FailureKind::Internal => ServiceError::Engine(failure.message),
+        }
     }
 }
 

@@ -10,6 +10,12 @@ use app::types::{ChatRequest, ImageGenerationRequest};
 
 pub const MAX_USER_ID_CHARS: usize = 200;
 pub const MAX_MESSAGE_CHARS: usize = 32_000;
+/// Messages one OpenAI-style request may send (OpenAI's own limit).
+pub const MAX_MESSAGES: usize = 2048;
+/// Characters all the messages of one request may hold together: several times what fits the
+/// chat model's window (16k tokens), so clients that send whole histories work, while the worst
+/// request costs the engine thread only a bounded moment to fit (README, "Limits").
+pub const MAX_CONVERSATION_CHARS: usize = 1_000_000;
 pub const MAX_TOKENS: u32 = 8192;
 pub const MAX_STOP_STRINGS: usize = 4;
 pub const MAX_IMAGE_PROMPT_CHARS: usize = super::image_prompt::MAX_IMAGE_PROMPT_CHARS;

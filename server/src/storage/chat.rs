@@ -79,6 +79,33 @@ impl Database {
         Ok(rows)
     }
 
+    /// The last `limit` messages before a user message of the conversation (what an edit or a
+    /// regenerate of it keeps), oldest first; `None` when it holds no such user message.
+    pub async fn messages_before(
+        &self,
+        conversation_id: &str,
+        message_id: &str,
+        limit: i64,
+    ) -> Result<Option<Vec<MessageRow>>, StorageError> {
+        const SEQ: &str = "SELECT seq FROM messages WHERE id = $1 AND conversation_id = $2 AND role = 'user'";
+        const SQL: &str = "SELECT id, seq, role, content, reasoning, image_prompt FROM messages \
+                           WHERE conversation_id = $1 AND seq < $2 ORDER BY seq DESC LIMIT $3";
+        let seq: Option<i32> = on_pool!(self, |pool| sqlx::query_scalar(SEQ)
+            .bind(message_id)
+            .bind(conversation_id)
+            .fetch_optional(pool)
+            .await?);
+        let Some(seq) = seq else { return Ok(None) };
+        let mut rows: Vec<MessageRow> = on_pool!(self, |pool| sqlx::query_as(SQL)
+            .bind(conversation_id)
+            .bind(seq)
+            .bind(limit)
+            .fetch_all(pool)
+            .await?);
+        rows.reverse();
+        Ok(Some(rows))
+    }
+
     /// Delete a user message and every later one (edit and resend, regenerate); false when the
     /// conversation holds no such user message. Images made by deleted replies stay in the gallery.
     pub async fn truncate_conversation(&self, conversation_id: &str, message_id: &str) -> Result<bool, StorageError> {

@@ -8,11 +8,12 @@
 
 use super::{
     backend::{Attention, Backend, Cache},
-    context::{fit, ContextError},
+    context::{fit, ContextError, Tokens},
     files::LlmFiles,
-    generation::{Completion, GenerateRequest, Generation, GenerationEvent, Prompt, Setup, Step},
+    generation::{Completion, Failure, FailureKind, GenerateRequest, Generation, GenerationEvent, Prompt, Setup, Step},
     model::CompileOptions,
     session::SessionCache,
+    template::ChatMessage,
 };
 use crate::inference::{engine::catch_panic, fresh_seed, new_core, InferenceError};
 use std::{
@@ -115,16 +116,31 @@ pub struct LlmEngine {
 pub struct GenerationHandle {
     events: UnboundedReceiver<GenerationEvent>,
     cancel: Arc<AtomicBool>,
+    /// An event read by `admitted` that was not the admission.
+    early: Option<GenerationEvent>,
+}
+
+/// Cancels one generation; see [`GenerationHandle::canceller`].
+#[derive(Clone)]
+pub struct Canceller(Arc<AtomicBool>);
+
+impl Canceller {
+    pub fn cancel(&self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
 }
 
 impl GenerationHandle {
     /// A handle over any event source (mock engines make their own).
     pub(crate) fn new(events: UnboundedReceiver<GenerationEvent>, cancel: Arc<AtomicBool>) -> Self {
-        GenerationHandle { events, cancel }
+        GenerationHandle { events, cancel, early: None }
     }
 
     pub async fn next(&mut self) -> Option<GenerationEvent> {
-        self.events.recv().await
+        match self.early.take() {
+            Some(event) => Some(event),
+            None => self.events.recv().await,
+        }
     }
 
     /// For synchronous callers (the command line); never call on the async runtime.
@@ -137,12 +153,33 @@ impl GenerationHandle {
         self.cancel.store(true, Ordering::Relaxed);
     }
 
+    /// Something that cancels this generation from elsewhere (a timeout, a guard), while the
+    /// handle itself keeps reading the events to the end.
+    pub fn canceller(&self) -> Canceller {
+        Canceller(self.cancel.clone())
+    }
+
+    /// Wait until the engine has admitted the request (its prompt fits and it is queued to run),
+    /// or refused it. Validate-then-run: nothing is stored for a request the engine refuses.
+    pub async fn admitted(&mut self) -> Result<(), Failure> {
+        match self.next().await {
+            Some(GenerationEvent::Started { .. }) => Ok(()),
+            Some(GenerationEvent::Failed(failure)) => Err(failure),
+            // Not expected before `Started`; keep whatever it was for the reader.
+            Some(other) => {
+                self.early = Some(other);
+                Ok(())
+            }
+            None => Err(Failure::internal(InferenceError::EngineGone.to_string())),
+        }
+    }
+
     /// Wait for the final result, ignoring the streamed pieces.
     pub async fn completion(mut self) -> Result<Completion, InferenceError> {
         while let Some(event) = self.next().await {
             match event {
                 GenerationEvent::Done(c) => return Ok(c),
-                GenerationEvent::Failed(e) => return Err(InferenceError::Generation(e)),
+                GenerationEvent::Failed(e) => return Err(InferenceError::Failed(e)),
                 _ => {}
             }
         }
@@ -153,7 +190,7 @@ impl GenerationHandle {
         while let Some(event) = self.blocking_next() {
             match event {
                 GenerationEvent::Done(c) => return Ok(c),
-                GenerationEvent::Failed(e) => return Err(InferenceError::Generation(e)),
+                GenerationEvent::Failed(e) => return Err(InferenceError::Failed(e)),
                 _ => {}
             }
         }
@@ -202,7 +239,7 @@ impl LlmEngine {
         self.commands
             .send(Command::Generate { request, events, cancel: cancel.clone() })
             .map_err(|_| InferenceError::EngineGone)?;
-        Ok(GenerationHandle { events: receiver, cancel })
+        Ok(GenerationHandle { events: receiver, cancel, early: None })
     }
 }
 
@@ -429,12 +466,22 @@ impl Worker {
 
     fn handle(&mut self, command: Command) {
         match command {
-            Command::Generate { request, events, cancel } => match self.admit(request, events.clone(), cancel) {
-                Ok(generation) => self.active.push_back(generation),
-                Err(err) => {
-                    let _ = events.send(GenerationEvent::Failed(err));
+            Command::Generate { request, events, cancel } => {
+                // A bug in tokenizing one request must not take the engine thread down.
+                let admitted = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    self.admit(request, events.clone(), cancel)
+                }));
+                match admitted {
+                    Ok(Ok(generation)) => self.active.push_back(generation),
+                    Ok(Err(failure)) => {
+                        let _ = events.send(GenerationEvent::Failed(failure));
+                    }
+                    Err(_) => {
+                        tracing::error!("admitting a request panicked");
+                        let _ = events.send(GenerationEvent::Failed(Failure::internal("admitting the request failed")));
+                    }
                 }
-            },
+            }
         }
     }
 
@@ -444,32 +491,38 @@ impl Worker {
         request: GenerateRequest,
         events: UnboundedSender<GenerationEvent>,
         cancel: Arc<AtomicBool>,
-    ) -> Result<Generation, String> {
+    ) -> Result<Generation, Failure> {
+        let invalid = |message: String| Failure::new(FailureKind::Invalid, message);
         let params = request.params;
         if params.max_new_tokens == 0 {
-            return Err("max_new_tokens must be at least 1".into());
+            return Err(invalid("max_new_tokens must be at least 1".into()));
         }
         let reserve = params.max_new_tokens.min(self.context_limit / 2);
         let budget = self.context_limit - reserve;
         let (prompt, dropped_messages) = match &request.prompt {
             Prompt::Messages(messages) => {
-                let fitted = fit(messages, budget, |m| self.encode_messages(m)).map_err(|e| match e {
-                    ContextError::Count(e) => e,
-                    too_long => too_long.to_string(),
+                let mut tokens = PromptTokens { files: &self.files, cancel: &cancel, events: &events };
+                let fitted = fit(messages, budget, &mut tokens).map_err(|e| match e {
+                    ContextError::Count(e) => Failure::internal(e),
+                    ContextError::Cancelled => Failure::new(FailureKind::Cancelled, e.to_string()),
+                    too_long => Failure::new(FailureKind::ContextLength, too_long.to_string()),
                 })?;
                 (fitted.ids, fitted.dropped)
             }
             Prompt::Ids(ids) if ids.len() > budget => {
-                return Err(format!("the prompt has {} tokens but at most {budget} fit in the context", ids.len()))
+                return Err(Failure::new(
+                    FailureKind::ContextLength,
+                    format!("the prompt has {} tokens but at most {budget} fit in the context", ids.len()),
+                ))
             }
             Prompt::Ids(ids) => (ids.clone(), 0),
         };
         if prompt.is_empty() {
-            return Err("the prompt is empty".into());
+            return Err(invalid("the prompt is empty".into()));
         }
         let vocab = self.files.config.vocab_size;
         if let Some(bad) = prompt.iter().find(|&&id| id as usize >= vocab) {
-            return Err(format!("prompt token id {bad} is outside the vocabulary (0..{vocab})"));
+            return Err(invalid(format!("prompt token id {bad} is outside the vocabulary (0..{vocab})")));
         }
         let tail = self.files.tokenizer.decode(&prompt[prompt.len().saturating_sub(4)..], false).unwrap_or_default();
         let prompt_opens_think = tail.trim_end().ends_with("<think>");
@@ -480,7 +533,7 @@ impl Worker {
                 if let Some(stale) = stale {
                     self.backend.release(stale);
                 }
-                self.backend.new_cache().map_err(|e| e.to_string())?
+                self.backend.new_cache().map_err(|e| Failure::internal(e.to_string()))?
             }
         };
         let (reused, feed) = self.backend.plan(&mut cache, &prompt);
@@ -505,12 +558,6 @@ impl Worker {
         ))
     }
 
-    fn encode_messages(&self, messages: &[super::template::ChatMessage]) -> Result<Vec<u32>, String> {
-        let text = self.files.template.render(messages, true).map_err(|e| e.to_string())?;
-        let encoding = self.files.tokenizer.encode(text, false).map_err(|e| format!("tokenizer: {e}"))?;
-        Ok(encoding.get_ids().to_vec())
-    }
-
     fn keep_session(&mut self, generation: Generation) {
         match generation.key {
             Some(key) => {
@@ -521,5 +568,32 @@ impl Worker {
             }
             None => self.backend.release(generation.cache),
         }
+    }
+}
+
+/// The tokenizer and template as context fitting sees them, for one request.
+struct PromptTokens<'a> {
+    files: &'a LlmFiles,
+    cancel: &'a AtomicBool,
+    events: &'a UnboundedSender<GenerationEvent>,
+}
+
+impl Tokens for PromptTokens<'_> {
+    type Error = String;
+
+    fn count(&mut self, message: &ChatMessage) -> Result<usize, String> {
+        let encoding =
+            self.files.tokenizer.encode(message.content.as_str(), false).map_err(|e| format!("tokenizer: {e}"))?;
+        Ok(encoding.len())
+    }
+
+    fn encode(&mut self, messages: &[ChatMessage]) -> Result<Vec<u32>, String> {
+        let text = self.files.template.render(messages, true).map_err(|e| e.to_string())?;
+        let encoding = self.files.tokenizer.encode(text, false).map_err(|e| format!("tokenizer: {e}"))?;
+        Ok(encoding.get_ids().to_vec())
+    }
+
+    fn cancelled(&self) -> bool {
+        self.cancel.load(Ordering::Relaxed) || self.events.is_closed()
     }
 }

@@ -21,8 +21,10 @@ pub mod stop;
 pub mod template;
 
 pub use backend::Attention;
-pub use engine::{EngineInfo, EngineOptions, EngineStats, GenerationHandle, LlmEngine};
-pub use generation::{Completion, FinishReason, GenerateRequest, GenerationEvent, GenerationParams, Prompt};
+pub use engine::{Canceller, EngineInfo, EngineOptions, EngineStats, GenerationHandle, LlmEngine};
+pub use generation::{
+    Completion, Failure, FailureKind, FinishReason, GenerateRequest, GenerationEvent, GenerationParams, Prompt,
+};
 pub use model::{CompileOptions, LlmModel, REQUIRED_FILES};
 pub use reasoning::Part;
 pub use sampler::{argmax, SamplingOverrides, SamplingParams};
