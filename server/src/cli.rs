@@ -55,7 +55,7 @@ pub struct ModelArgs {
     pub sd: Option<String>,
     /// Branch, tag or commit [default: LLM_REVISION / SD_REVISION, i.e. main]; a download
     /// records the commit it resolved to.
-    #[arg(long)]
+    #[arg(long, value_parser = |s: &str| crate::config::parse_revision("--revision", s))]
     pub revision: Option<String>,
 }
 

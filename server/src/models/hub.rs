@@ -1,21 +1,25 @@
 //! Fetching a model repository from the Hugging Face hub (or the mirror in `HF_ENDPOINT`) into
-//! `MODELS_DIR` with hf-hub, in the hub's cache layout (`blobs/`, `snapshots/<commit>/`, `refs/`).
+//! `MODELS_DIR` in the hub's cache layout (`blobs/`, `snapshots/<commit>/`, `refs/`). hf-hub
+//! builds the client (endpoint, token, user agent) and asks for the file list; the files
+//! themselves come through `transfer`, under names we check.
 //!
 //! The revision is resolved to a commit first and every file is fetched at that commit, so a push
-//! to the repository mid-download cannot mix two versions. Each file is checked against the hub's
-//! hash (LFS sha256, or the git blob id of small files); a file already on disk that checks out is
-//! kept, a corrupt or partial one is fetched again, and an interrupted transfer resumes from the
-//! last whole chunk hf-hub committed.
+//! to the repository mid-download cannot mix two versions. The hub's answers are not trusted as
+//! paths: the commit must be 40 hex characters, each file a plain relative path with a hex hash
+//! and a size, or nothing is written. Each file is checked against that hash (LFS sha256, or the
+//! git blob id of small files); a file already on disk that checks out is kept, a corrupt or
+//! partial one is fetched again, and an interrupted transfer resumes from its last whole chunk.
 
 use super::{
     cache_folder_name,
     manifest::{sha256_file, BlobName, FileEntry, Manifest, Problem},
     progress::Tracker,
+    transfer,
 };
 use crate::config::Config;
 use app::types::ModelRole;
 use hf_hub::{
-    api::tokio::{Api, ApiBuilder, ApiError},
+    api::tokio::{Api, ApiBuilder},
     Cache, Repo, RepoType,
 };
 use serde::Deserialize;
@@ -79,6 +83,10 @@ pub enum DownloadError {
     NotAModel { repo: String, commit: String, files: String },
     #[error("{path}: {source}")]
     Io { path: PathBuf, source: std::io::Error },
+    /// The hub (or a mirror) answered something no hub would: a file name that leaves the
+    /// snapshot folder, a commit that is not one, a file without size or hash.
+    #[error("refused {repo} from {endpoint}: {why}")]
+    Untrusted { repo: String, endpoint: String, why: String },
 }
 
 impl DownloadError {
@@ -117,13 +125,17 @@ pub fn is_commit(revision: &str) -> bool {
     revision.len() == 40 && revision.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
-/// The commit a revision points at in the local cache.
+/// The commit a revision points at in the local cache (a ref file that holds anything but a
+/// commit id points nowhere).
 pub fn local_commit(models_dir: &Path, repo: &str, revision: &str) -> Option<String> {
     if is_commit(revision) {
         return Some(revision.to_string());
     }
+    if !transfer::safe_relative_path(revision) {
+        return None;
+    }
     let text = std::fs::read_to_string(models_dir.join(cache_folder_name(repo)).join("refs").join(revision)).ok()?;
-    Some(text.trim().to_string())
+    Some(text.trim().to_string()).filter(|c| is_commit(c))
 }
 
 pub fn snapshot_path(models_dir: &Path, repo: &str, commit: &str) -> PathBuf {
@@ -150,6 +162,11 @@ pub async fn fetch(
         .build()
         .map_err(|e| network(options, repo, &e))?;
     let info = repo_info(&api, options, repo, revision).await?;
+    check_listing(&info).map_err(|why| DownloadError::Untrusted {
+        repo: repo.into(),
+        endpoint: options.endpoint.clone(),
+        why,
+    })?;
     let commit = info.sha.clone();
     let files: Vec<&Sibling> =
         info.siblings.iter().filter(|s| wanted(role, &s.rfilename, options.safety_checker)).collect();
@@ -171,7 +188,8 @@ pub async fn fetch(
             Some(entry) => entry,
             None => {
                 downloaded += 1;
-                fetch_file(options, &pinned, repo, file, &dest, tracker).await?
+                let target = Target { api: &api, pinned: &pinned, repo, commit: &commit, dest: &dest };
+                fetch_file(options, &target, file, tracker).await?
             }
         };
         tracker.finish_file(entry.size);
@@ -188,10 +206,6 @@ pub async fn fetch(
         std::fs::create_dir_all(ref_file.parent().unwrap_or(&refs)).map_err(io(&ref_file))?;
         std::fs::write(&ref_file, &commit).map_err(io(&ref_file))?;
     }
-    if revision != commit {
-        // hf-hub records the pinned commit as a ref named after itself; the cache layout has none.
-        let _ = std::fs::remove_file(refs.join(&commit));
-    }
     let manifest = Manifest {
         repo: repo.to_string(),
         revision: revision.to_string(),
@@ -204,28 +218,48 @@ pub async fn fetch(
     Ok(Fetched { dir: snapshot, manifest, downloaded })
 }
 
+/// Where one file goes: the repository at its commit, and the snapshot entry.
+struct Target<'a> {
+    api: &'a Api,
+    pinned: &'a hf_hub::api::tokio::ApiRepo,
+    repo: &'a str,
+    commit: &'a str,
+    dest: &'a Path,
+}
+
 /// One file, tried up to `attempts` times; each try resumes what the last one kept, and a file
 /// that arrives with the wrong hash is thrown away and fetched again.
 async fn fetch_file(
     options: &HubOptions,
-    pinned: &hf_hub::api::tokio::ApiRepo,
-    repo: &str,
+    target: &Target<'_>,
     file: &Sibling,
-    dest: &Path,
     tracker: &Tracker,
 ) -> Result<FileEntry, DownloadError> {
-    let name = file.rfilename.as_str();
-    discard(dest);
-    tracing::info!(repo, file = name, bytes = file.size(), "file download started");
+    let (repo, name) = (target.repo, file.rfilename.as_str());
+    let repo_dir = options.models_dir.join(cache_folder_name(repo));
+    discard(target.dest, &repo_dir);
+    // Checked by `check_listing`: every wanted file has both.
+    let (Some(size), Some(blob)) = (file.size(), file.expected()) else {
+        return Err(DownloadError::Untrusted {
+            repo: repo.into(),
+            endpoint: options.endpoint.clone(),
+            why: format!("{name} has no size or hash in the file list"),
+        });
+    };
+    let wanted = transfer::Wanted { url: target.pinned.url(name), path: name, size, blob: &blob };
+    tracing::info!(repo, file = name, bytes = size, "file download started");
     let started = Instant::now();
     let mut attempt = 0;
     loop {
         attempt += 1;
-        let progress = tracker.start_file(name, file.size().unwrap_or(0));
-        let outcome = match pinned.download_with_progress(name, progress).await {
+        let progress = tracker.start_file(name, size);
+        let fetched =
+            transfer::fetch(target.api.client(), &repo_dir, target.commit, &wanted, options.chunk_bytes, &progress)
+                .await;
+        let outcome = match fetched {
             Ok(path) => hashing(path.clone(), file, checked).await.map_err(|problem| {
                 tracing::warn!(repo, file = name, %problem, attempt, "downloaded file does not match the hub's hash");
-                discard(&path);
+                discard(&path, &repo_dir);
                 DownloadError::Corrupt { repo: repo.into(), file: name.into(), attempts: attempt, problem }
             }),
             Err(err) => Err(classify(options, repo, name, err)),
@@ -248,6 +282,27 @@ async fn fetch_file(
             }
         }
     }
+}
+
+/// A listing Duet will write from: the commit is a commit, and each file has a path that stays
+/// inside the snapshot folder, a hash that names its blob and a size that bounds its transfer.
+fn check_listing(info: &RepoInfo) -> Result<(), String> {
+    if !is_commit(&info.sha) {
+        return Err(format!("the commit {:?} is not 40 hex characters", info.sha.chars().take(80).collect::<String>()));
+    }
+    for file in &info.siblings {
+        let name = &file.rfilename;
+        if !transfer::safe_relative_path(name) {
+            return Err(format!(
+                "the file name {:?} leaves the snapshot folder",
+                name.chars().take(200).collect::<String>()
+            ));
+        }
+        if file.size().is_none() || file.expected().is_none() {
+            return Err(format!("{name} has no size or no hash (sha256 or git blob id) in the file list"));
+        }
+    }
+    Ok(())
 }
 
 /// Run a hash check off the async workers: a gigabyte takes seconds, and the server keeps
@@ -285,14 +340,16 @@ fn checked(path: &Path, file: &Sibling) -> Result<FileEntry, Problem> {
     Ok(FileEntry { path: file.rfilename.clone(), size, sha256 })
 }
 
-/// Remove a snapshot entry and the blob it links to, so the next try starts clean (a dangling
-/// link would also stop hf-hub from linking the new blob).
-fn discard(path: &Path) {
-    if let Ok(target) = std::fs::read_link(path) {
-        let blob = path.parent().map_or(target.clone(), |dir| dir.join(&target));
-        let _ = std::fs::remove_file(blob);
+/// Remove a snapshot entry and the blob it links to, so the next try starts clean. Only a blob of
+/// this repository is removed, by its name, whatever the link says (a cache filled by another tool
+/// could hold a link to anywhere).
+fn discard(path: &Path, repo_dir: &Path) {
+    if let Some(blob) = BlobName::of_link(path) {
+        let _ = std::fs::remove_file(repo_dir.join("blobs").join(blob.as_str()));
     }
-    let _ = std::fs::remove_file(path);
+    if std::fs::symlink_metadata(path).is_ok_and(|m| !m.is_dir()) {
+        let _ = std::fs::remove_file(path);
+    }
 }
 
 /// What a complete snapshot looks like without the network (`HF_HUB_OFFLINE`).
@@ -379,16 +436,24 @@ async fn repo_info(api: &Api, options: &HubOptions, repo: &str, revision: &str) 
     response.json().await.map_err(|e| network(options, repo, &e))
 }
 
-fn classify(options: &HubOptions, repo: &str, file: &str, err: ApiError) -> DownloadError {
+fn classify(options: &HubOptions, repo: &str, file: &str, err: transfer::TransferError) -> DownloadError {
+    use transfer::TransferError;
     let endpoint = options.endpoint.clone();
     match err {
-        ApiError::TooManyRetries(inner) => classify(options, repo, file, *inner),
-        ApiError::RequestError(e) => match e.status().map(|s| s.as_u16()) {
-            Some(status @ (401 | 403)) => DownloadError::Unauthorized { repo: repo.into(), endpoint, status },
-            Some(404) => DownloadError::NotFound { what: format!("{file} in {repo}"), endpoint },
-            _ => DownloadError::Network { what: format!("{file} of {repo}"), endpoint, message: chain(&e) },
-        },
-        other => DownloadError::Network { what: format!("{file} of {repo}"), endpoint, message: chain(&other) },
+        TransferError::Status(status @ (401 | 403)) => {
+            DownloadError::Unauthorized { repo: repo.into(), endpoint, status }
+        }
+        TransferError::Status(404) => DownloadError::NotFound { what: format!("{file} in {repo}"), endpoint },
+        TransferError::Status(status) => {
+            DownloadError::Network { what: format!("{file} of {repo}"), endpoint, message: format!("HTTP {status}") }
+        }
+        TransferError::Network(message) => {
+            DownloadError::Network { what: format!("{file} of {repo}"), endpoint, message }
+        }
+        TransferError::Io { path, source } => DownloadError::Io { path, source },
+        TransferError::Refused(why) => {
+            DownloadError::Untrusted { repo: repo.into(), endpoint, why: format!("{file}: {why}") }
+        }
     }
 }
 
@@ -397,7 +462,7 @@ fn network(options: &HubOptions, repo: &str, err: &dyn std::error::Error) -> Dow
 }
 
 /// An error and its causes on one line ("error sending request: connection refused").
-fn chain(err: &dyn std::error::Error) -> String {
+pub(crate) fn chain(err: &dyn std::error::Error) -> String {
     let mut text = err.to_string();
     let mut source = err.source();
     while let Some(cause) = source {

@@ -120,6 +120,13 @@ pub enum BlobName {
 }
 
 impl BlobName {
+    /// The blob's file name under `blobs/` (hex digits only).
+    pub fn as_str(&self) -> &str {
+        match self {
+            BlobName::Sha256(hex) | BlobName::GitSha1(hex) => hex,
+        }
+    }
+
     pub fn parse(name: &str) -> Option<BlobName> {
         let hex = name.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
         match name.len() {

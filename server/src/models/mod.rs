@@ -7,6 +7,7 @@ pub mod hub;
 pub mod loader;
 pub mod manifest;
 pub mod progress;
+pub mod transfer;
 
 use crate::config::ModelSpec;
 use app::types::{DownloadProgress, EngineActivity, ModelHealth, ModelRole, ModelState};

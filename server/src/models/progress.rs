@@ -112,7 +112,7 @@ impl Tracker {
         self.show(&mut s, true);
     }
 
-    /// A file starts downloading; its hf-hub progress handle.
+    /// A file starts downloading; its progress handle.
     pub fn start_file(&self, name: &str, size: u64) -> FileProgress {
         let mut s = self.lock();
         s.file = name.to_string();
@@ -173,7 +173,7 @@ impl Tracker {
         self.show(&mut s, false);
     }
 
-    /// A new attempt at the current file: hf-hub reports again what it resumes from.
+    /// A new attempt at the current file: the transfer reports again what it resumes from.
     fn restart_file(&self) {
         let mut s = self.lock();
         s.file_bytes = 0;
@@ -201,20 +201,19 @@ impl Tracker {
     }
 }
 
-/// hf-hub's view of one file's progress.
+/// One file's progress, as the transfer reports it.
 #[derive(Clone)]
 pub struct FileProgress(Tracker);
 
-impl hf_hub::api::tokio::Progress for FileProgress {
-    async fn init(&mut self, _size: usize, _filename: &str) {
+impl FileProgress {
+    /// A new attempt at the file: the transfer reports again what it resumes from.
+    pub fn restart(&self) {
         self.0.restart_file();
     }
 
-    async fn update(&mut self, size: usize) {
-        self.0.add(size as u64);
+    pub fn add(&self, bytes: u64) {
+        self.0.add(bytes);
     }
-
-    async fn finish(&mut self) {}
 }
 
 #[cfg(test)]

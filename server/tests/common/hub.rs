@@ -84,6 +84,13 @@ pub struct Faults {
     pub corrupt: HashSet<String>,
     /// A pause before every 16 KiB sent, so a download can be watched.
     pub pace: Option<Duration>,
+    /// A hostile mirror: these names are listed as files too (with the content of the first
+    /// real file), e.g. `../../outside.txt` or an absolute path.
+    pub extra_names: Vec<String>,
+    /// A hostile mirror: the listing's commit says this instead of the repository's.
+    pub listed_commit: Option<String>,
+    /// A hostile mirror: `ETag`, `X-Linked-Etag` and `X-Repo-Commit` say this on every file.
+    pub header_path: Option<String>,
 }
 
 pub struct Hub {
@@ -195,10 +202,15 @@ async fn info(
         Ok(repo) => repo,
         Err(refusal) => return refusal.into_response(),
     };
-    let siblings: Vec<serde_json::Value> = repo
-        .files
-        .iter()
+    let (extra, listed_commit) = {
+        let faults = hub.faults.lock().unwrap();
+        (faults.extra_names.clone(), faults.listed_commit.clone())
+    };
+    let first = &repo.files[0].1;
+    let listed = repo.files.iter().map(|(p, b)| (p.clone(), b)).chain(extra.into_iter().map(|name| (name, first)));
+    let siblings: Vec<serde_json::Value> = listed
         .map(|(path, bytes)| {
+            let path = path.as_str();
             if is_lfs(path) {
                 serde_json::json!({
                     "rfilename": path, "size": bytes.len(), "blobId": git_blob_id(b"lfs pointer"),
@@ -209,7 +221,8 @@ async fn info(
             }
         })
         .collect();
-    Json(serde_json::json!({"id": repo.id, "sha": repo.commit, "siblings": siblings})).into_response()
+    let sha = listed_commit.unwrap_or_else(|| repo.commit.clone());
+    Json(serde_json::json!({"id": repo.id, "sha": sha, "siblings": siblings})).into_response()
 }
 
 async fn resolve(
@@ -227,6 +240,15 @@ async fn resolve(
     };
     if repo.unavailable.contains(&path) {
         return (StatusCode::NOT_FOUND, [("x-error-code", "EntryNotFound")]).into_response();
+    }
+    let header_path = hub.faults.lock().unwrap().header_path.clone();
+    if let Some(evil) = header_path {
+        let mut response = serve(&hub, &path, bytes, &headers);
+        let h = response.headers_mut();
+        for name in ["x-repo-commit", "x-linked-etag", "etag"] {
+            h.insert(name, evil.parse().unwrap());
+        }
+        return response;
     }
     if is_lfs(&path) {
         let sha = sha256_hex(bytes);
