@@ -9,7 +9,7 @@ use leptos::prelude::*;
 /// The same report as `GET /health`.
 #[server]
 pub async fn get_health() -> Result<HealthReport, ServerFnError> {
-    Ok(backend().health().await)
+    Ok(backend().health(session().await?).await)
 }
 
 #[cfg(feature = "ssr")]
@@ -21,7 +21,8 @@ async fn session() -> Result<crate::ssr::Session, ServerFnError> {
 #[server]
 pub async fn login(username: String, password: String, next: Option<String>) -> Result<AccountInfo, ServerFnError> {
     let credentials = crate::types::Credentials { username: Some(username), password: Some(password) };
-    let account = failed(backend().login(session().await?, credentials).await)?;
+    let client = crate::ssr::client_addr();
+    let account = failed(backend().login(session().await?, client, credentials).await)?;
     leptos_axum::redirect(&safe_next(next));
     Ok(account)
 }
@@ -30,7 +31,8 @@ pub async fn login(username: String, password: String, next: Option<String>) -> 
 #[server]
 pub async fn register(username: String, password: String) -> Result<AccountInfo, ServerFnError> {
     let credentials = crate::types::Credentials { username: Some(username), password: Some(password) };
-    let account = failed(backend().register(session().await?, credentials).await)?;
+    let client = crate::ssr::client_addr();
+    let account = failed(backend().register(session().await?, client, credentials).await)?;
     leptos_axum::redirect("/");
     Ok(account)
 }
@@ -133,9 +135,19 @@ pub async fn load_gallery(filter: GalleryFilterForm) -> Result<GalleryPage, Serv
     answer(backend().gallery(session().await?, filter).await)
 }
 
-/// Only paths inside this site: `next=https://evil.example` must not turn log-in into a redirector.
+/// Only paths inside this site: `next=https://evil.example` must not turn log-in into a
+/// redirector. A browser resolves `Location` as a URL, dropping tabs and newlines anywhere and
+/// reading `\` as `/`, so `/\t/evil.example` would become `//evil.example`: any control
+/// character or backslash is refused, and what is left must be an absolute path that stays on
+/// this origin (one leading `/`, not two).
 pub fn safe_next(next: Option<String>) -> String {
-    next.filter(|n| n.starts_with('/') && !n.starts_with("//") && !n.contains('\\')).unwrap_or_else(|| "/".into())
+    let same_origin_path = |n: &String| {
+        n.starts_with('/')
+            && !n.starts_with("//")
+            && !n.chars().any(|c| c.is_control() || c == '\\' || c.is_whitespace())
+            && n.len() <= 2048
+    };
+    next.filter(same_origin_path).unwrap_or_else(|| "/".into())
 }
 
 #[cfg(test)]
@@ -144,7 +156,24 @@ mod tests {
     fn next_stays_on_this_site() {
         use super::safe_next;
         assert_eq!(safe_next(Some("/gallery?q=fox".into())), "/gallery?q=fox");
-        for bad in ["https://evil.example", "//evil.example", "/\\evil.example", "gallery"] {
+        assert_eq!(safe_next(Some("/c/1%2F2?q=a%20b".into())), "/c/1%2F2?q=a%20b");
+        for bad in [
+            "https://evil.example",
+            "//evil.example",
+            "/\\evil.example",
+            "gallery",
+            "/\t/evil.example",
+            "/\n/evil.example",
+            "/\r/evil.example",
+            "\t//evil.example",
+            " //evil.example",
+            "/ /evil.example",
+            "/\u{0}/evil.example",
+            "/\u{7f}/evil.example",
+            "/\u{85}/evil.example",
+            "/\u{3000}/evil.example",
+            "",
+        ] {
             assert_eq!(safe_next(Some(bad.into())), "/", "{bad}");
         }
         assert_eq!(safe_next(None), "/");

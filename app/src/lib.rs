@@ -32,6 +32,8 @@ use leptos_router::{
 
 /// The HTML document around the app; rendered once per request on the server.
 pub fn shell(options: LeptosOptions) -> impl IntoView {
+    #[cfg(feature = "ssr")]
+    ssr::set_page_policy();
     view! {
         <!DOCTYPE html>
         <html lang="en">

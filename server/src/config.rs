@@ -68,11 +68,13 @@ pub struct Config {
     pub hf_hub_offline: bool,
 
     /// Revision of LLM_MODEL to download and run: a branch, a tag or a commit id.
-    #[arg(long, env = "LLM_REVISION", default_value = "main", global = true)]
+    #[arg(long, env = "LLM_REVISION", default_value = "main", global = true,
+          value_parser = |s: &str| parse_revision("LLM_REVISION", s))]
     pub llm_revision: String,
 
     /// Revision of SD_MODEL to download and run: a branch, a tag or a commit id.
-    #[arg(long, env = "SD_REVISION", default_value = "main", global = true)]
+    #[arg(long, env = "SD_REVISION", default_value = "main", global = true,
+          value_parser = |s: &str| parse_revision("SD_REVISION", s))]
     pub sd_revision: String,
 
     /// OpenVINO device that runs the models.
@@ -201,6 +203,30 @@ pub struct Config {
     /// state-changing requests with the session cookie.
     #[arg(long, env = "TRUSTED_ORIGINS", value_delimiter = ',', global = true)]
     pub trusted_origins: Vec<String>,
+
+    /// Host names (comma-separated) this server answers for, besides loopback names and
+    /// addresses and PUBLIC_URL's host; `*` answers for any (a guard against DNS rebinding).
+    #[arg(long, env = "ALLOWED_HOSTS", value_delimiter = ',', value_parser = parse_host, global = true)]
+    pub allowed_hosts: Vec<String>,
+
+    /// Reverse proxies (comma-separated addresses or CIDR ranges) whose `X-Forwarded-For` is
+    /// believed for the client's address; unset: the connection's own address is the client's.
+    #[arg(long, env = "TRUSTED_PROXIES", value_delimiter = ',', value_parser = parse_proxy, global = true)]
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+
+    /// Log-in and sign-up requests per minute per client address (0: no limit).
+    #[arg(long, env = "AUTH_REQUESTS_PER_MINUTE", default_value_t = 30, global = true)]
+    pub auth_requests_per_minute: u32,
+
+    /// Log-in attempts per minute for one username from one client address (0: no limit).
+    #[arg(long, env = "LOGIN_ATTEMPTS_PER_MINUTE", default_value_t = 10, global = true)]
+    pub login_attempts_per_minute: u32,
+
+    /// Longest a server-rendered page may take; past it (or when the render panics) the page is
+    /// a 500 error page.
+    #[arg(long, env = "RENDER_TIMEOUT_SECS", default_value_t = 30,
+          value_parser = clap::value_parser!(u64).range(1..=3600), global = true)]
+    pub render_timeout_secs: u64,
 
     /// Key that signs share links (any text); default: a random key kept in `DATA_DIR/secret.key`.
     #[arg(long, env = "SECRET_KEY", hide_env_values = true, global = true)]
@@ -380,6 +406,11 @@ impl Config {
             ("OPEN_REGISTRATION", self.open_registration.to_string()),
             ("PUBLIC_URL", self.public_url.clone().unwrap_or_else(|| "(unset)".into())),
             ("TRUSTED_ORIGINS", self.trusted_origins.join(",")),
+            ("ALLOWED_HOSTS", self.allowed_hosts.join(",")),
+            ("TRUSTED_PROXIES", self.trusted_proxies.iter().map(|p| p.to_string()).collect::<Vec<_>>().join(",")),
+            ("AUTH_REQUESTS_PER_MINUTE", self.auth_requests_per_minute.to_string()),
+            ("LOGIN_ATTEMPTS_PER_MINUTE", self.login_attempts_per_minute.to_string()),
+            ("RENDER_TIMEOUT_SECS", self.render_timeout_secs.to_string()),
             ("SECRET_KEY", self.secret_key.as_ref().map_or("(DATA_DIR/secret.key)".into(), |s| s.to_string())),
             ("SESSION_DAYS", self.session_days.to_string()),
             ("REDIS_URL", self.redis_url.as_ref().map_or("(unset)".into(), |s| s.to_string())),
@@ -447,18 +478,34 @@ impl DatabaseUrl {
     }
 }
 
-/// A URL with any password replaced by `***`, for logs and error messages.
+/// A URL with any password replaced by `***`, for logs and error messages: the user-info one
+/// (`user:PASSWORD@host`) and a `password=` query value (`?password=…`, as libpq accepts).
 pub fn masked_url(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_string();
+    let (base, query) = match url.split_once('?') {
+        Some((base, query)) => (base, Some(query)),
+        None => (url, None),
     };
-    match rest.split_once('@') {
-        Some((userinfo, host)) if userinfo.contains(':') => {
-            let user = userinfo.split(':').next().unwrap_or_default();
-            format!("{scheme}://{user}:***@{host}")
-        }
-        _ => url.to_string(),
-    }
+    let base = match base.split_once("://") {
+        Some((scheme, rest)) => match rest.rsplit_once('@') {
+            Some((userinfo, host)) if userinfo.contains(':') => {
+                let user = userinfo.split(':').next().unwrap_or_default();
+                format!("{scheme}://{user}:***@{host}")
+            }
+            _ => base.to_string(),
+        },
+        None => base.to_string(),
+    };
+    let Some(query) = query else { return base };
+    let pairs: Vec<String> = query
+        .split('&')
+        .map(|pair| match pair.split_once('=') {
+            Some((key, _)) if key.eq_ignore_ascii_case("password") || key.eq_ignore_ascii_case("sslpassword") => {
+                format!("{key}=***")
+            }
+            _ => pair.to_string(),
+        })
+        .collect();
+    format!("{base}?{}", pairs.join("&"))
 }
 
 fn parse_bool(variable: &str, value: &str) -> Result<bool, String> {
@@ -469,13 +516,54 @@ fn parse_bool(variable: &str, value: &str) -> Result<bool, String> {
     }
 }
 
+/// The hub's address: https, or plain http only to this machine (a mirror over http anywhere
+/// else could be answered by anyone on the way, and its answers name the files we write).
 fn parse_endpoint(value: &str) -> Result<String, String> {
+    let value = value.trim().trim_end_matches('/');
     let lower = value.to_ascii_lowercase();
-    if (lower.starts_with("http://") || lower.starts_with("https://")) && value.len() > "https://".len() {
-        Ok(value.trim_end_matches('/').to_string())
-    } else {
-        Err("HF_ENDPOINT: expected an http:// or https:// address, e.g. https://huggingface.co".into())
+    let (scheme, rest) = lower.split_once("://").unwrap_or(("", ""));
+    let host = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let host = host.rsplit_once('@').map_or(host, |(_, h)| h);
+    if host.is_empty() || !matches!(scheme, "http" | "https") {
+        return Err("HF_ENDPOINT: expected an https:// address, e.g. https://huggingface.co".into());
     }
+    if scheme == "http" && !crate::edge::hosts::is_loopback_host(host) {
+        return Err(format!(
+            "HF_ENDPOINT: {value} is plain http to another machine; use https (http is accepted only for \
+             localhost and loopback addresses)"
+        ));
+    }
+    Ok(value.to_string())
+}
+
+/// A branch, tag or commit: it names a file under `refs/`, so it must stay a plain relative path.
+pub fn parse_revision(variable: &str, value: &str) -> Result<String, String> {
+    if crate::models::transfer::safe_relative_path(value) {
+        Ok(value.to_string())
+    } else {
+        Err(format!("{variable}: {value:?} is not a branch, tag or commit name (e.g. main, v1.0, or a commit id)"))
+    }
+}
+
+/// An `ALLOWED_HOSTS` entry: a host name or address (a port, if given, is ignored), or `*`.
+fn parse_host(value: &str) -> Result<String, String> {
+    let host = crate::edge::hosts::normalize(value.trim());
+    let ok = host == "*"
+        || (!host.is_empty() && host.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '_')));
+    if ok {
+        Ok(host)
+    } else {
+        Err(format!("ALLOWED_HOSTS: {value:?} is not a host name or address (e.g. duet.example.com, 192.168.1.20, *)"))
+    }
+}
+
+/// A `TRUSTED_PROXIES` entry: an address (`10.0.0.2`) or a range (`10.0.0.0/8`).
+fn parse_proxy(value: &str) -> Result<ipnet::IpNet, String> {
+    let value = value.trim();
+    value
+        .parse::<ipnet::IpNet>()
+        .or_else(|_| value.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+        .map_err(|_| format!("TRUSTED_PROXIES: {value:?} is not an address or range (e.g. 127.0.0.1, 10.0.0.0/8, ::1)"))
 }
 
 fn parse_addr(value: &str) -> Result<SocketAddr, String> {
@@ -580,6 +668,10 @@ mod tests {
         );
         let pg = parse_database_url("postgres://duet:hunter2@db:5432/duet").unwrap();
         assert_eq!(pg.masked(), "postgres://duet:***@db:5432/duet");
+        let pg = parse_database_url("postgres://duet@db/duet?sslmode=require&password=hunter2").unwrap();
+        assert_eq!(pg.masked(), "postgres://duet@db/duet?sslmode=require&password=***");
+        let pg = parse_database_url("postgresql://duet:p@ss@db/duet?PASSWORD=x").unwrap();
+        assert_eq!(pg.masked(), "postgresql://duet:***@db/duet?PASSWORD=***");
         assert!(parse_database_url("mysql://x").unwrap_err().starts_with("DATABASE_URL"));
     }
 

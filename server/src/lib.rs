@@ -8,6 +8,7 @@ pub mod auth;
 pub mod cli;
 pub mod commands;
 pub mod config;
+pub mod edge;
 pub mod huge_pages;
 pub mod inference;
 pub mod jobs;
@@ -64,8 +65,12 @@ pub async fn build_state(config: Config) -> Result<AppState, StartupError> {
         tracing::info!(version = %runtime.version, library = %runtime.library.display(), "OpenVINO loaded");
         Some(runtime)
     };
+    private_folder(&config.data_dir)?;
     let db = Database::connect(&config.database_url()).await?;
     db.migrate().await?;
+    if let config::DatabaseUrl::Sqlite(_) = config.database_url() {
+        private_database_files(&config.data_dir);
+    }
     auth::sessions::prepare(&db).await?;
     if !config.auth_required {
         tracing::warn!(
@@ -122,6 +127,8 @@ pub async fn build_state(config: Config) -> Result<AppState, StartupError> {
         redis,
         signing,
         limits,
+        hashing: auth::password::Hashing::new(),
+        zip_slots: Arc::new(tokio::sync::Semaphore::new(service::gallery::ZIP_CONCURRENCY)),
         chat_slots,
         runtime,
         leptos,
@@ -191,7 +198,49 @@ async fn blocking(f: impl FnOnce() -> Result<(), String> + Send + 'static) -> Re
     tokio::task::spawn_blocking(f).await.map_err(|e| StartupError::Config(e.to_string()))?.map_err(StartupError::Tool)
 }
 
+/// `DATA_DIR` holds live session ids, password hashes and everyone's pictures: only the server's
+/// user may enter it (0700), made so or tightened, whatever the umask.
+fn private_folder(dir: &std::path::Path) -> Result<(), StartupError> {
+    let failed = |e: std::io::Error| StartupError::Config(format!("DATA_DIR {}: {e}", dir.display()));
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+        std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).map_err(failed)?;
+        let mode = std::fs::metadata(dir).map_err(failed)?.permissions().mode();
+        if mode & 0o077 != 0 {
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(failed)?;
+            tracing::info!(dir = %dir.display(), was = format!("{:o}", mode & 0o777), "DATA_DIR made private (0700)");
+        }
+    }
+    #[cfg(not(unix))]
+    std::fs::create_dir_all(dir).map_err(failed)?;
+    Ok(())
+}
+
+/// The SQLite database and its journal files are read and written by this user only (0600);
+/// files made before the server set its umask are tightened too.
+fn private_database_files(dir: &std::path::Path) {
+    #[cfg(unix)]
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        use std::os::unix::fs::PermissionsExt;
+        let name = entry.file_name();
+        let is_db =
+            name.to_str().is_some_and(|n| n.ends_with(".db") || n.ends_with(".db-wal") || n.ends_with(".db-shm"));
+        if is_db && entry.metadata().is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o077 != 0) {
+            if let Err(err) = std::fs::set_permissions(entry.path(), std::fs::Permissions::from_mode(0o600)) {
+                tracing::warn!(file = %entry.path().display(), error = %err, "could not make a database file private");
+            }
+        }
+    }
+}
+
 async fn serve(config: Config) -> Result<(), StartupError> {
+    // Everything the server writes (database, its journal, pictures, caches) is its user's only.
+    #[cfg(unix)]
+    // SAFETY: umask only sets the process's file-creation mask; it cannot fail.
+    unsafe {
+        libc::umask(0o077);
+    }
     tracing::info!(version = env!("CARGO_PKG_VERSION"), "starting Duet");
     for (name, value) in config.summary() {
         tracing::info!("config {name}={value}");
@@ -210,7 +259,9 @@ async fn serve(config: Config) -> Result<(), StartupError> {
         }
     });
     tracing::info!("listening on http://{addr}");
-    axum::serve(listener, app(state)).with_graceful_shutdown(shutdown_signal()).await.map_err(StartupError::Serve)
+    // The peer's address reaches the handlers (log-in and sign-up are limited per address).
+    let service = app(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    axum::serve(listener, service).with_graceful_shutdown(shutdown_signal()).await.map_err(StartupError::Serve)
 }
 
 async fn shutdown_signal() {

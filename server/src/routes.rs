@@ -1,8 +1,9 @@
 //! The router: REST API, server functions, server-rendered pages and static files, wrapped in
 //! request ids and request logging.
 
-use crate::{api, auth, state::AppState};
+use crate::{api, auth, edge, state::AppState};
 use app::ssr::SharedBackend;
+use axum::response::IntoResponse;
 use axum::{
     extract::{MatchedPath, Request},
     http::HeaderName,
@@ -18,6 +19,7 @@ use std::{
 };
 use tower::ServiceBuilder;
 use tower_http::{
+    catch_panic::CatchPanicLayer,
     request_id::{MakeRequestUuid, PropagateRequestIdLayer, RequestId, SetRequestIdLayer},
     trace::TraceLayer,
 };
@@ -37,6 +39,13 @@ fn page_routes(context: impl Fn() + Clone + Send + 'static) -> Vec<AxumRouteList
 
 pub fn app(state: AppState) -> Router {
     let backend: SharedBackend = Arc::new(state.clone());
+    app_with_backend(state, backend)
+}
+
+/// The router with the pages served by `backend` (tests give pages a backend that misbehaves).
+pub fn app_with_backend(state: AppState, backend: SharedBackend) -> Router {
+    // Before Leptos sets up its own: renders must spawn through the executor that watches them.
+    edge::render::install_executor();
     let leptos_options = state.leptos.clone();
     let context = move || provide_context(backend.clone());
     let routes = page_routes(context.clone());
@@ -81,11 +90,17 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/chat/completions", post(api::openai::chat_completions))
         .route("/v1/images/generations", post(api::openai::images_generations))
         .route_layer(middleware::from_fn_with_state(state.clone(), auth::middleware::authenticate));
-    let router = public
-        .merge(protected)
+    // Pages, their server functions and the static files: each render bounded and watched.
+    let pages = Router::new()
         .leptos_routes_with_context(&state, routes, context.clone(), move || app::shell(leptos_options.clone()))
         .fallback(leptos_axum::file_and_error_handler_with_context::<AppState, _>(context, app::shell))
-        .layer(middleware::from_fn_with_state(state.clone(), auth::middleware::guard_origin));
+        .layer(middleware::from_fn_with_state(state.clone(), edge::render::guard_render));
+    let router = public
+        .merge(protected)
+        .merge(pages)
+        .layer(middleware::from_fn_with_state(state.clone(), auth::middleware::guard_origin))
+        .layer(middleware::from_fn_with_state(state.clone(), edge::client::client_addr));
+    let hosts = Arc::new(edge::hosts::AllowedHosts::from_config(&state.config));
     auth::sessions::layer(router, &state.db, state.redis.as_ref(), &state.config)
         .layer(
             ServiceBuilder::new()
@@ -99,9 +114,23 @@ pub fn app(state: AppState) -> Router {
                         );
                     },
                 ))
-                .layer(PropagateRequestIdLayer::new(REQUEST_ID)),
+                .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+                .layer(middleware::from_fn(edge::headers::security_headers))
+                .layer(middleware::from_fn_with_state(hosts, edge::hosts::check_host))
+                .layer(CatchPanicLayer::custom(handler_panicked)),
         )
         .with_state(state)
+}
+
+/// A handler that panicked answers 500 with the API's error body (the panic is logged).
+fn handler_panicked(panic: Box<dyn std::any::Any + Send + 'static>) -> axum::response::Response {
+    let text = panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown".into());
+    api::error::ApiError::from(crate::service::error::ServiceError::Engine(format!("handler panicked: {text}")))
+        .into_response()
 }
 
 /// One span per request: method, the route that matched (not the raw path, so ids stay out of

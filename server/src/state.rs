@@ -1,7 +1,7 @@
 //! The one state every handler and server function sees.
 
 use crate::{
-    auth::{limits::Limits, signing::SigningKey},
+    auth::{limits::Limits, password::Hashing, signing::SigningKey},
     config::Config,
     inference::runtime::Runtime,
     jobs::ImageJobs,
@@ -28,6 +28,10 @@ pub struct AppState {
     pub signing: SigningKey,
     /// Rate limits and quotas per account and end user.
     pub limits: Limits,
+    /// Password hashing, a bounded number at once.
+    pub hashing: Hashing,
+    /// Room for gallery zips being streamed (`service::gallery::ZIP_CONCURRENCY`).
+    pub zip_slots: Arc<tokio::sync::Semaphore>,
     /// Room for chat replies, and whether one is being generated.
     pub chat_slots: Arc<ChatSlots>,
     /// The OpenVINO runtime; `None` in mock mode.

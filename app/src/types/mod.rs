@@ -148,8 +148,9 @@ pub struct DatabaseHealth {
 pub struct RuntimeHealth {
     /// OpenVINO build number, e.g. `2026.4.1-...`.
     pub version: String,
-    /// The `libopenvino_c` file that was loaded.
-    pub library: String,
+    /// The `libopenvino_c` file that was loaded (shown to admins only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub library: Option<String>,
 }
 
 /// Body of `GET /health`.

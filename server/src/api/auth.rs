@@ -10,6 +10,7 @@ use crate::{
     service::accounts,
     state::AppState,
 };
+use app::ssr::ClientAddr;
 use app::types::{
     AccountInfo, AccountUpdate, ApiKeyInfo, CreatedApiKey, Credentials, ErrorBody, NewApiKey, QuotaReport,
 };
@@ -17,7 +18,7 @@ use axum::{
     extract::{Path, State},
     http::StatusCode,
     response::{IntoResponse, Response},
-    Json,
+    Extension, Json,
 };
 use tower_sessions::Session;
 
@@ -28,10 +29,11 @@ use tower_sessions::Session;
               (status = 422, description = "`error.param` names the bad field", body = ErrorBody)))]
 pub async fn register(
     State(state): State<AppState>,
+    client: Option<Extension<ClientAddr>>,
     session: Session,
     ApiJson(credentials): ApiJson<Credentials>,
 ) -> Result<Response> {
-    let account = accounts::register(&state, credentials).await?;
+    let account = accounts::register(&state, client.map(|c| c.0 .0), credentials).await?;
     sessions::start(&session, &account.id).await?;
     Ok((StatusCode::CREATED, Json(account)).into_response())
 }
@@ -42,10 +44,11 @@ pub async fn register(
               (status = 403, description = "Account disabled", body = ErrorBody)))]
 pub async fn login(
     State(state): State<AppState>,
+    client: Option<Extension<ClientAddr>>,
     session: Session,
     ApiJson(credentials): ApiJson<Credentials>,
 ) -> Result<Json<AccountInfo>> {
-    let account = accounts::check_login(&state, credentials).await?;
+    let account = accounts::check_login(&state, client.map(|c| c.0 .0), credentials).await?;
     sessions::start(&session, &account.id).await?;
     Ok(Json(account))
 }

@@ -54,18 +54,19 @@ pub async fn download(State(state): State<AppState>, caller: Caller, Path(id): P
 
 /// `POST /gallery/zip`: several PNGs in one zip.
 #[utoipa::path(post, path = "/gallery/zip", tag = "gallery", request_body = ZipRequest,
-    responses((status = 200, content_type = "application/zip"), (status = 404, description = "An id is not the caller's", body = ErrorBody)))]
+    responses((status = 200, content_type = "application/zip", description = "The zip, streamed as it is written"), (status = 404, description = "An id is not the caller's", body = ErrorBody),
+              (status = 503, description = "Too many zips are being made at once; `Retry-After` says when to try again", body = ErrorBody, headers(("Retry-After" = u64, description = "seconds")))))]
 pub async fn zip(
     State(state): State<AppState>,
     caller: Caller,
     ApiJson(request): ApiJson<ZipRequest>,
 ) -> Result<Response> {
-    let bytes = gallery::zip(&state, &caller, request.ids).await?;
+    let stream = gallery::zip(&state, &caller, request.ids).await?;
     let headers = [
         (header::CONTENT_TYPE, "application/zip"),
         (header::CONTENT_DISPOSITION, "attachment; filename=\"duet-images.zip\""),
     ];
-    Ok((headers, bytes).into_response())
+    Ok((headers, axum::body::Body::from_stream(stream)).into_response())
 }
 
 /// `POST /gallery/{id}/shares`: a signed link that opens the picture without logging in.

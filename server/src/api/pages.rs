@@ -14,7 +14,7 @@ use app::{
         GalleryFilterForm, GalleryPage, HealthReport, SearchResults,
     },
 };
-use std::future::Future;
+use std::{future::Future, net::IpAddr};
 
 /// The status and message the REST API would answer (server faults logged, not shown).
 fn failure(e: ServiceError) -> BackendError {
@@ -36,21 +36,24 @@ impl AppState {
 }
 
 impl Backend for AppState {
-    fn health(&self) -> BoxFuture<'_, HealthReport> {
-        Box::pin(health::report(self))
+    fn health(&self, session: Session) -> BoxFuture<'_, HealthReport> {
+        Box::pin(async move {
+            let caller = auth::middleware::identify(self, &Default::default(), Some(session)).await.ok().flatten();
+            health::report(self, health::Audience::of(self, caller.as_ref())).await
+        })
     }
 
-    fn login(&self, session: Session, credentials: Credentials) -> Answer<'_, AccountInfo> {
+    fn login(&self, session: Session, client: Option<IpAddr>, credentials: Credentials) -> Answer<'_, AccountInfo> {
         Box::pin(async move {
-            let account = accounts::check_login(self, credentials).await.map_err(failure)?;
+            let account = accounts::check_login(self, client, credentials).await.map_err(failure)?;
             auth::sessions::start(&session, &account.id).await.map_err(failure)?;
             Ok(account)
         })
     }
 
-    fn register(&self, session: Session, credentials: Credentials) -> Answer<'_, AccountInfo> {
+    fn register(&self, session: Session, client: Option<IpAddr>, credentials: Credentials) -> Answer<'_, AccountInfo> {
         Box::pin(async move {
-            let account = accounts::register(self, credentials).await.map_err(failure)?;
+            let account = accounts::register(self, client, credentials).await.map_err(failure)?;
             auth::sessions::start(&session, &account.id).await.map_err(failure)?;
             Ok(account)
         })

@@ -10,16 +10,15 @@ use crate::{
 };
 use app::types::{Limit, QuotaReport, QuotaScope};
 use fred::prelude::LuaInterface;
+use hashlink::LruCache;
 use std::{
     collections::HashMap,
     sync::{Arc, Mutex},
     time::Instant,
 };
 
-/// Log-in attempts per username per minute.
-const LOGINS_PER_MINUTE: u32 = 10;
-
-/// Buckets kept in memory before full (idle) ones are dropped.
+/// Buckets kept in memory; past this the least recently used one is forgotten (in O(1), never by
+/// scanning the map), so a flood of new keys costs a bounded amount of memory.
 const MAX_BUCKETS: usize = 10_000;
 
 /// The configured limits; 0 means none.
@@ -33,6 +32,10 @@ pub struct LimitConfig {
     pub user_images_per_day: u32,
     pub account_tokens_per_day: u64,
     pub user_tokens_per_day: u64,
+    /// Log-in and sign-up requests per client address per minute.
+    pub auth_rpm: u32,
+    /// Log-in attempts per username and client address per minute.
+    pub login_rpm: u32,
 }
 
 impl LimitConfig {
@@ -46,6 +49,8 @@ impl LimitConfig {
             user_images_per_day: c.user_images_per_day,
             account_tokens_per_day: c.account_tokens_per_day,
             user_tokens_per_day: c.user_tokens_per_day,
+            auth_rpm: c.auth_requests_per_minute,
+            login_rpm: c.login_attempts_per_minute,
         }
     }
 }
@@ -82,11 +87,16 @@ impl Bucket {
 }
 
 /// The in-memory side: buckets and running generations.
-#[derive(Default)]
 struct Counters {
-    /// Each bucket with its rate per minute.
-    buckets: HashMap<String, (Bucket, u32)>,
+    /// Each bucket with its rate per minute, most recently used last.
+    buckets: LruCache<String, (Bucket, u32)>,
     active: HashMap<String, u32>,
+}
+
+impl Default for Counters {
+    fn default() -> Self {
+        Counters { buckets: LruCache::new(MAX_BUCKETS), active: HashMap::new() }
+    }
 }
 
 #[derive(Clone)]
@@ -183,10 +193,18 @@ impl Limits {
         self.take(vec![(user_key(account, user), self.config.user_rpm, "user.requests_per_minute")]).await
     }
 
-    /// Log-in attempts per username: at most this many a minute, so passwords cannot be tried
-    /// at speed (the Argon2 cost alone allows dozens a second).
-    pub async fn login_attempt(&self, username: &str) -> Result<(), ServiceError> {
-        self.take(vec![(format!("l\u{0}{username}"), LOGINS_PER_MINUTE, "login.attempts_per_minute")]).await
+    /// A log-in or sign-up request from a client address (`edge::client::limit_key`): at most
+    /// `AUTH_REQUESTS_PER_MINUTE`, so one address cannot flood the password hashing.
+    pub async fn auth_request(&self, client: &str) -> Result<(), ServiceError> {
+        self.take(vec![(format!("c\u{0}{client}"), self.config.auth_rpm, "client.auth_requests_per_minute")]).await
+    }
+
+    /// Log-in attempts for a username from one client address: at most `LOGIN_ATTEMPTS_PER_MINUTE`,
+    /// so passwords cannot be tried at speed. Keyed on the address too, so nobody elsewhere can
+    /// lock the owner of a name out.
+    pub async fn login_attempt(&self, username: &str, client: &str) -> Result<(), ServiceError> {
+        let key = format!("l\u{0}{username}\u{0}{client}");
+        self.take(vec![(key, self.config.login_rpm, "login.attempts_per_minute")]).await
     }
 
     async fn take(&self, mut checks: Vec<(String, u32, &str)>) -> Result<(), ServiceError> {
@@ -219,15 +237,17 @@ impl Limits {
             }
         }
         for (key, rpm, _) in checks {
-            let (bucket, _) = c.buckets.entry(key).or_insert_with(|| (Bucket::full(rpm, now), rpm));
-            let _ = bucket.take(now, rpm);
-        }
-        if c.buckets.len() > MAX_BUCKETS {
-            // Full buckets say nothing a new one would not: drop them.
-            c.buckets.retain(|_, (b, rpm)| {
-                b.refill(now, *rpm);
-                b.tokens < *rpm as f64
-            });
+            match c.buckets.get_mut(&key) {
+                Some((bucket, _)) => {
+                    let _ = bucket.take(now, rpm);
+                }
+                None => {
+                    let mut bucket = Bucket::full(rpm, now);
+                    let _ = bucket.take(now, rpm);
+                    // Full, the least recently used bucket goes: it is the one least likely to matter.
+                    c.buckets.insert(key, (bucket, rpm));
+                }
+            }
         }
         Ok(())
     }
@@ -384,7 +404,7 @@ impl Limits {
             return Ok(milli as f64 / 1000.0);
         }
         let t = self.now();
-        Ok(self.lock().buckets.get(key).map_or(rpm as f64, |(b, _)| {
+        Ok(self.lock().buckets.peek(key).map_or(rpm as f64, |(b, _)| {
             let mut b = *b;
             b.refill(t, rpm);
             b.tokens
@@ -474,6 +494,39 @@ mod tests {
             matches!(refused, ServiceError::Limited { ref limit, retry_after_s: 20, .. } if limit == "account.requests_per_minute")
         );
         limits.request("b", None).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn bucket_memory_is_bounded_and_busy_buckets_stay() {
+        let limits = Limits::new(LimitConfig { auth_rpm: 2, ..Default::default() }, None);
+        limits.auth_request("attacker").await.unwrap();
+        limits.auth_request("attacker").await.unwrap();
+        assert!(limits.auth_request("attacker").await.is_err());
+        for i in 0..MAX_BUCKETS + 500 {
+            limits.auth_request(&format!("flood-{i}")).await.unwrap();
+            if i % 1000 == 0 {
+                // Still in use, so never the least recently used one.
+                assert!(limits.auth_request("attacker").await.is_err(), "after {i} new keys");
+            }
+        }
+        assert_eq!(limits.lock().buckets.len(), MAX_BUCKETS);
+    }
+
+    #[tokio::test]
+    async fn log_in_attempts_are_limited_per_name_and_address() {
+        let limits = Limits::new(LimitConfig { login_rpm: 2, ..Default::default() }, None);
+        limits.login_attempt("admin", "203.0.113.9").await.unwrap();
+        limits.login_attempt("admin", "203.0.113.9").await.unwrap();
+        let refused = limits.login_attempt("admin", "203.0.113.9").await.unwrap_err();
+        assert!(matches!(refused, ServiceError::Limited { ref limit, .. } if limit == "login.attempts_per_minute"));
+        // The owner, from elsewhere, is not locked out.
+        limits.login_attempt("admin", "198.51.100.7").await.unwrap();
+        // 0 turns a limit off.
+        let off = Limits::new(LimitConfig::default(), None);
+        for _ in 0..100 {
+            off.login_attempt("admin", "x").await.unwrap();
+            off.auth_request("x").await.unwrap();
+        }
     }
 
     #[test]

@@ -11,6 +11,57 @@ const MEMORY_KIB: u32 = 19 * 1024;
 const PASSES: u32 = 2;
 const LANES: u32 = 1;
 
+/// Longest a log-in or sign-up waits for a hashing slot before it is told to come back (503).
+const WAIT_FOR_SLOT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Password hashing off the async threads, a bounded number at once: each hash holds 19 MiB, so a
+/// few hundred log-ins at once would otherwise exhaust memory. Excess callers wait briefly, then
+/// get `Busy` (503 with `Retry-After`).
+#[derive(Clone)]
+pub struct Hashing {
+    slots: std::sync::Arc<tokio::sync::Semaphore>,
+}
+
+impl Hashing {
+    /// Twice the cores (at least 4): enough that honest log-ins never queue for long.
+    pub fn new() -> Hashing {
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        Hashing::with_slots((2 * cores).max(4))
+    }
+
+    pub fn with_slots(slots: usize) -> Hashing {
+        Hashing { slots: std::sync::Arc::new(tokio::sync::Semaphore::new(slots)) }
+    }
+
+    /// Run `work` (a hash or a verification) on the blocking pool in a slot.
+    pub async fn run<T: Send + 'static>(
+        &self,
+        work: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, crate::service::error::ServiceError> {
+        use crate::service::error::ServiceError;
+        let busy = || ServiceError::Busy {
+            message: "too many log-ins and sign-ups at once; try again in a moment".into(),
+            retry_after_s: 1,
+        };
+        let slot = tokio::time::timeout(WAIT_FOR_SLOT, self.slots.clone().acquire_owned())
+            .await
+            .map_err(|_| busy())?
+            .map_err(|_| busy())?;
+        tokio::task::spawn_blocking(move || {
+            let _slot = slot;
+            work()
+        })
+        .await
+        .map_err(|e| ServiceError::Engine(format!("password hashing task: {e}")))
+    }
+}
+
+impl Default for Hashing {
+    fn default() -> Self {
+        Hashing::new()
+    }
+}
+
 fn argon2() -> Argon2<'static> {
     let params = Params::new(MEMORY_KIB, PASSES, LANES, None).expect("valid Argon2 parameters");
     Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
@@ -42,6 +93,30 @@ pub fn decoy() -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn hashing_beyond_its_slots_is_refused_as_busy() {
+        let hashing = Hashing::with_slots(1);
+        let (started, wait) = tokio::sync::oneshot::channel();
+        let (release, held) = std::sync::mpsc::channel::<()>();
+        let first = tokio::spawn({
+            let hashing = hashing.clone();
+            async move {
+                hashing
+                    .run(move || {
+                        started.send(()).unwrap();
+                        held.recv().ok();
+                    })
+                    .await
+            }
+        });
+        wait.await.unwrap();
+        let second = hashing.run(|| ()).await.unwrap_err();
+        assert!(matches!(second, crate::service::error::ServiceError::Busy { retry_after_s: 1, .. }), "{second:?}");
+        release.send(()).unwrap();
+        first.await.unwrap().unwrap();
+        hashing.run(|| ()).await.unwrap();
+    }
 
     #[test]
     fn hashes_are_argon2id_at_owasp_parameters_and_salted() {

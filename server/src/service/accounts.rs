@@ -4,10 +4,12 @@
 use super::error::{Result, ServiceError};
 use crate::{
     auth::{keys, password, Caller},
+    edge::client::limit_key,
     state::AppState,
-    storage::{now_ms, AccountRow, ApiKeyRow},
+    storage::{now_ms, AccountRow, ApiKeyRow, NewAccount},
 };
 use app::types::{AccountInfo, AccountUpdate, ApiKeyInfo, CreatedApiKey, Credentials, NewApiKey, QuotaReport};
+use std::net::IpAddr;
 
 const PASSWORD_CHARS: std::ops::RangeInclusive<usize> = 8..=256;
 const USERNAME_CHARS: std::ops::RangeInclusive<usize> = 3..=32;
@@ -34,52 +36,63 @@ fn new_password(raw: Option<&str>) -> Result<String> {
     Ok(pw.to_string())
 }
 
-/// Argon2 takes tens of milliseconds on purpose: keep it off the async threads.
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T> {
-    tokio::task::spawn_blocking(f).await.map_err(|e| ServiceError::Engine(format!("password hashing task: {e}")))
+/// Sign up from a client address. With `OPEN_REGISTRATION=false`, only the very first account
+/// (the admin) may sign itself up; later ones are made by an admin. Both rules hold under
+/// concurrent sign-ups: the database decides inside the insert.
+pub async fn register(state: &AppState, client: Option<IpAddr>, credentials: Credentials) -> Result<AccountInfo> {
+    state.limits.auth_request(&limit_key(client)).await?;
+    if !state.config.open_registration && state.db.has_accounts().await? {
+        return Err(closed());
+    }
+    let only_first = !state.config.open_registration;
+    create(state, credentials, only_first).await
 }
 
-/// Sign up. With `OPEN_REGISTRATION=false`, only the very first account (the admin) may sign
-/// itself up; later ones are made by an admin.
-pub async fn register(state: &AppState, credentials: Credentials) -> Result<AccountInfo> {
-    if !state.config.open_registration && state.db.has_accounts().await? {
-        return Err(ServiceError::Forbidden("registration is closed: ask an admin for an account".into()));
-    }
-    create(state, credentials).await
+fn closed() -> ServiceError {
+    ServiceError::Forbidden("registration is closed: ask an admin for an account".into())
 }
 
 /// An admin makes an account for someone (it does not log anyone in).
 pub async fn create_by_admin(state: &AppState, caller: &Caller, credentials: Credentials) -> Result<AccountInfo> {
     caller.require_admin()?;
-    let account = create(state, credentials).await?;
+    let account = create(state, credentials, false).await?;
     tracing::info!(admin = %caller.account_id, account = %account.id, "account made by an admin");
     Ok(account)
 }
 
-async fn create(state: &AppState, credentials: Credentials) -> Result<AccountInfo> {
+async fn create(state: &AppState, credentials: Credentials, only_first: bool) -> Result<AccountInfo> {
     let name = username(credentials.username.as_deref())?;
     let pw = new_password(credentials.password.as_deref())?;
-    let hash = blocking(move || password::hash(&pw)).await?;
+    let hash = state.hashing.run(move || password::hash(&pw)).await?;
     let id = uuid::Uuid::new_v4().to_string();
-    let row = state
-        .db
-        .create_account(&id, &name, &hash)
-        .await?
-        .ok_or_else(|| ServiceError::Conflict(format!("the username {name:?} is taken")))?;
+    let row = match state.db.create_account(&id, &name, &hash, only_first).await? {
+        NewAccount::Created(row) => row,
+        NewAccount::Taken => return Err(ServiceError::Conflict(format!("the username {name:?} is taken"))),
+        NewAccount::Closed => return Err(closed()),
+    };
     tracing::info!(account = %row.id, username = %row.username, role = %row.role, "account registered");
     Ok(info(&row))
 }
 
-/// The account these credentials open. Every failure looks the same to the caller, and takes as
-/// long, so usernames cannot be probed.
-pub async fn check_login(state: &AppState, credentials: Credentials) -> Result<AccountInfo> {
+/// The account these credentials open, for a client address. Every failure looks the same to
+/// the caller, and takes as long, so usernames cannot be probed.
+pub async fn check_login(state: &AppState, client: Option<IpAddr>, credentials: Credentials) -> Result<AccountInfo> {
     let refused = || ServiceError::Unauthenticated("wrong username or password".into());
+    let client = limit_key(client);
+    state.limits.auth_request(&client).await?;
     let name = username(credentials.username.as_deref()).map_err(|_| refused())?;
-    state.limits.login_attempt(&name).await?;
+    state.limits.login_attempt(&name, &client).await?;
     let pw = credentials.password.unwrap_or_default();
     let row = state.db.account_by_name(&name).await?;
-    let stored = row.as_ref().map_or_else(|| password::decoy().to_string(), |r| r.password_hash.clone());
-    let matches = blocking(move || password::verify(&pw, &stored)).await?;
+    let stored = row.as_ref().map(|r| r.password_hash.clone());
+    // An unknown name is checked against a decoy, so it takes as long as a wrong password.
+    let matches = state
+        .hashing
+        .run(move || match stored {
+            Some(stored) => password::verify(&pw, &stored),
+            None => password::verify(&pw, password::decoy()),
+        })
+        .await?;
     match row {
         Some(row) if matches && row.disabled_at.is_none() => Ok(info(&row)),
         Some(row) if matches => {

@@ -86,33 +86,100 @@ pub async fn delete(state: &AppState, caller: &Caller, id: &str) -> Result<()> {
     Ok(())
 }
 
-/// A zip of some of the caller's images (stored, not compressed: PNGs are compressed already).
-pub async fn zip(state: &AppState, caller: &Caller, ids: Option<Vec<String>>) -> Result<Vec<u8>> {
-    let mut ids = ids.unwrap_or_default();
-    ids.dedup();
+/// Zips being written at once; more get `Busy` (503). Each holds a blocking thread while its
+/// client reads (a slow reader holds it longest), so they are few.
+pub const ZIP_CONCURRENCY: usize = 4;
+
+/// Bytes handed to the response at a time; at most `ZIP_QUEUE` of them wait for the client, so a
+/// zip of 100 large images costs a few hundred KiB of memory, not their total size.
+const ZIP_CHUNK: usize = 64 * 1024;
+const ZIP_QUEUE: usize = 4;
+
+/// A zip being written, as the response body reads it.
+pub type ZipStream = tokio_stream::wrappers::ReceiverStream<std::io::Result<bytes::Bytes>>;
+
+/// A zip of some of the caller's images (stored, not compressed: PNGs are compressed already),
+/// streamed as it is written. Every id is checked and every file opened before the first byte.
+pub async fn zip(state: &AppState, caller: &Caller, ids: Option<Vec<String>>) -> Result<ZipStream> {
+    let ids = distinct(ids.unwrap_or_default());
     if ids.is_empty() || ids.len() > MAX_ZIP {
         return Err(ServiceError::invalid("ids", format!("must list 1 to {MAX_ZIP} image ids")));
     }
+    let slot = state.zip_slots.clone().try_acquire_owned().map_err(|_| ServiceError::Busy {
+        message: format!("{ZIP_CONCURRENCY} zips are being made already; try again in a moment"),
+        retry_after_s: 5,
+    })?;
     let mut files = Vec::new();
     for id in &ids {
         let row = stored(state, caller, id).await?;
         files.push((download_name(&row), state.config.images_dir().join(&row.file_name)));
     }
-    tokio::task::spawn_blocking(move || write_zip(&files))
-        .await
-        .map_err(|e| ServiceError::Engine(format!("zip task: {e}")))?
-        .map_err(|e| ServiceError::Storage(StorageError::Files(format!("reading images for a zip: {e}"))))
+    let files_error =
+        |e: std::io::Error| ServiceError::Storage(StorageError::Files(format!("reading images for a zip: {e}")));
+    let opened = tokio::task::spawn_blocking(move || {
+        files
+            .into_iter()
+            .map(|(name, path)| Ok((name, std::fs::File::open(path)?)))
+            .collect::<std::io::Result<Vec<_>>>()
+    })
+    .await
+    .map_err(|e| ServiceError::Engine(format!("zip task: {e}")))?
+    .map_err(files_error)?;
+    let (tx, rx) = tokio::sync::mpsc::channel(ZIP_QUEUE);
+    tokio::task::spawn_blocking(move || {
+        let _slot = slot;
+        let mut out = ChunkSender { tx: tx.clone(), buf: Vec::with_capacity(ZIP_CHUNK) };
+        if let Err(err) = write_zip(&mut out, opened) {
+            // The client left (the channel closed), or a file could not be read: end the body
+            // with the error, so a cut download is not mistaken for a whole one.
+            if err.kind() != std::io::ErrorKind::BrokenPipe {
+                tracing::warn!(error = %err, "zip failed while streaming");
+                let _ = tx.blocking_send(Err(err));
+            }
+        }
+    });
+    Ok(tokio_stream::wrappers::ReceiverStream::new(rx))
 }
 
-fn write_zip(files: &[(String, PathBuf)]) -> std::io::Result<Vec<u8>> {
-    let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+/// The ids in the order given, each once (a repeated id would repeat a name in the zip).
+fn distinct(ids: Vec<String>) -> Vec<String> {
+    let mut seen = std::collections::HashSet::new();
+    ids.into_iter().filter(|id| seen.insert(id.clone())).collect()
+}
+
+fn write_zip(out: &mut ChunkSender, files: Vec<(String, std::fs::File)>) -> std::io::Result<()> {
+    let mut zip = zip::ZipWriter::new_stream(&mut *out);
     let options = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
-    for (name, path) in files {
-        let bytes = std::fs::read(path)?;
+    for (name, mut file) in files {
         zip.start_file(name.as_str(), options).map_err(std::io::Error::other)?;
-        zip.write_all(&bytes)?;
+        std::io::copy(&mut file, &mut zip)?;
     }
-    Ok(zip.finish().map_err(std::io::Error::other)?.into_inner())
+    zip.finish().map_err(std::io::Error::other)?;
+    out.flush()
+}
+
+/// A writer whose bytes go to the response body in chunks; a closed body is `BrokenPipe`.
+struct ChunkSender {
+    tx: tokio::sync::mpsc::Sender<std::io::Result<bytes::Bytes>>,
+    buf: Vec<u8>,
+}
+
+impl Write for ChunkSender {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        self.buf.extend_from_slice(data);
+        if self.buf.len() >= ZIP_CHUNK {
+            self.flush()?;
+        }
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let chunk = bytes::Bytes::from(std::mem::replace(&mut self.buf, Vec::with_capacity(ZIP_CHUNK)));
+        self.tx.blocking_send(Ok(chunk)).map_err(|_| std::io::Error::from(std::io::ErrorKind::BrokenPipe))
+    }
 }
 
 pub async fn share(state: &AppState, caller: &Caller, id: &str, request: NewShare) -> Result<ShareInfo> {

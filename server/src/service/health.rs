@@ -1,10 +1,40 @@
-use crate::{models::cached_repos, state::AppState};
-use app::types::{DatabaseHealth, HealthReport, ModelState, RuntimeHealth, ServiceStatus};
+use crate::{
+    auth::{Caller, Role},
+    config::ModelSpec,
+    models::cached_repos,
+    state::AppState,
+};
+use app::types::{DatabaseHealth, HealthReport, ModelHealth, ModelState, RuntimeHealth, ServiceStatus};
+
+/// Who reads the report. Everyone sees each model's state, progress and what the engine is doing;
+/// folders, library locations and raw error texts (which name files and folders) only an admin,
+/// or anyone when accounts are off (then everyone is the local owner).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Audience {
+    Admin,
+    Public,
+}
+
+impl Audience {
+    pub fn of(state: &AppState, caller: Option<&Caller>) -> Audience {
+        let admin = caller.is_some_and(|c| c.role == Role::Admin);
+        if admin || !state.config.auth_required {
+            Audience::Admin
+        } else {
+            Audience::Public
+        }
+    }
+}
 
 /// The service's state: database, OpenVINO runtime and each model.
-pub async fn report(state: &AppState) -> HealthReport {
+pub async fn report(state: &AppState, audience: Audience) -> HealthReport {
     let database_ok = state.db.ping().await.is_ok();
-    let models = vec![state.llm.health(), state.sd.health()];
+    let mut models = vec![state.llm.health(), state.sd.health()];
+    if audience == Audience::Public {
+        for (model, spec) in models.iter_mut().zip([&state.config.llm_model, &state.config.sd_model]) {
+            redact(model, spec);
+        }
+    }
     let all_ready = models.iter().all(|m| m.state == ModelState::Ready);
     let models_dir = state.config.models_dir();
     let cached_models = tokio::task::spawn_blocking(move || cached_repos(&models_dir)).await.unwrap_or_default();
@@ -16,9 +46,28 @@ pub async fn report(state: &AppState) -> HealthReport {
         cached_models,
         models,
         database: DatabaseHealth { backend: state.db.backend().to_string(), ok: database_ok },
-        openvino: state
-            .runtime
-            .as_ref()
-            .map(|rt| RuntimeHealth { version: rt.version.clone(), library: rt.library.display().to_string() }),
+        openvino: state.runtime.as_ref().map(|rt| RuntimeHealth {
+            version: rt.version.clone(),
+            library: (audience == Audience::Admin).then(|| rt.library.display().to_string()),
+        }),
     }
+}
+
+/// A model's health without folders or raw error texts: a local model is named by its folder's
+/// name, and `detail` says what the state means instead of what went wrong.
+fn redact(model: &mut ModelHealth, spec: &ModelSpec) {
+    if let ModelSpec::Local(dir) = spec {
+        model.id = dir.file_name().map_or_else(|| "local model".into(), |n| n.to_string_lossy().into_owned());
+    }
+    model.path = None;
+    model.detail = model.detail.as_ref().map(|_| {
+        match model.state {
+            ModelState::Missing => {
+                "not downloaded yet; an admin can fetch it (server download-models, or AUTO_DOWNLOAD_MODELS=true)"
+            }
+            ModelState::Error => "failed to load; an admin can see why on /health or in the server log",
+            _ => "an admin can see the details on /health",
+        }
+        .to_string()
+    });
 }

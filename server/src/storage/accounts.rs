@@ -34,32 +34,77 @@ pub struct KeyOwnerRow {
     pub disabled_at: Option<i64>,
 }
 
+/// What creating an account came to.
+#[derive(Clone, Debug, PartialEq)]
+pub enum NewAccount {
+    Created(AccountRow),
+    /// The username is taken.
+    Taken,
+    /// Only the first account could be made (closed registration), and there is one already.
+    Closed,
+}
+
 const ACCOUNT: &str = "id, username, password_hash, role, created_at, disabled_at";
 const KEY: &str = "id, account_id, name, prefix, created_at, last_used_at, revoked_at";
 
 impl Database {
-    /// Create an account; the first one ever made is the admin. `None` when the name is taken.
-    /// The role is decided inside the insert, so two first sign-ups cannot both see an empty table
-    /// on SQLite (one writer at a time).
+    /// Create an account; the first one ever made is the admin, and with `only_first` (closed
+    /// registration) no other is made. Both are decided inside one serialized transaction, so
+    /// concurrent sign-ups cannot make two admins, nor slip a second account in: SQLite takes the
+    /// write lock up front (`BEGIN IMMEDIATE`), Postgres an advisory lock held to commit (under
+    /// READ COMMITTED two inserts would otherwise both see an empty table).
     pub async fn create_account(
         &self,
         id: &str,
         username: &str,
         password_hash: &str,
-    ) -> Result<Option<AccountRow>, StorageError> {
-        let sql = format!(
+        only_first: bool,
+    ) -> Result<NewAccount, StorageError> {
+        let insert = format!(
             "INSERT INTO accounts ({ACCOUNT}) \
-             SELECT $1, $2, $3, CASE WHEN EXISTS (SELECT 1 FROM accounts) THEN 'user' ELSE 'admin' END, $4, NULL WHERE true \
+             SELECT $1, $2, $3, CASE WHEN EXISTS (SELECT 1 FROM accounts) THEN 'user' ELSE 'admin' END, $4, NULL \
+             WHERE $5 = 0 OR NOT EXISTS (SELECT 1 FROM accounts) \
              ON CONFLICT (username) DO NOTHING RETURNING {ACCOUNT}"
         );
+        const HAS_ANY: &str = "SELECT COUNT(*) FROM (SELECT 1 FROM accounts LIMIT 1) AS one";
         let now = now_ms();
-        Ok(on_pool!(self, |pool| sqlx::query_as(&sql)
-            .bind(id)
-            .bind(username)
-            .bind(password_hash)
-            .bind(now)
-            .fetch_optional(pool)
-            .await?))
+        let only_first = i64::from(only_first);
+        let (row, any): (Option<AccountRow>, i64) = match self {
+            Database::Sqlite(pool) => {
+                let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+                let row = sqlx::query_as(&insert)
+                    .bind(id)
+                    .bind(username)
+                    .bind(password_hash)
+                    .bind(now)
+                    .bind(only_first)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                let any = sqlx::query_scalar(HAS_ANY).fetch_one(&mut *tx).await?;
+                tx.commit().await?;
+                (row, any)
+            }
+            Database::Postgres(pool) => {
+                let mut tx = pool.begin().await?;
+                sqlx::query("SELECT pg_advisory_xact_lock(7429380001)").execute(&mut *tx).await?;
+                let row = sqlx::query_as(&insert)
+                    .bind(id)
+                    .bind(username)
+                    .bind(password_hash)
+                    .bind(now)
+                    .bind(only_first)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                let any = sqlx::query_scalar(HAS_ANY).fetch_one(&mut *tx).await?;
+                tx.commit().await?;
+                (row, any)
+            }
+        };
+        Ok(match row {
+            Some(row) => NewAccount::Created(row),
+            None if only_first == 1 && any > 0 => NewAccount::Closed,
+            None => NewAccount::Taken,
+        })
     }
 
     pub async fn has_accounts(&self) -> Result<bool, StorageError> {

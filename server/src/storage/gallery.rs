@@ -84,9 +84,15 @@ impl Database {
         Ok(on_pool!(self, |pool| sqlx::query_as(&sql).bind(image_id).bind(account_id).fetch_all(pool).await?))
     }
 
-    /// A share that still works (not revoked, not expired), with its image.
+    /// A share that still works (not revoked, not expired, its owner's account not disabled),
+    /// with its image. Shares of the accounts-off owner ('local', no row) work while they last.
     pub async fn live_share(&self, id: &str) -> Result<Option<(ShareRow, ImageRow)>, StorageError> {
-        let sql = format!("SELECT {SHARE} FROM shares WHERE id = $1 AND revoked_at IS NULL AND expires_at > $2");
+        let columns: Vec<String> = SHARE.split(", ").map(|c| format!("s.{c}")).collect();
+        let sql = format!(
+            "SELECT {} FROM shares s LEFT JOIN accounts a ON a.id = s.account_id \
+             WHERE s.id = $1 AND s.revoked_at IS NULL AND s.expires_at > $2 AND a.disabled_at IS NULL",
+            columns.join(", ")
+        );
         let share: Option<ShareRow> =
             on_pool!(self, |pool| sqlx::query_as(&sql).bind(id).bind(now_ms()).fetch_optional(pool).await?);
         let Some(share) = share else { return Ok(None) };

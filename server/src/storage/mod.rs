@@ -11,7 +11,7 @@ pub mod search;
 mod templates;
 mod usage;
 
-pub use accounts::{AccountRow, ApiKeyRow, KeyOwnerRow};
+pub use accounts::{AccountRow, ApiKeyRow, KeyOwnerRow, NewAccount};
 pub use chat::{ConversationRow, MessageRow, NewMessage};
 pub use gallery::{GalleryFilter, ShareRow};
 pub use history::{FullMessageRow, SearchRow};

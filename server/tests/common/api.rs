@@ -102,6 +102,11 @@ fn router(state: &server::AppState) -> axum::Router {
     router
 }
 
+/// The router's response as it comes, its body not yet read (to hold a stream open, or drop it).
+pub async fn respond(state: &server::AppState, request: Request<Body>) -> axum::response::Response {
+    router(state).oneshot(request).await.unwrap()
+}
+
 pub async fn raw(state: &server::AppState, request: Request<Body>) -> Reply {
     let res = router(state).oneshot(request).await.unwrap();
     let status = res.status();

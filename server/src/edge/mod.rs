@@ -1,0 +1,8 @@
+//! What every request passes through before any route: the host it is addressed to (DNS
+//! rebinding), the client's address (for per-address limits), the security headers on every
+//! answer, and the guard that ends a page render that hangs or panics.
+
+pub mod client;
+pub mod headers;
+pub mod hosts;
+pub mod render;
