@@ -187,6 +187,11 @@ ensure_client_venv() {
   ensure_venv .venv-clients scripts/requirements-clients.txt "API client Python environment"
 }
 
+# schemathesis, which fuzzes the REST API against its OpenAPI document (scripts/fuzz-api.sh).
+ensure_fuzz_venv() {
+  ensure_venv .venv-fuzz scripts/requirements-fuzz.txt "API fuzzing Python environment (schemathesis)"
+}
+
 # server/build.rs compiles native/paged_attention.cpp (paged attention for the chat model).
 ensure_cxx() {
   if command -v "${CXX:-c++}" >/dev/null 2>&1; then
@@ -210,4 +215,5 @@ ensure_test_tools() {
   ensure_postgres
   ensure_redis
   ensure_e2e_deps
+  ensure_fuzz_venv
 }

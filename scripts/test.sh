@@ -39,5 +39,8 @@ if ! .venv-clients/bin/python scripts/clients/openai_check.py "http://127.0.0.1:
 fi
 kill $client_server; wait $client_server 2>/dev/null || true; rm -rf "$client_data"
 
+stage "API fuzzing (schemathesis against /api/openapi.json for ${FUZZ_SECONDS:-120} s, mock mode, accounts on)"
+scripts/fuzz-api.sh
+
 stage "browser tests (Playwright + Chromium, desktop and phone)"
 (cd end2end && npx playwright test)

@@ -1,6 +1,6 @@
-import { expect, test } from '@playwright/test';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
+import { expect, test } from './helpers';
 
 const screenshots = join(__dirname, '..', 'screenshots');
 

@@ -1,5 +1,5 @@
-import { expect, test, type Page } from '@playwright/test';
-import { mockURL, open, pageErrors, screenshot, signUp } from './helpers';
+import { type Page } from '@playwright/test';
+import { test, expect, mockURL, open, pageErrors, screenshot, signUp } from './helpers';
 
 async function send(page: Page, text: string) {
   const box = page.getByLabel('Message', { exact: true });

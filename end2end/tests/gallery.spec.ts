@@ -1,6 +1,6 @@
-import { expect, test, type Page } from '@playwright/test';
+import { type Page } from '@playwright/test';
 import { readFileSync } from 'node:fs';
-import { mockURL, open, pageErrors, screenshot, signUp } from './helpers';
+import { test, expect, mockURL, open, pageErrors, screenshot, signUp } from './helpers';
 
 async function makeImage(page: Page, prompt: string): Promise<string> {
   const res = await page.request.post(`${mockURL}/image?wait=true`, {

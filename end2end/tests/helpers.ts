@@ -1,4 +1,4 @@
-import { expect, type Page, type TestInfo } from '@playwright/test';
+import { test as base, expect, type BrowserContext, type Page, type TestInfo } from '@playwright/test';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 
@@ -37,3 +37,33 @@ export function pageErrors(page: Page): string[] {
 /** The server with no models (accounts off), for error states. */
 export const brokenURL = process.env.E2E_BROKEN_URL ?? 'http://127.0.0.1:3109';
 export const downloadURL = process.env.E2E_DOWNLOAD_URL ?? 'http://127.0.0.1:3111';
+
+/**
+ * The suite's `test`: every page of every browser context a test opens is watched for the
+ * Content-Security-Policy violations Chromium reports (a blocked script, style or WASM module),
+ * and the test fails if there is one.
+ */
+export const test = base.extend<{ cspViolations: string[] }>({
+  cspViolations: [
+    async ({ context, browser }, use) => {
+      const seen: string[] = [];
+      const watch = (ctx: BrowserContext) =>
+        ctx.on('console', (msg) => {
+          if (/Content Security Policy/i.test(msg.text())) seen.push(`${msg.location().url}: ${msg.text()}`);
+        });
+      watch(context);
+      const original = browser.newContext.bind(browser);
+      browser.newContext = async (...args: Parameters<typeof original>) => {
+        const ctx = await original(...args);
+        watch(ctx);
+        return ctx;
+      };
+      await use(seen);
+      browser.newContext = original;
+      expect(seen, 'Content-Security-Policy violations reported by Chromium').toEqual([]);
+    },
+    { auto: true },
+  ],
+});
+
+export { expect };

@@ -1,7 +1,6 @@
-import { expect, test } from '@playwright/test';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { downloadURL, open, pageErrors, screenshot } from './helpers';
+import { test, expect, downloadURL, open, pageErrors, screenshot } from './helpers';
 
 const screenshots = join(__dirname, '..', 'screenshots');
 

@@ -1,5 +1,4 @@
-import { expect, test } from '@playwright/test';
-import { mockURL, open, pageErrors, screenshot, signUp } from './helpers';
+import { test, expect, mockURL, open, pageErrors, screenshot, signUp } from './helpers';
 
 // Every page, logged in, at the project's width (desktop 1280, phone 375): no error, nothing
 // wider than the screen, a main landmark and a heading; a screenshot of each for review.

@@ -1,5 +1,4 @@
-import { expect, test } from '@playwright/test';
-import { brokenURL, mockURL, open, pageErrors, screenshot, signUp } from './helpers';
+import { test, expect, brokenURL, mockURL, open, pageErrors, screenshot, signUp } from './helpers';
 
 test('settings: an API key is shown once, works as a bearer token, and dies when revoked; quota usage', async ({ page, browser }, info) => {
   const errors = pageErrors(page);

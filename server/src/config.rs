@@ -525,7 +525,9 @@ fn parse_endpoint(value: &str) -> Result<String, String> {
     let host = rest.split(['/', '?', '#']).next().unwrap_or_default();
     let host = host.rsplit_once('@').map_or(host, |(_, h)| h);
     if host.is_empty() || !matches!(scheme, "http" | "https") {
-        return Err("HF_ENDPOINT: expected an https:// address, e.g. https://huggingface.co".into());
+        return Err("HF_ENDPOINT: expected an http:// or https:// address, e.g. https://huggingface.co \
+                    (plain http only to this machine)"
+            .into());
     }
     if scheme == "http" && !crate::edge::hosts::is_loopback_host(host) {
         return Err(format!(

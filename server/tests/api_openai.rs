@@ -110,7 +110,7 @@ async fn openai_errors_have_openai_shape(backend) {
 
 async fn image_generations_give_urls_or_base64(backend) {
     let dir = tempfile::tempdir().unwrap();
-    let state = mock_state_on(backend, dir.path(), &[]).await;
+    let state = mock_state_on(backend, dir.path(), &["--allowed-hosts", "duet.local"]).await;
     // openai-python: client.images.generate(prompt=..., n=2, size="256x256")
     let req = axum::http::Request::post("/v1/images/generations")
         .header("content-type", "application/json")

@@ -30,16 +30,7 @@ fn llm_repo() -> MockRepo {
 }
 
 fn options(hub: &MockHub, models_dir: &Path) -> HubOptions {
-    HubOptions {
-        endpoint: hub.url.clone(),
-        token: None,
-        offline: false,
-        models_dir: models_dir.to_path_buf(),
-        // Small chunks, so the fixture files take several ranged requests and can resume.
-        chunk_bytes: 32 * 1024,
-        attempts: 1,
-        safety_checker: false,
-    }
+    common::hub::options(hub, models_dir, 32 * 1024)
 }
 
 fn snapshot(models_dir: &Path) -> PathBuf {

@@ -61,15 +61,7 @@ fn walk(dir: &Path, skip: &Path, found: &mut BTreeMap<PathBuf, Option<Vec<u8>>>)
 }
 
 fn options(hub: &MockHub, models_dir: &Path) -> HubOptions {
-    HubOptions {
-        endpoint: hub.url.clone(),
-        token: None,
-        offline: false,
-        models_dir: models_dir.to_path_buf(),
-        chunk_bytes: 64 * 1024,
-        attempts: 1,
-        safety_checker: false,
-    }
+    common::hub::options(hub, models_dir, 64 * 1024)
 }
 
 async fn fetch_llm(options: &HubOptions) -> Result<server::models::hub::Fetched, DownloadError> {

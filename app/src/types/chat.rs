@@ -29,16 +29,16 @@ pub struct ChatRequest {
     pub max_tokens: Option<u32>,
     /// 0 (greedy) to 2; default from the model's generation_config.json.
     #[serde(default)]
-    pub temperature: Option<f32>,
+    pub temperature: Option<f64>,
     /// Above 0, at most 1.
     #[serde(default)]
-    pub top_p: Option<f32>,
+    pub top_p: Option<f64>,
     /// 0 (off) or more.
     #[serde(default)]
     pub top_k: Option<u32>,
     /// Above 0, at most 2 (1: off).
     #[serde(default)]
-    pub repetition_penalty: Option<f32>,
+    pub repetition_penalty: Option<f64>,
     /// Sampling seed: the same seed and message give the same reply.
     #[serde(default)]
     pub seed: Option<u64>,

@@ -19,7 +19,7 @@ pub struct ImageGenerationRequest {
     pub num_inference_steps: Option<u32>,
     /// Classifier-free guidance, 0 to 30 (default 7.5; 1 or less turns guidance off).
     #[serde(default)]
-    pub guidance_scale: Option<f32>,
+    pub guidance_scale: Option<f64>,
     /// Any u32; random when absent, and reported back so the image can be made again.
     #[serde(default)]
     pub seed: Option<u32>,

@@ -75,7 +75,7 @@ pub async fn list_keys(State(state): State<AppState>, caller: Caller) -> Result<
 
 /// `POST /account/keys`: a new API key, shown this once.
 #[utoipa::path(post, path = "/account/keys", tag = "accounts", request_body = NewApiKey,
-    responses((status = 201, body = CreatedApiKey), (status = 422, body = ErrorBody)))]
+    responses((status = 201, body = CreatedApiKey), (status = 409, description = "The account has 50 live keys already", body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn create_key(
     State(state): State<AppState>,
     caller: Caller,
@@ -86,7 +86,7 @@ pub async fn create_key(
 }
 
 /// `DELETE /account/keys/{id}`: revoke a key at once.
-#[utoipa::path(delete, path = "/account/keys/{id}", tag = "accounts",
+#[utoipa::path(delete, path = "/account/keys/{id}", tag = "accounts", params(("id" = String, Path, description = "An API key id (from `GET /account/keys`)")),
     responses((status = 204), (status = 404, description = "Not one of the caller's live keys", body = ErrorBody)))]
 pub async fn revoke_key(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> Result<StatusCode> {
     accounts::revoke_key(&state, &caller, &id).await?;
@@ -113,7 +113,7 @@ pub async fn create_account(
 }
 
 /// `PATCH /admin/accounts/{id}`: disable or re-enable an account (admins only).
-#[utoipa::path(patch, path = "/admin/accounts/{id}", tag = "accounts", request_body = AccountUpdate,
+#[utoipa::path(patch, path = "/admin/accounts/{id}", tag = "accounts", request_body = AccountUpdate, params(("id" = String, Path, description = "An account id")),
     responses((status = 200, body = AccountInfo), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn update_account(
     State(state): State<AppState>,
@@ -125,6 +125,7 @@ pub async fn update_account(
 }
 
 #[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct QuotaQuery {
     /// Also report this end user's usage and limits.
     pub user_id: Option<String>,

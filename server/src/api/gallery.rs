@@ -30,14 +30,14 @@ pub async fn list(
 }
 
 /// `GET /gallery/{id}`: one image's record.
-#[utoipa::path(get, path = "/gallery/{id}", tag = "gallery",
+#[utoipa::path(get, path = "/gallery/{id}", tag = "gallery", params(("id" = String, Path, description = "An image id (a job id of `POST /image`)")),
     responses((status = 200, body = GalleryImage), (status = 404, description = "No such id, or not the caller's", body = ErrorBody)))]
 pub async fn get(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> Result<Json<GalleryImage>> {
     Ok(Json(gallery::get(&state, &caller, &id).await?))
 }
 
 /// `DELETE /gallery/{id}`: the image, its file and its share links.
-#[utoipa::path(delete, path = "/gallery/{id}", tag = "gallery",
+#[utoipa::path(delete, path = "/gallery/{id}", tag = "gallery", params(("id" = String, Path, description = "An image id (a job id of `POST /image`)")),
     responses((status = 204), (status = 404, body = ErrorBody)))]
 pub async fn delete(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> Result<StatusCode> {
     gallery::delete(&state, &caller, &id).await?;
@@ -45,7 +45,7 @@ pub async fn delete(State(state): State<AppState>, caller: Caller, Path(id): Pat
 }
 
 /// `GET /gallery/{id}/download`: the PNG as an attachment (`duet-<seed>-<id>.png`).
-#[utoipa::path(get, path = "/gallery/{id}/download", tag = "gallery",
+#[utoipa::path(get, path = "/gallery/{id}/download", tag = "gallery", params(("id" = String, Path, description = "An image id (a job id of `POST /image`)")),
     responses((status = 200, content_type = "image/png"), (status = 404, body = ErrorBody)))]
 pub async fn download(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> Result<Response> {
     let (path, name) = gallery::download(&state, &caller, &id).await?;
@@ -70,7 +70,7 @@ pub async fn zip(
 }
 
 /// `POST /gallery/{id}/shares`: a signed link that opens the picture without logging in.
-#[utoipa::path(post, path = "/gallery/{id}/shares", tag = "gallery", request_body = NewShare,
+#[utoipa::path(post, path = "/gallery/{id}/shares", tag = "gallery", request_body = NewShare, params(("id" = String, Path, description = "An image id (a job id of `POST /image`)")),
     responses((status = 201, body = ShareInfo), (status = 404, body = ErrorBody)))]
 pub async fn create_share(
     State(state): State<AppState>,
@@ -82,7 +82,7 @@ pub async fn create_share(
 }
 
 /// `GET /gallery/{id}/shares`: the image's links, revoked and expired ones included.
-#[utoipa::path(get, path = "/gallery/{id}/shares", tag = "gallery",
+#[utoipa::path(get, path = "/gallery/{id}/shares", tag = "gallery", params(("id" = String, Path, description = "An image id (a job id of `POST /image`)")),
     responses((status = 200, body = Vec<ShareInfo>), (status = 404, body = ErrorBody)))]
 pub async fn list_shares(
     State(state): State<AppState>,
@@ -93,7 +93,7 @@ pub async fn list_shares(
 }
 
 /// `DELETE /shares/{id}`: the link stops working at once.
-#[utoipa::path(delete, path = "/shares/{id}", tag = "gallery",
+#[utoipa::path(delete, path = "/shares/{id}", tag = "gallery", params(("id" = String, Path, description = "A share link's id")),
     responses((status = 204), (status = 404, body = ErrorBody)))]
 pub async fn revoke_share(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> Result<StatusCode> {
     gallery::revoke_share(&state, &caller, &id).await?;
@@ -101,7 +101,7 @@ pub async fn revoke_share(State(state): State<AppState>, caller: Caller, Path(id
 }
 
 /// `GET /s/{token}`: a shared picture, for anyone with the link while it is valid.
-#[utoipa::path(get, path = "/s/{token}", tag = "gallery", security(()),
+#[utoipa::path(get, path = "/s/{token}", tag = "gallery", security(()), params(("token" = String, Path, description = "The signed token of a share link's `url`")),
     responses((status = 200, content_type = "image/png"), (status = 404, description = "Unknown, expired or revoked link", body = ErrorBody)))]
 pub async fn shared(State(state): State<AppState>, Path(token): Path<String>) -> Result<Response> {
     let path = gallery::shared_file(&state, &token).await?;

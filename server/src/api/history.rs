@@ -17,6 +17,7 @@ use axum::{
 use serde::Deserialize;
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
     /// Only this end user's conversations.
     pub user_id: Option<String>,
@@ -39,7 +40,7 @@ pub async fn list(
 
 /// `GET /conversations/{id}`: one conversation with every message (reasoning, timings, models,
 /// images).
-#[utoipa::path(get, path = "/conversations/{id}", tag = "history",
+#[utoipa::path(get, path = "/conversations/{id}", tag = "history", params(("id" = String, Path, description = "A conversation id (`conversation_id` of a chat reply)")),
     responses((status = 200, body = ConversationDetail), (status = 404, description = "No such id, or not the caller's", body = ErrorBody)))]
 pub async fn detail(
     State(state): State<AppState>,
@@ -50,7 +51,7 @@ pub async fn detail(
 }
 
 /// `PATCH /conversations/{id}`: rename.
-#[utoipa::path(patch, path = "/conversations/{id}", tag = "history", request_body = ConversationUpdate,
+#[utoipa::path(patch, path = "/conversations/{id}", tag = "history", params(("id" = String, Path, description = "A conversation id (`conversation_id` of a chat reply)")), request_body = ConversationUpdate,
     responses((status = 200, body = ConversationSummary), (status = 404, body = ErrorBody)))]
 pub async fn rename(
     State(state): State<AppState>,
@@ -62,7 +63,7 @@ pub async fn rename(
 }
 
 /// `DELETE /conversations/{id}`: the conversation and its messages (its images stay in the gallery).
-#[utoipa::path(delete, path = "/conversations/{id}", tag = "history",
+#[utoipa::path(delete, path = "/conversations/{id}", tag = "history", params(("id" = String, Path, description = "A conversation id (`conversation_id` of a chat reply)")),
     responses((status = 204), (status = 404, body = ErrorBody)))]
 pub async fn delete(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> Result<StatusCode> {
     history::delete(&state, &caller, &id).await?;
@@ -70,13 +71,14 @@ pub async fn delete(State(state): State<AppState>, caller: Caller, Path(id): Pat
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ExportQuery {
     /// `json` (default) or `markdown`.
     pub format: Option<String>,
 }
 
 /// `GET /conversations/{id}/export`: a download, as JSON or Markdown.
-#[utoipa::path(get, path = "/conversations/{id}/export", tag = "history", params(ExportQuery),
+#[utoipa::path(get, path = "/conversations/{id}/export", tag = "history", params(("id" = String, Path, description = "A conversation id (`conversation_id` of a chat reply)"), ExportQuery),
     responses((status = 200, description = "`conversation-{id}.json` (a ConversationDetail) or `.md`"),
               (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn export(
@@ -113,6 +115,7 @@ pub async fn export(
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct SearchQuery {
     /// Words to find (every word must appear; a word matches as a prefix).
     pub q: Option<String>,

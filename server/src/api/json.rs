@@ -63,28 +63,42 @@ pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
             "the request body is empty; send a JSON object".into(),
         ));
     }
-    if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{')
-        && serde_json::from_slice::<serde_json::Value>(bytes).is_ok()
-    {
+    let value: serde_json::Value = serde_json::from_slice(bytes)
+        .map_err(|e| bad(StatusCode::BAD_REQUEST, None, "invalid_json", format!("the body is not valid JSON: {e}")))?;
+    if !value.is_object() {
         let message = "the body must be a JSON object".to_string();
         return Err(bad(StatusCode::UNPROCESSABLE_ENTITY, None, "invalid_field", message));
     }
-    let mut de = serde_json::Deserializer::from_slice(bytes);
-    serde_path_to_error::deserialize(&mut de).map_err(|err| {
+    serde_path_to_error::deserialize(whole_numbers(value)).map_err(|err| {
         let path = err.path().to_string();
         let inner = err.into_inner();
-        match inner.classify() {
-            serde_json::error::Category::Data => {
-                let param = (path != ".").then_some(path);
-                let message = match &param {
-                    Some(p) => format!("{p}: {inner}"),
-                    None => format!("the body must be a JSON object: {inner}"),
-                };
-                bad(StatusCode::UNPROCESSABLE_ENTITY, param, "invalid_field", message)
-            }
-            _ => bad(StatusCode::BAD_REQUEST, None, "invalid_json", format!("the body is not valid JSON: {inner}")),
-        }
+        let param = (path != ".").then_some(path);
+        let message = match &param {
+            Some(p) => format!("{p}: {inner}"),
+            None => format!("the body must be a JSON object: {inner}"),
+        };
+        bad(StatusCode::UNPROCESSABLE_ENTITY, param, "invalid_field", message)
     })
+}
+
+/// JSON (and the API document's JSON Schema) counts `285.0` as the integer 285: turn such
+/// numbers into integers, so integer fields take them.
+fn whole_numbers(value: serde_json::Value) -> serde_json::Value {
+    use serde_json::Value;
+    match value {
+        Value::Number(n) => match n.as_f64() {
+            Some(f) if n.is_f64() && f.fract() == 0.0 && (0.0..18_446_744_073_709_551_616.0).contains(&f) => {
+                Value::from(f as u64)
+            }
+            Some(f) if n.is_f64() && f.fract() == 0.0 && (-9_223_372_036_854_775_808.0..0.0).contains(&f) => {
+                Value::from(f as i64)
+            }
+            _ => Value::Number(n),
+        },
+        Value::Array(items) => Value::Array(items.into_iter().map(whole_numbers).collect()),
+        Value::Object(map) => Value::Object(map.into_iter().map(|(k, v)| (k, whole_numbers(v))).collect()),
+        other => other,
+    }
 }
 
 #[cfg(test)]
@@ -117,5 +131,14 @@ mod tests {
         assert_eq!(rejection(r#"{"message": "#), (StatusCode::BAD_REQUEST, None));
         assert_eq!(rejection("  "), (StatusCode::BAD_REQUEST, None));
         assert!(parse::<ChatRequest>(br#"{"message": "hi", "extra": true}"#).is_ok(), "unknown fields are ignored");
+    }
+
+    #[test]
+    fn whole_floats_are_integers_and_fractions_are_not() {
+        let r = parse::<ChatRequest>(br#"{"max_tokens": 285.0, "seed": 1e3, "temperature": 1.0}"#).unwrap();
+        assert_eq!((r.max_tokens, r.seed, r.temperature), (Some(285), Some(1000), Some(1.0)));
+        assert_eq!(rejection(r#"{"max_tokens": 2.5}"#), (StatusCode::UNPROCESSABLE_ENTITY, Some("max_tokens".into())));
+        assert_eq!(rejection(r#"{"max_tokens": -1.0}"#), (StatusCode::UNPROCESSABLE_ENTITY, Some("max_tokens".into())));
+        assert_eq!(rejection(r#"{"seed": 1e30}"#), (StatusCode::UNPROCESSABLE_ENTITY, Some("seed".into())));
     }
 }

@@ -10,5 +10,6 @@ pub mod images;
 pub mod json;
 pub mod openai;
 pub mod openapi;
+mod openapi_rules;
 pub mod pages;
 pub mod templates;

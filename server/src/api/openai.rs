@@ -28,7 +28,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use std::{convert::Infallible, time::Duration};
 
-const MAX_IMAGES: u32 = 4;
+pub const MAX_IMAGES: u32 = 4;
 
 fn unix_now() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
@@ -76,13 +76,13 @@ pub struct ChatCompletionRequest {
     #[serde(default)]
     pub max_completion_tokens: Option<u32>,
     #[serde(default)]
-    pub temperature: Option<f32>,
+    pub temperature: Option<f64>,
     #[serde(default)]
-    pub top_p: Option<f32>,
+    pub top_p: Option<f64>,
     #[serde(default)]
     pub top_k: Option<u32>,
     #[serde(default)]
-    pub repetition_penalty: Option<f32>,
+    pub repetition_penalty: Option<f64>,
     #[serde(default)]
     pub seed: Option<u64>,
     #[serde(default)]
@@ -363,7 +363,7 @@ pub struct ImagesRequest {
     #[serde(default)]
     pub num_inference_steps: Option<u32>,
     #[serde(default)]
-    pub guidance_scale: Option<f32>,
+    pub guidance_scale: Option<f64>,
     #[serde(default)]
     pub scheduler: Option<String>,
     /// The end user the images are for (OpenAI's field), for per-user limits.
@@ -373,7 +373,13 @@ pub struct ImagesRequest {
 
 fn size(text: Option<&str>) -> Result<(Option<u32>, Option<u32>)> {
     let Some(text) = text else { return Ok((None, None)) };
-    let parsed = text.split_once('x').and_then(|(w, h)| Some((w.trim().parse().ok()?, h.trim().parse().ok()?)));
+    // Plain decimal sides, as the API document's pattern says (no signs, spaces or leading zeros).
+    let side = |s: &str| {
+        (!s.is_empty() && !s.starts_with('0') && s.len() <= 9 && s.bytes().all(|b| b.is_ascii_digit()))
+            .then(|| s.parse().ok())
+            .flatten()
+    };
+    let parsed = text.split_once('x').and_then(|(w, h)| Some((side(w)?, side(h)?)));
     match parsed {
         Some((w, h)) => Ok((Some(w), Some(h))),
         None => Err(invalid("size", format!("must be WIDTHxHEIGHT such as 512x512, got {text:?}"))),
@@ -414,7 +420,8 @@ pub async fn images_generations(
             width,
             height,
             scheduler: req.scheduler.clone(),
-            user_id: req.user.clone(),
+            // As on chat completions: an empty `user` is none.
+            user_id: req.user.clone().filter(|u| !u.is_empty()),
         };
         let job = service::images::submit(&state, &caller, one).await.map_err(|e| match e {
             // Our field names are OpenAI's `size`.
@@ -426,7 +433,7 @@ pub async fn images_generations(
         jobs.push(job);
     }
     let timeout = Duration::from_secs(state.config.image_wait_timeout_secs);
-    let base = base_url(&headers);
+    let base = base_url(&state.config, &headers);
     let mut data = Vec::new();
     for job in jobs {
         let done = service::images::wait(&state, &caller, &job.job_id, timeout).await?;
@@ -446,11 +453,18 @@ pub async fn images_generations(
     Ok(Json(json!({"created": unix_now(), "data": data})).into_response())
 }
 
-/// `scheme://host` the client used, so image URLs are absolute as OpenAI's are.
-fn base_url(headers: &HeaderMap) -> String {
+/// `scheme://host` the client used, so image URLs are absolute as OpenAI's are: `PUBLIC_URL`
+/// when set, else the request's host (one the server answers for); a proxy's `X-Forwarded-*`
+/// headers count only when `TRUSTED_PROXIES` says there is one.
+fn base_url(config: &crate::config::Config, headers: &HeaderMap) -> String {
+    if let Some(public) = &config.public_url {
+        return public.trim_end_matches('/').to_string();
+    }
     let get = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-    let host = get("x-forwarded-host").or_else(|| get(header::HOST.as_str())).unwrap_or("127.0.0.1:3000");
-    let scheme = get("x-forwarded-proto").unwrap_or("http");
+    let proxied = !config.trusted_proxies.is_empty();
+    let forwarded = |name: &str| if proxied { get(name) } else { None };
+    let host = forwarded("x-forwarded-host").or_else(|| get(header::HOST.as_str())).unwrap_or("127.0.0.1:3000");
+    let scheme = forwarded("x-forwarded-proto").filter(|s| matches!(*s, "http" | "https")).unwrap_or("http");
     format!("{scheme}://{host}")
 }
 

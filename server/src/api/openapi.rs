@@ -96,8 +96,12 @@ impl utoipa::Modify for Security {
             {
                 let public = op.security.as_ref().is_some_and(|s| s.contains(&SecurityRequirement::default()));
                 let has_body = op.request_body.is_some();
-                for (status, description, for_bodies) in shared {
-                    let applies = if for_bodies { has_body } else { !public };
+                let has_query = op
+                    .parameters
+                    .as_ref()
+                    .is_some_and(|ps| ps.iter().any(|p| p.parameter_in == utoipa::openapi::path::ParameterIn::Query));
+                for (status, description, for_input) in shared {
+                    let applies = if for_input { has_body || (status == "422" && has_query) } else { !public };
                     if applies {
                         op.responses.responses.entry(status.into()).or_insert_with(|| error(description).into());
                     }
@@ -122,15 +126,25 @@ impl utoipa::Modify for Security {
     }
 }
 
+/// The document: utoipa's, with every request's real constraints (`openapi_rules`). Built once.
+pub fn document() -> &'static Value {
+    static DOC: std::sync::OnceLock<Value> = std::sync::OnceLock::new();
+    DOC.get_or_init(|| {
+        let mut doc = serde_json::to_value(ApiDoc::openapi()).expect("the OpenAPI document serializes");
+        super::openapi_rules::apply(&mut doc);
+        super::openapi_rules::public_answers(&mut doc);
+        doc
+    })
+}
+
 /// `GET /api/openapi.json`
-pub async fn openapi_json() -> Json<utoipa::openapi::OpenApi> {
-    Json(ApiDoc::openapi())
+pub async fn openapi_json() -> Json<Value> {
+    Json(document().clone())
 }
 
 /// `GET /api/docs`: every route with its request body, answers and errors.
 pub async fn docs_page() -> Html<String> {
-    let doc = serde_json::to_value(ApiDoc::openapi()).unwrap_or_default();
-    Html(render(&doc))
+    Html(render(document()))
 }
 
 fn escape(text: &str) -> String {

@@ -27,7 +27,7 @@ pub async fn create(
 }
 
 /// `DELETE /templates/{id}`.
-#[utoipa::path(delete, path = "/templates/{id}", tag = "templates",
+#[utoipa::path(delete, path = "/templates/{id}", tag = "templates", params(("id" = String, Path, description = "A template id")),
     responses((status = 204), (status = 404, description = "No such id, or not the caller's", body = ErrorBody)))]
 pub async fn delete(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> Result<StatusCode> {
     templates::delete(&state, &caller, &id).await?;

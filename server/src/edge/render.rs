@@ -59,7 +59,7 @@ impl any_spawner::CustomExecutor for WatchedTokio {
         let watch = RENDER.try_with(Watch::clone).ok();
         let caught = async move {
             if let Err(panic) = AssertUnwindSafe(future).catch_unwind().await {
-                if let Some(watch) = RENDER.try_with(Watch::clone).ok() {
+                if let Ok(watch) = RENDER.try_with(Watch::clone) {
                     watch.panicked(panic_text(&*panic));
                 }
             }

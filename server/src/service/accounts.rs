@@ -11,9 +11,9 @@ use crate::{
 use app::types::{AccountInfo, AccountUpdate, ApiKeyInfo, CreatedApiKey, Credentials, NewApiKey, QuotaReport};
 use std::net::IpAddr;
 
-const PASSWORD_CHARS: std::ops::RangeInclusive<usize> = 8..=256;
-const USERNAME_CHARS: std::ops::RangeInclusive<usize> = 3..=32;
-const KEY_NAME_CHARS: usize = 100;
+pub const PASSWORD_CHARS: std::ops::RangeInclusive<usize> = 8..=256;
+pub const USERNAME_CHARS: std::ops::RangeInclusive<usize> = 3..=32;
+pub const KEY_NAME_CHARS: usize = 100;
 const MAX_KEYS: usize = 50;
 
 /// A username in its stored form (lower case), or what is wrong with it.
@@ -118,8 +118,9 @@ pub async fn me(state: &AppState, caller: &Caller) -> Result<AccountInfo> {
 }
 
 pub async fn create_key(state: &AppState, caller: &Caller, request: NewApiKey) -> Result<CreatedApiKey> {
+    let sent = request.name.as_deref().map_or(0, |n| n.chars().count());
     let name = request.name.as_deref().map(str::trim).unwrap_or_default();
-    if name.is_empty() || name.chars().count() > KEY_NAME_CHARS {
+    if name.is_empty() || sent > KEY_NAME_CHARS {
         return Err(ServiceError::invalid("name", "must be 1 to 100 characters"));
     }
     needs_account(state, caller).await?;

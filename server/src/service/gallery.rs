@@ -3,7 +3,7 @@
 
 use super::{
     error::{Result, ServiceError},
-    history::page_size,
+    history::{page_offset, page_size},
     images::{parameters, stored},
 };
 use crate::{
@@ -14,14 +14,15 @@ use crate::{
 use app::types::{GalleryImage, GalleryPage, NewShare, ShareInfo};
 use std::{io::Write, path::PathBuf};
 
-const MAX_ZIP: usize = 100;
+pub const MAX_ZIP: usize = 100;
 const DEFAULT_SHARE_SECS: u64 = 7 * 86_400;
-const SHARE_SECS: std::ops::RangeInclusive<u64> = 60..=365 * 86_400;
+pub const SHARE_SECS: std::ops::RangeInclusive<u64> = 60..=365 * 86_400;
 /// Separates the share id from its expiry in a token (neither contains it).
 const SEP: char = '~';
 
 /// What `GET /gallery` asks for (its query string).
 #[derive(Clone, Debug, Default, serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct GalleryQuery {
     /// Words that must all appear in the prompt (each matches as a prefix).
     pub q: Option<String>,
@@ -40,7 +41,7 @@ pub struct GalleryQuery {
 pub async fn list(state: &AppState, caller: &Caller, query: GalleryQuery) -> Result<GalleryPage> {
     let user = super::validate::user_id("user_id", query.user_id)?;
     let limit = page_size(query.limit)?;
-    let offset = query.offset.unwrap_or(0);
+    let offset = page_offset(query.offset)?;
     if let (Some(from), Some(to)) = (query.from, query.to) {
         if from >= to {
             return Err(ServiceError::invalid("to", "must be after `from`"));
@@ -101,10 +102,11 @@ pub type ZipStream = tokio_stream::wrappers::ReceiverStream<std::io::Result<byte
 /// A zip of some of the caller's images (stored, not compressed: PNGs are compressed already),
 /// streamed as it is written. Every id is checked and every file opened before the first byte.
 pub async fn zip(state: &AppState, caller: &Caller, ids: Option<Vec<String>>) -> Result<ZipStream> {
-    let ids = distinct(ids.unwrap_or_default());
+    let ids = ids.unwrap_or_default();
     if ids.is_empty() || ids.len() > MAX_ZIP {
         return Err(ServiceError::invalid("ids", format!("must list 1 to {MAX_ZIP} image ids")));
     }
+    let ids = distinct(ids);
     let slot = state.zip_slots.clone().try_acquire_owned().map_err(|_| ServiceError::Busy {
         message: format!("{ZIP_CONCURRENCY} zips are being made already; try again in a moment"),
         retry_after_s: 5,

@@ -12,12 +12,25 @@ use app::types::{
 };
 use std::fmt::Write;
 
-const DEFAULT_PAGE: u32 = 50;
-const MAX_PAGE: u32 = 200;
-const MAX_TITLE_CHARS: usize = 200;
-const MAX_QUERY_CHARS: usize = 200;
+pub const DEFAULT_PAGE: u32 = 50;
+pub const MAX_PAGE: u32 = 200;
+pub const MAX_TITLE_CHARS: usize = 200;
+pub const MAX_QUERY_CHARS: usize = 200;
 
 /// A page size in 1..=200 (default 50), or what is wrong with it.
+/// How far into a list a page may start: beyond any list anyone keeps, and a bound the API
+/// document states.
+pub const MAX_OFFSET: u32 = 1_000_000;
+
+pub fn page_offset(offset: Option<u32>) -> Result<u32> {
+    match offset {
+        Some(n) if n > MAX_OFFSET => {
+            Err(ServiceError::invalid("offset", format!("must be from 0 to {MAX_OFFSET}, got {n}")))
+        }
+        other => Ok(other.unwrap_or(0)),
+    }
+}
+
 pub fn page_size(limit: Option<u32>) -> Result<u32> {
     match limit {
         None => Ok(DEFAULT_PAGE),
@@ -35,7 +48,7 @@ pub async fn list(
 ) -> Result<ConversationList> {
     let user = super::validate::user_id("user_id", user_id)?;
     let limit = page_size(limit)?;
-    let offset = offset.unwrap_or(0);
+    let offset = page_offset(offset)?;
     let rows = state.db.conversations(&caller.account_id, user.as_deref(), limit.into(), offset.into()).await?;
     let next_offset = (rows.len() == limit as usize).then_some(offset + limit);
     Ok(ConversationList { conversations: rows.into_iter().map(summary).collect(), next_offset })
@@ -55,9 +68,9 @@ pub async fn rename(
     id: &str,
     update: ConversationUpdate,
 ) -> Result<ConversationSummary> {
+    let sent = update.title.as_deref().map_or(0, |t| t.chars().count());
     let title = update.title.as_deref().map(str::trim).unwrap_or_default();
-    let chars = title.chars().count();
-    if chars == 0 || chars > MAX_TITLE_CHARS {
+    if title.is_empty() || sent > MAX_TITLE_CHARS {
         return Err(ServiceError::invalid("title", format!("must be 1 to {MAX_TITLE_CHARS} characters")));
     }
     if !state.db.rename_conversation(&caller.account_id, id, title).await? {

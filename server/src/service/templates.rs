@@ -4,8 +4,8 @@ use super::error::{Result, ServiceError};
 use crate::{auth::Caller, state::AppState, storage::TemplateRow};
 use app::types::{NewPromptTemplate, PromptTemplate};
 
-const MAX_NAME_CHARS: usize = 100;
-const MAX_BODY_CHARS: usize = 4000;
+pub const MAX_NAME_CHARS: usize = 100;
+pub const MAX_BODY_CHARS: usize = 4000;
 /// Templates per account: enough for any person, a bound for a script gone wrong.
 pub const MAX_TEMPLATES: i64 = 200;
 
@@ -17,12 +17,13 @@ pub async fn list(state: &AppState, caller: &Caller) -> Result<Vec<PromptTemplat
     Ok(state.db.templates(&caller.account_id).await?.into_iter().map(view).collect())
 }
 
-/// A field's text, trimmed at the ends for the name, kept as written for the body.
+/// A field's text, trimmed at the ends for the name, kept as written for the body. Its length
+/// counts as sent (what the API document states).
 fn text(field: &str, value: Option<String>, max: usize, trim: bool) -> Result<String> {
     let value = value.unwrap_or_default();
+    let sent = value.chars().count();
     let value = if trim { value.trim().to_string() } else { value };
-    let chars = value.trim().chars().count();
-    if chars == 0 || value.chars().count() > max {
+    if value.trim().is_empty() || sent > max {
         return Err(ServiceError::invalid(field, format!("must be 1 to {max} characters")));
     }
     Ok(value)

@@ -18,6 +18,15 @@ pub const MAX_MESSAGES: usize = 2048;
 pub const MAX_CONVERSATION_CHARS: usize = 1_000_000;
 pub const MAX_TOKENS: u32 = 8192;
 pub const MAX_STOP_STRINGS: usize = 4;
+pub const MAX_STOP_CHARS: usize = 100;
+pub const MAX_TEMPERATURE: f64 = 2.0;
+pub const MAX_REPETITION_PENALTY: f64 = 2.0;
+pub const MAX_STEPS: u32 = 100;
+pub const MAX_GUIDANCE: f64 = 30.0;
+/// Image sides: multiples of `SIDE_STEP` from `MIN_SIDE` to `MAX_SIDE`.
+pub const MIN_SIDE: u32 = 256;
+pub const MAX_SIDE: u32 = 1024;
+pub const SIDE_STEP: u32 = 8;
 pub const MAX_IMAGE_PROMPT_CHARS: usize = super::image_prompt::MAX_IMAGE_PROMPT_CHARS;
 const IMAGINE: &str = "/imagine";
 
@@ -47,7 +56,7 @@ pub fn chat(request: ChatRequest, default_max_tokens: u32) -> Checked<ValidChat>
     let user_id = required_text("user_id", request.user_id, MAX_USER_ID_CHARS)?;
     let message = required_text("message", request.message, MAX_MESSAGE_CHARS)?;
     let conversation_id = match request.conversation_id {
-        Some(id) if uuid::Uuid::parse_str(&id).is_err() => {
+        Some(id) if !is_uuid(&id) => {
             return bad("conversation_id", "must be the conversation_id of an earlier reply (a UUID)")
         }
         other => other,
@@ -57,7 +66,7 @@ pub fn chat(request: ChatRequest, default_max_tokens: u32) -> Checked<ValidChat>
         (Some(_), None) => {
             return bad("replace_from", "needs conversation_id: it names a message of that conversation")
         }
-        (Some(id), Some(_)) if uuid::Uuid::parse_str(&id).is_err() => {
+        (Some(id), Some(_)) if !is_uuid(&id) => {
             return bad("replace_from", "must be the id of a user message of this conversation (a UUID)")
         }
         (Some(id), Some(_)) => Some(id),
@@ -91,6 +100,11 @@ pub fn chat(request: ChatRequest, default_max_tokens: u32) -> Checked<ValidChat>
     })
 }
 
+/// An id in the one form the API documents: 36 characters, hyphenated (`8-4-4-4-12`).
+pub fn is_uuid(id: &str) -> bool {
+    id.len() == 36 && id.as_bytes()[8] == b'-' && uuid::Uuid::try_parse(id).is_ok()
+}
+
 /// An optional end-user id: absent, or 1 to 200 characters.
 pub fn user_id(field: &str, value: Option<String>) -> Checked<Option<String>> {
     value.map(|v| required_text(field, Some(v), MAX_USER_ID_CHARS)).transpose()
@@ -108,22 +122,31 @@ fn required_text(field: &str, value: Option<String>, max_chars: usize) -> Checke
     Ok(value)
 }
 
+/// Checked on the values as sent (f64), so a value just past a bound is refused, not rounded
+/// into it.
 pub fn sampling(
-    temperature: Option<f32>,
-    top_p: Option<f32>,
+    temperature: Option<f64>,
+    top_p: Option<f64>,
     top_k: Option<u32>,
-    repetition_penalty: Option<f32>,
+    repetition_penalty: Option<f64>,
 ) -> Checked<SamplingOverrides> {
-    if let Some(t) = temperature.filter(|t| !(t.is_finite() && (0.0..=2.0).contains(t))) {
+    if let Some(t) = temperature.filter(|t| !(t.is_finite() && (0.0..=MAX_TEMPERATURE).contains(t))) {
         return bad("temperature", format!("must be a number from 0 (greedy) to 2, got {t}"));
     }
     if let Some(p) = top_p.filter(|p| !(p.is_finite() && *p > 0.0 && *p <= 1.0)) {
         return bad("top_p", format!("must be a number above 0 and at most 1, got {p}"));
     }
-    if let Some(r) = repetition_penalty.filter(|r| !(r.is_finite() && *r > 0.0 && *r <= 2.0)) {
+    if let Some(r) = repetition_penalty.filter(|r| !(r.is_finite() && *r > 0.0 && *r <= MAX_REPETITION_PENALTY)) {
         return bad("repetition_penalty", format!("must be a number above 0 and at most 2 (1: off), got {r}"));
     }
-    Ok(SamplingOverrides { temperature, top_p, top_k: top_k.map(|k| k as usize), repetition_penalty, seed: None })
+    let narrow = |v: Option<f64>| v.map(|v| v as f32);
+    Ok(SamplingOverrides {
+        temperature: narrow(temperature),
+        top_p: narrow(top_p),
+        top_k: top_k.map(|k| k as usize),
+        repetition_penalty: narrow(repetition_penalty),
+        seed: None,
+    })
 }
 
 pub fn stop_strings(stop: Option<Vec<String>>) -> Checked<Vec<String>> {
@@ -132,8 +155,8 @@ pub fn stop_strings(stop: Option<Vec<String>>) -> Checked<Vec<String>> {
         return bad("stop", format!("at most {MAX_STOP_STRINGS} strings, got {}", stop.len()));
     }
     for (i, s) in stop.iter().enumerate() {
-        if s.is_empty() || s.chars().count() > 100 {
-            return bad(format!("stop[{i}]"), "must be 1 to 100 characters");
+        if s.is_empty() || s.chars().count() > MAX_STOP_CHARS {
+            return bad(format!("stop[{i}]"), format!("must be 1 to {MAX_STOP_CHARS} characters"));
         }
     }
     Ok(stop)
@@ -166,22 +189,23 @@ pub fn image(
 ) -> Checked<ImageRequest> {
     let field = |name: &str| format!("{prefix}{name}");
     let Some(prompt) = prompt.or(options.prompt.as_deref()) else { return bad(field("prompt"), "is required") };
-    let prompt = prompt.trim();
-    if prompt.is_empty() {
-        return bad(field("prompt"), "must not be empty");
-    }
+    // Lengths as sent (what the API document states), then the text trimmed.
     for (name, text) in [("prompt", prompt), ("negative_prompt", options.negative_prompt.as_deref().unwrap_or(""))] {
         let chars = text.chars().count();
         if chars > MAX_IMAGE_PROMPT_CHARS {
             return bad(field(name), format!("must be at most {MAX_IMAGE_PROMPT_CHARS} characters, got {chars}"));
         }
     }
+    let prompt = prompt.trim();
+    if prompt.is_empty() {
+        return bad(field("prompt"), "must not be empty");
+    }
     let steps = options.num_inference_steps.unwrap_or(20);
-    if !(1..=100).contains(&steps) {
-        return bad(field("num_inference_steps"), format!("must be an integer from 1 to 100, got {steps}"));
+    if !(1..=MAX_STEPS).contains(&steps) {
+        return bad(field("num_inference_steps"), format!("must be an integer from 1 to {MAX_STEPS}, got {steps}"));
     }
     let guidance_scale = options.guidance_scale.unwrap_or(7.5);
-    if !(guidance_scale.is_finite() && (0.0..=30.0).contains(&guidance_scale)) {
+    if !(guidance_scale.is_finite() && (0.0..=MAX_GUIDANCE).contains(&guidance_scale)) {
         return bad(
             field("guidance_scale"),
             format!("must be a number from 0 to 30 (1 or less turns guidance off), got {guidance_scale}"),
@@ -190,8 +214,11 @@ pub fn image(
     let mut sides = [0; 2];
     for (i, (name, value)) in [("width", options.width), ("height", options.height)].into_iter().enumerate() {
         let side = value.unwrap_or(512);
-        if !(256..=1024).contains(&side) || side % 8 != 0 {
-            return bad(field(name), format!("must be a multiple of 8 from 256 to 1024, got {side}"));
+        if !(MIN_SIDE..=MAX_SIDE).contains(&side) || side % SIDE_STEP != 0 {
+            return bad(
+                field(name),
+                format!("must be a multiple of {SIDE_STEP} from {MIN_SIDE} to {MAX_SIDE}, got {side}"),
+            );
         }
         sides[i] = side;
     }
@@ -208,7 +235,7 @@ pub fn image(
         prompt: prompt.to_string(),
         negative_prompt: options.negative_prompt.clone().unwrap_or_default().trim().to_string(),
         steps,
-        guidance_scale,
+        guidance_scale: guidance_scale as f32,
         width: sides[0],
         height: sides[1],
         seed: options.seed.unwrap_or_else(random_seed),
@@ -256,7 +283,9 @@ mod tests {
         assert_eq!(field_of(with(|r| r.max_tokens = Some(0))), "max_tokens");
         assert_eq!(field_of(with(|r| r.max_tokens = Some(MAX_TOKENS + 1))), "max_tokens");
         assert_eq!(field_of(with(|r| r.temperature = Some(-0.1))), "temperature");
-        assert_eq!(field_of(with(|r| r.temperature = Some(f32::NAN))), "temperature");
+        assert_eq!(field_of(with(|r| r.temperature = Some(f64::NAN))), "temperature");
+        // Just past a bound is refused, not rounded into it (as f32 it would be exactly 2).
+        assert_eq!(field_of(with(|r| r.temperature = Some(2.000_000_000_1))), "temperature");
         assert_eq!(field_of(with(|r| r.top_p = Some(0.0))), "top_p");
         assert_eq!(field_of(with(|r| r.repetition_penalty = Some(2.5))), "repetition_penalty");
         assert_eq!(field_of(with(|r| r.stop = Some(vec!["a".into(); 5]))), "stop");

@@ -69,35 +69,31 @@ impl Database {
         const HAS_ANY: &str = "SELECT COUNT(*) FROM (SELECT 1 FROM accounts LIMIT 1) AS one";
         let now = now_ms();
         let only_first = i64::from(only_first);
-        let (row, any): (Option<AccountRow>, i64) = match self {
-            Database::Sqlite(pool) => {
-                let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
-                let row = sqlx::query_as(&insert)
+        // The insert and the count, in a transaction `tx` that holds the lock.
+        macro_rules! insert_in {
+            ($tx:ident) => {{
+                let row: Option<AccountRow> = sqlx::query_as(&insert)
                     .bind(id)
                     .bind(username)
                     .bind(password_hash)
                     .bind(now)
                     .bind(only_first)
-                    .fetch_optional(&mut *tx)
+                    .fetch_optional(&mut *$tx)
                     .await?;
-                let any = sqlx::query_scalar(HAS_ANY).fetch_one(&mut *tx).await?;
-                tx.commit().await?;
+                let any: i64 = sqlx::query_scalar(HAS_ANY).fetch_one(&mut *$tx).await?;
+                $tx.commit().await?;
                 (row, any)
+            }};
+        }
+        let (row, any) = match self {
+            Database::Sqlite(pool) => {
+                let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+                insert_in!(tx)
             }
             Database::Postgres(pool) => {
                 let mut tx = pool.begin().await?;
                 sqlx::query("SELECT pg_advisory_xact_lock(7429380001)").execute(&mut *tx).await?;
-                let row = sqlx::query_as(&insert)
-                    .bind(id)
-                    .bind(username)
-                    .bind(password_hash)
-                    .bind(now)
-                    .bind(only_first)
-                    .fetch_optional(&mut *tx)
-                    .await?;
-                let any = sqlx::query_scalar(HAS_ANY).fetch_one(&mut *tx).await?;
-                tx.commit().await?;
-                (row, any)
+                insert_in!(tx)
             }
         };
         Ok(match row {

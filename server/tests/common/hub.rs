@@ -100,6 +100,20 @@ pub struct Hub {
     pub faults: Mutex<Faults>,
 }
 
+/// Download options against this hub: `chunk_bytes` small, so the fixture files take several
+/// ranged requests and can resume; one try per file.
+pub fn options(hub: &MockHub, models_dir: &std::path::Path, chunk_bytes: usize) -> server::models::hub::HubOptions {
+    server::models::hub::HubOptions {
+        endpoint: hub.url.clone(),
+        token: None,
+        offline: false,
+        models_dir: models_dir.to_path_buf(),
+        chunk_bytes,
+        attempts: 1,
+        safety_checker: false,
+    }
+}
+
 pub struct MockHub {
     pub url: String,
     pub hub: Arc<Hub>,

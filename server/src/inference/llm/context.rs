@@ -34,6 +34,9 @@ pub struct Fitted {
     pub ids: Vec<u32>,
 }
 
+/// Messages and the ids of their prompt.
+type Prompt = (Vec<ChatMessage>, Vec<u32>);
+
 /// What fitting needs from the tokenizer and chat template.
 pub trait Tokens {
     type Error;
@@ -59,7 +62,7 @@ pub fn fit<T: Tokens>(
     starts.extend(turns.iter().enumerate().skip(1).filter(|(_, m)| m.role == "user").map(|(i, _)| i));
     let kept =
         |from: usize| -> Vec<ChatMessage> { system.iter().cloned().chain(turns[from..].iter().cloned()).collect() };
-    let exact = |tokens: &mut T, from: usize| -> Result<(Vec<ChatMessage>, Vec<u32>), ContextError<T::Error>> {
+    let exact = |tokens: &mut T, from: usize| -> Result<Prompt, ContextError<T::Error>> {
         if tokens.cancelled() {
             return Err(ContextError::Cancelled);
         }
