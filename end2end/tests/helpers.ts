@@ -47,10 +47,17 @@ export const test = base.extend<{ cspViolations: string[] }>({
   cspViolations: [
     async ({ context, browser }, use) => {
       const seen: string[] = [];
-      const watch = (ctx: BrowserContext) =>
+      const csp = /Content Security Policy/i;
+      // Chromium logs a blocked script or style to the console; a blocked WASM compile also
+      // surfaces as the page's uncaught error.
+      const watch = (ctx: BrowserContext) => {
         ctx.on('console', (msg) => {
-          if (/Content Security Policy/i.test(msg.text())) seen.push(`${msg.location().url}: ${msg.text()}`);
+          if (csp.test(msg.text())) seen.push(`${msg.location().url}: ${msg.text()}`);
         });
+        ctx.on('weberror', (err) => {
+          if (csp.test(err.error().message)) seen.push(err.error().message);
+        });
+      };
       watch(context);
       const original = browser.newContext.bind(browser);
       browser.newContext = async (...args: Parameters<typeof original>) => {

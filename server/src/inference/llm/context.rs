@@ -2,11 +2,12 @@
 //! the oldest end (a user message with the replies after it); system messages and the newest user
 //! turn always stay. If that is still too long, the request fails with the sizes in the message.
 //!
-//! Cost is linear in what is kept, not quadratic in what is sent: each message is tokenized once,
-//! on its own, newest first, and the walk stops at the first turn that no longer fits (older ones
-//! are never read). The sum of those counts plus the template's tokens per message (measured on
-//! the shortest prompt) is an estimate, so the chosen prompt is then rendered and tokenized
-//! exactly, a few times at most. Cancellation is checked before every tokenization.
+//! Cost is bounded by the window, not by what is sent: the shortest prompt is measured only until
+//! it is clearly too long, each older message is tokenized once, on its own, newest first, and
+//! only until its turn no longer fits (older ones are never read). The sum of those counts plus
+//! the template's tokens per message (measured on the shortest prompt) is an estimate, so the
+//! chosen prompt is then rendered and tokenized exactly, a few times at most. Cancellation is
+//! checked before every tokenization.
 
 use super::template::ChatMessage;
 
@@ -19,6 +20,11 @@ pub enum ContextError<E> {
         "the prompt needs {prompt_tokens} tokens but at most {budget} fit in the context; shorten the last message"
     )]
     TooLong { prompt_tokens: usize, budget: usize },
+    /// Counting stopped once the prompt was clearly too long.
+    #[error(
+        "the prompt needs more than {at_least} tokens but at most {budget} fit in the context; shorten the last message"
+    )]
+    FarTooLong { at_least: usize, budget: usize },
     #[error("the request was cancelled while its prompt was prepared")]
     Cancelled,
     #[error("{0}")]
@@ -34,16 +40,24 @@ pub struct Fitted {
     pub ids: Vec<u32>,
 }
 
-/// Messages and the ids of their prompt.
-type Prompt = (Vec<ChatMessage>, Vec<u32>);
+/// A prompt measured against a limit.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Measured {
+    /// Within the limit: its token ids.
+    Fits(Vec<u32>),
+    /// Past it: `tokens` exactly, or (not `exact`) more than `tokens`.
+    Exceeds { tokens: usize, exact: bool },
+}
 
 /// What fitting needs from the tokenizer and chat template.
 pub trait Tokens {
     type Error;
-    /// Tokens of one message's content on its own: its share of the prompt, less the template's.
-    fn count(&mut self, message: &ChatMessage) -> Result<usize, Self::Error>;
-    /// The exact prompt of these messages (rendered with the generation prompt, tokenized).
-    fn encode(&mut self, messages: &[ChatMessage]) -> Result<Vec<u32>, Self::Error>;
+    /// Tokens of one message's content on its own (its share of the prompt, less the
+    /// template's); counting may stop once past `limit`, answering any number above it.
+    fn count(&mut self, message: &ChatMessage, limit: usize) -> Result<usize, Self::Error>;
+    /// The prompt of these messages (rendered with the generation prompt), if it has at most
+    /// `limit` tokens; measuring may stop once it is clearly past.
+    fn prompt(&mut self, messages: &[ChatMessage], limit: usize) -> Result<Measured, Self::Error>;
     /// The caller gave up: stop working on this request.
     fn cancelled(&self) -> bool;
 }
@@ -62,27 +76,35 @@ pub fn fit<T: Tokens>(
     starts.extend(turns.iter().enumerate().skip(1).filter(|(_, m)| m.role == "user").map(|(i, _)| i));
     let kept =
         |from: usize| -> Vec<ChatMessage> { system.iter().cloned().chain(turns[from..].iter().cloned()).collect() };
-    let exact = |tokens: &mut T, from: usize| -> Result<Prompt, ContextError<T::Error>> {
+    let measure = |tokens: &mut T, messages: &[ChatMessage]| -> Result<Measured, ContextError<T::Error>> {
         if tokens.cancelled() {
             return Err(ContextError::Cancelled);
         }
-        let messages = kept(from);
-        let ids = tokens.encode(&messages).map_err(ContextError::Count)?;
-        Ok((messages, ids))
+        tokens.prompt(messages, budget).map_err(ContextError::Count)
     };
     let newest = starts.len() - 1;
-    let (shortest, shortest_ids) = exact(tokens, starts[newest])?;
-    if shortest_ids.len() > budget {
-        return Err(ContextError::TooLong { prompt_tokens: shortest_ids.len(), budget });
-    }
+    let shortest = kept(starts[newest]);
+    let shortest_ids = match measure(tokens, &shortest)? {
+        Measured::Fits(ids) => ids,
+        Measured::Exceeds { tokens, exact: true } => {
+            return Err(ContextError::TooLong { prompt_tokens: tokens, budget })
+        }
+        Measured::Exceeds { tokens, exact: false } => {
+            return Err(ContextError::FarTooLong { at_least: tokens, budget })
+        }
+    };
     let done = |messages, ids, from| Ok(Fitted { messages, dropped: from, ids });
     if newest == 0 {
         return done(shortest, shortest_ids, 0);
     }
     // The template's tokens per message, from the shortest prompt (rounded up: estimates err long).
+    // Content past the prompt's length means the template left some out: no overhead to learn.
     let mut content = 0;
     for m in &shortest {
-        content += count(tokens, m)?;
+        content += count(tokens, m, shortest_ids.len().saturating_sub(content))?;
+        if content > shortest_ids.len() {
+            break;
+        }
     }
     let per_message = shortest_ids.len().saturating_sub(content).div_ceil(shortest.len());
 
@@ -92,7 +114,8 @@ pub fn fit<T: Tokens>(
     'turns: for t in (0..newest).rev() {
         let mut cost = 0;
         for m in &turns[starts[t]..starts[t + 1]] {
-            cost += count(tokens, m)? + per_message;
+            let room = budget.saturating_sub(estimate + cost + per_message);
+            cost += count(tokens, m, room)? + per_message;
             if estimate + cost > budget {
                 break 'turns;
             }
@@ -102,19 +125,40 @@ pub fn fit<T: Tokens>(
     }
     // The estimate is checked exactly; when it was short, one more turn goes, a few times at most.
     for t in (oldest..newest).take(MAX_EXACT_TRIES) {
-        let (messages, ids) = exact(tokens, starts[t])?;
-        if ids.len() <= budget {
+        let messages = kept(starts[t]);
+        if let Measured::Fits(ids) = measure(tokens, &messages)? {
             return done(messages, ids, starts[t]);
         }
     }
     done(shortest, shortest_ids, starts[newest])
 }
 
-fn count<T: Tokens>(tokens: &mut T, message: &ChatMessage) -> Result<usize, ContextError<T::Error>> {
+fn count<T: Tokens>(tokens: &mut T, message: &ChatMessage, limit: usize) -> Result<usize, ContextError<T::Error>> {
     if tokens.cancelled() {
         return Err(ContextError::Cancelled);
     }
-    tokens.count(message).map_err(ContextError::Count)
+    tokens.count(message, limit).map_err(ContextError::Count)
+}
+
+/// Where to cut `text` into a piece of at most `max` bytes for counting: before a whitespace
+/// (the tokenizer's pre-tokenizer splits there too, so pieces count as the whole does), or at a
+/// character boundary when there is none in the last quarter. The whole text when it is short.
+pub fn piece_end(text: &str, max: usize) -> usize {
+    if text.len() <= max {
+        return text.len();
+    }
+    let boundary_at_or_before = |mut i: usize| {
+        while !text.is_char_boundary(i) {
+            i -= 1;
+        }
+        i
+    };
+    let cut = boundary_at_or_before(max);
+    let from = boundary_at_or_before(cut - cut / 4);
+    match text[from..cut].rfind(char::is_whitespace) {
+        Some(at) if from + at > 0 => from + at,
+        _ => cut,
+    }
 }
 
 #[cfg(test)]
@@ -129,6 +173,8 @@ mod tests {
     #[derive(Default)]
     struct Chars {
         counted: Vec<String>,
+        /// Characters tokenized, in counts and prompts alike.
+        read: usize,
         encoded: usize,
         cancel_after: Option<usize>,
         /// Extra tokens the exact prompt has beyond the estimate's arithmetic.
@@ -137,14 +183,28 @@ mod tests {
 
     impl Tokens for Chars {
         type Error = &'static str;
-        fn count(&mut self, m: &ChatMessage) -> Result<usize, &'static str> {
+        fn count(&mut self, m: &ChatMessage, limit: usize) -> Result<usize, &'static str> {
             self.counted.push(m.content.clone());
-            Ok(m.content.len())
+            // As the real one: pieces of 4 characters, stopping once past the limit.
+            let mut total = 0;
+            for piece in m.content.as_bytes().chunks(4) {
+                total += piece.len();
+                self.read += piece.len();
+                if total > limit {
+                    break;
+                }
+            }
+            Ok(total)
         }
-        fn encode(&mut self, m: &[ChatMessage]) -> Result<Vec<u32>, &'static str> {
+        fn prompt(&mut self, m: &[ChatMessage], limit: usize) -> Result<Measured, &'static str> {
             self.encoded += 1;
-            let n: usize = m.iter().map(|m| m.content.len() + 1).sum();
-            Ok(vec![0; n + if m.len() > 2 { self.surprise } else { 0 }])
+            let n = m.iter().map(|m| m.content.len() + 1).sum::<usize>() + if m.len() > 2 { self.surprise } else { 0 };
+            if n > 2 * limit + 8 {
+                self.read += 2 * limit + 8;
+                return Ok(Measured::Exceeds { tokens: 2 * limit + 8, exact: false });
+            }
+            self.read += n;
+            Ok(if n <= limit { Measured::Fits(vec![0; n]) } else { Measured::Exceeds { tokens: n, exact: true } })
         }
         fn cancelled(&self) -> bool {
             self.cancel_after.is_some_and(|n| self.counted.len() >= n)
@@ -154,10 +214,8 @@ mod tests {
     #[test]
     fn a_conversation_that_fits_is_unchanged() {
         let c = conv(&[("system", "sys"), ("user", "hello"), ("assistant", "hi")]);
-        assert_eq!(
-            fit(&c, 100, &mut Chars::default()).unwrap(),
-            Fitted { messages: c.clone(), dropped: 0, ids: vec![0; 13] }
-        );
+        let fitted = fit(&c, 100, &mut Chars::default()).unwrap();
+        assert_eq!(fitted, Fitted { messages: c.clone(), dropped: 0, ids: vec![0; 13] });
         let two_turns = conv(&[("user", "a"), ("assistant", "b"), ("user", "c")]);
         let mut t = Chars::default();
         assert_eq!(fit(&two_turns, 100, &mut t).unwrap().messages, two_turns);
@@ -200,6 +258,22 @@ mod tests {
     }
 
     #[test]
+    fn a_huge_message_is_read_only_until_it_is_clearly_too_long() {
+        let huge = "x".repeat(1_000_000);
+        // As the last turn: the shortest prompt is measured only so far.
+        let mut t = Chars::default();
+        let err = fit(&conv(&[("user", "old"), ("user", &huge)]), 100, &mut t).unwrap_err();
+        assert_eq!(err, ContextError::FarTooLong { at_least: 208, budget: 100 });
+        assert!(err.to_string().contains("more than 208 tokens but at most 100 fit"));
+        assert!(t.read < 1_000, "read {} characters", t.read);
+        // As an older turn: counted only until its turn cannot fit.
+        let mut t = Chars::default();
+        let fitted = fit(&conv(&[("user", &huge), ("assistant", "a"), ("user", "new")]), 100, &mut t).unwrap();
+        assert_eq!(fitted.messages, conv(&[("user", "new")]));
+        assert!(t.read < 1_000, "read {} characters", t.read);
+    }
+
+    #[test]
     fn an_estimate_that_was_short_drops_one_more_turn() {
         let c = conv(&[("user", "aaaa"), ("assistant", "bbbb"), ("user", "cc"), ("assistant", "dd"), ("user", "e")]);
         // Shortest prompt: 2 tokens, 1 of them the template's. Both older turns are estimated at
@@ -215,9 +289,9 @@ mod tests {
     fn a_last_turn_too_long_on_its_own_is_an_error_with_the_sizes() {
         let c = conv(&[("user", "old"), ("user", "a very long question")]);
         let mut t = Chars::default();
-        let err = fit(&c, 5, &mut t).unwrap_err();
-        assert_eq!(err, ContextError::TooLong { prompt_tokens: 21, budget: 5 });
-        assert!(err.to_string().contains("needs 21 tokens but at most 5 fit"));
+        let err = fit(&c, 10, &mut t).unwrap_err();
+        assert_eq!(err, ContextError::TooLong { prompt_tokens: 21, budget: 10 });
+        assert!(err.to_string().contains("needs 21 tokens but at most 10 fit"));
         assert!(t.counted.is_empty(), "nothing else is read once the shortest prompt is too long");
     }
 
@@ -237,10 +311,10 @@ mod tests {
         struct Broken;
         impl Tokens for Broken {
             type Error = &'static str;
-            fn count(&mut self, _: &ChatMessage) -> Result<usize, &'static str> {
+            fn count(&mut self, _: &ChatMessage, _: usize) -> Result<usize, &'static str> {
                 Err("template broke")
             }
-            fn encode(&mut self, _: &[ChatMessage]) -> Result<Vec<u32>, &'static str> {
+            fn prompt(&mut self, _: &[ChatMessage], _: usize) -> Result<Measured, &'static str> {
                 Err("template broke")
             }
             fn cancelled(&self) -> bool {
@@ -248,5 +322,16 @@ mod tests {
             }
         }
         assert_eq!(fit(&conv(&[("user", "x")]), 5, &mut Broken).unwrap_err(), ContextError::Count("template broke"));
+    }
+
+    #[test]
+    fn pieces_end_before_whitespace_or_at_a_character_boundary() {
+        assert_eq!(piece_end("short", 16), 5);
+        assert_eq!(piece_end("aaaa bbbb cccc", 12), 9, "before the space, which starts the next piece");
+        assert_eq!(piece_end("aaaaaaaaaaaa", 8), 8);
+        // é is two bytes: never cut inside it, nor look back from inside it.
+        assert_eq!(piece_end("ééééé", 5), 4);
+        assert_eq!(piece_end("éééééééé", 13), 12);
+        assert_eq!(piece_end(&"é".repeat(10_000), 16 * 1024 + 1), 16 * 1024);
     }
 }

@@ -8,7 +8,7 @@
 
 use super::{
     backend::{Attention, Backend, Cache},
-    context::{fit, ContextError, Tokens},
+    context::{fit, piece_end, ContextError, Measured, Tokens},
     files::LlmFiles,
     generation::{Completion, Failure, FailureKind, GenerateRequest, Generation, GenerationEvent, Prompt, Setup, Step},
     model::CompileOptions,
@@ -505,6 +505,7 @@ impl Worker {
                 let fitted = fit(messages, budget, &mut tokens).map_err(|e| match e {
                     ContextError::Count(e) => Failure::internal(e),
                     ContextError::Cancelled => Failure::new(FailureKind::Cancelled, e.to_string()),
+                    ContextError::FarTooLong { .. } => Failure::new(FailureKind::ContextLength, e.to_string()),
                     too_long => Failure::new(FailureKind::ContextLength, too_long.to_string()),
                 })?;
                 (fitted.ids, fitted.dropped)
@@ -571,6 +572,10 @@ impl Worker {
     }
 }
 
+/// Text is counted in pieces of this many bytes, so a huge message is read only until it is
+/// clearly too long (about one piece past the window), whatever its size.
+const COUNT_PIECE: usize = 16 * 1024;
+
 /// The tokenizer and template as context fitting sees them, for one request.
 struct PromptTokens<'a> {
     files: &'a LlmFiles,
@@ -578,19 +583,50 @@ struct PromptTokens<'a> {
     events: &'a UnboundedSender<GenerationEvent>,
 }
 
+impl PromptTokens<'_> {
+    fn encode(&self, text: &str) -> Result<Vec<u32>, String> {
+        let encoding = self.files.tokenizer.encode(text, false).map_err(|e| format!("tokenizer: {e}"))?;
+        Ok(encoding.get_ids().to_vec())
+    }
+
+    /// Tokens of `text`, piece by piece; stops once past `limit` (`false`: it counted only so far).
+    fn count_text(&self, text: &str, limit: usize) -> Result<(usize, bool), String> {
+        let (mut total, mut rest) = (0, text);
+        while !rest.is_empty() {
+            let end = piece_end(rest, COUNT_PIECE);
+            total += self.encode(&rest[..end])?.len();
+            rest = &rest[end..];
+            if total > limit && !rest.is_empty() {
+                return Ok((total, false));
+            }
+        }
+        Ok((total, true))
+    }
+}
+
 impl Tokens for PromptTokens<'_> {
     type Error = String;
 
-    fn count(&mut self, message: &ChatMessage) -> Result<usize, String> {
-        let encoding =
-            self.files.tokenizer.encode(message.content.as_str(), false).map_err(|e| format!("tokenizer: {e}"))?;
-        Ok(encoding.len())
+    fn count(&mut self, message: &ChatMessage, limit: usize) -> Result<usize, String> {
+        Ok(self.count_text(&message.content, limit)?.0)
     }
 
-    fn encode(&mut self, messages: &[ChatMessage]) -> Result<Vec<u32>, String> {
+    fn prompt(&mut self, messages: &[ChatMessage], limit: usize) -> Result<Measured, String> {
         let text = self.files.template.render(messages, true).map_err(|e| e.to_string())?;
-        let encoding = self.files.tokenizer.encode(text, false).map_err(|e| format!("tokenizer: {e}"))?;
-        Ok(encoding.get_ids().to_vec())
+        if text.len() > COUNT_PIECE {
+            // Pieces may count a token or so differently from the whole at each cut: only a
+            // prompt clearly past the limit is refused on the count.
+            let slack = limit / 32 + text.len() / COUNT_PIECE + 16;
+            let (counted, whole) = self.count_text(&text, limit + slack)?;
+            if counted > limit + slack {
+                return Ok(Measured::Exceeds { tokens: counted, exact: whole });
+            }
+        }
+        let ids = self.encode(&text)?;
+        Ok(match ids.len() <= limit {
+            true => Measured::Fits(ids),
+            false => Measured::Exceeds { tokens: ids.len(), exact: true },
+        })
     }
 
     fn cancelled(&self) -> bool {
