@@ -12,10 +12,14 @@ use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 
 async fn fixture_state(dir: &std::path::Path, extra: &[&str]) -> server::AppState {
+    fixture_state_on(common::Backend::Sqlite, dir, extra).await
+}
+
+async fn fixture_state_on(backend: common::Backend, dir: &std::path::Path, extra: &[&str]) -> server::AppState {
     let llm = common::fixture(common::LLM_FIXTURE);
     let mut flags = vec!["--llm-model", llm.to_str().unwrap(), "--sd-model", "no/such-model"];
     flags.extend_from_slice(extra);
-    let state = server::build_state(common::config(dir, &flags)).await.unwrap();
+    let state = server::build_state(common::config_on(backend, dir, &flags).await).await.unwrap();
     let deadline = Instant::now() + Duration::from_secs(120);
     while state.llm.state() == ModelState::Loading {
         assert!(Instant::now() < deadline, "the fixture chat model is still loading after 120 s");
@@ -72,10 +76,10 @@ async fn a_conversation_far_longer_than_the_window_keeps_its_newest_turns() {
     assert!(prompt <= 2044 && prompt > 1500, "prompt of {prompt} tokens");
 }
 
-#[tokio::test]
-async fn a_chat_message_too_long_for_the_window_stores_nothing() {
+on_both_databases! {
+async fn a_chat_message_too_long_for_the_window_stores_nothing(backend) {
     let dir = tempfile::tempdir().unwrap();
-    let s = fixture_state(dir.path(), &["--llm-context-tokens", "512"]).await;
+    let s = fixture_state_on(backend, dir.path(), &["--llm-context-tokens", "512"]).await;
     let too_long = "many words here ".repeat(600);
     for stream in [false, true] {
         let reply = post(&s, "/chat", json!({"user_id": "u", "message": too_long, "stream": stream})).await;
@@ -98,6 +102,7 @@ async fn a_chat_message_too_long_for_the_window_stores_nothing() {
     assert_eq!(post(&s, "/chat", edit).await.status, 400);
     let after = call(&s, Method::GET, &format!("/conversations/{id}"), None, &Auth::None).await.json();
     assert_eq!(after["messages"], before["messages"], "nothing already stored was lost");
+}
 }
 
 #[tokio::test]
