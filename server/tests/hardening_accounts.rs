@@ -262,7 +262,7 @@ async fn password_hashing_beyond_its_slots_is_busy_not_a_crash() {
     let flags = ["--auth-required", "true", "--auth-requests-per-minute", "0", "--login-attempts-per-minute", "0"];
     let mut s = mock_state_on(common::Backend::Sqlite, dir.path(), &flags).await;
     s.hashing = server::auth::password::Hashing::with_slots(1);
-    let replies = join_all((0..120).map(|i| {
+    let replies = join_all((0..240).map(|i| {
         let s = s.clone();
         async move {
             post_from(
@@ -279,7 +279,7 @@ async fn password_hashing_beyond_its_slots_is_busy_not_a_crash() {
     let statuses: Vec<u16> = replies.iter().map(|r| r.status.as_u16()).collect();
     assert!(statuses.iter().all(|s| *s == 401 || *s == 503), "{statuses:?}");
     let busy: Vec<&Reply> = replies.iter().filter(|r| r.status == 503).collect();
-    assert!(!busy.is_empty(), "one slot cannot hash 120 passwords in the 2 s a request waits");
+    assert!(!busy.is_empty(), "one slot cannot check 240 passwords in the 2 s a request waits");
     assert_eq!(busy[0].headers.get(header::RETRY_AFTER).unwrap(), "1");
     assert!(statuses.contains(&401), "some were answered");
 }
