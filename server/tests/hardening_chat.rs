@@ -72,8 +72,9 @@ async fn a_conversation_far_longer_than_the_window_keeps_its_newest_turns() {
     let reply = post(&s, "/v1/chat/completions", json!({"messages": messages, "max_tokens": 4})).await;
     assert_eq!(reply.status, 200, "{}", String::from_utf8_lossy(&reply.body));
     let prompt = reply.json()["usage"]["prompt_tokens"].as_u64().unwrap();
-    // 2048 - 4 tokens for the reply: the oldest turns went, as many of the newest as fit stayed.
-    assert!(prompt <= 2044 && prompt > 1500, "prompt of {prompt} tokens");
+    // 2048 - 4 tokens for the reply; the oldest turns went, down to about half of that (the
+    // window slides in blocks, so the next turns keep its start and reuse the cache).
+    assert!(prompt <= 1100 && prompt > 700, "prompt of {prompt} tokens");
 }
 
 on_both_databases! {

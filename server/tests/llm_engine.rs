@@ -5,20 +5,13 @@
 
 mod common;
 
-use server::inference::{
-    llm::{
-        files::LlmFiles, Attention, ChatMessage, Completion, EngineOptions, FinishReason, GenerateRequest,
-        GenerationEvent, GenerationParams, LlmEngine, Part, Prompt, SamplingOverrides,
-    },
-    runtime,
+use server::inference::llm::{
+    files::LlmFiles, Attention, ChatMessage, Completion, EngineOptions, FinishReason, GenerateRequest, GenerationEvent,
+    GenerationParams, LlmEngine, Part, Prompt, SamplingOverrides,
 };
 use std::time::Instant;
 
-fn load_runtime() {
-    let search =
-        runtime::RuntimeSearch { system_paths: true, project_roots: vec![common::repo_root()], ..Default::default() };
-    runtime::load(&search).expect("OpenVINO runtime: run scripts/setup.sh openvino");
-}
+use common::load_runtime;
 
 fn engine(options: EngineOptions) -> (LlmEngine, tempfile::TempDir) {
     load_runtime();

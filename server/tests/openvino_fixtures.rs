@@ -4,13 +4,9 @@
 
 mod common;
 
-use server::inference::{diffusion::SdModel, llm, llm::LlmModel, new_core, npy, runtime};
+use server::inference::{diffusion::SdModel, llm, llm::LlmModel, new_core, npy};
 
-fn load_runtime() {
-    let search =
-        runtime::RuntimeSearch { system_paths: true, project_roots: vec![common::repo_root()], ..Default::default() };
-    runtime::load(&search).expect("OpenVINO runtime: run scripts/setup.sh openvino");
-}
+use common::load_runtime;
 
 fn reference(name: &str) -> serde_json::Value {
     let path = common::fixture(&format!("fixtures/reference/{name}"));

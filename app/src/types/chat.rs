@@ -55,6 +55,9 @@ pub struct ChatRequest {
 pub struct Usage {
     pub prompt_tokens: u32,
     pub completion_tokens: u32,
+    /// Prompt tokens found in the conversation's KV cache (from the last turn) and not run again.
+    #[serde(default)]
+    pub cached_tokens: u32,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]

@@ -272,7 +272,7 @@ pub async fn chat_completions(
             },
             "finish_reason": finish_reason(completion.finish_reason),
         }],
-        "usage": usage(completion.prompt_tokens, completion.completion_tokens),
+        "usage": usage(&completion),
     }))
     .into_response())
 }
@@ -286,8 +286,14 @@ impl Drop for CancelOnDrop {
     }
 }
 
-fn usage(prompt: usize, completion: usize) -> Value {
-    json!({"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion})
+/// OpenAI's usage, with the prompt tokens the KV cache held as its `cached_tokens`.
+fn usage(c: &crate::inference::llm::Completion) -> Value {
+    json!({
+        "prompt_tokens": c.prompt_tokens,
+        "completion_tokens": c.completion_tokens,
+        "total_tokens": c.prompt_tokens + c.completion_tokens,
+        "prompt_tokens_details": {"cached_tokens": c.reused_tokens},
+    })
 }
 
 /// Chunks as OpenAI streams them: unnamed SSE events, then `[DONE]`. When the client hangs up
@@ -318,7 +324,7 @@ fn stream(
                 GenerationEvent::Done(c) => {
                     let mut last = chunk(json!({}), Some(finish_reason(c.finish_reason)));
                     if include_usage {
-                        last["usage"] = usage(c.prompt_tokens, c.completion_tokens);
+                        last["usage"] = usage(&c);
                     }
                     let _ = tx.send(send(last)).await;
                     break;

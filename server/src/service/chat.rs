@@ -16,7 +16,9 @@ use crate::{
     },
     inference::{
         engine::ChatEngine,
-        llm::{ChatMessage, Completion, Failure, GenerateRequest, GenerationEvent, GenerationHandle, Part, Prompt},
+        llm::{
+            window, ChatMessage, Completion, Failure, GenerateRequest, GenerationEvent, GenerationHandle, Part, Prompt,
+        },
     },
     jobs::Origin,
     state::AppState,
@@ -57,14 +59,15 @@ pub async fn start(state: &AppState, caller: &Caller, request: ChatRequest) -> R
     };
     let (conversation_id, created) = open_conversation(state, caller, &valid).await?;
     let opened = Opened { state, account_id: &caller.account_id, id: &conversation_id, created };
-    let limit = 2 * state.config.context_turns as i64;
-    let history = match &valid.replace_from {
-        None => opened.or_undo(state.db.recent_messages(&conversation_id, limit).await).await?,
-        Some(from) => match opened.or_undo(state.db.messages_before(&conversation_id, from, limit).await).await? {
-            Some(history) => history,
+    // An edit or a regenerate keeps what came before the message it replaces.
+    let before = match &valid.replace_from {
+        None => i32::MAX,
+        Some(from) => match opened.or_undo(state.db.user_message_seq(&conversation_id, from).await).await? {
+            Some(seq) => seq,
             None => return Err(ServiceError::NotFound("message (replace_from)")),
         },
     };
+    let history = opened.or_undo(recent_turns(state, &conversation_id, before).await).await?;
     let handle = match &engine {
         Some(engine) => Some(opened.or_undo(admit(engine.as_ref(), &valid, &conversation_id, &history).await).await?),
         None => None,
@@ -97,6 +100,18 @@ pub async fn start(state: &AppState, caller: &Caller, request: ChatRequest) -> R
     };
     tokio::spawn(turn.run(Events { tx, gone: false }));
     Ok(rx)
+}
+
+/// The turns sent with a new message: at most `CONTEXT_TURNS`, the window moving in blocks
+/// (`window::first_kept_turn`) so that the turns between two moves share their prompt's start and
+/// reuse the conversation's KV cache.
+async fn recent_turns(state: &AppState, conversation_id: &str, before: i32) -> Result<Vec<MessageRow>> {
+    let turns = state.db.user_turn_seqs(conversation_id, before).await?;
+    let first = window::first_kept_turn(turns.len(), state.config.context_turns);
+    match turns.get(first) {
+        Some(&from) => Ok(state.db.messages_between(conversation_id, from, before).await?),
+        None => Ok(Vec::new()),
+    }
 }
 
 /// Hand the prompt to the chat engine and wait until it has taken it: its context fitted, or
@@ -372,7 +387,11 @@ impl Turn {
             reply: extracted.reply,
             reasoning: c.reasoning.trim().to_string(),
             image_prompt,
-            usage: Usage { prompt_tokens: c.prompt_tokens as u32, completion_tokens: c.completion_tokens as u32 },
+            usage: Usage {
+                prompt_tokens: c.prompt_tokens as u32,
+                completion_tokens: c.completion_tokens as u32,
+                cached_tokens: c.reused_tokens as u32,
+            },
             timings: Timings { ttft_ms: c.ttft_ms, total_ms: c.total_ms },
             finish_reason: c.finish_reason.as_str().to_string(),
         }

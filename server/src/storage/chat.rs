@@ -79,31 +79,38 @@ impl Database {
         Ok(rows)
     }
 
-    /// The last `limit` messages before a user message of the conversation (what an edit or a
-    /// regenerate of it keeps), oldest first; `None` when it holds no such user message.
-    pub async fn messages_before(
-        &self,
-        conversation_id: &str,
-        message_id: &str,
-        limit: i64,
-    ) -> Result<Option<Vec<MessageRow>>, StorageError> {
-        const SEQ: &str = "SELECT seq FROM messages WHERE id = $1 AND conversation_id = $2 AND role = 'user'";
-        const SQL: &str = "SELECT id, seq, role, content, reasoning, image_prompt FROM messages \
-                           WHERE conversation_id = $1 AND seq < $2 ORDER BY seq DESC LIMIT $3";
-        let seq: Option<i32> = on_pool!(self, |pool| sqlx::query_scalar(SEQ)
+    /// The position (`seq`) of a user message of the conversation, if it holds one with this id.
+    pub async fn user_message_seq(&self, conversation_id: &str, message_id: &str) -> Result<Option<i32>, StorageError> {
+        const SQL: &str = "SELECT seq FROM messages WHERE id = $1 AND conversation_id = $2 AND role = 'user'";
+        Ok(on_pool!(self, |pool| sqlx::query_scalar(SQL)
             .bind(message_id)
             .bind(conversation_id)
             .fetch_optional(pool)
-            .await?);
-        let Some(seq) = seq else { return Ok(None) };
-        let mut rows: Vec<MessageRow> = on_pool!(self, |pool| sqlx::query_as(SQL)
+            .await?))
+    }
+
+    /// Where each turn (a user message) of the conversation starts, oldest first, before `before`.
+    pub async fn user_turn_seqs(&self, conversation_id: &str, before: i32) -> Result<Vec<i32>, StorageError> {
+        const SQL: &str = "SELECT seq FROM messages WHERE conversation_id = $1 AND role = 'user' AND seq < $2 \
+                           ORDER BY seq";
+        Ok(on_pool!(self, |pool| sqlx::query_scalar(SQL).bind(conversation_id).bind(before).fetch_all(pool).await?))
+    }
+
+    /// The conversation's messages from position `from` up to (not including) `before`, oldest first.
+    pub async fn messages_between(
+        &self,
+        conversation_id: &str,
+        from: i32,
+        before: i32,
+    ) -> Result<Vec<MessageRow>, StorageError> {
+        const SQL: &str = "SELECT id, seq, role, content, reasoning, image_prompt FROM messages \
+                           WHERE conversation_id = $1 AND seq >= $2 AND seq < $3 ORDER BY seq";
+        Ok(on_pool!(self, |pool| sqlx::query_as(SQL)
             .bind(conversation_id)
-            .bind(seq)
-            .bind(limit)
+            .bind(from)
+            .bind(before)
             .fetch_all(pool)
-            .await?);
-        rows.reverse();
-        Ok(Some(rows))
+            .await?))
     }
 
     /// Delete a user message and every later one (edit and resend, regenerate); false when the

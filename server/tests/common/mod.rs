@@ -15,6 +15,16 @@ pub const SD_FIXTURE: &str = "fixtures/sd/tiny-stable-diffusion-v1-5-int8-ov";
 /// The optional NSFW filter (`safety_checker/`, `feature_extractor/`), to lay over SD_FIXTURE.
 pub const SD_SAFETY_FIXTURE: &str = "fixtures/sd/tiny-sd-safety-checker";
 
+/// Load OpenVINO's C library (the project's `.openvino/` or a system install), once per process.
+pub fn load_runtime() {
+    let search = server::inference::runtime::RuntimeSearch {
+        system_paths: true,
+        project_roots: vec![repo_root()],
+        ..Default::default()
+    };
+    server::inference::runtime::load(&search).expect("OpenVINO runtime: run scripts/setup.sh openvino");
+}
+
 /// The repository root (tests run with the crate folder as working directory).
 pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace root").to_path_buf()

@@ -1,6 +1,8 @@
 //! Keeping a conversation inside the model's context window. Policy: whole turns are dropped from
 //! the oldest end (a user message with the replies after it); system messages and the newest user
 //! turn always stay. If that is still too long, the request fails with the sizes in the message.
+//! The window slides in blocks (`window`): once turns must go, they go down to half the budget,
+//! and the next requests keep that start (the `anchor`) while it fits, so they reuse the cache.
 //!
 //! Cost is bounded by the window, not by what is sent: the shortest prompt is measured only until
 //! it is clearly too long, each older message is tokenized once, on its own, newest first, and
@@ -9,7 +11,10 @@
 //! chosen prompt is then rendered and tokenized exactly, a few times at most. Cancellation is
 //! checked before every tokenization.
 
-use super::template::ChatMessage;
+use super::{
+    template::ChatMessage,
+    window::{low_water, message_key},
+};
 
 /// Exact prompts tried after the estimate before settling for the shortest prompt.
 const MAX_EXACT_TRIES: usize = 3;
@@ -38,6 +43,8 @@ pub struct Fitted {
     pub dropped: usize,
     /// The prompt's token ids.
     pub ids: Vec<u32>,
+    /// Where this window starts (the key of its first turn's message), for the next request.
+    pub anchor: Option<u64>,
 }
 
 /// A prompt measured against a limit.
@@ -62,12 +69,14 @@ pub trait Tokens {
     fn cancelled(&self) -> bool;
 }
 
-/// The longest suffix of the conversation (whole turns) whose prompt has at most `budget` tokens,
-/// as far as the estimate can tell: a turn is kept when its estimated cost fits, so in rare cases
-/// one turn fewer than would just fit is kept, never one too many.
+/// The conversation's window: all of it when it fits; else the window that started at `anchor`
+/// (the last request's start) while that still fits; else whole turns cut from the oldest end
+/// down to the low-water mark (half the budget), as far as the estimate can tell (a turn is kept
+/// when its estimated cost fits). Never more than `budget` tokens.
 pub fn fit<T: Tokens>(
     messages: &[ChatMessage],
     budget: usize,
+    anchor: Option<u64>,
     tokens: &mut T,
 ) -> Result<Fitted, ContextError<T::Error>> {
     let (system, turns): (Vec<_>, Vec<_>) = messages.iter().cloned().partition(|m| m.role == "system");
@@ -93,12 +102,32 @@ pub fn fit<T: Tokens>(
             return Err(ContextError::FarTooLong { at_least: tokens, budget })
         }
     };
-    let done = |messages, ids, from| Ok(Fitted { messages, dropped: from, ids });
+    let done = |messages: Vec<ChatMessage>, ids, from: usize| {
+        let anchor = turns.get(from).map(message_key);
+        Ok(Fitted { messages, dropped: from, ids, anchor })
+    };
     if newest == 0 {
         return done(shortest, shortest_ids, 0);
     }
-    // The template's tokens per message, from the shortest prompt (rounded up: estimates err long).
-    // Content past the prompt's length means the template left some out: no overhead to learn.
+    // The last request's window, while it fits (newest match first: it is the likelier one).
+    let anchored = anchor.and_then(|key| (0..newest).rev().find(|&t| message_key(&turns[starts[t]]) == key));
+    if let Some(t) = anchored {
+        let messages = kept(starts[t]);
+        if let Measured::Fits(ids) = measure(tokens, &messages)? {
+            return done(messages, ids, starts[t]);
+        }
+    }
+    // All of it, when it fits.
+    if anchored != Some(0) {
+        let whole = kept(0);
+        if let Measured::Fits(ids) = measure(tokens, &whole)? {
+            return done(whole, ids, 0);
+        }
+    }
+    // Otherwise turns go, from the oldest, down to the low-water mark, so that the turns that
+    // follow fit without moving the cut. The template's tokens per message come from the
+    // shortest prompt (rounded up: estimates err long); content past the prompt's length means
+    // the template left some out, and then there is no overhead to learn.
     let mut content = 0;
     for m in &shortest {
         content += count(tokens, m, shortest_ids.len().saturating_sub(content))?;
@@ -107,16 +136,15 @@ pub fn fit<T: Tokens>(
         }
     }
     let per_message = shortest_ids.len().saturating_sub(content).div_ceil(shortest.len());
-
-    // Older turns while their estimated cost fits.
+    let target = low_water(budget);
     let mut estimate = shortest_ids.len();
     let mut oldest = newest;
     'turns: for t in (0..newest).rev() {
         let mut cost = 0;
         for m in &turns[starts[t]..starts[t + 1]] {
-            let room = budget.saturating_sub(estimate + cost + per_message);
+            let room = target.saturating_sub(estimate + cost + per_message);
             cost += count(tokens, m, room)? + per_message;
-            if estimate + cost > budget {
+            if estimate + cost > target {
                 break 'turns;
             }
         }
@@ -214,11 +242,14 @@ mod tests {
     #[test]
     fn a_conversation_that_fits_is_unchanged() {
         let c = conv(&[("system", "sys"), ("user", "hello"), ("assistant", "hi")]);
-        let fitted = fit(&c, 100, &mut Chars::default()).unwrap();
-        assert_eq!(fitted, Fitted { messages: c.clone(), dropped: 0, ids: vec![0; 13] });
+        let fitted = fit(&c, 100, None, &mut Chars::default()).unwrap();
+        assert_eq!(
+            fitted,
+            Fitted { messages: c.clone(), dropped: 0, ids: vec![0; 13], anchor: Some(message_key(&c[1])) }
+        );
         let two_turns = conv(&[("user", "a"), ("assistant", "b"), ("user", "c")]);
         let mut t = Chars::default();
-        assert_eq!(fit(&two_turns, 100, &mut t).unwrap().messages, two_turns);
+        assert_eq!(fit(&two_turns, 100, None, &mut t).unwrap().messages, two_turns);
         assert_eq!(t.encoded, 2, "the shortest prompt, then the whole one");
     }
 
@@ -232,13 +263,56 @@ mod tests {
             ("assistant", "dd"),
             ("user", "e"),
         ]);
-        // Everything: 2+5+5+3+3+2 = 20. Without the first turn: 2+3+3+2 = 10.
-        let fitted = fit(&c, 12, &mut Chars::default()).unwrap();
-        assert_eq!(fitted.messages, conv(&[("system", "S"), ("user", "cc"), ("assistant", "dd"), ("user", "e")]));
-        assert_eq!((fitted.dropped, fitted.ids.len()), (2, 10));
-        let fitted = fit(&c, 4, &mut Chars::default()).unwrap();
+        // Everything: 2+5+5+3+3+2 = 20. Without the first turn: 2+3+3+2 = 10. Once turns must go
+        // they go down to half the budget (the low-water mark): 10 fits 20 but not 20 / 2.
+        let fitted = fit(&c, 20, None, &mut Chars::default()).unwrap();
+        assert_eq!((fitted.dropped, fitted.ids.len()), (0, 20), "all of it fits: nothing goes");
+        let fitted = fit(&c, 19, None, &mut Chars::default()).unwrap();
+        assert_eq!(fitted.messages, conv(&[("system", "S"), ("user", "e")]), "10 is past 19 / 2");
+        assert_eq!((fitted.dropped, fitted.ids.len()), (4, 4));
+        // With more room per turn, the cut keeps what fits half the budget.
+        let c = conv(&[("system", "S"), ("user", "aaaa"), ("assistant", "bbbb"), ("user", "c"), ("user", "e")]);
+        let fitted = fit(&c, 14, None, &mut Chars::default()).unwrap();
+        assert_eq!(fitted.messages, conv(&[("system", "S"), ("user", "c"), ("user", "e")]));
+        assert_eq!((fitted.dropped, fitted.ids.len()), (2, 6));
+        let fitted = fit(&c, 4, None, &mut Chars::default()).unwrap();
         assert_eq!(fitted.messages, conv(&[("system", "S"), ("user", "e")]));
-        assert_eq!(fit(&c, 20, &mut Chars::default()).unwrap().dropped, 0);
+    }
+
+    #[test]
+    fn the_window_keeps_its_start_while_it_fits_then_cuts_a_block() {
+        // A conversation growing a turn at a time, budget 40: each turn costs 10 (4+1, 4+1).
+        let mut c = vec![ChatMessage::new("system", "S")];
+        let mut anchor = None;
+        let mut starts = Vec::new();
+        for i in 0..12 {
+            c.push(ChatMessage::new("user", format!("q{i:03}")));
+            let fitted = fit(&c, 40, anchor, &mut Chars::default()).unwrap();
+            assert!(fitted.ids.len() <= 40, "turn {i}: {}", fitted.ids.len());
+            starts.push(fitted.dropped / 2);
+            anchor = fitted.anchor;
+            c.push(ChatMessage::new("assistant", format!("a{i:03}")));
+        }
+        // All of it fits up to turn 3 (2 + 3*10 + 5 = 37; turn 4 would need 47): then the start
+        // jumps to half the budget and stays put until the window is full again.
+        assert_eq!(starts, [0, 0, 0, 0, 3, 3, 3, 6, 6, 6, 9, 9]);
+        // Without the anchor, the next request would start elsewhere: the anchor is what holds it.
+        let fresh = fit(&c[..c.len() - 1], 40, None, &mut Chars::default()).unwrap();
+        assert_eq!(fresh.dropped / 2, 10, "cut anew to the low-water mark");
+    }
+
+    #[test]
+    fn a_lost_or_outgrown_anchor_cuts_anew() {
+        let c = conv(&[("user", "aaaa"), ("assistant", "bbbb"), ("user", "cc"), ("assistant", "dd"), ("user", "e")]);
+        let gone = Some(message_key(&ChatMessage::new("user", "not here")));
+        // All of it is 18 tokens, past 16: cut down to 16 / 2 = 8, which the newest two turns make.
+        let fitted = fit(&c, 16, gone, &mut Chars::default()).unwrap();
+        assert_eq!(fitted.messages, conv(&[("user", "cc"), ("assistant", "dd"), ("user", "e")]));
+        // An anchor at the oldest turn, which no longer fits: cut to the low-water mark too.
+        let oldest = Some(message_key(&c[0]));
+        let fitted = fit(&c, 16, oldest, &mut Chars::default()).unwrap();
+        assert_eq!(fitted.dropped, 2);
+        assert_eq!(fitted.anchor, Some(message_key(&c[2])));
     }
 
     #[test]
@@ -250,11 +324,11 @@ mod tests {
         }
         c.push(ChatMessage::new("user", "last"));
         let mut t = Chars::default();
-        let fitted = fit(&c, 100, &mut t).unwrap();
-        assert!(fitted.ids.len() <= 100 && fitted.ids.len() > 70, "{}", fitted.ids.len());
+        let fitted = fit(&c, 100, None, &mut t).unwrap();
+        assert!(fitted.ids.len() <= 50 && fitted.ids.len() > 20, "cut to half the budget: {}", fitted.ids.len());
         assert!(t.counted.len() < 20, "counted {} messages", t.counted.len());
         assert!(!t.counted.iter().any(|c| c == "question 0"));
-        assert!(t.encoded <= 2, "{} exact prompts", t.encoded);
+        assert!(t.encoded <= 3, "{} exact prompts", t.encoded);
     }
 
     #[test]
@@ -262,13 +336,13 @@ mod tests {
         let huge = "x".repeat(1_000_000);
         // As the last turn: the shortest prompt is measured only so far.
         let mut t = Chars::default();
-        let err = fit(&conv(&[("user", "old"), ("user", &huge)]), 100, &mut t).unwrap_err();
+        let err = fit(&conv(&[("user", "old"), ("user", &huge)]), 100, None, &mut t).unwrap_err();
         assert_eq!(err, ContextError::FarTooLong { at_least: 208, budget: 100 });
         assert!(err.to_string().contains("more than 208 tokens but at most 100 fit"));
         assert!(t.read < 1_000, "read {} characters", t.read);
         // As an older turn: counted only until its turn cannot fit.
         let mut t = Chars::default();
-        let fitted = fit(&conv(&[("user", &huge), ("assistant", "a"), ("user", "new")]), 100, &mut t).unwrap();
+        let fitted = fit(&conv(&[("user", &huge), ("assistant", "a"), ("user", "new")]), 100, None, &mut t).unwrap();
         assert_eq!(fitted.messages, conv(&[("user", "new")]));
         assert!(t.read < 1_000, "read {} characters", t.read);
     }
@@ -280,7 +354,7 @@ mod tests {
         // 2 + (3+3) + (5+5) = 18 <= 18, but the exact prompt has 5 tokens more (23): the oldest
         // turn goes after all (3+3+2 = 8, +5 = 13 fits).
         let mut t = Chars { surprise: 5, ..Default::default() };
-        let fitted = fit(&c, 18, &mut t).unwrap();
+        let fitted = fit(&c, 18, None, &mut t).unwrap();
         assert_eq!(fitted.messages, conv(&[("user", "cc"), ("assistant", "dd"), ("user", "e")]));
         assert_eq!(fitted.ids.len(), 13);
     }
@@ -289,7 +363,7 @@ mod tests {
     fn a_last_turn_too_long_on_its_own_is_an_error_with_the_sizes() {
         let c = conv(&[("user", "old"), ("user", "a very long question")]);
         let mut t = Chars::default();
-        let err = fit(&c, 10, &mut t).unwrap_err();
+        let err = fit(&c, 10, None, &mut t).unwrap_err();
         assert_eq!(err, ContextError::TooLong { prompt_tokens: 21, budget: 10 });
         assert!(err.to_string().contains("needs 21 tokens but at most 10 fit"));
         assert!(t.counted.is_empty(), "nothing else is read once the shortest prompt is too long");
@@ -302,7 +376,7 @@ mod tests {
             c.push(ChatMessage::new("user", format!("q{i}")));
         }
         let mut t = Chars { cancel_after: Some(3), ..Default::default() };
-        assert_eq!(fit(&c, 10_000, &mut t).unwrap_err(), ContextError::Cancelled);
+        assert_eq!(fit(&c, 100, None, &mut t).unwrap_err(), ContextError::Cancelled);
         assert_eq!(t.counted.len(), 3);
     }
 
@@ -321,7 +395,10 @@ mod tests {
                 false
             }
         }
-        assert_eq!(fit(&conv(&[("user", "x")]), 5, &mut Broken).unwrap_err(), ContextError::Count("template broke"));
+        assert_eq!(
+            fit(&conv(&[("user", "x")]), 5, None, &mut Broken).unwrap_err(),
+            ContextError::Count("template broke")
+        );
     }
 
     #[test]

@@ -29,6 +29,9 @@ use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
 /// Most generations one decoding step runs together.
 const MAX_BATCH: usize = 32;
 
+/// Conversations whose window start (`context::fit`'s anchor) is remembered.
+const MAX_ANCHORS: usize = 4096;
+
 #[derive(Clone, Debug)]
 pub struct EngineOptions {
     pub compile: CompileOptions,
@@ -263,6 +266,8 @@ struct Worker {
     options: EngineOptions,
     context_limit: usize,
     sessions: SessionCache<Cache>,
+    /// Where each conversation's window started last time, so the next turn keeps it.
+    anchors: hashlink::LruCache<String, u64>,
     active: VecDeque<Generation>,
     stats: EngineStats,
     /// Where `stats` is copied for the handles.
@@ -290,7 +295,18 @@ impl Worker {
         let slot_bytes = files.config.kv_bytes_per_token(options.compile.kv_bytes_per_value());
         let sessions = SessionCache::new(options.max_sessions, options.max_session_bytes, slot_bytes);
         let stats = EngineStats::default();
-        Ok(Worker { backend, files, options, context_limit, sessions, active: VecDeque::new(), stats, published })
+        let anchors = hashlink::LruCache::new(MAX_ANCHORS);
+        Ok(Worker {
+            backend,
+            files,
+            options,
+            context_limit,
+            sessions,
+            anchors,
+            active: VecDeque::new(),
+            stats,
+            published,
+        })
     }
 
     fn run(&mut self, inbox: mpsc::Receiver<Command>) {
@@ -502,12 +518,17 @@ impl Worker {
         let (prompt, dropped_messages) = match &request.prompt {
             Prompt::Messages(messages) => {
                 let mut tokens = PromptTokens { files: &self.files, cancel: &cancel, events: &events };
-                let fitted = fit(messages, budget, &mut tokens).map_err(|e| match e {
+                let key = request.conversation.as_deref();
+                let anchor = key.and_then(|k| self.anchors.get(k).copied());
+                let fitted = fit(messages, budget, anchor, &mut tokens).map_err(|e| match e {
                     ContextError::Count(e) => Failure::internal(e),
                     ContextError::Cancelled => Failure::new(FailureKind::Cancelled, e.to_string()),
                     ContextError::FarTooLong { .. } => Failure::new(FailureKind::ContextLength, e.to_string()),
                     too_long => Failure::new(FailureKind::ContextLength, too_long.to_string()),
                 })?;
+                if let (Some(key), Some(anchor)) = (key, fitted.anchor) {
+                    self.anchors.insert(key.to_string(), anchor);
+                }
                 (fitted.ids, fitted.dropped)
             }
             Prompt::Ids(ids) if ids.len() > budget => {

@@ -19,6 +19,7 @@ pub mod sampler;
 pub mod session;
 pub mod stop;
 pub mod template;
+pub mod window;
 
 pub use backend::Attention;
 pub use engine::{Canceller, EngineInfo, EngineOptions, EngineStats, GenerationHandle, LlmEngine};
