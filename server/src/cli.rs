@@ -188,10 +188,15 @@ pub struct BenchLlmArgs {
     /// Timed runs (one more runs first as warm-up and is discarded); medians are reported.
     #[arg(long, default_value_t = 3)]
     pub runs: usize,
-    /// Also time the first token of the last turn of a conversation this long, with the KV cache
-    /// kept between turns and with the whole history run again.
+    /// Also run a conversation this long and time every turn's first token, with the KV cache
+    /// kept between turns and with the same prompt run cold (`turn_ttft`; the last turn's as
+    /// `followup_ttft_ms` / `reprefill_ttft_ms`).
     #[arg(long)]
     pub turns: Option<usize>,
+    /// With --turns: send at most this many earlier turns, windowed as `POST /chat` windows them
+    /// with `CONTEXT_TURNS` set to it (the window moves in blocks of half its size).
+    #[arg(long)]
+    pub window_turns: Option<usize>,
     /// Compute logits for every position (no IR rewrite), to measure what slicing buys (stateful
     /// attention only: the paged graph always gathers the last positions).
     #[arg(long)]

@@ -6,9 +6,7 @@ use super::{load_runtime, override_properties, start_llm};
 use crate::{
     cli::{BenchCommand, BenchLlmArgs},
     config::Config,
-    inference::llm::{
-        ChatMessage, Completion, GenerateRequest, GenerationParams, LlmEngine, Prompt, SamplingOverrides,
-    },
+    inference::llm::{Completion, GenerateRequest, GenerationParams, LlmEngine, Prompt, SamplingOverrides},
 };
 
 pub fn run(config: &Config, command: BenchCommand) -> Result<(), String> {
@@ -71,12 +69,18 @@ fn llm(config: &Config, args: BenchLlmArgs) -> Result<(), String> {
         "properties": options.compile.properties.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>(),
     });
     if let Some(turns) = args.turns {
-        let (followup, reprefill, history) = conversation(&engine, turns.max(2))?;
+        let timings = super::bench_turns::conversation(&engine, turns.max(2), args.window_turns)?;
+        let last = timings.last().expect("at least two turns");
         line["turns"] = turns.into();
-        line["history_tokens"] = history.into();
-        line["followup_ttft_ms"] = followup.into();
-        line["reprefill_ttft_ms"] = reprefill.into();
-        line["followup_ratio"] = (followup / reprefill).into();
+        line["window_turns"] = args.window_turns.into();
+        line["history_tokens"] = last.prompt_tokens.into();
+        line["followup_ttft_ms"] = last.followup_ttft_ms.into();
+        line["reprefill_ttft_ms"] = last.cold_ttft_ms.into();
+        line["followup_ratio"] = last.ratio().into();
+        let steady: Vec<f64> = super::bench_turns::steady(&timings).map(|t| t.ratio()).collect();
+        line["moves"] = timings.iter().filter(|t| t.moved).count().into();
+        line["max_steady_ratio"] = steady.iter().copied().fold(0.0, f64::max).into();
+        line["turn_ttft"] = serde_json::to_value(&timings).unwrap_or_default();
     }
     if let Some(n) = args.parallel.filter(|&n| n > 1) {
         let (tokens_per_s, single) = parallel(&engine, n, &args, &params)?;
@@ -168,42 +172,7 @@ fn newcomer(engine: &LlmEngine, prompt_tokens: usize) -> Result<Arrival, String>
     Ok(Arrival { ttft_ms: arrived.ttft_ms, delay_ms: decoding(&replied) - decoding(&alone) })
 }
 
-/// Time to first token of a conversation's last turn: with its KV cache kept from the earlier
-/// turns, and with the whole history run again. Returns (follow-up, re-prefill, history tokens).
-fn conversation(engine: &LlmEngine, turns: usize) -> Result<(f64, f64, usize), String> {
-    let words = |seed: usize, n: usize| {
-        const W: [&str; 12] = [
-            "light", "river", "stone", "quiet", "market", "garden", "winter", "paper", "signal", "copper", "harbor",
-            "window",
-        ];
-        (0..n).map(|i| W[(seed * 31 + i * 7) % W.len()]).collect::<Vec<_>>().join(" ")
-    };
-    let params = GenerationParams {
-        sampling: SamplingOverrides::greedy(),
-        max_new_tokens: 16,
-        ignore_eos: true,
-        ..Default::default()
-    };
-    let mut messages = Vec::new();
-    for turn in 0..turns {
-        messages.push(ChatMessage::new("user", format!("Question {turn}: {}?", words(turn, 30))));
-        if turn + 1 < turns {
-            // Run the turn so the cache holds it (reasoning included), as a live conversation's does.
-            complete(engine, Some("bench"), Prompt::Messages(messages.clone()), &params)?;
-            messages.push(ChatMessage::new("assistant", format!("Answer {turn}: {}.", words(turn + 5, 50))));
-        }
-    }
-    let last = GenerationParams { max_new_tokens: 2, ..params };
-    let warm = complete(engine, Some("bench"), Prompt::Messages(messages.clone()), &last)?;
-    let cold = complete(engine, Some("bench-cold"), Prompt::Messages(messages), &last)?;
-    if warm.reused_tokens == 0 || cold.reused_tokens != 0 {
-        return Err(format!("unexpected cache use: {} / {} tokens reused", warm.reused_tokens, cold.reused_tokens));
-    }
-    tracing::info!(fed = warm.prompt_tokens - warm.reused_tokens, reused = warm.reused_tokens, "follow-up turn");
-    Ok((warm.ttft_ms, cold.ttft_ms, cold.prompt_tokens))
-}
-
-fn complete(
+pub(super) fn complete(
     engine: &LlmEngine,
     key: Option<&str>,
     prompt: Prompt,

@@ -2,6 +2,7 @@
 
 pub mod bench;
 mod bench_sd;
+mod bench_turns;
 pub mod generate;
 pub mod imagine;
 pub mod models;
