@@ -40,11 +40,11 @@ def genai_worker(args):
     started = time.perf_counter()
     pipe = ov_genai.Text2ImagePipeline(str(args.model))
     pipe.reshape(1, args.height, args.width, args.guidance)
-    # Duet compiles with these three (server/src/inference/diffusion/model.rs); on CPUs with
-    # AVX-512 BF16 or AMX, OpenVINO would otherwise run GenAI in bf16 with dynamic quantization,
-    # another computation than Duet's (and than on the AVX2 machines Duet targets).
+    # At --precision f32 both engines pin f32 (Duet: SD_PRECISION=f32); at fast (the default)
+    # both run what OpenVINO picks for this CPU (bf16 with dynamic quantization where the CPU has
+    # AMX or AVX-512 BF16), each with its own defaults.
     props = {"PERFORMANCE_HINT": "LATENCY"}
-    if not args.genai_own_defaults:
+    if args.precision == "f32":
         props.update(INFERENCE_PRECISION_HINT="f32", DYNAMIC_QUANTIZATION_GROUP_SIZE=0)
     pipe.compile("CPU", CACHE_DIR=str(args.cache_dir or ROOT / "data/bench/genai-cache"), **props)
     load_ms = (time.perf_counter() - started) * 1000
@@ -78,6 +78,12 @@ def genai_worker(args):
     }))
 
 
+def cpu_class():
+    """The class Duet picks its settings by (server/src/inference/cpu.rs), from the CPU's flags."""
+    flags = next((l for l in Path("/proc/cpuinfo").read_text().splitlines() if l.startswith("flags")), "").split()
+    return "amx" if {"amx_bf16", "amx_int8"} & set(flags) else "avx512" if "avx512f" in flags else "avx2"
+
+
 def pixel_difference(args, size, tmp):
     """The same seed through both engines: how far apart are the pictures?"""
     import numpy as np
@@ -87,9 +93,10 @@ def pixel_difference(args, size, tmp):
     genai_npy = Path(tmp) / "genai.npy"
     run_child([sys.executable, __file__, "--genai-worker", "--model", str(args.model), "--width", str(w),
                "--height", str(h), "--steps", str(args.steps), "--guidance", str(args.guidance), "--runs", "0",
-               "--save-seed-image", "0", "--save-to", str(genai_npy)])
+               "--save-seed-image", "0", "--save-to", str(genai_npy), "--precision", args.precision])
     duet_png = Path(tmp) / "duet.png"
-    run_child([str(args.server), "--data-dir", str(ROOT / "data/bench"), "imagine", "--model", str(args.model),
+    run_child([str(args.server), "--data-dir", str(ROOT / "data/bench"), "--sd-precision", args.precision,
+               "imagine", "--model", str(args.model),
                "--prompt", PROMPT, "--negative-prompt", NEGATIVE, "--width", str(w), "--height", str(h),
                "--steps", str(args.steps), "--guidance", str(args.guidance), "--seed", "0",
                "--out", str(duet_png), "--json"])
@@ -113,8 +120,8 @@ def main():
                    help="also run GenAI with glibc's malloc on huge pages, as Duet runs (HUGE_PAGES=true)")
     p.add_argument("--duet-int8", action="store_true",
                    help="also run Duet with the UNet's linear weights as shipped (SD_UNET_LINEAR=int8)")
-    p.add_argument("--genai-own-defaults", action="store_true",
-                   help="let OpenVINO choose GenAI's precision (bf16 where the CPU has it) instead of Duet's f32")
+    p.add_argument("--precision", choices=["fast", "f32"], default="fast",
+                   help="both engines at OpenVINO's choice for this CPU (fast, Duet's default) or pinned to f32")
     p.add_argument("--cold", action="store_true",
                    help="give every engine process an empty compiled-model cache, so each one compiles "
                         "(first start for a size) instead of importing")
@@ -130,8 +137,8 @@ def main():
     require_inputs(args)
 
     print(f"model {args.model.name}, {args.steps} steps, guidance {args.guidance}, {args.rounds} round(s) x "
-          f"{args.runs} image(s) (+1 warm-up each), {os.cpu_count()} cores, GenAI precision: "
-          f"{'OpenVINO default' if args.genai_own_defaults else 'f32 as Duet'}, compiled-model caches: "
+          f"{args.runs} image(s) (+1 warm-up each), {os.cpu_count()} cores, CPU class {cpu_class()}, precision "
+          f"{args.precision} (both engines), compiled-model caches: "
           f"{'empty (every process compiles)' if args.cold else 'kept (a size compiles once)'}", flush=True)
     rows = [("total per image (ms)", "total_ms", "<= 1.00"), ("UNet step (ms)", "unet_step_ms", ""),
             ("text encoder (ms)", "text_encode_ms", ""), ("VAE decoder (ms)", "vae_ms", ""),
@@ -140,9 +147,9 @@ def main():
         common = ["--width", str(size), "--height", str(size), "--steps", str(args.steps),
                   "--guidance", str(args.guidance), "--runs", str(args.runs)]
         genai = [sys.executable, __file__, "--genai-worker", "--model", str(args.model), *common,
-                 *(["--genai-own-defaults"] if args.genai_own_defaults else [])]
-        duet = [str(args.server), "--data-dir", str(ROOT / "data/bench"), "bench", "sd", "--model", str(args.model),
-                *common]
+                 "--precision", args.precision]
+        duet = [str(args.server), "--data-dir", str(ROOT / "data/bench"), "--sd-precision", args.precision,
+                "bench", "sd", "--model", str(args.model), *common]
         engines = [("Duet", duet, None)]
         if args.duet_int8:
             engines.append(("Duet int8", [*duet, "--sd-unet-linear", "int8"], None))
@@ -162,8 +169,9 @@ def main():
                 else:
                     results[name].append(run_child(cmd, env))
                 last = results[name][-1]
+                settings = f", {last['drawn_at']}, UNet {last['unet_linear']}" if "drawn_at" in last else ""
                 print(f"  {size}x{size} round {r + 1} {name:15}: {last['total_ms']:9.0f} ms per image, "
-                      f"UNet step {last['unet_step_ms']:7.1f} ms, {last['peak_rss_mb']:6.0f} MiB", flush=True)
+                      f"UNet step {last['unet_step_ms']:7.1f} ms, {last['peak_rss_mb']:6.0f} MiB{settings}", flush=True)
         med = lambda name, key: statistics.median(x[key] for x in results[name])
         for duet_name in ours:
             for name in [n for n, _, _ in engines if n not in ours]:

@@ -136,8 +136,18 @@ pub struct Config {
     /// UNet linear layers whose int8 weights are unpacked to f32 at load, so OpenVINO runs plain
     /// f32 GEMMs instead of decompressing at every step: f32-outer (the high-resolution levels,
     /// most speed per byte), f32 (all; most memory), int8 (as shipped; least memory).
-    #[arg(long, env = "SD_UNET_LINEAR", value_enum, default_value_t = crate::inference::diffusion::UnetLinear::F32Outer, global = true)]
-    pub sd_unet_linear: crate::inference::diffusion::UnetLinear,
+    #[arg(long, env = "SD_UNET_LINEAR", value_enum, global = true)]
+    pub sd_unet_linear: Option<crate::inference::diffusion::UnetLinear>,
+
+    /// Image model precision: fast (what this CPU runs fastest; the same seed gives the same
+    /// picture on CPUs of the same class) or f32 (the same picture on every machine).
+    #[arg(long, env = "SD_PRECISION", value_enum, default_value_t = crate::inference::cpu::Precision::Fast, global = true)]
+    pub sd_precision: crate::inference::cpu::Precision,
+
+    /// Chat model precision: fast (the plugin's choice for this CPU, bf16 where it has the
+    /// units) or f32 (the same tokens on every machine, to check exactness).
+    #[arg(long, env = "LLM_PRECISION", value_enum, default_value_t = crate::inference::cpu::Precision::Fast, global = true)]
+    pub llm_precision: crate::inference::cpu::Precision,
 
     /// Filter images with the model's safety checker when it has one; flagged ones are blacked out (true/false).
     #[arg(long, env = "SD_SAFETY_CHECKER", default_value = "false", action = ArgAction::Set,
@@ -340,6 +350,7 @@ impl Config {
                 *value = self.llm_kv_cache_precision.clone();
             }
         }
+        compile.properties.extend(crate::inference::cpu::llm_properties(self.llm_precision));
         EngineOptions {
             compile,
             attention: self.llm_attention,
@@ -351,14 +362,28 @@ impl Config {
         }
     }
 
-    /// How the image engine compiles its models.
+    /// How the image engine compiles its models: at `SD_PRECISION`, with the settings measured
+    /// fastest for this CPU's class (`inference::cpu`).
     pub fn sd_compile_options(&self) -> crate::inference::diffusion::SdCompileOptions {
+        self.sd_compile_options_at(self.sd_precision)
+    }
+
+    /// The same at another precision (`imagine --from` draws at the precision a picture records).
+    pub fn sd_compile_options_at(
+        &self,
+        precision: crate::inference::cpu::Precision,
+    ) -> crate::inference::diffusion::SdCompileOptions {
+        use crate::inference::cpu::{drawn_at, sd_settings, CpuClass};
+        let class = CpuClass::detect();
+        let settings = sd_settings(class, precision, self.sd_unet_linear);
         crate::inference::diffusion::SdCompileOptions {
             device: self.device.clone(),
             cache_dir: Some(self.openvino_cache_dir()),
             compiled_sizes: self.sd_compiled_sizes.max(1),
             safety_checker: self.sd_safety_checker,
-            unet_linear: self.sd_unet_linear,
+            unet_linear: settings.unet_linear,
+            properties: settings.properties,
+            drawn_at: drawn_at(class, precision),
             ..Default::default()
         }
     }
@@ -391,7 +416,9 @@ impl Config {
             ("LLM_KV_CACHE_MB", self.llm_kv_cache_mb.to_string()),
             ("LLM_KV_CACHE_PRECISION", self.llm_kv_cache_precision.clone()),
             ("SD_COMPILED_SIZES", self.sd_compiled_sizes.to_string()),
-            ("SD_UNET_LINEAR", self.sd_unet_linear.to_string()),
+            ("SD_UNET_LINEAR", self.sd_unet_linear.map_or("(per CPU class)".into(), |u| u.to_string())),
+            ("SD_PRECISION", self.sd_precision.name().into()),
+            ("LLM_PRECISION", self.llm_precision.name().into()),
             ("SD_SAFETY_CHECKER", self.sd_safety_checker.to_string()),
             ("CONTEXT_TURNS", self.context_turns.to_string()),
             ("CHAT_MAX_TOKENS", self.chat_max_tokens.to_string()),

@@ -155,6 +155,9 @@ fn start_engines(
     }
     let engines = Engines::default();
     let (llm_options, sd_options) = (config.llm_engine_options(), config.sd_compile_options());
+    let (llm_settings, sd_settings) = service::health::engine_settings(config);
+    tracing::info!(settings = %llm_settings, "chat model settings");
+    tracing::info!(settings = %sd_settings, "image model settings");
     if config.auto_download_models && llm.to_download().is_some() {
         let engines = engines.clone();
         models::auto::spawn(llm.clone(), HubOptions::from_config(config), move |slot| {

@@ -34,6 +34,43 @@ fn imagine_writes_the_same_png_for_a_seed_and_remakes_it_from_the_file() {
 }
 
 #[test]
+fn the_recipe_records_the_precision_and_from_remakes_it_at_that_precision() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = |name: &str| dir.path().join(name).to_str().unwrap().to_string();
+    let here = server::inference::cpu::CpuClass::detect().name();
+    let base = [
+        "imagine",
+        "--model",
+        &model(),
+        "--prompt",
+        "a red fox",
+        "--steps",
+        "2",
+        "--seed",
+        "7",
+        "--width",
+        "256",
+        "--height",
+        "256",
+    ];
+    for (precision, recorded) in [("f32", "f32".to_string()), ("fast", format!("fast/{here}"))] {
+        let drawn = path(&format!("{precision}.png"));
+        let (code, _, err) = server(&[&base[..], &["--sd-precision", precision, "--out", &drawn]].concat());
+        assert_eq!(code, 0, "{err}");
+        let bytes = std::fs::read(&drawn).unwrap();
+        let at = server::inference::diffusion::image_file::read_precision(&bytes).unwrap();
+        assert_eq!(at.as_deref(), Some(recorded.as_str()));
+        // Remade under the other precision's setting: the recipe's precision wins.
+        let other = if precision == "f32" { "fast" } else { "f32" };
+        let again = path(&format!("{precision}-again.png"));
+        let (code, _, err) =
+            server(&["imagine", "--model", &model(), "--sd-precision", other, "--from", &drawn, "--out", &again]);
+        assert_eq!(code, 0, "{err}");
+        assert_eq!(bytes, std::fs::read(&again).unwrap(), "{precision}: the same bytes at the recorded precision");
+    }
+}
+
+#[test]
 fn imagine_refuses_bad_values_by_name() {
     let out = tempfile::tempdir().unwrap();
     let png = out.path().join("x.png");

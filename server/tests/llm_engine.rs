@@ -18,6 +18,9 @@ fn engine(options: EngineOptions) -> (LlmEngine, tempfile::TempDir) {
     let cache = tempfile::tempdir().unwrap();
     let mut options = options;
     options.compile.cache_dir = Some(cache.path().to_path_buf());
+    // Exactness against the references holds on every CPU at f32 (LLM_PRECISION=f32); in bf16
+    // two logits can tie and either engine may take either.
+    options.compile.properties.extend(server::inference::cpu::llm_properties(server::inference::cpu::Precision::F32));
     let (tx, rx) = std::sync::mpsc::channel();
     let engine =
         LlmEngine::start(common::fixture(common::LLM_FIXTURE), options.clone(), move |r| tx.send(r).unwrap()).unwrap();

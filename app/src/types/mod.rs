@@ -84,6 +84,9 @@ pub struct ModelHealth {
     /// What the chat engine is doing, once it runs (not for mock engines or the image model).
     #[serde(default)]
     pub engine: Option<EngineActivity>,
+    /// The CPU class, precision and layout the engine runs with, and why (not for mock engines).
+    #[serde(default)]
+    pub settings: Option<String>,
 }
 
 /// The chat engine's load and what it has done since it started.

@@ -76,6 +76,9 @@ pub fn run(config: &Config, args: BenchSdArgs) -> Result<(), String> {
         "guidance_scale": first.guidance_scale,
         "static_shapes": options.static_shapes,
         "properties": options.properties.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>(),
+        "cpu_class": crate::inference::cpu::CpuClass::detect().name(),
+        "drawn_at": options.drawn_at,
+        "unet_linear": options.unet_linear.to_string(),
         "runs": args.runs,
         "peak_rss_mb": peak_rss_mb(),
     });

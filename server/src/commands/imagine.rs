@@ -5,6 +5,7 @@ use crate::{
     cli::ImagineArgs,
     config::Config,
     inference::{
+        cpu::{CpuClass, Precision},
         diffusion::{image_file, pipeline, request::ImageParams, SdModel},
         npy,
     },
@@ -12,12 +13,30 @@ use crate::{
 use std::{io::Write, sync::atomic::AtomicBool, time::Instant};
 
 pub fn run(config: &Config, args: ImagineArgs) -> Result<(), String> {
-    let base = match &args.from {
+    let (base, recorded) = match &args.from {
         Some(path) => {
             let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
-            Some(image_file::read_request(&bytes).map_err(|e| format!("{}: {e}", path.display()))?)
+            let request = image_file::read_request(&bytes).map_err(|e| format!("{}: {e}", path.display()))?;
+            let precision = image_file::read_precision(&bytes).map_err(|e| format!("{}: {e}", path.display()))?;
+            (Some(request), precision)
         }
-        None => None,
+        None => (None, None),
+    };
+    // A picture is remade at the precision it was drawn at.
+    let precision = match recorded.as_deref() {
+        Some("f32") => Precision::F32,
+        Some(fast) if fast.starts_with("fast/") => {
+            let here = CpuClass::detect().name();
+            if &fast["fast/".len()..] != here {
+                eprintln!(
+                    "warning: the picture was drawn at fast precision on a {} CPU and this one is {here}: \
+                     the result may differ (pictures drawn with SD_PRECISION=f32 are the same everywhere)",
+                    &fast["fast/".len()..]
+                );
+            }
+            Precision::Fast
+        }
+        _ => config.sd_precision,
     };
     let latents = match &args.latents {
         Some(path) => Some(npy::read_f32(path).map_err(|e| format!("--latents: {e}"))?.data),
@@ -25,7 +44,7 @@ pub fn run(config: &Config, args: ImagineArgs) -> Result<(), String> {
     };
     load_runtime(config)?;
     let started = Instant::now();
-    let mut model = SdModel::load(&args.model, &config.sd_compile_options()).map_err(|e| e.to_string())?;
+    let mut model = SdModel::load(&args.model, &config.sd_compile_options_at(precision)).map_err(|e| e.to_string())?;
     let params = ImageParams {
         prompt: args.prompt.clone(),
         negative_prompt: args.negative_prompt.clone(),

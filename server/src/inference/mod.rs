@@ -1,6 +1,7 @@
 //! Inference over OpenVINO: the runtime, the model loaders and the threads that own them.
 //! Nothing here knows about HTTP.
 
+pub mod cpu;
 pub mod diffusion;
 pub mod engine;
 pub mod llm;

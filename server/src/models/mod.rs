@@ -161,6 +161,7 @@ impl ModelSlot {
             progress: s.download.as_ref().map(DownloadProgress::fraction),
             download: s.download.clone(),
             engine: self.activity.get().map(|read| read()),
+            settings: None,
         }
     }
 

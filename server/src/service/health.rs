@@ -30,6 +30,11 @@ impl Audience {
 pub async fn report(state: &AppState, audience: Audience) -> HealthReport {
     let database_ok = state.db.ping().await.is_ok();
     let mut models = vec![state.llm.health(), state.sd.health()];
+    if !state.config.use_mocks {
+        let (llm, sd) = engine_settings(&state.config);
+        models[0].settings = Some(llm);
+        models[1].settings = Some(sd);
+    }
     if audience == Audience::Public {
         for (model, spec) in models.iter_mut().zip([&state.config.llm_model, &state.config.sd_model]) {
             redact(model, spec);
@@ -51,6 +56,30 @@ pub async fn report(state: &AppState, audience: Audience) -> HealthReport {
             library: (audience == Audience::Admin).then(|| rt.library.display().to_string()),
         }),
     }
+}
+
+/// What each engine runs with on this CPU, and why: for `/health` and the start-up log.
+pub fn engine_settings(config: &crate::config::Config) -> (String, String) {
+    use crate::inference::cpu::{sd_settings, CpuClass, Precision};
+    let class = CpuClass::detect();
+    let llm = match config.llm_precision {
+        Precision::Fast => format!(
+            "{} CPU: LLM_PRECISION=fast (OpenVINO's own precision for it: bf16 where the CPU has the units)",
+            class.name()
+        ),
+        Precision::F32 => {
+            format!("{} CPU: LLM_PRECISION=f32 (f32 throughout: the same tokens on every machine)", class.name())
+        }
+    };
+    let sd = sd_settings(class, config.sd_precision, config.sd_unet_linear);
+    let sd = format!(
+        "{} CPU: SD_PRECISION={}, UNet weights {}; {}",
+        class.name(),
+        config.sd_precision.name(),
+        sd.unet_linear,
+        sd.why
+    );
+    (llm, sd)
 }
 
 /// A model's health without folders or raw error texts: a local model is named by its folder's

@@ -9,6 +9,9 @@ use std::io::Cursor;
 pub const REQUEST_KEY: &str = "duet";
 /// The text chunk A1111 writes its generation parameters to.
 pub const PARAMETERS_KEY: &str = "parameters";
+/// The recipe's field saying how the picture was drawn: `f32` (the same everywhere) or
+/// `fast/<cpu class>` (the same on CPUs of that class).
+pub const PRECISION_KEY: &str = "precision";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ImageFileError {
@@ -49,8 +52,14 @@ pub fn a1111_parameters(request: &ImageRequest, model: &str) -> String {
     text
 }
 
-/// Encode `image` as PNG with the recipe chunks. The same inputs give the same bytes.
-pub fn encode(image: &RgbImage, request: &ImageRequest, model: &str) -> Result<Vec<u8>, ImageFileError> {
+/// Encode `image` as PNG with the recipe chunks, recording how it was drawn (`drawn_at`: `f32`,
+/// or `fast/<cpu class>`) when known. The same inputs give the same bytes.
+pub fn encode(
+    image: &RgbImage,
+    request: &ImageRequest,
+    model: &str,
+    drawn_at: Option<&str>,
+) -> Result<Vec<u8>, ImageFileError> {
     let mut out = Vec::new();
     {
         let mut encoder = png::Encoder::new(&mut out, image.width, image.height);
@@ -58,7 +67,11 @@ pub fn encode(image: &RgbImage, request: &ImageRequest, model: &str) -> Result<V
         encoder.set_depth(png::BitDepth::Eight);
         encoder.set_compression(png::Compression::Balanced);
         add_text(&mut encoder, PARAMETERS_KEY, &a1111_parameters(request, model))?;
-        let json = serde_json::to_string(request).expect("a request serializes");
+        let mut recipe = serde_json::to_value(request).expect("a request serializes");
+        if let Some(drawn_at) = drawn_at {
+            recipe[PRECISION_KEY] = drawn_at.into();
+        }
+        let json = recipe.to_string();
         add_text(&mut encoder, REQUEST_KEY, &json)?;
         let mut writer = encoder.write_header()?;
         writer.write_image_data(&image.pixels)?;
@@ -114,6 +127,15 @@ pub fn read_request(bytes: &[u8]) -> Result<ImageRequest, ImageFileError> {
     serde_json::from_str(json).map_err(|e| ImageFileError::BadRequest(e.to_string()))
 }
 
+/// How the picture in `bytes` was drawn, when its recipe says.
+pub fn read_precision(bytes: &[u8]) -> Result<Option<String>, ImageFileError> {
+    let decoded = decode(bytes)?;
+    let (_, json) = decoded.texts.iter().find(|(k, _)| k == REQUEST_KEY).ok_or(ImageFileError::NoRequest)?;
+    let recipe: serde_json::Value =
+        serde_json::from_str(json).map_err(|e| ImageFileError::BadRequest(e.to_string()))?;
+    Ok(recipe[PRECISION_KEY].as_str().map(String::from))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -155,14 +177,17 @@ mod tests {
     #[test]
     fn round_trips_pixels_and_request_and_is_deterministic() {
         for prompt in ["a fox", "un renard roux, 雪の中"] {
-            let bytes = encode(&image(), &request(prompt), "sd").unwrap();
-            assert_eq!(bytes, encode(&image(), &request(prompt), "sd").unwrap());
+            let bytes = encode(&image(), &request(prompt), "sd", Some("fast/amx")).unwrap();
+            assert_eq!(bytes, encode(&image(), &request(prompt), "sd", Some("fast/amx")).unwrap());
             let decoded = decode(&bytes).unwrap();
             assert_eq!(decoded.image, image());
             let params = decoded.texts.iter().find(|(k, _)| k == PARAMETERS_KEY).unwrap();
             assert!(params.1.starts_with(prompt), "{params:?}");
             assert_eq!(read_request(&bytes).unwrap(), request(prompt));
+            assert_eq!(read_precision(&bytes).unwrap().as_deref(), Some("fast/amx"));
         }
+        let unknown = encode(&image(), &request("a fox"), "sd", None).unwrap();
+        assert_eq!(read_precision(&unknown).unwrap(), None, "a recipe from before precision was recorded");
     }
 
     #[test]

@@ -29,6 +29,8 @@ pub struct SdCompileOptions {
     /// Which UNet linear layers get their int8 weights unpacked to f32 at load (see `unpack`).
     pub unet_linear: UnetLinear,
     pub properties: Vec<(String, String)>,
+    /// What the pictures' recipes record of how they were drawn (`inference::cpu::drawn_at`).
+    pub drawn_at: String,
 }
 
 impl Default for SdCompileOptions {
@@ -40,15 +42,16 @@ impl Default for SdCompileOptions {
             compiled_sizes: 2,
             safety_checker: false,
             unet_linear: UnetLinear::default(),
+            // f32 throughout: CPUs with AVX-512 BF16 or AMX otherwise compute in bf16 and quantize
+            // activations to int8 on the fly, and the same seed would give a different picture
+            // there than on an AVX2 machine (measured: text encoder output off by 0.06 against the
+            // reference until both were pinned). The server picks per CPU class (`inference::cpu`).
             properties: vec![
                 ("PERFORMANCE_HINT".into(), "LATENCY".into()),
-                // CPUs with AVX-512 BF16/VNNI or AMX otherwise compute in bf16 and quantize
-                // activations to int8 on the fly by default, and the same seed would give a
-                // different picture there than on an AVX2 machine (measured: text encoder output
-                // off by 0.06 against the reference until both were pinned).
                 ("INFERENCE_PRECISION_HINT".into(), "f32".into()),
                 ("DYNAMIC_QUANTIZATION_GROUP_SIZE".into(), "0".into()),
             ],
+            drawn_at: "f32".into(),
         }
     }
 }
@@ -92,6 +95,13 @@ pub struct PartTimes {
     pub vae_ms: f64,
     /// Encoding the PNG with its recipe chunks.
     pub png_ms: f64,
+}
+
+impl SdModel {
+    /// How this model was compiled.
+    pub fn options(&self) -> &SdCompileOptions {
+        &self.options
+    }
 }
 
 impl SdModel {

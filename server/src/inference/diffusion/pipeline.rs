@@ -150,7 +150,7 @@ pub fn generate(
         None => None,
     };
     let t = Instant::now();
-    let png = image_file::encode(&image, request, &model.files.name)
+    let png = image_file::encode(&image, request, &model.files.name, Some(&model.options().drawn_at))
         .map_err(|e| InferenceError::Generation(e.to_string()))?;
     times.png_ms = t.elapsed().as_secs_f64() * 1000.0;
     Ok(ImageOutput { image, png, times, nsfw })

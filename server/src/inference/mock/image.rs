@@ -54,7 +54,7 @@ impl ImageEngine for MockImage {
             let model = self.model.clone();
             let made = tokio::task::spawn_blocking(move || {
                 let image = paint(&request);
-                let png = image_file::encode(&image, &request, &model);
+                let png = image_file::encode(&image, &request, &model, None);
                 (image, png)
             })
             .await
