@@ -210,6 +210,19 @@ ensure_build_tools() {
   ensure_wasm_opt
 }
 
+# A cold debug build with its test binaries takes about 20 GiB under target/; a linker that runs out
+# of disk dies with "Bus error", which names nothing. Say it first.
+check_disk_space() {
+  local need_gib=$1 free_gib
+  mkdir -p "$ROOT/target"
+  free_gib=$(( $(df -Pk "$ROOT/target" | awk 'NR==2 {print $4}') / 1024 / 1024 ))
+  if [ "$free_gib" -lt "$need_gib" ]; then
+    printf '\nwarning: %s GiB free under %s; a build and test run from this state needs about %s GiB.\n' \
+      "$free_gib" "$ROOT/target" "$need_gib" >&2
+    printf '         If the linker fails with "Bus error", free disk space (e.g. cargo clean) and run again.\n\n' >&2
+  fi
+}
+
 ensure_test_tools() {
   ensure_chromium
   ensure_postgres

@@ -4,6 +4,7 @@
 mod common;
 
 use server::inference::{
+    cpu::{self, CpuClass, Precision},
     diffusion::{
         image_file, ImageRequest, PipelineError, Progress, SchedulerKind, SdCompileOptions, SdEngine, SdModel,
         UnetLinear,
@@ -54,9 +55,24 @@ fn decode_png(bytes: &[u8]) -> Vec<u8> {
     image_file::decode(bytes).unwrap().image.pixels
 }
 
+/// At f32 the picture is the reference's whatever the CPU: checked with the settings every CPU
+/// class runs at `SD_PRECISION=f32` (AVX2's unpacked outer levels, AMX's int8 weights as shipped).
 #[tokio::test]
 async fn reference_latents_give_the_reference_image() {
-    let engine = start();
+    for class in [CpuClass::Avx2, CpuClass::Avx512, CpuClass::Amx] {
+        let settings = cpu::sd_settings(class, Precision::F32, None);
+        println!("{}: {}", class.name(), settings.why);
+        let options = SdCompileOptions {
+            properties: settings.properties,
+            unet_linear: settings.unet_linear,
+            drawn_at: cpu::drawn_at(class, Precision::F32),
+            ..Default::default()
+        };
+        reference_image_with(start_with(options)).await;
+    }
+}
+
+async fn reference_image_with(engine: SdEngine) {
     let refs = reference();
     let p = &refs["params"];
     assert_eq!(engine.default_scheduler(), SchedulerKind::Pndm);
