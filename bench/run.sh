@@ -5,6 +5,10 @@
 #   bench/run.sh load [--fixture-models] [options]
 #                                 the HTTP API under many chat sessions, mock engines or the
 #                                 fixture models on OpenVINO (bench/load/)
+#   bench/run.sh chat-turns [options]
+#                                 a 30-turn REST /chat conversation on the full-size chat model:
+#                                 each turn's time to first token, KV cache kept vs cold
+#                                 (bench/chat_turns.py)
 #   bench/run.sh share [options]  chat time to first token with and without an image rendering,
 #                                 on the full-size models (bench/load/, --mode share)
 # Run on an idle machine: a build or test run beside a benchmark can triple its times.
@@ -30,6 +34,14 @@ case "$what" in
     cargo build --release -p server
     stage_end
     exec .venv-fixtures/bin/python bench/sd.py "$@"
+    ;;
+  chat-turns)
+    ensure_openvino
+    [ -d data/bench-models/llm ] && [ -d data/bench-models/sd ] || scripts/make-fixtures.sh --full
+    stage "build the server (release)"
+    cargo build --release -p server
+    stage_end
+    exec python3 bench/chat_turns.py "$@"
     ;;
   load|share)
     stage "build the server and the load tool (release)"
@@ -70,5 +82,5 @@ case "$what" in
     http_get "http://127.0.0.1:$port/health" | grep -q '"status":"ok"' || die "the server did not become ready"
     target/release/duet-load --url "http://127.0.0.1:$port" "${load_args[@]}" "$@"
     ;;
-  *) die "usage: bench/run.sh llm|sd|load|share [options]" ;;
+  *) die "usage: bench/run.sh llm|sd|chat-turns|load|share [options]" ;;
 esac
