@@ -116,7 +116,7 @@ pub async fn build_state(config: Config) -> Result<AppState, StartupError> {
         Some(url) => Some(auth::sessions::connect_redis(url.expose()).await.map_err(StartupError::Config)?),
         None => None,
     };
-    let limits = auth::limits::Limits::new(auth::limits::LimitConfig::from_config(&config), redis.clone());
+    let limits = service::limits::Limits::new(service::limits::LimitConfig::from_config(&config), redis.clone());
     Ok(AppState {
         config: Arc::new(config),
         db,

@@ -1,12 +1,12 @@
 //! The one state every handler and server function sees.
 
 use crate::{
-    auth::{limits::Limits, password::Hashing, signing::SigningKey},
+    auth::{password::Hashing, signing::SigningKey},
     config::Config,
     inference::runtime::Runtime,
     jobs::ImageJobs,
     models::{loader::Engines, ModelSlot},
-    service::load::ChatSlots,
+    service::{limits::Limits, load::ChatSlots},
     storage::Database,
 };
 use axum::extract::FromRef;

@@ -2,7 +2,6 @@
 //! guard for browser requests. The service layer receives a `Caller` and never looks at HTTP.
 
 pub mod keys;
-pub mod limits;
 pub mod middleware;
 pub mod origin;
 pub mod password;

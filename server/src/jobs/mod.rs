@@ -6,15 +6,15 @@
 mod estimate;
 
 use crate::{
-    auth::limits::Active,
     inference::{
         diffusion::{ImageRequest, PipelineError, Progress},
         engine::{ImageEngine, Pause, StepHooks},
     },
-    storage::{now_ms, Database, ImageRow},
+    storage::{now_ms, Database, ImageRow, StorageError},
 };
 use app::types::{ImageParameters, JobInfo, JobStatus};
 use estimate::SpeedEstimate;
+use futures::future::OptionFuture;
 use std::{
     collections::{HashMap, VecDeque},
     path::PathBuf,
@@ -28,6 +28,13 @@ use tokio::sync::{broadcast, Notify};
 
 /// Finished jobs remembered in memory (older ones are answered from the database).
 const KEEP_FINISHED: usize = 512;
+
+/// What admission control gave a job (`service::limits::Admission`), opaque here: held while the
+/// job waits and renders (it counts against its owner's concurrency limit and the day's images
+/// until dropped), and told when the image is stored, so the image counts against the quota.
+pub trait JobAdmission: Send + Sync + 'static {
+    fn image_stored(&self) -> futures::future::BoxFuture<'_, Result<(), StorageError>>;
+}
 
 /// Where a job came from, stored with its image.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -62,10 +69,18 @@ struct Job {
     info: JobInfo,
     request: ImageRequest,
     origin: Origin,
-    /// Counts against the owner's concurrency limit until the job ends.
-    active: Option<Active>,
+    /// Counts against the owner's limits until the job ends; the worker holds it while running.
+    admission: Option<Box<dyn JobAdmission>>,
     cancel: Arc<AtomicBool>,
     updates: broadcast::Sender<JobInfo>,
+}
+
+/// A job the worker took from the queue.
+struct Started {
+    request: ImageRequest,
+    origin: Origin,
+    cancel: Arc<AtomicBool>,
+    admission: Option<Box<dyn JobAdmission>>,
 }
 
 #[derive(Default)]
@@ -137,14 +152,19 @@ impl ImageJobs {
     }
 
     /// Queue a job, or refuse when the queue is full.
-    pub fn submit(&self, request: ImageRequest, origin: Origin, active: Option<Active>) -> Result<JobInfo, JobError> {
+    pub fn submit(
+        &self,
+        request: ImageRequest,
+        origin: Origin,
+        admission: Option<Box<dyn JobAdmission>>,
+    ) -> Result<JobInfo, JobError> {
         let mut q = self.lock();
         if q.waiting.len() >= self.inner.capacity {
             let retry_after_s = q.speed.seconds_until_next_free(&q).clamp(1, 600);
             return Err(JobError::QueueFull { queued: q.waiting.len(), retry_after_s });
         }
         let id = self.insert(&mut q, request, origin);
-        q.jobs.get_mut(&id).expect("just inserted").active = active;
+        q.jobs.get_mut(&id).expect("just inserted").admission = admission;
         q.waiting.push_back(id.clone());
         let info = q.view(&id).expect("just inserted");
         drop(q);
@@ -187,7 +207,7 @@ impl ImageJobs {
         };
         let (updates, _) = broadcast::channel(64);
         let cancel = Arc::new(AtomicBool::new(false));
-        q.jobs.insert(id.clone(), Job { info, request, origin, active: None, cancel, updates });
+        q.jobs.insert(id.clone(), Job { info, request, origin, admission: None, cancel, updates });
         id
     }
 
@@ -240,7 +260,12 @@ impl ImageJobs {
                     let job = q.jobs.get_mut(id).expect("waiting jobs are known");
                     job.info.status = JobStatus::Running;
                     job.info.started_at = Some(now_ms());
-                    let started = (job.request.clone(), job.origin.clone(), job.cancel.clone());
+                    let started = Started {
+                        request: job.request.clone(),
+                        origin: job.origin.clone(),
+                        cancel: job.cancel.clone(),
+                        admission: job.admission.take(),
+                    };
                     q.announce_all();
                     Some((id.clone(), started))
                 } else {
@@ -248,13 +273,14 @@ impl ImageJobs {
                 }
             };
             match next {
-                Some((id, (request, origin, cancel))) => self.run(&worker, &id, request, origin, cancel).await,
+                Some((id, started)) => self.run(&worker, &id, started).await,
                 None => self.inner.wake.notified().await,
             }
         }
     }
 
-    async fn run(&self, worker: &Worker, id: &str, request: ImageRequest, origin: Origin, cancel: Arc<AtomicBool>) {
+    async fn run(&self, worker: &Worker, id: &str, job: Started) {
+        let Started { request, origin, cancel, admission } = job;
         let started = Instant::now();
         let (tx, mut progress) = tokio::sync::mpsc::unbounded_channel::<Progress>();
         let hooks = StepHooks { progress: Some(tx), cancel, pause: worker.pause.clone() };
@@ -274,12 +300,20 @@ impl ImageJobs {
         };
         let outcome = match result {
             Ok(output) => match self.store(worker, id, &request, &origin, &output.png).await {
-                Ok(()) => Ok(output.nsfw),
+                Ok(()) => {
+                    // The image is safe; a lost count only lets its owner make one more today.
+                    if let Some(Err(err)) = OptionFuture::from(admission.as_ref().map(|a| a.image_stored())).await {
+                        tracing::warn!(job = %id, error = %err, "could not count the image against the daily quota");
+                    }
+                    Ok(output.nsfw)
+                }
                 Err(err) => Err((JobStatus::Failed, format!("could not store the image: {err}"))),
             },
             Err(PipelineError::Cancelled) => Err((JobStatus::Cancelled, "cancelled".to_string())),
             Err(err) => Err((JobStatus::Failed, err.to_string())),
         };
+        // Counted already if stored: its owner's limits are free before anyone learns it ended.
+        drop(admission);
         let mut q = self.lock();
         q.running = None;
         if let Some(job) = q.jobs.get_mut(id) {
@@ -339,11 +373,6 @@ impl ImageJobs {
             created_at: now_ms(),
         };
         worker.db.insert_image(&row).await.map_err(|e| e.to_string())?;
-        // The image is safe; a lost count only lets its owner make one more today.
-        let day = crate::storage::day_of(row.created_at);
-        if let Err(err) = worker.db.add_usage(&row.account_id, &row.user_id, day, 0, 1).await {
-            tracing::warn!(job = %id, error = %err, "could not count the image against the daily quota");
-        }
         Ok(())
     }
 }
@@ -384,7 +413,7 @@ impl Queue {
 
     fn finish(&mut self, id: &str) {
         if let Some(job) = self.jobs.get_mut(id) {
-            job.active = None;
+            job.admission = None;
         }
         self.finished.push_back(id.to_string());
         while self.finished.len() > KEEP_FINISHED {

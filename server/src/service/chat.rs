@@ -7,13 +7,11 @@
 use super::{
     error::{Result, ServiceError},
     image_prompt::{self, StreamFilter},
+    limits::{Admission, Generation, Made},
     validate::{self, ValidChat},
 };
 use crate::{
-    auth::{
-        limits::{Active, Kind},
-        Caller,
-    },
+    auth::Caller,
     inference::{
         engine::ChatEngine,
         llm::{
@@ -47,8 +45,9 @@ pub async fn start(state: &AppState, caller: &Caller, request: ChatRequest) -> R
         state.image_engine()?;
     }
     state.limits.user_request(&caller.account_id, &valid.user_id).await?;
-    let kind = if valid.imagine.is_some() { Kind::Image } else { Kind::Chat };
-    let (active, tokens_left) = state.limits.begin(&state.db, &caller.account_id, Some(&valid.user_id), kind).await?;
+    let what = if valid.imagine.is_some() { Generation::Image } else { Generation::Chat };
+    let (admission, tokens_left) =
+        state.limits.admit(&state.db, &caller.account_id, Some(&valid.user_id), what).await?;
     if let Some(left) = tokens_left {
         // The reply may use what the day's quota has left, and no more.
         valid.params.max_new_tokens = valid.params.max_new_tokens.min(left.try_into().unwrap_or(usize::MAX));
@@ -96,7 +95,7 @@ pub async fn start(state: &AppState, caller: &Caller, request: ChatRequest) -> R
         message_id: new_id(),
         handle,
         slot,
-        active: Some((active, kind)),
+        admission: Some((admission, what)),
     };
     tokio::spawn(turn.run(Events { tx, gone: false }));
     Ok(rx)
@@ -241,7 +240,7 @@ struct Turn {
     slot: Option<OwnedSemaphorePermit>,
     /// This turn counted against the caller's limits: the chat reply while it is written, or for
     /// `/imagine` the image job it hands this to.
-    active: Option<(Active, Kind)>,
+    admission: Option<(Admission, Generation)>,
 }
 
 /// What the model (or `/imagine`) answered.
@@ -284,10 +283,10 @@ impl Turn {
             (None, None) => return self.fail(&mut out, "server_error", "no chat engine".into()).await,
         };
         self.slot = None; // the chat engine is free for the next turn
-        if self.active.as_ref().is_some_and(|(_, kind)| *kind == Kind::Chat) {
-            self.active = None;
-        }
         self.record(reply.usage.completion_tokens as usize).await;
+        if self.admission.as_ref().is_some_and(|(_, what)| *what == Generation::Chat) {
+            self.admission = None;
+        }
         if let Err(err) = self.store(&reply).await {
             tracing::error!(error = %err, "could not store the reply");
             return self.fail(&mut out, "server_error", "could not store the reply".into()).await;
@@ -328,8 +327,8 @@ impl Turn {
 
     /// Count generated tokens against the caller's daily quota.
     async fn record(&self, tokens: usize) {
-        let (state, user) = (&self.state, Some(self.valid.user_id.as_str()));
-        if let Err(err) = state.limits.record(&state.db, &self.account_id, user, tokens as u64, 0).await {
+        let Some((admission, _)) = &self.admission else { return };
+        if let Err(err) = admission.count(Made::tokens(tokens as u64)).await {
             tracing::warn!(error = %err, "could not count the reply against the daily quota");
         }
     }
@@ -445,19 +444,19 @@ impl Turn {
             conversation_id: Some(self.conversation_id.clone()),
             message_id: Some(self.message_id.clone()),
         };
-        let active = match self.active.take() {
-            Some((active, Kind::Image)) => Ok(active),
+        let admission = match self.admission.take() {
+            Some((admission, Generation::Image)) => Ok(admission),
             _ => {
                 let limits = &self.state.limits;
                 let user = Some(self.valid.user_id.as_str());
-                limits.begin(&self.state.db, &self.account_id, user, Kind::Image).await.map(|(a, _)| a)
+                limits.admit(&self.state.db, &self.account_id, user, Generation::Image).await.map(|(a, _)| a)
             }
         };
-        let active = match active {
-            Ok(active) => active,
+        let admission = match admission {
+            Ok(admission) => admission,
             Err(err) => return Some(self.state.jobs.reject(request, origin, err.to_string())),
         };
-        Some(match self.state.jobs.submit(request.clone(), origin.clone(), Some(active)) {
+        Some(match self.state.jobs.submit(request.clone(), origin.clone(), Some(Box::new(admission))) {
             Ok(info) => info,
             Err(err) => self.state.jobs.reject(request, origin, err.to_string()),
         })

@@ -5,14 +5,12 @@
 
 use super::{
     error::{Result, ServiceError},
+    limits::{Admission, Generation, Made, UsageMeter},
     load::Generating,
     validate,
 };
 use crate::{
-    auth::{
-        limits::{Active, Kind},
-        Caller,
-    },
+    auth::Caller,
     inference::{
         fnv1a,
         llm::{
@@ -32,7 +30,7 @@ pub struct Running {
     handle: GenerationHandle,
     _slot: OwnedSemaphorePermit,
     _generating: Generating,
-    _active: Active,
+    _admission: Admission,
     meter: Meter,
 }
 
@@ -76,9 +74,7 @@ impl Running {
 
 /// Counts a completion's tokens against its owner's daily quota, once.
 struct Meter {
-    state: AppState,
-    account: String,
-    user: Option<String>,
+    usage: UsageMeter,
     recorded: bool,
 }
 
@@ -87,10 +83,9 @@ impl Meter {
         if std::mem::replace(&mut self.recorded, true) {
             return;
         }
-        let (state, account, user) = (self.state.clone(), self.account.clone(), self.user.clone());
+        let usage = self.usage.clone();
         tokio::spawn(async move {
-            let tokens = completion_tokens as u64;
-            if let Err(err) = state.limits.record(&state.db, &account, user.as_deref(), tokens, 0).await {
+            if let Err(err) = usage.count(Made::tokens(completion_tokens as u64)).await {
                 tracing::warn!(error = %err, "could not count the completion against the daily quota");
             }
         });
@@ -110,7 +105,8 @@ pub async fn start(
     if let Some(user) = &user {
         state.limits.user_request(&caller.account_id, user).await?;
     }
-    let (active, tokens_left) = state.limits.begin(&state.db, &caller.account_id, user.as_deref(), Kind::Chat).await?;
+    let (admission, tokens_left) =
+        state.limits.admit(&state.db, &caller.account_id, user.as_deref(), Generation::Chat).await?;
     if let Some(left) = tokens_left {
         params.max_new_tokens = params.max_new_tokens.min(left.try_into().unwrap_or(usize::MAX));
     }
@@ -124,8 +120,8 @@ pub async fn start(
         handle,
         _slot: slot,
         _generating: state.chat_slots.generating(),
-        _active: active,
-        meter: Meter { state: state.clone(), account: caller.account_id.clone(), user, recorded: false },
+        meter: Meter { usage: admission.meter(), recorded: false },
+        _admission: admission,
     })
 }
 

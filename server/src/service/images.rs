@@ -2,14 +2,10 @@
 
 use super::{
     error::{Result, ServiceError},
+    limits::Generation,
     validate,
 };
-use crate::{
-    auth::{limits::Kind, Caller},
-    jobs::Origin,
-    state::AppState,
-    storage::ImageRow,
-};
+use crate::{auth::Caller, jobs::Origin, state::AppState, storage::ImageRow};
 use app::types::{ImageGenerationRequest, ImageGenerationResponse, ImageParameters, JobInfo, JobStatus};
 use std::{path::PathBuf, time::Duration};
 
@@ -21,10 +17,10 @@ pub async fn submit(state: &AppState, caller: &Caller, request: ImageGenerationR
     if let Some(user) = &user {
         state.limits.user_request(&caller.account_id, user).await?;
     }
-    let (active, _) = state.limits.begin(&state.db, &caller.account_id, user.as_deref(), Kind::Image).await?;
+    let (admission, _) = state.limits.admit(&state.db, &caller.account_id, user.as_deref(), Generation::Image).await?;
     let origin =
         Origin { account_id: caller.account_id.clone(), user_id: user.unwrap_or_default(), ..Origin::default() };
-    Ok(state.jobs.submit(recipe, origin, Some(active))?)
+    Ok(state.jobs.submit(recipe, origin, Some(Box::new(admission)))?)
 }
 
 /// The `POST /image` answer for a job.

@@ -9,6 +9,7 @@ pub mod health;
 pub mod history;
 pub mod image_prompt;
 pub mod images;
+pub mod limits;
 pub mod load;
 pub mod templates;
 pub mod validate;

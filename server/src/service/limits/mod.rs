@@ -1,0 +1,334 @@
+//! Rate limits and quotas, per account and per end user (`user_id`) of an account: requests per
+//! minute (`rate`: token buckets, in memory or in Redis), generations running or queued at once,
+//! and images and generated tokens per UTC day (`quota`). Over a limit is
+//! `ServiceError::Limited`: 429 with `Retry-After` and the limit's name.
+
+pub mod quota;
+pub mod rate;
+
+use super::error::ServiceError;
+use crate::{
+    config::Config,
+    storage::{day_of, now_ms, Database, StorageError},
+};
+use app::types::{Limit, QuotaReport, QuotaScope};
+pub use quota::{Admission, Generation, Made, UsageMeter};
+use quota::{InFlight, Refusal, ScopeQuota};
+use rate::{MemoryRates, RateCheck, RateError, RateStore, RedisRates};
+use std::sync::Arc;
+
+/// The configured limits; 0 means none.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct LimitConfig {
+    pub account_rpm: u32,
+    pub user_rpm: u32,
+    pub account_concurrent: u32,
+    pub user_concurrent: u32,
+    pub account_images_per_day: u32,
+    pub user_images_per_day: u32,
+    pub account_tokens_per_day: u64,
+    pub user_tokens_per_day: u64,
+    /// Log-in and sign-up requests per client address per minute.
+    pub auth_rpm: u32,
+    /// Log-in attempts per username and client address per minute.
+    pub login_rpm: u32,
+}
+
+impl LimitConfig {
+    pub fn from_config(c: &Config) -> Self {
+        LimitConfig {
+            account_rpm: c.account_requests_per_minute,
+            user_rpm: c.user_requests_per_minute,
+            account_concurrent: c.account_concurrent_generations,
+            user_concurrent: c.user_concurrent_generations,
+            account_images_per_day: c.account_images_per_day,
+            user_images_per_day: c.user_images_per_day,
+            account_tokens_per_day: c.account_tokens_per_day,
+            user_tokens_per_day: c.user_tokens_per_day,
+            auth_rpm: c.auth_requests_per_minute,
+            login_rpm: c.login_attempts_per_minute,
+        }
+    }
+}
+
+/// Whose limits: the account's, or one end user's within it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scope {
+    Account,
+    User,
+}
+
+impl Scope {
+    pub fn name(self) -> &'static str {
+        match self {
+            Scope::Account => "account",
+            Scope::User => "user",
+        }
+    }
+}
+
+/// One scope's configured limits.
+struct ScopeLimits {
+    rpm: u32,
+    concurrent: u32,
+    images_per_day: u32,
+    tokens_per_day: u64,
+}
+
+impl LimitConfig {
+    fn of(&self, scope: Scope) -> ScopeLimits {
+        match scope {
+            Scope::Account => ScopeLimits {
+                rpm: self.account_rpm,
+                concurrent: self.account_concurrent,
+                images_per_day: self.account_images_per_day,
+                tokens_per_day: self.account_tokens_per_day,
+            },
+            Scope::User => ScopeLimits {
+                rpm: self.user_rpm,
+                concurrent: self.user_concurrent,
+                images_per_day: self.user_images_per_day,
+                tokens_per_day: self.user_tokens_per_day,
+            },
+        }
+    }
+}
+
+fn account_key(account: &str) -> String {
+    format!("a\u{0}{account}")
+}
+
+fn user_key(account: &str, user: &str) -> String {
+    format!("u\u{0}{account}\u{0}{user}")
+}
+
+fn limited(limit: impl Into<String>, message: String, retry_after_s: u64) -> ServiceError {
+    ServiceError::Limited { limit: limit.into(), message, retry_after_s: retry_after_s.max(1) }
+}
+
+impl From<RateError> for ServiceError {
+    fn from(e: RateError) -> Self {
+        match e {
+            RateError::Refused(r) => {
+                let (name, rpm) = (r.check.limit, r.check.per_minute);
+                let message = format!("rate limit: {rpm} requests per minute ({name}); try again in {:.1} s", r.wait_s);
+                limited(name, message, r.wait_s.ceil() as u64)
+            }
+            RateError::Store(e) => ServiceError::Storage(e),
+        }
+    }
+}
+
+impl From<Refusal> for ServiceError {
+    fn from(r: Refusal) -> Self {
+        limited(r.limit, r.message, r.retry_after_s)
+    }
+}
+
+#[derive(Clone)]
+pub struct Limits {
+    config: LimitConfig,
+    rates: Arc<dyn RateStore>,
+    in_flight: InFlight,
+}
+
+impl Limits {
+    /// With a Redis pool the request buckets live there, shared by every server process.
+    pub fn new(config: LimitConfig, redis: Option<fred::prelude::Pool>) -> Limits {
+        let rates: Arc<dyn RateStore> = match redis {
+            Some(pool) => Arc::new(RedisRates { pool }),
+            None => Arc::new(MemoryRates::default()),
+        };
+        Limits { config, rates, in_flight: InFlight::default() }
+    }
+
+    /// Count one request against the account's bucket, and the end user's when named.
+    pub async fn request(&self, account: &str, user: Option<&str>) -> Result<(), ServiceError> {
+        let mut checks = vec![self.check(account_key(account), Scope::Account)];
+        if let Some(user) = user {
+            checks.push(self.check(user_key(account, user), Scope::User));
+        }
+        self.take(checks).await
+    }
+
+    /// Count a request against an end user's bucket alone (the account's was counted when the
+    /// request came in, before its body named the user).
+    pub async fn user_request(&self, account: &str, user: &str) -> Result<(), ServiceError> {
+        self.take(vec![self.check(user_key(account, user), Scope::User)]).await
+    }
+
+    /// A log-in or sign-up request from a client address (`edge::client::limit_key`): at most
+    /// `AUTH_REQUESTS_PER_MINUTE`, so one address cannot flood the password hashing.
+    pub async fn auth_request(&self, client: &str) -> Result<(), ServiceError> {
+        let key = format!("c\u{0}{client}");
+        self.take(vec![RateCheck { key, per_minute: self.config.auth_rpm, limit: "client.auth_requests_per_minute" }])
+            .await
+    }
+
+    /// Log-in attempts for a username from one client address: at most `LOGIN_ATTEMPTS_PER_MINUTE`,
+    /// so passwords cannot be tried at speed. Keyed on the address too, so nobody elsewhere can
+    /// lock the owner of a name out.
+    pub async fn login_attempt(&self, username: &str, client: &str) -> Result<(), ServiceError> {
+        let key = format!("l\u{0}{username}\u{0}{client}");
+        self.take(vec![RateCheck { key, per_minute: self.config.login_rpm, limit: "login.attempts_per_minute" }]).await
+    }
+
+    fn check(&self, key: String, scope: Scope) -> RateCheck {
+        let limit = match scope {
+            Scope::Account => "account.requests_per_minute",
+            Scope::User => "user.requests_per_minute",
+        };
+        RateCheck { key, per_minute: self.config.of(scope).rpm, limit }
+    }
+
+    async fn take(&self, mut checks: Vec<RateCheck>) -> Result<(), ServiceError> {
+        checks.retain(|c| c.per_minute > 0);
+        if checks.is_empty() {
+            return Ok(());
+        }
+        Ok(self.rates.take(checks).await?)
+    }
+
+    /// The scopes a caller's generation counts in, with their keys.
+    fn scopes(account: &str, user: Option<&str>) -> Vec<(Scope, String)> {
+        let mut scopes = vec![(Scope::Account, account_key(account))];
+        if let Some(user) = user {
+            scopes.push((Scope::User, user_key(account, user)));
+        }
+        scopes
+    }
+
+    /// Admit a generation: within the concurrency limits and the day's quota, or refused. Chat
+    /// replies also learn how many tokens the day's quota still allows (`None`: no limit).
+    pub async fn admit(
+        &self,
+        db: &Database,
+        account: &str,
+        user: Option<&str>,
+        what: Generation,
+    ) -> Result<(Admission, Option<u64>), ServiceError> {
+        let today = day_of(now_ms());
+        let scopes = Self::scopes(account, user);
+        let mut used = Vec::new();
+        for (scope, _) in &scopes {
+            let user = (*scope == Scope::User).then_some(user).flatten();
+            used.push(db.usage(account, user, today).await?);
+        }
+        let keys: Vec<String> = scopes.iter().map(|(_, key)| key.clone()).collect();
+        let (tokens_left, held) = self.in_flight.admit_with(&keys, what, |in_flight| {
+            let quotas: Vec<ScopeQuota> = scopes
+                .iter()
+                .zip(&used)
+                .map(|((scope, key), used)| {
+                    let limits = self.config.of(*scope);
+                    let (running, images_in_flight) = in_flight(key);
+                    ScopeQuota {
+                        scope: *scope,
+                        concurrent: limits.concurrent,
+                        images_per_day: limits.images_per_day,
+                        tokens_per_day: limits.tokens_per_day,
+                        running,
+                        images_in_flight,
+                        used: *used,
+                    }
+                })
+                .collect();
+            quota::admit(&quotas, what, now_ms())
+        })?;
+        let meter = UsageMeter { db: db.clone(), account: account.to_string(), user: user.map(String::from) };
+        Ok((Admission { _held: held, meter }, tokens_left))
+    }
+
+    /// Usage and limits for `GET /quota`.
+    pub async fn report(&self, db: &Database, account: &str, user: Option<&str>) -> Result<QuotaReport, StorageError> {
+        let today = day_of(now_ms());
+        let mut scopes = Vec::new();
+        for (scope, key) in Self::scopes(account, user) {
+            let limits = self.config.of(scope);
+            let user = (scope == Scope::User).then_some(user).flatten();
+            let used = db.usage(account, user, today).await?;
+            let left = self.rates.left(&key, limits.rpm).await?;
+            let (running, images_in_flight) = self.in_flight.of(&key);
+            scopes.push(QuotaScope {
+                requests_per_minute: limit(limits.rpm.into(), (limits.rpm as f64 - left).max(0.0).round() as u64),
+                concurrent_generations: limit(limits.concurrent.into(), running.into()),
+                images_per_day: limit(
+                    limits.images_per_day.into(),
+                    used.images.max(0) as u64 + images_in_flight as u64,
+                ),
+                tokens_per_day: limit(limits.tokens_per_day, used.tokens.max(0) as u64),
+            });
+        }
+        let mut scopes = scopes.into_iter();
+        Ok(QuotaReport {
+            user_id: user.map(String::from),
+            account: scopes.next().expect("the account's scope"),
+            user: scopes.next(),
+            day_resets_at: (today + 1) * 86_400_000,
+        })
+    }
+}
+
+fn limit(limit: u64, used: u64) -> Limit {
+    Limit { limit: (limit > 0).then_some(limit), used }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_refused_request_costs_nothing_and_limits_are_separate_per_user() {
+        let limits = Limits::new(LimitConfig { account_rpm: 3, user_rpm: 1, ..Default::default() }, None);
+        limits.request("a", Some("u1")).await.unwrap();
+        let refused = limits.request("a", Some("u1")).await.unwrap_err();
+        assert!(matches!(&refused, ServiceError::Limited { limit, .. } if limit == "user.requests_per_minute"));
+        limits.request("a", Some("u2")).await.unwrap();
+        limits.request("a", None).await.unwrap();
+        // The account's bucket (3) is now empty: u1's refused request did not take from it.
+        limits.user_request("a", "u3").await.unwrap();
+        let refused = limits.request("a", None).await.unwrap_err();
+        assert!(
+            matches!(refused, ServiceError::Limited { ref limit, retry_after_s: 20, .. } if limit == "account.requests_per_minute")
+        );
+        limits.request("b", None).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn bucket_memory_is_bounded_and_busy_buckets_stay() {
+        let memory = Arc::new(MemoryRates::default());
+        let limits = Limits {
+            config: LimitConfig { auth_rpm: 2, ..Default::default() },
+            rates: memory.clone(),
+            in_flight: InFlight::default(),
+        };
+        limits.auth_request("attacker").await.unwrap();
+        limits.auth_request("attacker").await.unwrap();
+        assert!(limits.auth_request("attacker").await.is_err());
+        for i in 0..rate::MAX_BUCKETS + 500 {
+            limits.auth_request(&format!("flood-{i}")).await.unwrap();
+            if i % 1000 == 0 {
+                // Still in use, so never the least recently used one.
+                assert!(limits.auth_request("attacker").await.is_err(), "after {i} new keys");
+            }
+        }
+        assert_eq!(memory.len(), rate::MAX_BUCKETS);
+    }
+
+    #[tokio::test]
+    async fn log_in_attempts_are_limited_per_name_and_address() {
+        let limits = Limits::new(LimitConfig { login_rpm: 2, ..Default::default() }, None);
+        limits.login_attempt("admin", "203.0.113.9").await.unwrap();
+        limits.login_attempt("admin", "203.0.113.9").await.unwrap();
+        let refused = limits.login_attempt("admin", "203.0.113.9").await.unwrap_err();
+        assert!(matches!(refused, ServiceError::Limited { ref limit, .. } if limit == "login.attempts_per_minute"));
+        // The owner, from elsewhere, is not locked out.
+        limits.login_attempt("admin", "198.51.100.7").await.unwrap();
+        // 0 turns a limit off.
+        let off = Limits::new(LimitConfig::default(), None);
+        for _ in 0..100 {
+            off.login_attempt("admin", "x").await.unwrap();
+            off.auth_request("x").await.unwrap();
+        }
+    }
+}
