@@ -7,7 +7,6 @@
 use std::{
     env,
     path::{Path, PathBuf},
-    process::Command,
 };
 
 const SOURCE: &str = "native/paged_attention.cpp";
@@ -51,9 +50,21 @@ fn build(shim: &Path) -> Result<(), String> {
         .filter(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("libopenvino.so")))
         .min_by_key(|p| p.as_os_str().len())
         .ok_or_else(|| format!("no libopenvino.so* in {}", lib.display()))?;
-    let compiler = env::var("CXX").unwrap_or_else(|_| "c++".into());
-    let output = Command::new(&compiler)
-        .args(["-std=c++17", "-O2", "-shared", "-fPIC", "-fvisibility=hidden", "-Wall"])
+    // cc finds the C++ compiler as cargo users expect (CXX, CXXFLAGS, the target's flags); the
+    // shared object is linked by that compiler directly, which cc itself does not do.
+    let tool = cc::Build::new()
+        .cpp(true)
+        .std("c++17")
+        .opt_level(2)
+        .pic(true)
+        .debug(false)
+        .cargo_metadata(false)
+        .try_get_compiler()
+        .map_err(|e| format!("no C++ compiler: {e}"))?;
+    let compiler = tool.path().display().to_string();
+    let output = tool
+        .to_command()
+        .args(["-shared", "-fvisibility=hidden", "-Wall"])
         // Only the two extern "C" functions are needed; keep every other symbol local.
         .arg("-Wl,--exclude-libs,ALL")
         .arg(format!("-I{}", include.display()))

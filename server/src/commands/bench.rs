@@ -2,7 +2,11 @@
 //! the chat engine, as one JSON line (medians; the first run is a discarded warm-up).
 //! bench/llm.py runs this beside openvino-genai on the same model and prompt ids.
 
-use super::{load_runtime, override_properties, start_llm};
+use super::{
+    load_runtime,
+    measure::{complete, median, peak_rss_mb},
+    override_properties, start_llm,
+};
 use crate::{
     cli::{BenchCommand, BenchLlmArgs},
     config::Config,
@@ -174,35 +178,6 @@ fn newcomer(engine: &LlmEngine, prompt_tokens: usize) -> Result<Arrival, String>
     Ok(Arrival { ttft_ms: arrived.ttft_ms, delay_ms: decoding(&replied) - decoding(&alone) })
 }
 
-pub(super) fn complete(
-    engine: &LlmEngine,
-    key: Option<&str>,
-    prompt: Prompt,
-    params: &GenerationParams,
-) -> Result<Completion, String> {
-    let request = GenerateRequest { conversation: key.map(String::from), prompt, params: params.clone() };
-    engine.generate(request).map_err(|e| e.to_string())?.blocking_completion().map_err(|e| e.to_string())
-}
-
-pub(super) fn median(values: &mut [f64]) -> f64 {
-    values.sort_by(f64::total_cmp);
-    match values.len() {
-        0 => f64::NAN,
-        n if n % 2 == 1 => values[n / 2],
-        n => (values[n / 2 - 1] + values[n / 2]) / 2.0,
-    }
-}
-
-/// The process's peak resident memory (VmHWM), in MiB.
-pub(super) fn peak_rss_mb() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
-        })
-        .map_or(f64::NAN, |kb| kb / 1024.0)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -212,11 +187,5 @@ mod tests {
         assert_eq!(bench_prompt(4, 0), vec![16, 439, 862, 348]);
         assert_eq!(bench_prompt(2, 1), vec![738, 224]);
         assert!(bench_prompt(2000, 7).iter().all(|&id| (3..940).contains(&id)));
-    }
-
-    #[test]
-    fn median_of_odd_and_even_counts() {
-        assert_eq!(median(&mut [3.0, 1.0, 2.0]), 2.0);
-        assert_eq!(median(&mut [4.0, 1.0, 2.0, 3.0]), 2.5);
     }
 }

@@ -3,8 +3,9 @@
 //! openvino-genai's Text2ImagePipeline on the same model, size, steps and scheduler.
 
 use super::{
-    bench::{median, peak_rss_mb},
-    load_runtime, override_properties,
+    load_runtime,
+    measure::{median, peak_rss_mb},
+    override_properties,
 };
 use crate::{
     cli::BenchSdArgs,

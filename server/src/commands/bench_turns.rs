@@ -5,7 +5,7 @@
 //! `--llm-context-tokens` the engine's own token window slides too. A turn where a window's
 //! start moved is marked: it runs its (shortened) window again by design.
 
-use super::bench::complete;
+use super::measure::complete;
 use crate::inference::llm::{window, ChatMessage, GenerationParams, LlmEngine, Prompt, SamplingOverrides};
 use serde::Serialize;
 

@@ -5,6 +5,7 @@ mod bench_sd;
 mod bench_turns;
 pub mod generate;
 pub mod imagine;
+mod measure;
 pub mod models;
 
 use crate::{config::Config, inference::runtime};

@@ -7,14 +7,10 @@ use super::{
     llm::{GenerateRequest, GenerationHandle},
     InferenceError,
 };
-use std::{
-    future::Future,
-    pin::Pin,
-    sync::{atomic::AtomicBool, Arc},
-};
+use std::sync::{atomic::AtomicBool, Arc};
 use tokio::sync::{mpsc::UnboundedSender, oneshot};
 
-pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+pub use futures::future::BoxFuture;
 
 /// Text generation: streams of reasoning and answer pieces, cancelled when the handle drops.
 pub trait ChatEngine: Send + Sync + 'static {

@@ -2,17 +2,11 @@
 //! of mapping the `.bin` file. Used for the chat model (paged attention; the stateful graph
 //! only without OpenVINO's cache, whose imported blob decodes as fast either way).
 //!
-//! Why: decoding reads every weight once per token, and from a file mapping it is slower.
-//! Measured on the full-size 1.5B INT4 chat model, 2 cores, rotated runs: openvino-genai itself
-//! decoded at 74-77 ms/token from its default mapping and 69-71 ms with `ENABLE_MMAP=NO`; Duet at
-//! 78-83 mapped and 67-70 in memory. Huge pages add little beside that (GenAI 68.2-68.4 ms with
-//! them); they are asked for because they cost nothing when the pages are fresh. The price is
-//! start-up: reading 1 GB took 0.5-0.9 s here, and the file's pages are held by the process.
-//! Re-measured on a later machine (Xeon with AMX, alternating runs): 76.3 ms in memory against
-//! 78.6-80.2 mapped, and with glibc's malloc on huge pages (crate::huge_pages, which also covers
-//! this buffer) 72.6 against 74.5: a smaller gain there, still a gain.
-//! The image model keeps the mapping: its UNet is compute-bound (same step time either way)
-//! and reading it in only slowed the start.
+//! Why: decoding reads every weight once per token, and from a file mapping it measured slower,
+//! for openvino-genai as for us (`ENABLE_MMAP=NO` speeds it up alike; the numbers per machine are
+//! in bench/README.md). The price is start-up (reading 1 GB took 0.5-0.9 s) and the file's pages
+//! held by the process. The image model keeps the mapping: its UNet is compute-bound (same step
+//! time either way) and reading it in only slowed the start.
 //!
 //! The model's constants share the tensor (OpenVINO keeps it alive for as long as anything uses
 //! it, so the caller may drop its handle). `Placement::Mapped` keeps OpenVINO's mapping, for

@@ -12,7 +12,7 @@
 
 use super::{
     cache_folder_name,
-    manifest::{sha256_file, BlobName, FileEntry, Manifest, Problem},
+    manifest::{check_hash, BlobName, FileEntry, Manifest, Problem},
     progress::Tracker,
     transfer,
 };
@@ -320,23 +320,7 @@ fn intact(dest: &Path, file: &Sibling) -> Option<FileEntry> {
 
 /// Hash a file and compare it with what the hub reported.
 fn checked(path: &Path, file: &Sibling) -> Result<FileEntry, Problem> {
-    let size = std::fs::metadata(path).map_err(|_| Problem::Missing)?.len();
-    if let Some(expected) = file.size().filter(|s| *s != size) {
-        return Err(Problem::Size { expected, actual: size });
-    }
-    let sha256 = sha256_file(path, &mut |_| {}).map_err(|_| Problem::Missing)?;
-    match file.expected() {
-        Some(BlobName::Sha256(expected)) if expected != sha256 => {
-            return Err(Problem::Hash { expected, actual: sha256 });
-        }
-        Some(BlobName::GitSha1(expected)) => {
-            let actual = super::manifest::git_blob_sha1(path).map_err(|_| Problem::Missing)?;
-            if actual != expected {
-                return Err(Problem::Hash { expected, actual });
-            }
-        }
-        _ => {}
-    }
+    let (size, sha256) = check_hash(path, file.size(), file.expected().as_ref(), &mut |_| {})?;
     Ok(FileEntry { path: file.rfilename.clone(), size, sha256 })
 }
 

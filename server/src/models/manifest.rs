@@ -102,12 +102,37 @@ fn check_size(snapshot: &Path, entry: &FileEntry) -> Result<(), Problem> {
 /// Size, then sha256: the full check `verify-models` runs. `on_bytes` sees hashing progress.
 pub fn check_file(snapshot: &Path, entry: &FileEntry, on_bytes: &mut dyn FnMut(u64)) -> Result<(), Problem> {
     check_size(snapshot, entry)?;
-    let actual = sha256_file(&snapshot.join(&entry.path), on_bytes).map_err(|_| Problem::Missing)?;
-    if actual == entry.sha256 {
-        Ok(())
-    } else {
-        Err(Problem::Hash { expected: entry.sha256.clone(), actual })
+    let expected = BlobName::Sha256(entry.sha256.clone());
+    check_hash(&snapshot.join(&entry.path), Some(entry.size), Some(&expected), on_bytes).map(|_| ())
+}
+
+/// The one content check, for a download as it lands and for `verify-models`: the size when one
+/// is expected, then the hash (sha256, or the git blob id the hub gives small files). Returns the
+/// file's size and sha256, for the manifest.
+pub fn check_hash(
+    path: &Path,
+    size: Option<u64>,
+    expected: Option<&BlobName>,
+    on_bytes: &mut dyn FnMut(u64),
+) -> Result<(u64, String), Problem> {
+    let actual_size = std::fs::metadata(path).map_err(|_| Problem::Missing)?.len();
+    if let Some(expected) = size.filter(|s| *s != actual_size) {
+        return Err(Problem::Size { expected, actual: actual_size });
     }
+    let sha256 = sha256_file(path, on_bytes).map_err(|_| Problem::Missing)?;
+    match expected {
+        Some(BlobName::Sha256(expected)) if *expected != sha256 => {
+            return Err(Problem::Hash { expected: expected.clone(), actual: sha256 });
+        }
+        Some(BlobName::GitSha1(expected)) => {
+            let actual = git_blob_sha1(path).map_err(|_| Problem::Missing)?;
+            if actual != *expected {
+                return Err(Problem::Hash { expected: expected.clone(), actual });
+            }
+        }
+        _ => {}
+    }
+    Ok((actual_size, sha256))
 }
 
 /// The hash a cache blob's name promises. The hub names blobs by their ETag: the sha256 of LFS

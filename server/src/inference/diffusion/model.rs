@@ -280,13 +280,6 @@ impl SdModel {
     }
 }
 
-/// Read `dir/part/openvino_model.{xml,bin}`.
-pub(super) fn read_graph(core: &mut Core, dir: &std::path::Path, part: &str) -> Result<Model, InferenceError> {
-    let (xml, bin) = (dir.join(part).join("openvino_model.xml"), dir.join(part).join("openvino_model.bin"));
-    core.read_model_from_file(&xml.to_string_lossy(), &bin.to_string_lossy())
-        .ov(|| format!("reading {}", xml.display()))
-}
-
 fn static_shape(dims: &[i64]) -> Result<PartialShape, InferenceError> {
     PartialShape::new_static(dims.len() as i64, dims).ov(|| format!("making the shape {dims:?}"))
 }

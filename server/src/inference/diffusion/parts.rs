@@ -32,7 +32,7 @@ pub(super) fn read(core: &mut Core, dir: &Path, part: &str) -> Result<(Model, Pa
 
 #[cfg(not(unix))]
 pub(super) fn read(core: &mut Core, dir: &Path, part: &str) -> Result<(Model, PartWeights), InferenceError> {
-    Ok((super::model::read_graph(core, dir, part)?, ()))
+    Ok((read_graph(core, dir, part)?, ()))
 }
 
 /// The UNet's graph, with the linear layers `which` names reading f32 values unpacked from
@@ -98,6 +98,14 @@ pub(super) fn settle(weights: PartWeights, compiled: &CompiledModel, static_shap
 pub(super) fn loaded_from_cache(model: &CompiledModel) -> bool {
     let key = openvino::PropertyKey::Other("LOADED_FROM_CACHE".into());
     model.get_property(&key).is_ok_and(|v| matches!(v.to_ascii_uppercase().as_str(), "YES" | "TRUE" | "1"))
+}
+
+/// `dir/part/openvino_model.{xml,bin}` mapped by OpenVINO itself (parts whose pages need not go
+/// back, and platforms without our mapping).
+pub(super) fn read_graph(core: &mut Core, dir: &Path, part: &str) -> Result<Model, InferenceError> {
+    let (xml, bin) = paths(dir, part);
+    core.read_model_from_file(&xml.to_string_lossy(), &bin.to_string_lossy())
+        .ov(|| format!("reading {}", xml.display()))
 }
 
 fn paths(dir: &Path, part: &str) -> (std::path::PathBuf, std::path::PathBuf) {

@@ -94,7 +94,7 @@ impl SafetyChecker {
         if !xml.is_file() {
             return Ok(None);
         }
-        let model = super::model::read_graph(core, dir, "safety_checker")?;
+        let model = super::parts::read_graph(core, dir, "safety_checker")?;
         let mut compiled =
             core.compile_model(&model, DeviceType::from(device)).ov(|| "compiling the safety checker".into())?;
         let request = compiled.create_infer_request().ov(|| "creating a safety checker request".into())?;
