@@ -8,7 +8,7 @@ use axum::{
     extract::{MatchedPath, Request},
     http::HeaderName,
     middleware,
-    routing::{delete, get, patch, post},
+    routing::get,
     Router,
 };
 use leptos::prelude::provide_context;
@@ -50,45 +50,16 @@ pub fn app_with_backend(state: AppState, backend: SharedBackend) -> Router {
     let context = move || provide_context(backend.clone());
     let routes = page_routes(context.clone());
 
-    // Open to anyone: health, signing in, and (below) the pages and static files.
-    let public = Router::new()
-        .route("/health", get(api::health::get_health))
-        .route("/auth/register", post(api::auth::register))
-        .route("/auth/login", post(api::auth::login))
-        .route("/auth/logout", post(api::auth::logout))
-        .route("/s/{token}", get(api::gallery::shared));
-    let protected = Router::new()
-        .route("/auth/me", get(api::auth::me))
-        .route("/quota", get(api::auth::quota))
-        .route("/account/keys", get(api::auth::list_keys).post(api::auth::create_key))
-        .route("/account/keys/{id}", delete(api::auth::revoke_key))
-        .route("/admin/accounts", get(api::auth::list_accounts).post(api::auth::create_account))
-        .route("/admin/accounts/{id}", patch(api::auth::update_account))
-        .route("/conversations", get(api::history::list))
-        .route(
-            "/conversations/{id}",
-            get(api::history::detail).patch(api::history::rename).delete(api::history::delete),
-        )
-        .route("/conversations/{id}/export", get(api::history::export))
-        .route("/search", get(api::history::search))
-        .route("/gallery", get(api::gallery::list))
-        .route("/gallery/zip", post(api::gallery::zip))
-        .route("/gallery/{id}", get(api::gallery::get).delete(api::gallery::delete))
-        .route("/gallery/{id}/download", get(api::gallery::download))
-        .route("/gallery/{id}/shares", get(api::gallery::list_shares).post(api::gallery::create_share))
-        .route("/shares/{id}", delete(api::gallery::revoke_share))
-        .route("/templates", get(api::templates::list).post(api::templates::create))
-        .route("/templates/{id}", delete(api::templates::delete))
-        .route("/chat", post(api::chat::post_chat))
-        .route("/image", post(api::images::post_image))
-        .route("/jobs/{id}", get(api::images::get_job).delete(api::images::delete_job))
-        .route("/jobs/{id}/events", get(api::images::job_events))
-        .route("/images/{file}", get(api::images::get_image))
+    // Open to anyone: health, signing in, share links; and (below) the pages and static files.
+    let api::Routes { public, protected } = api::routes();
+    let (public, _) = public.split_for_parts();
+    let (protected, _) = protected.split_for_parts();
+    // The document and its page describe the API; they are not part of it.
+    let docs = Router::new()
         .route("/api/openapi.json", get(api::openapi::openapi_json))
-        .route("/api/docs", get(api::openapi::docs_page))
-        .route("/v1/models", get(api::openai::list_models))
-        .route("/v1/chat/completions", post(api::openai::chat_completions))
-        .route("/v1/images/generations", post(api::openai::images_generations))
+        .route("/api/docs", get(api::openapi::docs_page));
+    let protected = protected
+        .merge(docs)
         .route_layer(middleware::from_fn_with_state(state.clone(), auth::middleware::authenticate));
     // Pages, their server functions and the static files: each render bounded and watched.
     let pages = Router::new()

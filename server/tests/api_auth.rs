@@ -26,47 +26,24 @@ async fn as_(state: &server::AppState, auth: &Auth, method: Method, uri: &str, b
     call(state, method, uri, body, auth).await
 }
 
-/// Every route that needs credentials, with a body it would accept.
-fn protected_routes() -> Vec<(Method, &'static str, Option<Value>)> {
-    let job = "/jobs/00000000-0000-4000-8000-000000000000";
-    vec![
-        (Method::GET, "/auth/me", None),
-        (Method::GET, "/account/keys", None),
-        (Method::POST, "/account/keys", Some(json!({"name": "k"}))),
-        (Method::DELETE, "/account/keys/x", None),
-        (Method::GET, "/admin/accounts", None),
-        (Method::POST, "/admin/accounts", Some(json!({"username": "x", "password": "long enough"}))),
-        (Method::PATCH, "/admin/accounts/x", Some(json!({"disabled": true}))),
-        (Method::POST, "/chat", Some(json!({"user_id": "u", "message": "hi"}))),
-        (Method::POST, "/image", Some(json!({"prompt": "a fox"}))),
-        (Method::GET, job, None),
-        (Method::DELETE, job, None),
-        (Method::GET, "/jobs/00000000-0000-4000-8000-000000000000/events", None),
-        (Method::GET, "/images/00000000-0000-4000-8000-000000000000.png", None),
-        (Method::GET, "/quota", None),
-        (Method::GET, "/conversations", None),
-        (Method::GET, "/conversations/x", None),
-        (Method::PATCH, "/conversations/x", Some(json!({"title": "t"}))),
-        (Method::DELETE, "/conversations/x", None),
-        (Method::GET, "/conversations/x/export", None),
-        (Method::GET, "/search?q=x", None),
-        (Method::GET, "/templates", None),
-        (Method::POST, "/templates", Some(json!({"name": "n", "body": "b"}))),
-        (Method::DELETE, "/templates/x", None),
-        (Method::GET, "/gallery", None),
-        (Method::GET, "/gallery/x", None),
-        (Method::DELETE, "/gallery/x", None),
-        (Method::GET, "/gallery/x/download", None),
-        (Method::POST, "/gallery/zip", Some(json!({"ids": ["x"]}))),
-        (Method::GET, "/gallery/x/shares", None),
-        (Method::POST, "/gallery/x/shares", Some(json!({}))),
-        (Method::DELETE, "/shares/x", None),
-        (Method::GET, "/api/openapi.json", None),
-        (Method::GET, "/api/docs", None),
-        (Method::GET, "/v1/models", None),
-        (Method::POST, "/v1/chat/completions", Some(json!({"messages": [{"role": "user", "content": "hi"}]}))),
-        (Method::POST, "/v1/images/generations", Some(json!({"prompt": "a fox"}))),
-    ]
+/// Every route that needs credentials: each operation of the OpenAPI document (built from the
+/// routes the server serves) not marked public, and the document and its page.
+fn protected_routes() -> Vec<(Method, String, Option<Value>)> {
+    let doc = server::api::openapi::document();
+    let mut routes = vec![(Method::GET, "/api/openapi.json".into(), None), (Method::GET, "/api/docs".into(), None)];
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            if op["security"] == json!([{}]) {
+                continue;
+            }
+            let id = "00000000-0000-4000-8000-000000000000";
+            let uri = path.replace("{file}", &format!("{id}.png")).replace("{id}", id);
+            let body = op.get("requestBody").map(|_| json!({}));
+            routes.push((Method::from_bytes(method.to_uppercase().as_bytes()).unwrap(), uri, body));
+        }
+    }
+    assert!(routes.len() > 30, "{routes:?}");
+    routes
 }
 
 on_both_databases! {
@@ -123,6 +100,7 @@ on_both_databases! {
         let dir = tempfile::tempdir().unwrap();
         let s = state(backend, dir.path(), &[]).await;
         for (method, uri, body) in protected_routes() {
+            let uri = uri.as_str();
             let reply = call(&s, method.clone(), uri, body, &Auth::None).await;
             assert_eq!(reply.status, 401, "{method} {uri}: {}", String::from_utf8_lossy(&reply.body));
             assert_eq!(reply.headers.get(header::WWW_AUTHENTICATE).unwrap(), "Bearer", "{method} {uri}");

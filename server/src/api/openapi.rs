@@ -2,7 +2,6 @@
 //! shared types), at `/api/openapi.json`, and a plain page rendering it at `/api/docs` (served by
 //! us, no CDN: Duet works offline).
 
-use super::{auth, chat, gallery, health, history, images, openai, templates};
 use axum::{response::Html, Json};
 use serde_json::Value;
 use std::fmt::Write;
@@ -11,48 +10,6 @@ use utoipa::OpenApi;
 #[derive(OpenApi)]
 #[openapi(
     info(title = "Duet", description = "Local chat and images: DeepSeek-R1-Distill-Qwen and Stable Diffusion on OpenVINO"),
-    paths(
-        health::get_health,
-        auth::register,
-        auth::login,
-        auth::logout,
-        auth::me,
-        auth::quota,
-        auth::list_keys,
-        auth::create_key,
-        auth::revoke_key,
-        auth::list_accounts,
-        auth::create_account,
-        auth::update_account,
-        chat::post_chat,
-        history::list,
-        history::detail,
-        history::rename,
-        history::delete,
-        history::export,
-        history::search,
-        templates::list,
-        templates::create,
-        templates::delete,
-        gallery::list,
-        gallery::get,
-        gallery::delete,
-        gallery::download,
-        gallery::zip,
-        gallery::create_share,
-        gallery::list_shares,
-        gallery::revoke_share,
-        gallery::shared,
-        images::post_image,
-        images::get_job,
-        images::delete_job,
-        images::job_events,
-        images::get_image,
-        openai::list_models,
-        openai::chat_completions,
-        openai::images_generations,
-    ),
-    modifiers(&Security),
     security(("api_key" = []), ("session" = [])),
     tags(
         (name = "accounts", description = "Register, log in, API keys, quotas; admins manage accounts"),
@@ -126,11 +83,16 @@ impl utoipa::Modify for Security {
     }
 }
 
-/// The document: utoipa's, with every request's real constraints (`openapi_rules`). Built once.
+/// The document: utoipa's, from the paths `api::routes` serves, with every request's real
+/// constraints (`openapi_rules`). Built once.
 pub fn document() -> &'static Value {
     static DOC: std::sync::OnceLock<Value> = std::sync::OnceLock::new();
     DOC.get_or_init(|| {
-        let mut doc = serde_json::to_value(ApiDoc::openapi()).expect("the OpenAPI document serializes");
+        let super::Routes { public, protected } = super::routes();
+        let mut doc = ApiDoc::openapi().merge_from(public.into_openapi()).merge_from(protected.into_openapi());
+        // After the paths are in: it adds the answers every route shares to each of them.
+        utoipa::Modify::modify(&Security, &mut doc);
+        let mut doc = serde_json::to_value(doc).expect("the OpenAPI document serializes");
         super::openapi_rules::apply(&mut doc);
         super::openapi_rules::public_answers(&mut doc);
         doc
