@@ -2,6 +2,8 @@
 //! Every field names its environment variable; a bad value stops the server with a message that
 //! names the variable and what it accepts.
 
+pub use crate::models::ModelSpec;
+use crate::{hosts::AllowedHosts, inference::runtime::RuntimeSearch, models::hub::HubOptions};
 use clap::{ArgAction, Args, ValueEnum};
 use std::{fmt, net::SocketAddr, path::PathBuf};
 
@@ -312,6 +314,44 @@ pub enum LogFormat {
 }
 
 impl Config {
+    /// Where to look for the OpenVINO runtime: the configured folders, the system's, and a
+    /// project-local `.openvino/` above the working directory or the executable.
+    pub fn runtime_search(&self) -> RuntimeSearch {
+        let mut project_roots = Vec::new();
+        project_roots.extend(std::env::current_dir().ok());
+        project_roots.extend(std::env::current_exe().ok().and_then(|e| e.parent().map(|p| p.to_path_buf())));
+        RuntimeSearch {
+            explicit_dir: self.openvino_lib_dir.clone(),
+            intel_openvino_dir: self.intel_openvino_dir.clone(),
+            system_paths: true,
+            project_roots,
+        }
+    }
+
+    /// How models are fetched from the hub.
+    pub fn hub_options(&self) -> HubOptions {
+        HubOptions {
+            endpoint: self.hf_endpoint.trim_end_matches('/').to_string(),
+            token: self.huggingface_token.as_ref().map(|t| t.expose().to_string()),
+            offline: self.hf_hub_offline,
+            models_dir: self.models_dir(),
+            chunk_bytes: crate::models::hub::DEFAULT_CHUNK_BYTES,
+            attempts: 4,
+            safety_checker: self.sd_safety_checker,
+        }
+    }
+
+    /// The hosts Duet answers for besides loopback: `ALLOWED_HOSTS`, `PUBLIC_URL`'s host, and the
+    /// address it is bound to when that is one address.
+    pub fn allowed_hosts(&self) -> AllowedHosts {
+        let mut names = self.allowed_hosts.clone();
+        names.extend(self.public_url.as_deref().and_then(crate::hosts::url_host).map(String::from));
+        if !self.site_addr.ip().is_unspecified() {
+            names.push(self.site_addr.ip().to_string());
+        }
+        AllowedHosts::new(&names)
+    }
+
     pub fn database_url(&self) -> DatabaseUrl {
         self.database_url
             .clone()
@@ -556,7 +596,7 @@ fn parse_endpoint(value: &str) -> Result<String, String> {
                     (plain http only to this machine)"
             .into());
     }
-    if scheme == "http" && !crate::edge::hosts::is_loopback_host(host) {
+    if scheme == "http" && !crate::hosts::is_loopback_host(host) {
         return Err(format!(
             "HF_ENDPOINT: {value} is plain http to another machine; use https (http is accepted only for \
              localhost and loopback addresses)"
@@ -576,7 +616,7 @@ pub fn parse_revision(variable: &str, value: &str) -> Result<String, String> {
 
 /// An `ALLOWED_HOSTS` entry: a host name or address (a port, if given, is ignored), or `*`.
 fn parse_host(value: &str) -> Result<String, String> {
-    let host = crate::edge::hosts::normalize(value.trim());
+    let host = crate::hosts::normalize(value.trim());
     let ok = host == "*"
         || (!host.is_empty() && host.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '_')));
     if ok {
@@ -608,59 +648,6 @@ fn parse_database_url(value: &str) -> Result<DatabaseUrl, String> {
         Err("DATABASE_URL must start with sqlite: (e.g. sqlite://data/duet.db) or postgres:// \
              (e.g. postgres://duet@localhost/duet)"
             .to_string())
-    }
-}
-
-/// Where a model comes from.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum ModelSpec {
-    /// A Hugging Face repository, e.g. `OpenVINO/stable-diffusion-v1-5-int8-ov`.
-    Repo(String),
-    /// A folder on this machine holding an exported model.
-    Local(PathBuf),
-}
-
-impl ModelSpec {
-    /// An existing directory is local; otherwise the value must look like `owner/name`.
-    pub fn parse(variable: &str, value: &str) -> Result<ModelSpec, String> {
-        let path = PathBuf::from(value);
-        if path.is_dir() {
-            return Ok(ModelSpec::Local(path));
-        }
-        let looks_like_path = value.starts_with(['/', '.', '~']) || value.matches('/').count() > 1;
-        if looks_like_path {
-            return Err(format!(
-                "{variable}: no directory at {value}; expected an existing local model \
-                                directory or a Hugging Face repo id like owner/name"
-            ));
-        }
-        if is_repo_id(value) {
-            Ok(ModelSpec::Repo(value.to_string()))
-        } else {
-            Err(format!(
-                "{variable}: {value:?} is neither a local directory nor a Hugging Face repo id \
-                         (owner/name, letters, digits, '-', '_', '.')"
-            ))
-        }
-    }
-}
-
-fn is_repo_id(value: &str) -> bool {
-    let valid = |part: &str| {
-        !part.is_empty()
-            && part.len() <= 96
-            && !part.starts_with(['-', '.'])
-            && part.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
-    };
-    matches!(value.split_once('/'), Some((owner, name)) if valid(owner) && valid(name))
-}
-
-impl fmt::Display for ModelSpec {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            ModelSpec::Repo(id) => f.write_str(id),
-            ModelSpec::Local(path) => write!(f, "{}", path.display()),
-        }
     }
 }
 

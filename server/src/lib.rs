@@ -9,6 +9,7 @@ pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod edge;
+pub mod hosts;
 pub mod huge_pages;
 pub mod inference;
 pub mod jobs;
@@ -16,22 +17,22 @@ pub mod logging;
 pub mod models;
 pub mod routes;
 pub mod service;
-pub mod state;
+
 pub mod storage;
 
 pub use routes::app;
-pub use state::AppState;
+pub use service::AppState;
 
 use app::types::ModelRole;
 use axum::serve::ListenerExt;
 use config::Config;
 use inference::{
     mock::{MockChat, MockImage},
-    runtime::{self, RuntimeError, RuntimeSearch},
+    runtime::{self, RuntimeError},
 };
 use jobs::ImageJobs;
 use leptos::prelude::LeptosOptions;
-use models::{hub::HubOptions, loader::Engines, ModelSlot};
+use models::{loader::Engines, ModelSlot};
 use service::load::ChatSlots;
 use std::sync::Arc;
 use storage::{Database, StorageError};
@@ -61,7 +62,7 @@ pub async fn build_state(config: Config) -> Result<AppState, StartupError> {
     let runtime = if config.use_mocks {
         None
     } else {
-        let runtime = runtime::load(&RuntimeSearch::from_config(&config))?;
+        let runtime = runtime::load(&config.runtime_search())?;
         tracing::info!(version = %runtime.version, library = %runtime.library.display(), "OpenVINO loaded");
         Some(runtime)
     };
@@ -160,15 +161,13 @@ fn start_engines(
     tracing::info!(settings = %sd_settings, "image model settings");
     if config.auto_download_models && llm.to_download().is_some() {
         let engines = engines.clone();
-        models::auto::spawn(llm.clone(), HubOptions::from_config(config), move |slot| {
-            engines.start_llm(slot, llm_options)
-        });
+        models::auto::spawn(llm.clone(), config.hub_options(), move |slot| engines.start_llm(slot, llm_options));
     } else {
         engines.start_llm(&llm, llm_options).map_err(StartupError::Thread)?;
     }
     if config.auto_download_models && sd.to_download().is_some() {
         let engines = engines.clone();
-        models::auto::spawn(sd.clone(), HubOptions::from_config(config), move |slot| {
+        models::auto::spawn(sd.clone(), config.hub_options(), move |slot| {
             engines.start_sd(slot, sd_options, start_worker)
         });
     } else {

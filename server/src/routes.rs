@@ -1,7 +1,7 @@
 //! The router: REST API, server functions, server-rendered pages and static files, wrapped in
 //! request ids and request logging.
 
-use crate::{api, auth, edge, state::AppState};
+use crate::{api, auth, edge, service::AppState};
 use app::ssr::SharedBackend;
 use axum::response::IntoResponse;
 use axum::{
@@ -58,9 +58,8 @@ pub fn app_with_backend(state: AppState, backend: SharedBackend) -> Router {
     let docs = Router::new()
         .route("/api/openapi.json", get(api::openapi::openapi_json))
         .route("/api/docs", get(api::openapi::docs_page));
-    let protected = protected
-        .merge(docs)
-        .route_layer(middleware::from_fn_with_state(state.clone(), auth::middleware::authenticate));
+    let protected =
+        protected.merge(docs).route_layer(middleware::from_fn_with_state(state.clone(), api::middleware::authenticate));
     // Pages, their server functions and the static files: each render bounded and watched.
     let pages = Router::new()
         .leptos_routes_with_context(&state, routes, context.clone(), move || app::shell(leptos_options.clone()))
@@ -69,9 +68,9 @@ pub fn app_with_backend(state: AppState, backend: SharedBackend) -> Router {
     let router = public
         .merge(protected)
         .merge(pages)
-        .layer(middleware::from_fn_with_state(state.clone(), auth::middleware::guard_origin))
+        .layer(middleware::from_fn_with_state(state.clone(), api::middleware::guard_origin))
         .layer(middleware::from_fn_with_state(state.clone(), edge::client::client_addr));
-    let hosts = Arc::new(edge::hosts::AllowedHosts::from_config(&state.config));
+    let hosts = Arc::new(state.config.allowed_hosts());
     auth::sessions::layer(router, &state.db, state.redis.as_ref(), &state.config)
         .layer(
             ServiceBuilder::new()

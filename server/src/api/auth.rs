@@ -8,7 +8,7 @@ use super::{
 use crate::{
     auth::{sessions, Caller},
     service::accounts,
-    state::AppState,
+    service::AppState,
 };
 use app::ssr::ClientAddr;
 use app::types::{

@@ -3,8 +3,8 @@
 use super::{error::Result, json::ApiJson};
 use crate::{
     auth::Caller,
+    service::AppState,
     service::{self, error::ServiceError},
-    state::AppState,
 };
 use app::types::{ChatEvent, ChatRequest, ChatResponse, ErrorBody};
 use axum::{

@@ -8,7 +8,7 @@ use super::{
 use crate::{
     auth::Caller,
     service::gallery::{self, GalleryQuery},
-    state::AppState,
+    service::AppState,
 };
 use app::types::{ErrorBody, GalleryImage, GalleryPage, NewShare, ShareInfo, ZipRequest};
 use axum::{

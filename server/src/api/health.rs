@@ -1,4 +1,4 @@
-use crate::{auth::middleware::identify, service, state::AppState};
+use crate::{api::middleware::identify, service, service::AppState};
 use app::types::HealthReport;
 use axum::{extract::State, http::HeaderMap, Json};
 use tower_sessions::Session;

@@ -4,7 +4,7 @@ use super::{
     error::Result,
     json::{ApiJson, ApiQuery},
 };
-use crate::{auth::Caller, service::history, state::AppState};
+use crate::{auth::Caller, service::history, service::AppState};
 use app::types::{
     ConversationDetail, ConversationList, ConversationSummary, ConversationUpdate, ErrorBody, SearchResults,
 };

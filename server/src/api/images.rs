@@ -4,7 +4,7 @@ use super::{
     error::{ApiError, Result},
     json::ApiJson,
 };
-use crate::{auth::Caller, service::images, state::AppState};
+use crate::{auth::Caller, service::images, service::AppState};
 use app::types::{ErrorBody, ImageGenerationRequest, ImageGenerationResponse, JobInfo};
 use axum::{
     extract::{Path, RawQuery, State},

@@ -8,13 +8,14 @@ pub mod health;
 pub mod history;
 pub mod images;
 pub mod json;
+pub mod middleware;
 pub mod openai;
 pub mod openapi;
 mod openapi_rules;
 pub mod pages;
 pub mod templates;
 
-use crate::state::AppState;
+use crate::service::AppState;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 /// Every documented REST route, declared once: the router that serves them and the paths of the

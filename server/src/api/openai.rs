@@ -10,8 +10,8 @@ use super::{
 use crate::{
     auth::Caller,
     inference::llm::{Canceller, ChatMessage, FinishReason, GenerationEvent, GenerationParams, Part},
+    service::AppState,
     service::{self, error::ServiceError, validate},
-    state::AppState,
 };
 use app::types::{ErrorBody, ImageGenerationRequest, JobStatus};
 use axum::{

@@ -4,8 +4,8 @@
 use super::error::ApiError;
 use crate::{
     auth::{self, Caller},
+    service::AppState,
     service::{accounts, error::ServiceError, gallery, health, history},
-    state::AppState,
 };
 use app::{
     ssr::{Answer, Backend, BackendError, BoxFuture, Session},
@@ -30,7 +30,7 @@ impl AppState {
         F: FnOnce(Caller) -> Fut,
         Fut: Future<Output = Result<T, ServiceError>> + 'a,
     {
-        let caller = auth::middleware::admit(self, &Default::default(), Some(session)).await.map_err(failure)?;
+        let caller = super::middleware::admit(self, &Default::default(), Some(session)).await.map_err(failure)?;
         work(caller).await.map_err(failure)
     }
 }
@@ -38,7 +38,7 @@ impl AppState {
 impl Backend for AppState {
     fn health(&self, session: Session) -> BoxFuture<'_, HealthReport> {
         Box::pin(async move {
-            let caller = auth::middleware::identify(self, &Default::default(), Some(session)).await.ok().flatten();
+            let caller = super::middleware::identify(self, &Default::default(), Some(session)).await.ok().flatten();
             health::report(self, health::Audience::of(self, caller.as_ref())).await
         })
     }
@@ -46,7 +46,7 @@ impl Backend for AppState {
     fn login(&self, session: Session, client: Option<IpAddr>, credentials: Credentials) -> Answer<'_, AccountInfo> {
         Box::pin(async move {
             let account = accounts::check_login(self, client, credentials).await.map_err(failure)?;
-            auth::sessions::start(&session, &account.id).await.map_err(failure)?;
+            auth::sessions::start(&session, &account.id).await.map_err(|e| failure(e.into()))?;
             Ok(account)
         })
     }
@@ -54,18 +54,18 @@ impl Backend for AppState {
     fn register(&self, session: Session, client: Option<IpAddr>, credentials: Credentials) -> Answer<'_, AccountInfo> {
         Box::pin(async move {
             let account = accounts::register(self, client, credentials).await.map_err(failure)?;
-            auth::sessions::start(&session, &account.id).await.map_err(failure)?;
+            auth::sessions::start(&session, &account.id).await.map_err(|e| failure(e.into()))?;
             Ok(account)
         })
     }
 
     fn logout(&self, session: Session) -> Answer<'_, ()> {
-        Box::pin(async move { auth::sessions::end(&session).await.map_err(failure) })
+        Box::pin(async move { auth::sessions::end(&session).await.map_err(|e| failure(e.into())) })
     }
 
     fn whoami(&self, session: Session) -> BoxFuture<'_, Option<AccountInfo>> {
         Box::pin(async move {
-            let caller = auth::middleware::identify(self, &Default::default(), Some(session)).await.ok()??;
+            let caller = super::middleware::identify(self, &Default::default(), Some(session)).await.ok()??;
             accounts::me(self, &caller).await.ok()
         })
     }

@@ -1,7 +1,7 @@
 //! Prompt templates over HTTP.
 
 use super::{error::Result, json::ApiJson};
-use crate::{auth::Caller, service::templates, state::AppState};
+use crate::{auth::Caller, service::templates, service::AppState};
 use app::types::{ErrorBody, NewPromptTemplate, PromptTemplate};
 use axum::{
     extract::{Path, State},

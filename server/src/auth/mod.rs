@@ -2,14 +2,32 @@
 //! guard for browser requests. The service layer receives a `Caller` and never looks at HTTP.
 
 pub mod keys;
-pub mod middleware;
 pub mod origin;
 pub mod password;
 pub mod sessions;
 pub mod signing;
 
-use crate::{api::error::ApiError, service::error::ServiceError};
-use axum::{extract::FromRequestParts, http::request::Parts};
+use crate::storage::StorageError;
+
+/// What can go wrong in this layer; the service layer turns it into its own error.
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    /// Valid credentials without the right (403).
+    #[error("{0}")]
+    Forbidden(String),
+    /// No room to hash a password now; try again after the given seconds.
+    #[error("{message}")]
+    Busy { message: String, retry_after_s: u64 },
+    #[error("{0}")]
+    Internal(String),
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+}
+
+/// A session store failure.
+pub fn session_error(e: tower_sessions::session::Error) -> StorageError {
+    StorageError::Session(e.to_string())
+}
 
 /// The account that data made without credentials belongs to (AUTH_REQUIRED=false, and
 /// everything stored before accounts existed). It has no row and cannot log in.
@@ -64,23 +82,10 @@ impl Caller {
         Caller { account_id: LOCAL_ACCOUNT.into(), username: LOCAL_ACCOUNT.into(), role: Role::Admin, via: Via::Open }
     }
 
-    pub fn require_admin(&self) -> Result<(), ServiceError> {
+    pub fn require_admin(&self) -> Result<(), AuthError> {
         match self.role {
             Role::Admin => Ok(()),
-            Role::User => Err(ServiceError::Forbidden("this needs an admin account".into())),
+            Role::User => Err(AuthError::Forbidden("this needs an admin account".into())),
         }
-    }
-}
-
-/// Handlers behind `middleware::authenticate` take the caller it found.
-impl<S: Send + Sync> FromRequestParts<S> for Caller {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        parts
-            .extensions
-            .get::<Caller>()
-            .cloned()
-            .ok_or_else(|| ServiceError::Unauthenticated("log in or send an API key".into()).into())
     }
 }

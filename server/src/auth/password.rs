@@ -37,9 +37,9 @@ impl Hashing {
     pub async fn run<T: Send + 'static>(
         &self,
         work: impl FnOnce() -> T + Send + 'static,
-    ) -> Result<T, crate::service::error::ServiceError> {
-        use crate::service::error::ServiceError;
-        let busy = || ServiceError::Busy {
+    ) -> Result<T, super::AuthError> {
+        use super::AuthError;
+        let busy = || AuthError::Busy {
             message: "too many log-ins and sign-ups at once; try again in a moment".into(),
             retry_after_s: 1,
         };
@@ -52,7 +52,7 @@ impl Hashing {
             work()
         })
         .await
-        .map_err(|e| ServiceError::Engine(format!("password hashing task: {e}")))
+        .map_err(|e| AuthError::Internal(format!("password hashing task: {e}")))
     }
 }
 
@@ -112,7 +112,7 @@ mod tests {
         });
         wait.await.unwrap();
         let second = hashing.run(|| ()).await.unwrap_err();
-        assert!(matches!(second, crate::service::error::ServiceError::Busy { retry_after_s: 1, .. }), "{second:?}");
+        assert!(matches!(second, super::super::AuthError::Busy { retry_after_s: 1, .. }), "{second:?}");
         release.send(()).unwrap();
         first.await.unwrap().unwrap();
         hashing.run(|| ()).await.unwrap();

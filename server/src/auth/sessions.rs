@@ -2,8 +2,7 @@
 //! survive restarts (SQLite table `tower_sessions`, Postgres `tower_sessions.session`), or in
 //! Redis when `REDIS_URL` is set, so that several server processes share them.
 
-use super::middleware::session_error;
-use crate::service::error::ServiceError;
+use super::session_error;
 use crate::{
     config::Config,
     storage::{Database, StorageError},
@@ -83,12 +82,12 @@ fn manager<S: SessionStore + Clone>(store: S, config: &Config) -> SessionManager
 
 /// Log a session in as an account, under a new session id, so an id planted before log-in is
 /// worth nothing.
-pub async fn start(session: &Session, account_id: &str) -> Result<(), ServiceError> {
+pub async fn start(session: &Session, account_id: &str) -> Result<(), StorageError> {
     session.cycle_id().await.map_err(session_error)?;
     session.insert(super::SESSION_ACCOUNT, account_id).await.map_err(session_error)?;
     Ok(())
 }
 
-pub async fn end(session: &Session) -> Result<(), ServiceError> {
+pub async fn end(session: &Session) -> Result<(), StorageError> {
     session.flush().await.map_err(session_error)
 }

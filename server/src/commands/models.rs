@@ -4,8 +4,7 @@ use crate::{
     cli::ModelArgs,
     config::{Config, ModelSpec},
     models::{
-        env_name, find_files,
-        hub::{self, HubOptions},
+        env_name, find_files, hub,
         manifest::{check_file, sha256_file, BlobName, FileEntry, Manifest, Problem},
         progress::Tracker,
         required_files,
@@ -43,7 +42,7 @@ fn targets(config: &Config, args: &ModelArgs) -> Result<Vec<Target>, String> {
 /// Fetch each model (progress bars on a terminal, a log line per file otherwise); fails when any
 /// model could not be completed.
 pub async fn download(config: &Config, args: ModelArgs) -> Result<(), String> {
-    let options = HubOptions::from_config(config);
+    let options = config.hub_options();
     let targets = targets(config, &args)?;
     let count = targets.len();
     let mut failed = 0;

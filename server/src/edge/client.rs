@@ -4,7 +4,7 @@
 //! the client wrote, so it is never believed). Stored in the request's extensions as
 //! `app::ssr::ClientAddr` for the REST handlers and the pages' server functions alike.
 
-use crate::state::AppState;
+use crate::service::AppState;
 use app::ssr::ClientAddr;
 use axum::{
     extract::{ConnectInfo, Request, State},
@@ -53,19 +53,6 @@ fn parse_hop(hop: &str) -> Option<IpAddr> {
     Some(ip.to_canonical())
 }
 
-/// The key a client's limits are kept under: its IPv4 address, or its IPv6 /64 (one
-/// subscriber's network, which hands out addresses by the billion).
-pub fn limit_key(client: Option<IpAddr>) -> String {
-    match client {
-        Some(IpAddr::V4(v4)) => v4.to_string(),
-        Some(IpAddr::V6(v6)) => {
-            let s = v6.segments();
-            format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
-        }
-        None => "unknown".into(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -97,13 +84,5 @@ mod tests {
         assert_eq!(resolve(ip("10.0.0.2"), &xff(&["not an address"]), &proxies), ip("10.0.0.2"));
         // IPv4 seen as IPv6 on a dual-stack socket is the same address.
         assert_eq!(resolve(ip("::ffff:203.0.113.9"), &xff(&[]), &[]), ip("203.0.113.9"));
-    }
-
-    #[test]
-    fn ipv6_clients_are_limited_by_their_network() {
-        assert_eq!(limit_key(Some(ip("2001:db8:1:2:aaaa::1"))), limit_key(Some(ip("2001:db8:1:2:bbbb::9"))));
-        assert_ne!(limit_key(Some(ip("2001:db8:1:2::1"))), limit_key(Some(ip("2001:db8:1:3::1"))));
-        assert_eq!(limit_key(Some(ip("192.0.2.1"))), "192.0.2.1");
-        assert_eq!(limit_key(None), "unknown");
     }
 }

@@ -4,70 +4,15 @@
 //! for loopback names and addresses, the listening address itself, `PUBLIC_URL`'s host and
 //! `ALLOWED_HOSTS`; the rest get 421. A request without a host at all is no browser's.
 
-use crate::{api::error::ApiError, config::Config};
+use crate::api::error::ApiError;
+pub use crate::hosts::AllowedHosts;
 use axum::{
     extract::{Request, State},
     http::{header, StatusCode},
     middleware::Next,
     response::{IntoResponse, Response},
 };
-use std::{net::IpAddr, sync::Arc};
-
-#[derive(Clone, Debug, Default)]
-pub struct AllowedHosts {
-    any: bool,
-    /// Normalized host names and addresses (see [`normalize`]).
-    names: Vec<String>,
-}
-
-impl AllowedHosts {
-    pub fn from_config(config: &Config) -> AllowedHosts {
-        let mut names: Vec<String> = config.allowed_hosts.iter().map(|h| normalize(h)).collect();
-        if let Some(host) = config.public_url.as_deref().and_then(url_host) {
-            names.push(normalize(host));
-        }
-        // Bound to one address: that address is this server's, however it is reached.
-        if !config.site_addr.ip().is_unspecified() {
-            names.push(normalize(&config.site_addr.ip().to_string()));
-        }
-        AllowedHosts { any: names.iter().any(|n| n == "*"), names }
-    }
-
-    /// Whether a request addressed to `host` (a `Host` header value) is answered.
-    pub fn allows(&self, host: &str) -> bool {
-        let host = normalize(host);
-        self.any || is_loopback_host(&host) || self.names.contains(&host)
-    }
-}
-
-/// A host as compared: lower case, without port, brackets or a final dot.
-pub fn normalize(host: &str) -> String {
-    let host = host.trim().to_ascii_lowercase();
-    let bare = match host.strip_prefix('[') {
-        // `[::1]:3000` or `[::1]`
-        Some(rest) => rest.split(']').next().unwrap_or_default().to_string(),
-        None => match host.rsplit_once(':') {
-            // `name:3000`, but not an IPv6 address without brackets
-            Some((name, port)) if !name.contains(':') && port.bytes().all(|b| b.is_ascii_digit()) => name.to_string(),
-            _ => host,
-        },
-    };
-    bare.trim_end_matches('.').to_string()
-}
-
-/// `localhost`, a name under `.localhost` (RFC 6761: always this machine), or a loopback address.
-pub fn is_loopback_host(host: &str) -> bool {
-    let host = normalize(host);
-    host == "localhost"
-        || host.ends_with(".localhost")
-        || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback() || ip.to_canonical().is_loopback())
-}
-
-fn url_host(url: &str) -> Option<&str> {
-    let rest = url.split_once("://")?.1;
-    let authority = rest.split(['/', '?', '#']).next()?;
-    Some(authority.rsplit_once('@').map_or(authority, |(_, h)| h)).filter(|h| !h.is_empty())
-}
+use std::sync::Arc;
 
 /// The middleware: 421 with the JSON error body for a host this server does not answer for.
 pub async fn check_host(State(allowed): State<Arc<AllowedHosts>>, req: Request, next: Next) -> Response {
@@ -91,57 +36,5 @@ pub async fn check_host(State(allowed): State<Arc<AllowedHosts>>, req: Request, 
             .into_response()
         }
         _ => next.run(req).await,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn hosts(names: &[&str]) -> AllowedHosts {
-        let names: Vec<String> = names.iter().map(|n| normalize(n)).collect();
-        AllowedHosts { any: names.iter().any(|n| n == "*"), names }
-    }
-
-    #[test]
-    fn loopback_names_and_addresses_are_always_answered() {
-        let none = hosts(&[]);
-        for host in [
-            "localhost",
-            "LOCALHOST:3000",
-            "app.localhost",
-            "127.0.0.1",
-            "127.0.0.1:3000",
-            "127.8.9.1",
-            "[::1]:3000",
-            "[::1]",
-            "localhost.",
-        ] {
-            assert!(none.allows(host), "{host}");
-        }
-        for host in
-            ["evil.example", "evil.example:3000", "localhost.evil.example", "127.0.0.1.nip.io", "10.0.0.5", "[::2]", ""]
-        {
-            assert!(!none.allows(host), "{host}");
-        }
-    }
-
-    #[test]
-    fn configured_hosts_are_answered_whatever_the_port_or_case() {
-        let some = hosts(&["Duet.Example.com", "192.168.1.20:3000", "[fe80::1]"]);
-        assert!(some.allows("duet.example.com") && some.allows("DUET.example.com:8443"));
-        assert!(some.allows("192.168.1.20") && some.allows("[fe80::1]:3000"));
-        assert!(!some.allows("sub.duet.example.com") && !some.allows("example.com"));
-        assert!(hosts(&["*"]).allows("anything.example"));
-    }
-
-    #[test]
-    fn hosts_are_normalized() {
-        assert_eq!(normalize("Example.COM:443"), "example.com");
-        assert_eq!(normalize("[::1]:3000"), "::1");
-        assert_eq!(normalize("::1"), "::1");
-        assert_eq!(normalize("host.example."), "host.example");
-        assert_eq!(url_host("https://user@duet.example.com:8443/path"), Some("duet.example.com:8443"));
-        assert_eq!(url_host("duet.example.com"), None);
     }
 }

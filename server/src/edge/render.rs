@@ -5,7 +5,7 @@
 //! the render's watch into each task it starts). Either way the answer is a 500 page, logged with
 //! the request id. A page is buffered whole before it is sent, so its status can still change.
 
-use crate::state::AppState;
+use crate::service::AppState;
 use axum::{
     body::Body,
     extract::{Request, State},

@@ -40,18 +40,6 @@ pub struct RuntimeSearch {
 }
 
 impl RuntimeSearch {
-    pub fn from_config(config: &crate::config::Config) -> Self {
-        let mut project_roots = Vec::new();
-        project_roots.extend(std::env::current_dir().ok());
-        project_roots.extend(std::env::current_exe().ok().and_then(|e| e.parent().map(Path::to_path_buf)));
-        RuntimeSearch {
-            explicit_dir: config.openvino_lib_dir.clone(),
-            intel_openvino_dir: config.intel_openvino_dir.clone(),
-            system_paths: true,
-            project_roots,
-        }
-    }
-
     /// The library file to load, or why there is none.
     pub fn locate(&self) -> Result<PathBuf, RuntimeError> {
         if let Some(dir) = &self.explicit_dir {

@@ -16,7 +16,6 @@ use super::{
     progress::Tracker,
     transfer,
 };
-use crate::config::Config;
 use app::types::ModelRole;
 use hf_hub::{
     api::tokio::{Api, ApiBuilder},
@@ -45,20 +44,6 @@ pub struct HubOptions {
     pub attempts: u32,
     /// Fetch the SD repository's `safety_checker/` too.
     pub safety_checker: bool,
-}
-
-impl HubOptions {
-    pub fn from_config(config: &Config) -> HubOptions {
-        HubOptions {
-            endpoint: config.hf_endpoint.trim_end_matches('/').to_string(),
-            token: config.huggingface_token.as_ref().map(|t| t.expose().to_string()),
-            offline: config.hf_hub_offline,
-            models_dir: config.models_dir(),
-            chunk_bytes: DEFAULT_CHUNK_BYTES,
-            attempts: 4,
-            safety_checker: config.sd_safety_checker,
-        }
-    }
 }
 
 #[derive(Debug, thiserror::Error)]

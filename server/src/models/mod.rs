@@ -7,10 +7,11 @@ pub mod hub;
 pub mod loader;
 pub mod manifest;
 pub mod progress;
+mod spec;
 pub mod transfer;
 
-use crate::config::ModelSpec;
 use app::types::{DownloadProgress, EngineActivity, ModelHealth, ModelRole, ModelState};
+pub use spec::ModelSpec;
 use std::{
     path::{Path, PathBuf},
     sync::{OnceLock, RwLock},

@@ -1,11 +1,13 @@
 //! Accounts and API keys: sign-up, log-in checks, keys, and the admin's list.
 //! Sessions themselves are the HTTP layer's business; this layer says who someone is.
 
-use super::error::{Result, ServiceError};
+use super::{
+    error::{Result, ServiceError},
+    limits::client_key,
+    AppState,
+};
 use crate::{
     auth::{keys, password, Caller},
-    edge::client::limit_key,
-    state::AppState,
     storage::{now_ms, AccountRow, ApiKeyRow, NewAccount},
 };
 use app::types::{AccountInfo, AccountUpdate, ApiKeyInfo, CreatedApiKey, Credentials, NewApiKey, QuotaReport};
@@ -40,7 +42,7 @@ fn new_password(raw: Option<&str>) -> Result<String> {
 /// (the admin) may sign itself up; later ones are made by an admin. Both rules hold under
 /// concurrent sign-ups: the database decides inside the insert.
 pub async fn register(state: &AppState, client: Option<IpAddr>, credentials: Credentials) -> Result<AccountInfo> {
-    state.limits.auth_request(&limit_key(client)).await?;
+    state.limits.auth_request(&client_key(client)).await?;
     if !state.config.open_registration && state.db.has_accounts().await? {
         return Err(closed());
     }
@@ -78,7 +80,7 @@ async fn create(state: &AppState, credentials: Credentials, only_first: bool) ->
 /// the caller, and takes as long, so usernames cannot be probed.
 pub async fn check_login(state: &AppState, client: Option<IpAddr>, credentials: Credentials) -> Result<AccountInfo> {
     let refused = || ServiceError::Unauthenticated("wrong username or password".into());
-    let client = limit_key(client);
+    let client = client_key(client);
     state.limits.auth_request(&client).await?;
     let name = username(credentials.username.as_deref()).map_err(|_| refused())?;
     state.limits.login_attempt(&name, &client).await?;

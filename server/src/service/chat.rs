@@ -19,7 +19,7 @@ use crate::{
         },
     },
     jobs::Origin,
-    state::AppState,
+    service::AppState,
     storage::{MessageRow, NewMessage},
 };
 use app::types::{ChatEvent, ChatRequest, ChatResponse, ErrorDetail, ImageJob, JobInfo, Timings, Usage};

@@ -19,7 +19,7 @@ use crate::{
         },
         FNV_OFFSET,
     },
-    state::AppState,
+    service::AppState,
 };
 use tokio::sync::OwnedSemaphorePermit;
 

@@ -3,6 +3,7 @@
 //! layer logs and replaces.
 
 use crate::{
+    auth::AuthError,
     inference::{
         diffusion::InvalidField,
         llm::{Failure, FailureKind},
@@ -70,6 +71,17 @@ impl ServiceError {
 impl From<InvalidField> for ServiceError {
     fn from(e: InvalidField) -> Self {
         ServiceError::invalid(e.field, e.message)
+    }
+}
+
+impl From<AuthError> for ServiceError {
+    fn from(e: AuthError) -> Self {
+        match e {
+            AuthError::Forbidden(message) => ServiceError::Forbidden(message),
+            AuthError::Busy { message, retry_after_s } => ServiceError::Busy { message, retry_after_s },
+            AuthError::Internal(message) => ServiceError::Engine(message),
+            AuthError::Storage(e) => ServiceError::Storage(e),
+        }
     }
 }
 

@@ -8,7 +8,7 @@ use super::{
 };
 use crate::{
     auth::Caller,
-    state::AppState,
+    service::AppState,
     storage::{now_ms, GalleryFilter, ImageRow, ShareRow, StorageError},
 };
 use app::types::{GalleryImage, GalleryPage, NewShare, ShareInfo};

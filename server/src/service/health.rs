@@ -2,7 +2,7 @@ use crate::{
     auth::{Caller, Role},
     config::ModelSpec,
     models::cached_repos,
-    state::AppState,
+    service::AppState,
 };
 use app::types::{DatabaseHealth, HealthReport, ModelHealth, ModelState, RuntimeHealth, ServiceStatus};
 

@@ -3,7 +3,7 @@
 use super::error::{Result, ServiceError};
 use crate::{
     auth::Caller,
-    state::AppState,
+    service::AppState,
     storage::{search, ConversationRow, FullMessageRow},
 };
 use app::types::{

@@ -5,7 +5,7 @@ use super::{
     limits::Generation,
     validate,
 };
-use crate::{auth::Caller, jobs::Origin, state::AppState, storage::ImageRow};
+use crate::{auth::Caller, jobs::Origin, service::AppState, storage::ImageRow};
 use app::types::{ImageGenerationRequest, ImageGenerationResponse, ImageParameters, JobInfo, JobStatus};
 use std::{path::PathBuf, time::Duration};
 

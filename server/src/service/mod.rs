@@ -11,16 +11,17 @@ pub mod image_prompt;
 pub mod images;
 pub mod limits;
 pub mod load;
+pub mod state;
 pub mod templates;
 pub mod validate;
 
 use crate::{
     inference::engine::{ChatEngine, ImageEngine},
     models::ModelSlot,
-    state::AppState,
 };
 use app::types::ModelState;
 use error::ServiceError;
+pub use state::AppState;
 use std::sync::Arc;
 
 impl AppState {

@@ -1,7 +1,7 @@
 //! Prompt templates: an account's saved snippets.
 
 use super::error::{Result, ServiceError};
-use crate::{auth::Caller, state::AppState, storage::TemplateRow};
+use crate::{auth::Caller, service::AppState, storage::TemplateRow};
 use app::types::{NewPromptTemplate, PromptTemplate};
 
 pub const MAX_NAME_CHARS: usize = 100;

@@ -15,7 +15,7 @@ use app::types::{Limit, QuotaReport, QuotaScope};
 pub use quota::{Admission, Generation, Made, UsageMeter};
 use quota::{InFlight, Refusal, ScopeQuota};
 use rate::{MemoryRates, RateCheck, RateError, RateStore, RedisRates};
-use std::sync::Arc;
+use std::{net::IpAddr, sync::Arc};
 
 /// The configured limits; 0 means none.
 #[derive(Clone, Copy, Debug, Default)]
@@ -94,6 +94,19 @@ impl LimitConfig {
     }
 }
 
+/// The key a client's limits are kept under: its IPv4 address, or its IPv6 /64 (one
+/// subscriber's network, which hands out addresses by the billion).
+pub fn client_key(client: Option<IpAddr>) -> String {
+    match client {
+        Some(IpAddr::V4(v4)) => v4.to_string(),
+        Some(IpAddr::V6(v6)) => {
+            let s = v6.segments();
+            format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+        }
+        None => "unknown".into(),
+    }
+}
+
 fn account_key(account: &str) -> String {
     format!("a\u{0}{account}")
 }
@@ -157,7 +170,7 @@ impl Limits {
         self.take(vec![self.check(user_key(account, user), Scope::User)]).await
     }
 
-    /// A log-in or sign-up request from a client address (`edge::client::limit_key`): at most
+    /// A log-in or sign-up request from a client address (`client_key`): at most
     /// `AUTH_REQUESTS_PER_MINUTE`, so one address cannot flood the password hashing.
     pub async fn auth_request(&self, client: &str) -> Result<(), ServiceError> {
         let key = format!("c\u{0}{client}");
@@ -276,6 +289,18 @@ fn limit(limit: u64, used: u64) -> Limit {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn ipv6_clients_are_limited_by_their_network() {
+        assert_eq!(client_key(Some(ip("2001:db8:1:2:aaaa::1"))), client_key(Some(ip("2001:db8:1:2:bbbb::9"))));
+        assert_ne!(client_key(Some(ip("2001:db8:1:2::1"))), client_key(Some(ip("2001:db8:1:3::1"))));
+        assert_eq!(client_key(Some(ip("192.0.2.1"))), "192.0.2.1");
+        assert_eq!(client_key(None), "unknown");
+    }
 
     #[tokio::test]
     async fn a_refused_request_costs_nothing_and_limits_are_separate_per_user() {

@@ -1,16 +1,16 @@
-//! The two layers in front of the routes: the cross-origin guard (every route) and
+//! Who is asking, for HTTP: the two layers in front of the routes: the cross-origin guard (every route) and
 //! authentication (every route but health, login/register, share links and static files).
 
-use super::{keys, origin, Caller, Role, Via, SESSION_ACCOUNT};
+use super::error::ApiError;
 use crate::{
-    api::error::ApiError,
+    auth::{keys, origin, session_error, Caller, Role, Via, SESSION_ACCOUNT},
     service::error::ServiceError,
-    state::AppState,
-    storage::{now_ms, StorageError},
+    service::AppState,
+    storage::now_ms,
 };
 use axum::{
-    extract::{Request, State},
-    http::{header, HeaderMap},
+    extract::{FromRequestParts, Request, State},
+    http::{header, request::Parts, HeaderMap},
     middleware::Next,
     response::{IntoResponse, Response},
 };
@@ -113,6 +113,15 @@ pub async fn identify(
     }
 }
 
-pub fn session_error(e: tower_sessions::session::Error) -> ServiceError {
-    ServiceError::Storage(StorageError::Session(e.to_string()))
+/// Handlers behind `middleware::authenticate` take the caller it found.
+impl<S: Send + Sync> FromRequestParts<S> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        parts
+            .extensions
+            .get::<Caller>()
+            .cloned()
+            .ok_or_else(|| ServiceError::Unauthenticated("log in or send an API key".into()).into())
+    }
 }
