@@ -231,7 +231,12 @@ async fn overload_and_timeouts_answer_503_and_504(backend) {
         let long = long.clone();
         tokio::spawn(async move { post(&state, "/chat", json!({"user_id": "a", "message": long})).await })
     };
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Wait until the first turn holds the one place (not a guess at how long that takes).
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while state.chat_slots.in_use() == 0 {
+        assert!(std::time::Instant::now() < deadline, "the first turn never started");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
     let busy = post(&state, "/chat", json!({"user_id": "b", "message": "hi"})).await;
     assert_eq!(busy.error_param(503), None);
     assert_eq!(busy.json()["error"]["code"], "queue_full");

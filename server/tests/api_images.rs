@@ -126,7 +126,13 @@ async fn queue_positions_cancel_and_a_full_queue(backend) {
     let state = mock_state_on(backend, dir.path(), &["--mock-image-step-ms", "50", "--image-queue-size", "2"]).await;
     let job = |seed: u32| json!({"prompt": "x", "seed": seed, "num_inference_steps": 20, "width": 256, "height": 256});
     let running = post(&state, "/image", job(1)).await.json();
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // Wait until it is rendering (a step done), so the next two wait in the queue.
+    let url = running["status_url"].as_str().unwrap().to_string();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while get(&state, &url).await.json()["step"].as_u64().unwrap_or(0) < 1 {
+        assert!(std::time::Instant::now() < deadline, "the first job never started");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
     let second = post(&state, "/image", job(2)).await.json();
     let third = post(&state, "/image", job(3)).await.json();
     let full = post(&state, "/image", job(4)).await;

@@ -4,15 +4,12 @@
 //! with; glibc cuts a GLIBC_TUNABLES of several tunables there after reading it, so with several
 //! the log, which reads the process's own environment, is the witness.)
 
-use std::{
-    io::{Read, Write},
-    net::TcpStream,
-    process::{Child, Command},
-    time::{Duration, Instant},
-};
+mod common;
+
+use common::process::{free_port, server_command, ServerProcess};
 
 struct Server {
-    child: Child,
+    process: ServerProcess,
     data: tempfile::TempDir,
 }
 
@@ -23,23 +20,20 @@ impl Server {
         let line = log.lines().find_map(|l| l.split_once("config HUGE_PAGES=")).map(|(_, v)| v.trim().to_string());
         line.unwrap_or_else(|| panic!("no HUGE_PAGES line in the start-up log:\n{log}"))
     }
-}
 
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+    fn pid(&self) -> u32 {
+        self.process.child.id()
     }
 }
 
-/// `server serve` on a spare port with `env` set, running until /health answers.
-fn serve(extra_args: &[&str], env: &[(&str, &str)]) -> (Server, Vec<String>) {
+/// `server serve` on a spare port with `env` set, running until /health answers; with the
+/// arguments after the program's name.
+async fn serve(extra_args: &[&str], env: &[(&str, &str)]) -> (Server, Vec<String>) {
     let data = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let addr = format!("127.0.0.1:{port}");
-    let mut args = vec!["--addr", &addr, "--data-dir", data.path().to_str().unwrap(), "--hf-hub-offline", "true"];
-    args.extend_from_slice(extra_args);
-    let mut command = Command::new(env!("CARGO_BIN_EXE_server"));
+    let port = free_port();
+    let mut command = server_command(port);
+    let data_dir = data.path().to_str().unwrap();
+    let args = [&["--data-dir", data_dir, "--hf-hub-offline", "true"], extra_args].concat();
     // In the data folder, so no .env of the developer's is read.
     command
         .current_dir(data.path())
@@ -52,22 +46,9 @@ fn serve(extra_args: &[&str], env: &[(&str, &str)]) -> (Server, Vec<String>) {
     for (key, value) in env {
         command.env(key, value);
     }
-    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
-    let server = Server { child: command.spawn().expect("start the server binary"), data };
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !health_answers(port) {
-        assert!(Instant::now() < deadline, "the server did not answer /health within 60 s");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    (server, args)
-}
-
-fn health_answers(port: u16) -> bool {
-    let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) else { return false };
-    let _ = write!(stream, "GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
-    let mut reply = String::new();
-    let _ = stream.read_to_string(&mut reply);
-    reply.starts_with("HTTP/1.1 200")
+    let addr = format!("127.0.0.1:{port}");
+    let args: Vec<String> = ["--addr", addr.as_str()].iter().chain(&args).map(|a| a.to_string()).collect();
+    (Server { process: ServerProcess::start(command, port).await, data }, args)
 }
 
 /// The value of GLIBC_TUNABLES in the running process `pid`, if set.
@@ -89,10 +70,10 @@ fn kernel_gives_huge_pages() -> bool {
         .is_ok_and(|s| server::huge_pages::kernel_allows(&s))
 }
 
-#[test]
-fn the_server_runs_the_models_with_malloc_on_huge_pages() {
-    let (server, args) = serve(&[], &[]);
-    let pid = server.child.id();
+#[tokio::test]
+async fn the_server_runs_the_models_with_malloc_on_huge_pages() {
+    let (server, args) = serve(&[], &[]).await;
+    let pid = server.pid();
     if kernel_gives_huge_pages() {
         assert_eq!(tunables_of(pid).as_deref(), Some("glibc.malloc.hugetlb=1"), "restarted with the tunable");
         assert_eq!(server.huge_pages_status(), "on (glibc.malloc.hugetlb=1)");
@@ -104,9 +85,9 @@ fn the_server_runs_the_models_with_malloc_on_huge_pages() {
     assert_eq!(command_line_of(pid)[1..], args[..]);
 }
 
-#[test]
-fn other_tunables_are_kept_and_the_users_choice_wins() {
-    let (server, _) = serve(&[], &[("GLIBC_TUNABLES", "glibc.malloc.arena_max=2")]);
+#[tokio::test]
+async fn other_tunables_are_kept_and_the_users_choice_wins() {
+    let (server, _) = serve(&[], &[("GLIBC_TUNABLES", "glibc.malloc.arena_max=2")]).await;
     let status = server.huge_pages_status();
     if kernel_gives_huge_pages() {
         assert_eq!(status, "on (glibc.malloc.hugetlb=1)", "added after the user's own tunable");
@@ -115,20 +96,20 @@ fn other_tunables_are_kept_and_the_users_choice_wins() {
     }
     drop(server);
 
-    let (server, _) = serve(&[], &[("GLIBC_TUNABLES", "glibc.malloc.hugetlb=0")]);
-    assert_eq!(tunables_of(server.child.id()).as_deref(), Some("glibc.malloc.hugetlb=0"));
+    let (server, _) = serve(&[], &[("GLIBC_TUNABLES", "glibc.malloc.hugetlb=0")]).await;
+    assert_eq!(tunables_of(server.pid()).as_deref(), Some("glibc.malloc.hugetlb=0"));
     assert_eq!(server.huge_pages_status(), "off (GLIBC_TUNABLES sets glibc.malloc.hugetlb=0)");
 }
 
-#[test]
-fn no_restart_when_switched_off_or_in_mock_mode() {
-    let (server, _) = serve(&["--huge-pages", "false"], &[]);
-    assert_eq!(tunables_of(server.child.id()), None, "--huge-pages false");
+#[tokio::test]
+async fn no_restart_when_switched_off_or_in_mock_mode() {
+    let (server, _) = serve(&["--huge-pages", "false"], &[]).await;
+    assert_eq!(tunables_of(server.pid()), None, "--huge-pages false");
     assert!(server.huge_pages_status().starts_with("off"));
     drop(server);
-    let (server, _) = serve(&[], &[("HUGE_PAGES", "false")]);
-    assert_eq!(tunables_of(server.child.id()), None, "HUGE_PAGES=false");
+    let (server, _) = serve(&[], &[("HUGE_PAGES", "false")]).await;
+    assert_eq!(tunables_of(server.pid()), None, "HUGE_PAGES=false");
     drop(server);
-    let (server, _) = serve(&["--use-mocks", "true"], &[]);
-    assert_eq!(tunables_of(server.child.id()), None, "mock engines run no model");
+    let (server, _) = serve(&["--use-mocks", "true"], &[]).await;
+    assert_eq!(tunables_of(server.pid()), None, "mock engines run no model");
 }

@@ -14,7 +14,6 @@ use server::inference::{
         },
         CompileOptions,
     },
-    runtime,
     weights::Placement,
 };
 
@@ -25,9 +24,7 @@ fn model() -> (PagedModel, tempfile::TempDir) {
 }
 
 fn model_with(weights: Placement) -> (PagedModel, tempfile::TempDir) {
-    let search =
-        runtime::RuntimeSearch { system_paths: true, project_roots: vec![common::repo_root()], ..Default::default() };
-    runtime::load(&search).expect("OpenVINO runtime: run scripts/setup.sh openvino");
+    common::load_runtime();
     let cache = tempfile::tempdir().unwrap();
     let options = CompileOptions { cache_dir: Some(cache.path().to_path_buf()), weights, ..Default::default() };
     let mut core = openvino::Core::new().unwrap();

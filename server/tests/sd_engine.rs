@@ -9,7 +9,7 @@ use server::inference::{
         image_file, ImageRequest, PipelineError, Progress, SchedulerKind, SdCompileOptions, SdEngine, SdModel,
         UnetLinear,
     },
-    npy, runtime,
+    npy,
 };
 use std::sync::{
     atomic::{AtomicBool, Ordering},
@@ -21,9 +21,7 @@ fn start() -> SdEngine {
 }
 
 fn start_with(options: SdCompileOptions) -> SdEngine {
-    let search =
-        runtime::RuntimeSearch { system_paths: true, project_roots: vec![common::repo_root()], ..Default::default() };
-    runtime::load(&search).expect("OpenVINO runtime: run scripts/setup.sh openvino");
+    common::load_runtime();
     let (tx, rx) = std::sync::mpsc::channel();
     let engine = SdEngine::start(common::fixture(common::SD_FIXTURE), options, move |r| {
         tx.send(r.map(|_| ()).map_err(|e| e.to_string())).unwrap()

@@ -43,6 +43,11 @@ impl ChatSlots {
         })
     }
 
+    /// Chat turns holding a place now.
+    pub fn in_use(&self) -> usize {
+        self.capacity - self.permits.available_permits()
+    }
+
     pub fn generating(&self) -> Generating {
         self.generating.fetch_add(1, Ordering::Relaxed);
         Generating(self.generating.clone())

@@ -35,23 +35,20 @@ impl Reply {
     }
 }
 
+/// The `(event, data as JSON)` pairs of an SSE body, read by the app's own SSE reader (the one
+/// the browser's chat stream uses); an event without a name is a `message`.
 pub fn parse_sse(text: &str) -> Vec<(String, Value)> {
-    let mut events = Vec::new();
-    for block in text.split("\n\n") {
-        let mut name = String::from("message");
-        let mut data = String::new();
-        for line in block.lines() {
-            if let Some(v) = line.strip_prefix("event:") {
-                name = v.trim().to_string();
-            } else if let Some(v) = line.strip_prefix("data:") {
-                data.push_str(v.trim_start());
-            }
-        }
-        if !data.is_empty() {
-            events.push((name, serde_json::from_str(&data).expect("SSE data is JSON")));
-        }
-    }
+    let mut reader = app::ui::sse::SseReader::default();
+    let mut events = reader.push(text.as_bytes());
+    // A body that ends without the blank line still ends its last event.
+    events.extend(reader.push(b"\n\n"));
     events
+        .into_iter()
+        .map(|e| {
+            let name = if e.name.is_empty() { "message".to_string() } else { e.name };
+            (name, serde_json::from_str(&e.data).expect("SSE data is JSON"))
+        })
+        .collect()
 }
 
 /// Credentials a test request carries.

@@ -4,6 +4,7 @@
 pub mod api;
 pub mod hub;
 pub mod postgres;
+pub mod process;
 pub mod redis;
 
 use clap::Parser;
