@@ -12,6 +12,7 @@ use super::{
     files::LlmFiles,
     generation::{Completion, Failure, FailureKind, GenerateRequest, Generation, GenerationEvent, Prompt, Setup, Step},
     model::CompileOptions,
+    schedule::{InFlight, Policy},
     session::SessionCache,
     template::ChatMessage,
 };
@@ -25,9 +26,6 @@ use std::{
     },
 };
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
-
-/// Most generations one decoding step runs together.
-const MAX_BATCH: usize = 32;
 
 /// Conversations whose window start (`context::fit`'s anchor) is remembered.
 const MAX_ANCHORS: usize = 4096;
@@ -323,15 +321,14 @@ impl Worker {
                 self.handle(command);
             }
             let Some(mut generation) = self.active.pop_front() else { continue };
-            if self.leads_a_step(&generation) {
-                let batch = self.join_step(generation);
+            let policy = self.policy();
+            if policy.leads_a_step(&generation, &self.active) {
+                let (batch, waiting) = policy.join_step(generation, std::mem::take(&mut self.active));
+                self.active = waiting;
                 self.step_batch(batch);
                 continue;
             }
-            let chunk = match self.active.is_empty() {
-                true => self.options.prefill_chunk.unwrap_or(usize::MAX),
-                false => self.options.shared_prefill_chunk,
-            };
+            let chunk = policy.solo_chunk(!self.active.is_empty());
             // Blocks first, evicting idle conversations if the pool is full (paged attention).
             let more = generation.feed(chunk).len();
             if let Err(err) = self.reserve(&mut generation.cache, more) {
@@ -351,43 +348,20 @@ impl Worker {
         }
     }
 
-    /// Whether `first`, next in turn, runs in a shared step (paged attention): when decoding, or
-    /// as a prompt riding along decoding ones when mixing. Otherwise its unit runs alone, in the
-    /// larger chunk when nothing else waits.
-    fn leads_a_step(&self, first: &Generation) -> bool {
-        let can_ride = || self.options.mixed_steps && self.active.iter().any(|g| g.is_decoding() && !g.is_cancelled());
-        self.backend.batches() && !first.is_cancelled() && (first.is_decoding() || can_ride())
-    }
-
-    /// The generations that run together with `first` in one step: every decoding one (up to
-    /// [`MAX_BATCH`]) and, riding along when mixing, the prompt chunk of at most one other, the
-    /// first in turn.
-    fn join_step(&mut self, first: Generation) -> Vec<Generation> {
-        let mut prompt = !first.is_decoding();
-        let mut batch = vec![first];
-        let mut waiting = VecDeque::with_capacity(self.active.len());
-        for other in self.active.drain(..) {
-            let fits = batch.len() < MAX_BATCH && !other.is_cancelled();
-            if fits && other.is_decoding() {
-                batch.push(other);
-            } else if fits && !prompt && self.options.mixed_steps {
-                prompt = true;
-                batch.push(other);
-            } else {
-                waiting.push_back(other);
-            }
+    fn policy(&self) -> Policy {
+        Policy {
+            batches: self.backend.batches(),
+            mixed_steps: self.options.mixed_steps,
+            prefill_chunk: self.options.prefill_chunk,
+            shared_prefill_chunk: self.options.shared_prefill_chunk,
         }
-        self.active = waiting;
-        batch
     }
 
     /// One step that gives each decoding generation of `batch` its next token and runs the next
     /// prompt chunk of any other.
     fn step_batch(&mut self, batch: Vec<Generation>) {
-        // The step's tokens in all stay at the chunk size (the prompt's chunk gives way to the
-        // decoding tokens).
         let decoding = batch.iter().filter(|g| g.is_decoding()).count();
-        let chunk = self.options.shared_prefill_chunk.saturating_sub(decoding).max(1);
+        let chunk = self.policy().shared_chunk(decoding);
         // Blocks first: one that cannot get a block even after evicting every idle conversation
         // fails alone.
         let (mut ready, mut feeds) = (Vec::with_capacity(batch.len()), Vec::with_capacity(batch.len()));
@@ -652,5 +626,15 @@ impl Tokens for PromptTokens<'_> {
 
     fn cancelled(&self) -> bool {
         self.cancel.load(Ordering::Relaxed) || self.events.is_closed()
+    }
+}
+
+impl InFlight for Generation {
+    fn is_decoding(&self) -> bool {
+        Generation::is_decoding(self)
+    }
+
+    fn is_cancelled(&self) -> bool {
+        Generation::is_cancelled(self)
     }
 }

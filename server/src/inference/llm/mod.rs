@@ -1,7 +1,8 @@
 //! The chat model engine: DeepSeek-R1-Distill-Qwen on OpenVINO, in Rust.
 //!
 //! Pure parts (no I/O, unit-tested with exact values): `template`, `sampler`, `detok`,
-//! `reasoning`, `stop`, `kv`, `session`, `context`, `ir`. `files` reads a model folder, `model`
+//! `reasoning`, `stop`, `kv`, `session`, `context`, `window`, `schedule` (which
+//! generations share a step, chunk sizes), `ir`. `files` reads a model folder, `model`
 //! runs the compiled graph, `generation` and `engine` drive requests on the engine thread.
 
 pub mod backend;
@@ -16,6 +17,7 @@ mod model;
 pub mod paged;
 pub mod reasoning;
 pub mod sampler;
+pub mod schedule;
 pub mod session;
 pub mod stop;
 pub mod template;
