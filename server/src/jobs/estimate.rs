@@ -2,7 +2,7 @@
 //! at batch 1 over 512×512 pixels). The UNet dominates the cost and scales with steps, batch and
 //! pixels, so one number estimates every recipe well enough for a queue's ETA.
 
-use super::Queue;
+use super::queue::Queue;
 use crate::inference::diffusion::ImageRequest;
 
 #[derive(Clone, Copy, Debug, Default)]

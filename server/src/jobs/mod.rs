@@ -4,6 +4,7 @@
 //! takes, so queued jobs get an estimate.
 
 mod estimate;
+mod queue;
 
 use crate::{
     inference::{
@@ -13,21 +14,14 @@ use crate::{
     storage::{now_ms, Database, ImageRow, StorageError},
 };
 use app::types::{ImageParameters, JobInfo, JobStatus};
-use estimate::SpeedEstimate;
 use futures::future::OptionFuture;
+use queue::{Ended, Job, Queue, Started};
 use std::{
-    collections::{HashMap, VecDeque},
     path::PathBuf,
-    sync::{
-        atomic::{AtomicBool, Ordering},
-        Arc, Mutex,
-    },
+    sync::{Arc, Mutex},
     time::Instant,
 };
 use tokio::sync::{broadcast, Notify};
-
-/// Finished jobs remembered in memory (older ones are answered from the database).
-const KEEP_FINISHED: usize = 512;
 
 /// What admission control gave a job (`service::limits::Admission`), opaque here: held while the
 /// job waits and renders (it counts against its owner's concurrency limit and the day's images
@@ -63,33 +57,6 @@ struct Inner {
     capacity: usize,
     model: String,
     mock: bool,
-}
-
-struct Job {
-    info: JobInfo,
-    request: ImageRequest,
-    origin: Origin,
-    /// Counts against the owner's limits until the job ends; the worker holds it while running.
-    admission: Option<Box<dyn JobAdmission>>,
-    cancel: Arc<AtomicBool>,
-    updates: broadcast::Sender<JobInfo>,
-}
-
-/// A job the worker took from the queue.
-struct Started {
-    request: ImageRequest,
-    origin: Origin,
-    cancel: Arc<AtomicBool>,
-    admission: Option<Box<dyn JobAdmission>>,
-}
-
-#[derive(Default)]
-struct Queue {
-    jobs: HashMap<String, Job>,
-    waiting: VecDeque<String>,
-    running: Option<String>,
-    finished: VecDeque<String>,
-    speed: SpeedEstimate,
 }
 
 /// What the worker needs besides the queue.
@@ -158,35 +125,27 @@ impl ImageJobs {
         origin: Origin,
         admission: Option<Box<dyn JobAdmission>>,
     ) -> Result<JobInfo, JobError> {
+        let mut job = self.new_job(request, origin);
+        job.admission = admission;
         let mut q = self.lock();
-        if q.waiting.len() >= self.inner.capacity {
-            let retry_after_s = q.speed.seconds_until_next_free(&q).clamp(1, 600);
-            return Err(JobError::QueueFull { queued: q.waiting.len(), retry_after_s });
-        }
-        let id = self.insert(&mut q, request, origin);
-        q.jobs.get_mut(&id).expect("just inserted").admission = admission;
-        q.waiting.push_back(id.clone());
-        let info = q.view(&id).expect("just inserted");
+        let queued = q.waiting.len();
+        let info = q
+            .submit(job, self.inner.capacity)
+            .map_err(|retry_after_s| JobError::QueueFull { queued, retry_after_s })?;
         drop(q);
         self.inner.wake.notify_one();
-        tracing::info!(job = %id, "image job queued");
+        tracing::info!(job = %info.job_id, "image job queued");
         Ok(info)
     }
 
     /// Record a job that failed before it could run (e.g. a picture a chat reply asked for while
     /// the queue was full), so the caller can see why.
     pub fn reject(&self, request: ImageRequest, origin: Origin, reason: String) -> JobInfo {
-        let mut q = self.lock();
-        let id = self.insert(&mut q, request, origin);
-        let job = q.jobs.get_mut(&id).expect("just inserted");
-        job.info.status = JobStatus::Failed;
-        job.info.error = Some(reason);
-        job.info.finished_at = Some(now_ms());
-        q.finish(&id);
-        q.view(&id).expect("just inserted")
+        let job = self.new_job(request, origin);
+        self.lock().reject(job, reason)
     }
 
-    fn insert(&self, q: &mut Queue, request: ImageRequest, origin: Origin) -> String {
+    fn new_job(&self, request: ImageRequest, origin: Origin) -> Job {
         let id = uuid::Uuid::new_v4().to_string();
         let info = JobInfo {
             job_id: id.clone(),
@@ -205,10 +164,7 @@ impl ImageJobs {
             started_at: None,
             finished_at: None,
         };
-        let (updates, _) = broadcast::channel(64);
-        let cancel = Arc::new(AtomicBool::new(false));
-        q.jobs.insert(id.clone(), Job { info, request, origin, admission: None, cancel, updates });
-        id
+        Job::new(info, request, origin)
     }
 
     /// The account's job with its queue position and estimate; `None` when not in memory or
@@ -228,19 +184,7 @@ impl ImageJobs {
 
     /// Cancel one of the account's jobs: a waiting one at once, a running one before its next step.
     pub fn cancel(&self, account: &str, id: &str) -> Option<JobInfo> {
-        let mut q = self.lock();
-        q.owned(account, id)?;
-        let job = q.jobs.get_mut(id)?;
-        job.cancel.store(true, Ordering::Relaxed);
-        if job.info.status == JobStatus::Queued {
-            job.info.status = JobStatus::Cancelled;
-            job.info.finished_at = Some(now_ms());
-            q.waiting.retain(|w| w != id);
-            q.finish(id);
-            q.announce_all();
-            q.announce(id);
-        }
-        q.view(id)
+        self.lock().cancel(account, id)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Queue> {
@@ -252,26 +196,7 @@ impl ImageJobs {
             tracing::error!(dir = %worker.images_dir.display(), error = %err, "cannot create the images folder");
         }
         loop {
-            let next = {
-                let mut q = self.lock();
-                let id = q.waiting.pop_front();
-                if let Some(id) = &id {
-                    q.running = Some(id.clone());
-                    let job = q.jobs.get_mut(id).expect("waiting jobs are known");
-                    job.info.status = JobStatus::Running;
-                    job.info.started_at = Some(now_ms());
-                    let started = Started {
-                        request: job.request.clone(),
-                        origin: job.origin.clone(),
-                        cancel: job.cancel.clone(),
-                        admission: job.admission.take(),
-                    };
-                    q.announce_all();
-                    Some((id.clone(), started))
-                } else {
-                    None
-                }
-            };
+            let next = self.lock().start_next();
             match next {
                 Some((id, started)) => self.run(&worker, &id, started).await,
                 None => self.inner.wake.notified().await,
@@ -289,55 +214,31 @@ impl ImageJobs {
         let result = loop {
             tokio::select! {
                 result = &mut generation => break result,
-                Some(p) = progress.recv() => {
-                    let mut q = self.lock();
-                    if let Some(job) = q.jobs.get_mut(id) {
-                        job.info.step = p.step as u32;
-                    }
-                    q.announce(id);
-                }
+                Some(p) = progress.recv() => self.lock().progress(id, p.step as u32),
             }
         };
-        let outcome = match result {
+        let ended = match result {
             Ok(output) => match self.store(worker, id, &request, &origin, &output.png).await {
                 Ok(()) => {
                     // The image is safe; a lost count only lets its owner make one more today.
                     if let Some(Err(err)) = OptionFuture::from(admission.as_ref().map(|a| a.image_stored())).await {
                         tracing::warn!(job = %id, error = %err, "could not count the image against the daily quota");
                     }
-                    Ok(output.nsfw)
+                    let ms = started.elapsed().as_secs_f64() * 1000.0;
+                    tracing::info!(job = %id, ms = ms as u64, "image job done");
+                    Ended::Done { nsfw: output.nsfw, ms }
                 }
-                Err(err) => Err((JobStatus::Failed, format!("could not store the image: {err}"))),
+                Err(err) => Ended::Failed(format!("could not store the image: {err}")),
             },
-            Err(PipelineError::Cancelled) => Err((JobStatus::Cancelled, "cancelled".to_string())),
-            Err(err) => Err((JobStatus::Failed, err.to_string())),
+            Err(PipelineError::Cancelled) => Ended::Cancelled,
+            Err(err) => Ended::Failed(err.to_string()),
         };
+        if let Ended::Failed(reason) = &ended {
+            tracing::warn!(job = %id, error = %reason, "image job failed");
+        }
         // Counted already if stored: its owner's limits are free before anyone learns it ended.
         drop(admission);
-        let mut q = self.lock();
-        q.running = None;
-        if let Some(job) = q.jobs.get_mut(id) {
-            job.info.finished_at = Some(now_ms());
-            match outcome {
-                Ok(nsfw) => {
-                    job.info.status = JobStatus::Done;
-                    job.info.step = job.info.total_steps;
-                    job.info.nsfw = nsfw;
-                    let ms = started.elapsed().as_secs_f64() * 1000.0;
-                    q.speed.record(&request, ms);
-                    tracing::info!(job = %id, ms = ms as u64, "image job done");
-                }
-                Err((status, reason)) => {
-                    job.info.status = status;
-                    if status == JobStatus::Failed {
-                        tracing::warn!(job = %id, error = %reason, "image job failed");
-                        job.info.error = Some(reason);
-                    }
-                }
-            }
-        }
-        q.finish(id);
-        q.announce_all();
+        self.lock().end(id, ended);
     }
 
     /// Write the file under a server-made name, then the row that makes it visible.
@@ -374,52 +275,5 @@ impl ImageJobs {
         };
         worker.db.insert_image(&row).await.map_err(|e| e.to_string())?;
         Ok(())
-    }
-}
-
-impl Queue {
-    fn owned(&self, account: &str, id: &str) -> Option<&Job> {
-        self.jobs.get(id).filter(|job| job.origin.account_id == account)
-    }
-
-    /// A job's info with its live queue position and estimate.
-    fn view(&self, id: &str) -> Option<JobInfo> {
-        let job = self.jobs.get(id)?;
-        let mut info = job.info.clone();
-        match info.status {
-            JobStatus::Queued => {
-                let position = self.waiting.iter().position(|w| w == id)?;
-                info.position = Some(position as u32);
-                info.eta_ms = self.speed.eta_ms(self, position);
-            }
-            JobStatus::Running => info.eta_ms = self.speed.remaining_ms(&job.request, info.step),
-            _ => {}
-        }
-        Some(info)
-    }
-
-    fn announce(&self, id: &str) {
-        if let (Some(job), Some(info)) = (self.jobs.get(id), self.view(id)) {
-            let _ = job.updates.send(info);
-        }
-    }
-
-    /// Everyone's position or estimate may have moved.
-    fn announce_all(&self) {
-        for id in self.running.iter().chain(self.waiting.iter()).chain(self.finished.back()) {
-            self.announce(id);
-        }
-    }
-
-    fn finish(&mut self, id: &str) {
-        if let Some(job) = self.jobs.get_mut(id) {
-            job.admission = None;
-        }
-        self.finished.push_back(id.to_string());
-        while self.finished.len() > KEEP_FINISHED {
-            if let Some(old) = self.finished.pop_front() {
-                self.jobs.remove(&old);
-            }
-        }
     }
 }
