@@ -122,6 +122,10 @@ on_both_databases! {
         let odd = ok(&s, &alice, Method::GET, "/search?q=%22stripes%22%20OR%20NEAR(", None).await;
         assert_eq!(odd["hits"], json!([]), "every word must appear, `or` and `near` included");
         assert_eq!(req(&s, &alice, Method::GET, "/search?q=%20%2C", None).await.error_param(422).as_deref(), Some("q"));
+        // Words of any script are looked for; a query of only emoji finds nothing (the document's
+        // pattern, ASCII `\w` in JSON Schema, cannot tell letters from symbols outside ASCII).
+        assert_eq!(ok(&s, &alice, Method::GET, "/search?q=%F0%92%81%9E", None).await["hits"], json!([]));
+        assert_eq!(ok(&s, &alice, Method::GET, "/search?q=%F0%9F%98%80", None).await["hits"], json!([]));
         assert_eq!(req(&s, &alice, Method::GET, "/search", None).await.error_param(422).as_deref(), Some("q"));
     }
 

@@ -204,7 +204,7 @@ pub fn apply(doc: &mut Value) {
     param(doc, "/gallery", "get", "from", unix_ms());
     param(doc, "/gallery", "get", "to", unix_ms());
     param(doc, "/gallery", "get", "q", json!({"type": "string"}));
-    let query = json!({"type": "string", "minLength": 1, "maxLength": history::MAX_QUERY_CHARS, "pattern": "[^\\W_]"});
+    let query = json!({"type": "string", "minLength": 1, "maxLength": history::MAX_QUERY_CHARS, "pattern": "[0-9A-Za-z]|[^\\x00-\\x7F]"});
     param(doc, "/search", "get", "q", query);
     set_required_param(doc, "/search", "get", "q");
     param(doc, "/search", "get", "user_id", user_id());

@@ -96,7 +96,11 @@ pub async fn search(
     limit: Option<u32>,
 ) -> Result<SearchResults> {
     let query = q.unwrap_or_default();
-    if search::terms(&query).is_empty() || query.chars().count() > MAX_QUERY_CHARS {
+    // What the OpenAPI document can state portably (JSON Schema's `\w` is ASCII-only): an ASCII
+    // letter or digit, or any other script's character. A query of only symbols outside ASCII
+    // (an emoji) is then a search that finds nothing, not an error.
+    let has_word = query.chars().any(|c| c.is_ascii_alphanumeric() || !c.is_ascii());
+    if !has_word || query.chars().count() > MAX_QUERY_CHARS {
         return Err(ServiceError::invalid(
             "q",
             format!("must hold a word to look for (at most {MAX_QUERY_CHARS} characters)"),
