@@ -122,6 +122,11 @@ fn image_key(key: &str) -> String {
     format!("img\u{0}{key}")
 }
 
+/// (generations, images) in flight for a scope key.
+fn counts_of(counts: &HashMap<String, u32>, key: &str) -> (u32, u32) {
+    (counts.get(key).copied().unwrap_or(0), counts.get(&image_key(key)).copied().unwrap_or(0))
+}
+
 impl InFlight {
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, u32>> {
         self.counts.lock().unwrap_or_else(|p| p.into_inner())
@@ -129,8 +134,7 @@ impl InFlight {
 
     /// (generations, images) in flight for a scope key.
     pub fn of(&self, key: &str) -> (u32, u32) {
-        let c = self.lock();
-        (c.get(key).copied().unwrap_or(0), c.get(&image_key(key)).copied().unwrap_or(0))
+        counts_of(&self.lock(), key)
     }
 
     /// Run `check` on the counts and, when it admits, count the generation under every key, in
@@ -142,8 +146,7 @@ impl InFlight {
         check: impl FnOnce(&dyn Fn(&str) -> (u32, u32)) -> Result<T, E>,
     ) -> Result<(T, Held), E> {
         let mut c = self.lock();
-        let of = |key: &str| (c.get(key).copied().unwrap_or(0), c.get(&image_key(key)).copied().unwrap_or(0));
-        let admitted = check(&of)?;
+        let admitted = check(&|key: &str| counts_of(&c, key))?;
         let mut held = Vec::new();
         for key in keys {
             if what == Generation::Image {

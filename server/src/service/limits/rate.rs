@@ -6,10 +6,7 @@ use crate::storage::StorageError;
 use fred::prelude::LuaInterface;
 use futures::future::BoxFuture;
 use hashlink::LruCache;
-use std::{
-    sync::{Arc, Mutex},
-    time::Instant,
-};
+use std::{sync::Mutex, time::Instant};
 
 /// Buckets kept in memory; past this the least recently used one is forgotten (in O(1), never by
 /// scanning the map), so a flood of new keys costs a bounded amount of memory.
@@ -226,9 +223,6 @@ local tokens = tonumber(v[1]) or rpm
 local at = tonumber(v[2]) or now
 return math.floor(math.min(rpm, tokens + math.max(0, now - at) * rpm / 60) * 1000)
 "#;
-
-/// A store shared by the limits' clones.
-pub type SharedRates = Arc<dyn RateStore>;
 
 #[cfg(test)]
 mod tests {
