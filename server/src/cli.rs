@@ -1,7 +1,7 @@
 //! The `server` command line: `serve` (the default) and tools that use the same engines.
 
-use crate::config::Config;
-use clap::{Args, Parser, Subcommand};
+use crate::config::{Config, Setting};
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 use std::path::PathBuf;
 
 #[derive(Parser, Debug)]
@@ -11,13 +11,33 @@ pub struct Cli {
     pub command: Option<Command>,
     #[command(flatten)]
     pub config: Config,
+    /// Every option's value and where it came from, for the start-up log (filled by `load`).
+    #[arg(skip)]
+    pub settings: Vec<Setting>,
 }
 
 impl Cli {
+    /// The process's command line and environment; a bad value exits with clap's message.
+    pub fn load() -> Cli {
+        Cli::load_from(std::env::args_os()).unwrap_or_else(|err| err.exit())
+    }
+
+    /// `Parser::try_parse_from`, keeping what the start-up log shows of the options.
+    pub fn load_from<I, T>(args: I) -> Result<Cli, clap::Error>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<std::ffi::OsString> + Clone,
+    {
+        let matches = Cli::command().try_get_matches_from(args)?;
+        let mut cli = Cli::from_arg_matches(&matches).map_err(|err| err.format(&mut Cli::command()))?;
+        cli.settings = cli.config.settings(&matches);
+        Ok(cli)
+    }
+
     /// Whether this command runs the models on OpenVINO (and so gains from huge pages).
     pub fn runs_models(&self) -> bool {
         match &self.command {
-            None | Some(Command::Serve) => !self.config.use_mocks,
+            None | Some(Command::Serve) => !self.config.models.use_mocks,
             Some(Command::Generate(_) | Command::Imagine(_) | Command::Bench(_)) => true,
             Some(Command::DownloadModels(_) | Command::VerifyModels(_)) => false,
         }

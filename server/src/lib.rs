@@ -59,21 +59,21 @@ pub enum StartupError {
 /// mocked) and the model engines, which finish loading in the background.
 pub async fn build_state(config: Config) -> Result<AppState, StartupError> {
     // The runtime first: without it nothing can run, and the error says what to install.
-    let runtime = if config.use_mocks {
+    let runtime = if config.models.use_mocks {
         None
     } else {
-        let runtime = runtime::load(&config.runtime_search())?;
+        let runtime = runtime::load(&config.models.runtime_search())?;
         tracing::info!(version = %runtime.version, library = %runtime.library.display(), "OpenVINO loaded");
         Some(runtime)
     };
-    private_folder(&config.data_dir)?;
-    let db = Database::connect(&config.database_url()).await?;
+    private_folder(&config.storage.data_dir)?;
+    let db = Database::connect(&config.storage.database_url()).await?;
     db.migrate().await?;
-    if let config::DatabaseUrl::Sqlite(_) = config.database_url() {
-        private_database_files(&config.data_dir);
+    if let config::DatabaseUrl::Sqlite(_) = config.storage.database_url() {
+        private_database_files(&config.storage.data_dir);
     }
     auth::sessions::prepare(&db).await?;
-    if !config.auth_required {
+    if !config.auth.required {
         tracing::warn!(
             "AUTH_REQUIRED=false: anyone who can reach this server acts as its owner; \
              keep it on your own machine, or set AUTH_REQUIRED=true"
@@ -82,42 +82,42 @@ pub async fn build_state(config: Config) -> Result<AppState, StartupError> {
 
     let leptos = LeptosOptions::builder()
         .output_name("duet")
-        .site_root(config.site_root.to_string_lossy().as_ref())
+        .site_root(config.server.site_root.to_string_lossy().as_ref())
         .site_pkg_dir("pkg")
-        .site_addr(config.site_addr)
+        .site_addr(config.server.site_addr)
         .build();
-    let chat_slots = Arc::new(ChatSlots::new(config.chat_concurrency));
-    let jobs = ImageJobs::new(config.image_queue_size, config.sd_model.to_string(), config.use_mocks);
+    let chat_slots = Arc::new(ChatSlots::new(config.llm.chat_concurrency));
+    let jobs = ImageJobs::new(config.images.queue_size, config.models.sd_model.to_string(), config.models.use_mocks);
     // The image queue's worker starts whenever the image engine does (now, or after a download).
     let start_worker = {
-        let (jobs, db, images_dir) = (jobs.clone(), db.clone(), config.images_dir());
-        let pause = chat_slots.image_pause(std::time::Duration::from_millis(config.image_yield_ms));
+        let (jobs, db, images_dir) = (jobs.clone(), db.clone(), config.storage.images_dir());
+        let pause = chat_slots.image_pause(std::time::Duration::from_millis(config.images.yield_ms));
         move |engine| jobs.start(jobs::Worker { engine, db, images_dir, pause })
     };
 
-    let (llm, sd, engines) = if config.use_mocks {
-        let llm = Arc::new(ModelSlot::mock(ModelRole::Llm, config.llm_model.clone()));
-        let sd = Arc::new(ModelSlot::mock(ModelRole::Sd, config.sd_model.clone()));
+    let (llm, sd, engines) = if config.models.use_mocks {
+        let llm = Arc::new(ModelSlot::mock(ModelRole::Llm, config.models.llm_model.clone()));
+        let sd = Arc::new(ModelSlot::mock(ModelRole::Sd, config.models.sd_model.clone()));
         let image: Arc<dyn inference::engine::ImageEngine> = Arc::new(MockImage {
-            model: config.sd_model.to_string(),
-            step_time: std::time::Duration::from_millis(config.mock_image_step_ms),
+            model: config.models.sd_model.to_string(),
+            step_time: std::time::Duration::from_millis(config.images.mock_step_ms),
         });
-        let chat = MockChat { token_time: std::time::Duration::from_millis(config.mock_token_ms) };
+        let chat = MockChat { token_time: std::time::Duration::from_millis(config.llm.mock_token_ms) };
         start_worker(image.clone());
         (llm, sd, Engines::new(Some(Arc::new(chat)), Some(image)))
     } else {
         start_engines(&config, start_worker)?
     };
     let signing = auth::signing::SigningKey::load(
-        config.secret_key.as_ref().map(|s| s.expose()),
-        &config.data_dir.join("secret.key"),
+        config.auth.secret_key.as_ref().map(|s| s.expose()),
+        &config.storage.data_dir.join("secret.key"),
     )
     .map_err(StartupError::Config)?;
-    let redis = match &config.redis_url {
+    let redis = match &config.storage.redis_url {
         Some(url) => Some(auth::sessions::connect_redis(url.expose()).await.map_err(StartupError::Config)?),
         None => None,
     };
-    let limits = service::limits::Limits::new(service::limits::LimitConfig::from_config(&config), redis.clone());
+    let limits = service::limits::Limits::new(config.limits, redis.clone());
     Ok(AppState {
         config: Arc::new(config),
         db,
@@ -144,10 +144,10 @@ fn start_engines(
 ) -> Result<(Arc<ModelSlot>, Arc<ModelSlot>, Engines), StartupError> {
     let models_dir = config.models_dir();
     let locate = |role, spec: &config::ModelSpec, revision: &str| {
-        Arc::new(ModelSlot::locate(role, spec.clone(), revision, &config.device, &models_dir))
+        Arc::new(ModelSlot::locate(role, spec.clone(), revision, &config.models.device, &models_dir))
     };
-    let llm = locate(ModelRole::Llm, &config.llm_model, &config.llm_revision);
-    let sd = locate(ModelRole::Sd, &config.sd_model, &config.sd_revision);
+    let llm = locate(ModelRole::Llm, &config.models.llm_model, &config.models.llm_revision);
+    let sd = locate(ModelRole::Sd, &config.models.sd_model, &config.models.sd_revision);
     for slot in [&llm, &sd] {
         let h = slot.health();
         if let Some(detail) = h.detail.as_deref() {
@@ -159,13 +159,13 @@ fn start_engines(
     let (llm_settings, sd_settings) = service::health::engine_settings(config);
     tracing::info!(settings = %llm_settings, "chat model settings");
     tracing::info!(settings = %sd_settings, "image model settings");
-    if config.auto_download_models && llm.to_download().is_some() {
+    if config.models.auto_download_models && llm.to_download().is_some() {
         let engines = engines.clone();
         models::auto::spawn(llm.clone(), config.hub_options(), move |slot| engines.start_llm(slot, llm_options));
     } else {
         engines.start_llm(&llm, llm_options).map_err(StartupError::Thread)?;
     }
-    if config.auto_download_models && sd.to_download().is_some() {
+    if config.models.auto_download_models && sd.to_download().is_some() {
         let engines = engines.clone();
         models::auto::spawn(sd.clone(), config.hub_options(), move |slot| {
             engines.start_sd(slot, sd_options, start_worker)
@@ -178,13 +178,13 @@ fn start_engines(
 
 /// Run the command line.
 pub async fn run(cli: cli::Cli) -> Result<(), StartupError> {
-    let config = cli.config;
-    logging::init(config.log_format, &config.log_filter).map_err(StartupError::Config)?;
+    let (config, settings) = (cli.config, cli.settings);
+    logging::init(config.server.log_format, &config.server.log_filter).map_err(StartupError::Config)?;
     if let Some(reason) = huge_pages::restart_failure() {
         tracing::warn!(reason, "running without huge pages");
     }
     match cli.command.unwrap_or(cli::Command::Serve) {
-        cli::Command::Serve => serve(config).await,
+        cli::Command::Serve => serve(config, &settings).await,
         // The tools block on engine threads: keep them off the async workers.
         cli::Command::Generate(args) => blocking(move || commands::generate::run(&config, args)).await,
         cli::Command::Imagine(args) => blocking(move || commands::imagine::run(&config, args)).await,
@@ -236,7 +236,7 @@ fn private_database_files(dir: &std::path::Path) {
     }
 }
 
-async fn serve(config: Config) -> Result<(), StartupError> {
+async fn serve(config: Config, settings: &[config::Setting]) -> Result<(), StartupError> {
     // Everything the server writes (database, its journal, pictures, caches) is its user's only.
     #[cfg(unix)]
     // SAFETY: umask only sets the process's file-creation mask; it cannot fail.
@@ -244,13 +244,13 @@ async fn serve(config: Config) -> Result<(), StartupError> {
         libc::umask(0o077);
     }
     tracing::info!(version = env!("CARGO_PKG_VERSION"), "starting Duet");
-    for (name, value) in config.summary() {
-        tracing::info!("config {name}={value}");
+    for config::Setting { variable, value } in settings {
+        tracing::info!("config {variable}={value}");
     }
-    if config.use_mocks {
+    if config.models.use_mocks {
         tracing::warn!("USE_MOCKS=true: answers come from mock engines, not the models");
     }
-    let addr = config.site_addr;
+    let addr = config.server.site_addr;
     let state = build_state(config).await?;
     let listener = tokio::net::TcpListener::bind(addr).await.map_err(|source| StartupError::Bind { addr, source })?;
     // Streamed tokens are small writes: without TCP_NODELAY each one after the first waits for

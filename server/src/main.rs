@@ -1,12 +1,11 @@
-use clap::Parser;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
     // A missing .env is normal; variables already set in the environment win over it.
     let _ = dotenvy::dotenv();
-    let cli = server::cli::Cli::parse();
+    let cli = server::cli::Cli::load();
     // Before any thread exists: this may replace the process with itself (see huge_pages).
-    if cli.config.huge_pages && cli.runs_models() {
+    if cli.config.models.huge_pages && cli.runs_models() {
         server::huge_pages::restart_with_huge_pages();
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {

@@ -70,7 +70,7 @@ pub fn app_with_backend(state: AppState, backend: SharedBackend) -> Router {
         .merge(pages)
         .layer(middleware::from_fn_with_state(state.clone(), api::middleware::guard_origin))
         .layer(middleware::from_fn_with_state(state.clone(), edge::client::client_addr));
-    let hosts = Arc::new(state.config.allowed_hosts());
+    let hosts = Arc::new(state.config.server.allowed_hosts());
     auth::sessions::layer(router, &state.db, state.redis.as_ref(), &state.config)
         .layer(
             ServiceBuilder::new()

@@ -99,7 +99,7 @@ async fn jobs_and_openai_routes_on_the_fixture_models() {
     assert_eq!(get(&state, long["image_url"].as_str().unwrap()).await.status, 404, "no file for a cancelled job");
 
     // OpenAI routes on the real engines.
-    let model = state.config.llm_model.to_string();
+    let model = state.config.models.llm_model.to_string();
     let c = post(
         &state,
         "/v1/chat/completions",

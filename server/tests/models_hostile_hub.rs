@@ -146,7 +146,7 @@ fn plain_http_endpoints_are_only_for_this_machine() {
         let dir = tempfile::tempdir().unwrap();
         let data = dir.path().to_str().unwrap().to_string();
         <server::cli::Cli as clap::Parser>::try_parse_from(["server", "--data-dir", &data, "--hf-endpoint", endpoint])
-            .map(|cli| cli.config.hf_endpoint)
+            .map(|cli| cli.config.models.hf_endpoint)
             .map_err(|e| e.to_string())
     };
     for ok in [
@@ -176,7 +176,7 @@ fn revisions_are_names_not_paths() {
         let dir = tempfile::tempdir().unwrap();
         let data = dir.path().to_str().unwrap().to_string();
         <server::cli::Cli as clap::Parser>::try_parse_from(["server", "--data-dir", &data, "--llm-revision", revision])
-            .map(|cli| cli.config.llm_revision)
+            .map(|cli| cli.config.models.llm_revision)
             .map_err(|e| e.to_string())
     };
     assert_eq!(parse("main").unwrap(), "main");

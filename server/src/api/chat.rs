@@ -38,7 +38,7 @@ pub async fn post_chat(
         let events = ReceiverStream::new(events).map(|event| Ok::<_, Infallible>(sse_event(&event)));
         return Ok(Sse::new(events).keep_alive(KeepAlive::default()).into_response());
     }
-    let timeout = Duration::from_secs(state.config.request_timeout_secs);
+    let timeout = Duration::from_secs(state.config.llm.request_timeout_secs);
     match tokio::time::timeout(timeout, service::chat::finish(events)).await {
         Ok(response) => Ok(Json(response?).into_response()),
         Err(_) => Err(ServiceError::Timeout(format!(

@@ -37,7 +37,7 @@ pub async fn post_image(
     if !wait {
         return Ok((StatusCode::ACCEPTED, Json(images::response(&state, info))).into_response());
     }
-    let timeout = Duration::from_secs(state.config.image_wait_timeout_secs);
+    let timeout = Duration::from_secs(state.config.images.wait_timeout_secs);
     let done = images::wait(&state, &caller, &info.job_id, timeout).await?;
     Ok(Json(images::response(&state, done)).into_response())
 }

@@ -21,7 +21,7 @@ use tower_sessions::Session;
 const KEY_TOUCH_MS: i64 = 60_000;
 
 pub async fn guard_origin(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    match origin::cross_origin(req.method(), req.headers(), &state.config.trusted_origins) {
+    match origin::cross_origin(req.method(), req.headers(), &state.config.server.trusted_origins) {
         None => next.run(req).await,
         Some(why) => {
             tracing::warn!(%why, "refused a cross-origin request");
@@ -48,7 +48,7 @@ pub async fn authenticate(State(state): State<AppState>, mut req: Request, next:
 pub async fn admit(state: &AppState, headers: &HeaderMap, session: Option<Session>) -> Result<Caller, ServiceError> {
     let caller = match identify(state, headers, session).await? {
         Some(caller) => caller,
-        None if !state.config.auth_required => Caller::local(),
+        None if !state.config.auth.required => Caller::local(),
         None => {
             return Err(ServiceError::Unauthenticated(
                 "authentication required: log in, or send `Authorization: Bearer <API key>`".into(),
@@ -92,7 +92,7 @@ pub async fn identify(
                     via: Via::ApiKey,
                 }))
             }
-            None if !state.config.auth_required => Ok(None),
+            None if !state.config.auth.required => Ok(None),
             None => Err(ServiceError::Unauthenticated("invalid or revoked API key".into())),
         };
     }

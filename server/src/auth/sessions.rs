@@ -76,8 +76,8 @@ fn manager<S: SessionStore + Clone>(store: S, config: &Config) -> SessionManager
         .with_name(COOKIE)
         .with_http_only(true)
         .with_same_site(SameSite::Lax)
-        .with_secure(config.https())
-        .with_expiry(Expiry::OnInactivity(time::Duration::days(config.session_days.into())))
+        .with_secure(config.server.https())
+        .with_expiry(Expiry::OnInactivity(time::Duration::days(config.auth.session_days.into())))
 }
 
 /// Log a session in as an account, under a new session id, so an id planted before log-in is

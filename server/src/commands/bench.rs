@@ -72,7 +72,7 @@ fn llm(config: &Config, args: BenchLlmArgs) -> Result<(), String> {
         "prefill_chunk": options.prefill_chunk,
         "properties": options.compile.properties.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>(),
         "cpu_class": crate::inference::cpu::CpuClass::detect().name(),
-        "precision": config.llm_precision.name(),
+        "precision": config.llm.precision.name(),
     });
     if let Some(turns) = args.turns {
         let timings = super::bench_turns::conversation(&engine, turns.max(2), args.window_turns)?;

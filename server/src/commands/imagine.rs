@@ -36,7 +36,7 @@ pub fn run(config: &Config, args: ImagineArgs) -> Result<(), String> {
             }
             Precision::Fast
         }
-        _ => config.sd_precision,
+        _ => config.images.precision,
     };
     let latents = match &args.latents {
         Some(path) => Some(npy::read_f32(path).map_err(|e| format!("--latents: {e}"))?.data),

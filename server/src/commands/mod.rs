@@ -12,7 +12,7 @@ use crate::{config::Config, inference::runtime};
 
 /// Load OpenVINO as the server would; tools cannot run without it.
 fn load_runtime(config: &Config) -> Result<(), String> {
-    runtime::load(&config.runtime_search()).map(|_| ()).map_err(|e| e.to_string())
+    runtime::load(&config.models.runtime_search()).map(|_| ()).map_err(|e| e.to_string())
 }
 
 /// Start the chat engine on `dir` and wait until its model is loaded.

@@ -25,8 +25,8 @@ fn targets(config: &Config, args: &ModelArgs) -> Result<Vec<Target>, String> {
     let both = args.llm.is_none() && args.sd.is_none();
     let mut out = Vec::new();
     for (role, flag, spec, revision) in [
-        (ModelRole::Llm, &args.llm, &config.llm_model, &config.llm_revision),
-        (ModelRole::Sd, &args.sd, &config.sd_model, &config.sd_revision),
+        (ModelRole::Llm, &args.llm, &config.models.llm_model, &config.models.llm_revision),
+        (ModelRole::Sd, &args.sd, &config.models.sd_model, &config.models.sd_revision),
     ] {
         let spec = match flag.as_deref() {
             None if !both => continue,

@@ -17,7 +17,7 @@ use std::net::{IpAddr, SocketAddr};
 
 pub async fn client_addr(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
     let peer = req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
-    if let Some(client) = peer.map(|peer| resolve(peer, req.headers(), &state.config.trusted_proxies)) {
+    if let Some(client) = peer.map(|peer| resolve(peer, req.headers(), &state.config.server.trusted_proxies)) {
         req.extensions_mut().insert(ClientAddr(client));
     }
     next.run(req).await

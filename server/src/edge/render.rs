@@ -99,7 +99,7 @@ fn panic_text(panic: &(dyn std::any::Any + Send)) -> String {
 /// The middleware, on the pages (and the server functions and files beside them).
 pub async fn guard_render(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let request_id = req.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("-").to_string();
-    let limit = Duration::from_secs(state.config.render_timeout_secs);
+    let limit = Duration::from_secs(state.config.server.render_timeout_secs);
     let watch = Watch::default();
     let render = RENDER.scope(watch.clone(), AssertUnwindSafe(render_whole(next, req)).catch_unwind());
     let failure = tokio::select! {

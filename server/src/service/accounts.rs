@@ -43,10 +43,10 @@ fn new_password(raw: Option<&str>) -> Result<String> {
 /// concurrent sign-ups: the database decides inside the insert.
 pub async fn register(state: &AppState, client: Option<IpAddr>, credentials: Credentials) -> Result<AccountInfo> {
     state.limits.auth_request(&client_key(client)).await?;
-    if !state.config.open_registration && state.db.has_accounts().await? {
+    if !state.config.auth.open_registration && state.db.has_accounts().await? {
         return Err(closed());
     }
-    let only_first = !state.config.open_registration;
+    let only_first = !state.config.auth.open_registration;
     create(state, credentials, only_first).await
 }
 

@@ -36,7 +36,7 @@ Stable Diffusion (subject, setting, style, lighting). Never write that block oth
 /// conversation, a prompt too long for the context window) fails here, before anything is stored
 /// (a conversation made for this turn is removed again).
 pub async fn start(state: &AppState, caller: &Caller, request: ChatRequest) -> Result<mpsc::Receiver<ChatEvent>> {
-    let mut valid = validate::chat(request, state.config.chat_max_tokens)?;
+    let mut valid = validate::chat(request, state.config.llm.chat_max_tokens)?;
     let engine = match valid.imagine {
         None => Some(state.chat_engine()?),
         Some(_) => None,
@@ -106,7 +106,7 @@ pub async fn start(state: &AppState, caller: &Caller, request: ChatRequest) -> R
 /// reuse the conversation's KV cache.
 async fn recent_turns(state: &AppState, conversation_id: &str, before: i32) -> Result<Vec<MessageRow>> {
     let turns = state.db.user_turn_seqs(conversation_id, before).await?;
-    let first = window::first_kept_turn(turns.len(), state.config.context_turns);
+    let first = window::first_kept_turn(turns.len(), state.config.llm.context_turns);
     match turns.get(first) {
         Some(&from) => Ok(state.db.messages_between(conversation_id, from, before).await?),
         None => Ok(Vec::new()),
@@ -259,8 +259,8 @@ impl Turn {
         out.send(ChatEvent::Start {
             conversation_id: self.conversation_id.clone(),
             message_id: self.message_id.clone(),
-            model: state.config.llm_model.to_string(),
-            mock: state.config.use_mocks,
+            model: state.config.models.llm_model.to_string(),
+            mock: state.config.models.use_mocks,
         })
         .await;
         let reply = match (&self.valid.imagine, self.handle.take()) {
@@ -318,8 +318,8 @@ impl Turn {
             }),
             usage: reply.usage,
             timings: reply.timings,
-            model: state.config.llm_model.to_string(),
-            mock: state.config.use_mocks,
+            model: state.config.models.llm_model.to_string(),
+            mock: state.config.models.use_mocks,
             finish_reason: reply.finish_reason,
         };
         out.send(ChatEvent::Done { response }).await;
@@ -397,7 +397,7 @@ impl Turn {
     }
 
     async fn store(&self, reply: &Reply) -> Result<()> {
-        let model = self.state.config.llm_model.to_string();
+        let model = self.state.config.models.llm_model.to_string();
         let generated = self.valid.imagine.is_none();
         self.state
             .db

@@ -67,7 +67,7 @@ pub async fn get(state: &AppState, caller: &Caller, id: &str) -> Result<GalleryI
 /// The PNG of one of the caller's images, and a file name for downloading it.
 pub async fn download(state: &AppState, caller: &Caller, id: &str) -> Result<(PathBuf, String)> {
     let row = stored(state, caller, id).await?;
-    Ok((state.config.images_dir().join(&row.file_name), download_name(&row)))
+    Ok((state.config.storage.images_dir().join(&row.file_name), download_name(&row)))
 }
 
 /// Delete the row (and its share links) first, then the file: a crash in between leaves an
@@ -77,7 +77,7 @@ pub async fn delete(state: &AppState, caller: &Caller, id: &str) -> Result<()> {
         return Err(ServiceError::NotFound("image"));
     }
     let row = state.db.delete_image(&caller.account_id, id).await?.ok_or(ServiceError::NotFound("image"))?;
-    let path = state.config.images_dir().join(&row.file_name);
+    let path = state.config.storage.images_dir().join(&row.file_name);
     if let Err(err) = tokio::fs::remove_file(&path).await {
         if err.kind() != std::io::ErrorKind::NotFound {
             tracing::warn!(file = %path.display(), error = %err, "could not remove a deleted image's file");
@@ -114,7 +114,7 @@ pub async fn zip(state: &AppState, caller: &Caller, ids: Option<Vec<String>>) ->
     let mut files = Vec::new();
     for id in &ids {
         let row = stored(state, caller, id).await?;
-        files.push((download_name(&row), state.config.images_dir().join(&row.file_name)));
+        files.push((download_name(&row), state.config.storage.images_dir().join(&row.file_name)));
     }
     let files_error =
         |e: std::io::Error| ServiceError::Storage(StorageError::Files(format!("reading images for a zip: {e}")));
@@ -231,7 +231,7 @@ pub async fn shared_file(state: &AppState, token: &str) -> Result<PathBuf> {
     if share.expires_at != expires {
         return Err(gone());
     }
-    Ok(state.config.images_dir().join(image.file_name))
+    Ok(state.config.storage.images_dir().join(image.file_name))
 }
 
 fn share_info(state: &AppState, row: ShareRow) -> ShareInfo {

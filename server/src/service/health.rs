@@ -18,7 +18,7 @@ pub enum Audience {
 impl Audience {
     pub fn of(state: &AppState, caller: Option<&Caller>) -> Audience {
         let admin = caller.is_some_and(|c| c.role == Role::Admin);
-        if admin || !state.config.auth_required {
+        if admin || !state.config.auth.required {
             Audience::Admin
         } else {
             Audience::Public
@@ -30,13 +30,13 @@ impl Audience {
 pub async fn report(state: &AppState, audience: Audience) -> HealthReport {
     let database_ok = state.db.ping().await.is_ok();
     let mut models = vec![state.llm.health(), state.sd.health()];
-    if !state.config.use_mocks {
+    if !state.config.models.use_mocks {
         let (llm, sd) = engine_settings(&state.config);
         models[0].settings = Some(llm);
         models[1].settings = Some(sd);
     }
     if audience == Audience::Public {
-        for (model, spec) in models.iter_mut().zip([&state.config.llm_model, &state.config.sd_model]) {
+        for (model, spec) in models.iter_mut().zip([&state.config.models.llm_model, &state.config.models.sd_model]) {
             redact(model, spec);
         }
     }
@@ -46,8 +46,8 @@ pub async fn report(state: &AppState, audience: Audience) -> HealthReport {
     HealthReport {
         status: if database_ok && all_ready { ServiceStatus::Ok } else { ServiceStatus::Degraded },
         version: env!("CARGO_PKG_VERSION").to_string(),
-        use_mocks: state.config.use_mocks,
-        auto_download_models: state.config.auto_download_models,
+        use_mocks: state.config.models.use_mocks,
+        auto_download_models: state.config.models.auto_download_models,
         cached_models,
         models,
         database: DatabaseHealth { backend: state.db.backend().to_string(), ok: database_ok },
@@ -62,7 +62,7 @@ pub async fn report(state: &AppState, audience: Audience) -> HealthReport {
 pub fn engine_settings(config: &crate::config::Config) -> (String, String) {
     use crate::inference::cpu::{sd_settings, CpuClass, Precision};
     let class = CpuClass::detect();
-    let llm = match config.llm_precision {
+    let llm = match config.llm.precision {
         Precision::Fast => format!(
             "{} CPU: LLM_PRECISION=fast (OpenVINO's own precision for it: bf16 where the CPU has the units)",
             class.name()
@@ -71,11 +71,11 @@ pub fn engine_settings(config: &crate::config::Config) -> (String, String) {
             format!("{} CPU: LLM_PRECISION=f32 (f32 throughout: the same tokens on every machine)", class.name())
         }
     };
-    let sd = sd_settings(class, config.sd_precision, config.sd_unet_linear);
+    let sd = sd_settings(class, config.images.precision, config.images.unet_linear);
     let sd = format!(
         "{} CPU: SD_PRECISION={}, UNet weights {}; {}",
         class.name(),
-        config.sd_precision.name(),
+        config.images.precision.name(),
         sd.unet_linear,
         sd.why
     );

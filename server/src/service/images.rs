@@ -30,8 +30,8 @@ pub fn response(state: &AppState, info: JobInfo) -> ImageGenerationResponse {
         status: info.status,
         image_url: info.image_url,
         status_url: info.status_url,
-        provider: if state.config.use_mocks { "mock" } else { "openvino" }.into(),
-        mock: state.config.use_mocks,
+        provider: if state.config.models.use_mocks { "mock" } else { "openvino" }.into(),
+        mock: state.config.models.use_mocks,
         parameters: info.parameters,
         created_at: info.created_at,
         error: info.error,
@@ -67,7 +67,7 @@ pub async fn job(state: &AppState, caller: &Caller, id: &str) -> Result<JobInfo>
         return Ok(info);
     }
     let row = stored(state, caller, id).await?;
-    Ok(finished_info(&row, state.config.use_mocks))
+    Ok(finished_info(&row, state.config.models.use_mocks))
 }
 
 /// Follow one of the caller's jobs: its state now and its later updates, or, for one that has
@@ -90,7 +90,7 @@ pub fn cancel(state: &AppState, caller: &Caller, id: &str) -> Result<JobInfo> {
 /// The PNG of one of the caller's finished images.
 pub async fn file(state: &AppState, caller: &Caller, id: &str) -> Result<PathBuf> {
     let row = stored(state, caller, id).await?;
-    Ok(state.config.images_dir().join(row.file_name))
+    Ok(state.config.storage.images_dir().join(row.file_name))
 }
 
 pub async fn stored(state: &AppState, caller: &Caller, id: &str) -> Result<ImageRow> {

@@ -8,7 +8,7 @@ pub mod rate;
 
 use super::error::ServiceError;
 use crate::{
-    config::Config,
+    config::LimitsConfig,
     storage::{day_of, now_ms, Database, StorageError},
 };
 use app::types::{Limit, QuotaReport, QuotaScope};
@@ -16,40 +16,6 @@ pub use quota::{Admission, Generation, Made, UsageMeter};
 use quota::{InFlight, Refusal, ScopeQuota};
 use rate::{MemoryRates, RateCheck, RateError, RateStore, RedisRates};
 use std::{net::IpAddr, sync::Arc};
-
-/// The configured limits; 0 means none.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct LimitConfig {
-    pub account_rpm: u32,
-    pub user_rpm: u32,
-    pub account_concurrent: u32,
-    pub user_concurrent: u32,
-    pub account_images_per_day: u32,
-    pub user_images_per_day: u32,
-    pub account_tokens_per_day: u64,
-    pub user_tokens_per_day: u64,
-    /// Log-in and sign-up requests per client address per minute.
-    pub auth_rpm: u32,
-    /// Log-in attempts per username and client address per minute.
-    pub login_rpm: u32,
-}
-
-impl LimitConfig {
-    pub fn from_config(c: &Config) -> Self {
-        LimitConfig {
-            account_rpm: c.account_requests_per_minute,
-            user_rpm: c.user_requests_per_minute,
-            account_concurrent: c.account_concurrent_generations,
-            user_concurrent: c.user_concurrent_generations,
-            account_images_per_day: c.account_images_per_day,
-            user_images_per_day: c.user_images_per_day,
-            account_tokens_per_day: c.account_tokens_per_day,
-            user_tokens_per_day: c.user_tokens_per_day,
-            auth_rpm: c.auth_requests_per_minute,
-            login_rpm: c.login_attempts_per_minute,
-        }
-    }
-}
 
 /// Whose limits: the account's, or one end user's within it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -75,20 +41,20 @@ struct ScopeLimits {
     tokens_per_day: u64,
 }
 
-impl LimitConfig {
-    fn of(&self, scope: Scope) -> ScopeLimits {
+impl ScopeLimits {
+    fn of(config: &LimitsConfig, scope: Scope) -> ScopeLimits {
         match scope {
             Scope::Account => ScopeLimits {
-                rpm: self.account_rpm,
-                concurrent: self.account_concurrent,
-                images_per_day: self.account_images_per_day,
-                tokens_per_day: self.account_tokens_per_day,
+                rpm: config.account_requests_per_minute,
+                concurrent: config.account_concurrent_generations,
+                images_per_day: config.account_images_per_day,
+                tokens_per_day: config.account_tokens_per_day,
             },
             Scope::User => ScopeLimits {
-                rpm: self.user_rpm,
-                concurrent: self.user_concurrent,
-                images_per_day: self.user_images_per_day,
-                tokens_per_day: self.user_tokens_per_day,
+                rpm: config.user_requests_per_minute,
+                concurrent: config.user_concurrent_generations,
+                images_per_day: config.user_images_per_day,
+                tokens_per_day: config.user_tokens_per_day,
             },
         }
     }
@@ -140,14 +106,14 @@ impl From<Refusal> for ServiceError {
 
 #[derive(Clone)]
 pub struct Limits {
-    config: LimitConfig,
+    config: LimitsConfig,
     rates: Arc<dyn RateStore>,
     in_flight: InFlight,
 }
 
 impl Limits {
     /// With a Redis pool the request buckets live there, shared by every server process.
-    pub fn new(config: LimitConfig, redis: Option<fred::prelude::Pool>) -> Limits {
+    pub fn new(config: LimitsConfig, redis: Option<fred::prelude::Pool>) -> Limits {
         let rates: Arc<dyn RateStore> = match redis {
             Some(pool) => Arc::new(RedisRates { pool }),
             None => Arc::new(MemoryRates::default()),
@@ -174,8 +140,12 @@ impl Limits {
     /// `AUTH_REQUESTS_PER_MINUTE`, so one address cannot flood the password hashing.
     pub async fn auth_request(&self, client: &str) -> Result<(), ServiceError> {
         let key = format!("c\u{0}{client}");
-        self.take(vec![RateCheck { key, per_minute: self.config.auth_rpm, limit: "client.auth_requests_per_minute" }])
-            .await
+        self.take(vec![RateCheck {
+            key,
+            per_minute: self.config.auth_requests_per_minute,
+            limit: "client.auth_requests_per_minute",
+        }])
+        .await
     }
 
     /// Log-in attempts for a username from one client address: at most `LOGIN_ATTEMPTS_PER_MINUTE`,
@@ -183,7 +153,12 @@ impl Limits {
     /// lock the owner of a name out.
     pub async fn login_attempt(&self, username: &str, client: &str) -> Result<(), ServiceError> {
         let key = format!("l\u{0}{username}\u{0}{client}");
-        self.take(vec![RateCheck { key, per_minute: self.config.login_rpm, limit: "login.attempts_per_minute" }]).await
+        self.take(vec![RateCheck {
+            key,
+            per_minute: self.config.login_attempts_per_minute,
+            limit: "login.attempts_per_minute",
+        }])
+        .await
     }
 
     fn check(&self, key: String, scope: Scope) -> RateCheck {
@@ -191,7 +166,7 @@ impl Limits {
             Scope::Account => "account.requests_per_minute",
             Scope::User => "user.requests_per_minute",
         };
-        RateCheck { key, per_minute: self.config.of(scope).rpm, limit }
+        RateCheck { key, per_minute: ScopeLimits::of(&self.config, scope).rpm, limit }
     }
 
     async fn take(&self, mut checks: Vec<RateCheck>) -> Result<(), ServiceError> {
@@ -233,7 +208,7 @@ impl Limits {
                 .iter()
                 .zip(&used)
                 .map(|((scope, key), used)| {
-                    let limits = self.config.of(*scope);
+                    let limits = ScopeLimits::of(&self.config, *scope);
                     let (running, images_in_flight) = in_flight(key);
                     ScopeQuota {
                         scope: *scope,
@@ -257,7 +232,7 @@ impl Limits {
         let today = day_of(now_ms());
         let mut scopes = Vec::new();
         for (scope, key) in Self::scopes(account, user) {
-            let limits = self.config.of(scope);
+            let limits = ScopeLimits::of(&self.config, scope);
             let user = (scope == Scope::User).then_some(user).flatten();
             let used = db.usage(account, user, today).await?;
             let left = self.rates.left(&key, limits.rpm).await?;
@@ -304,7 +279,10 @@ mod tests {
 
     #[tokio::test]
     async fn a_refused_request_costs_nothing_and_limits_are_separate_per_user() {
-        let limits = Limits::new(LimitConfig { account_rpm: 3, user_rpm: 1, ..Default::default() }, None);
+        let limits = Limits::new(
+            LimitsConfig { account_requests_per_minute: 3, user_requests_per_minute: 1, ..Default::default() },
+            None,
+        );
         limits.request("a", Some("u1")).await.unwrap();
         let refused = limits.request("a", Some("u1")).await.unwrap_err();
         assert!(matches!(&refused, ServiceError::Limited { limit, .. } if limit == "user.requests_per_minute"));
@@ -323,7 +301,7 @@ mod tests {
     async fn bucket_memory_is_bounded_and_busy_buckets_stay() {
         let memory = Arc::new(MemoryRates::default());
         let limits = Limits {
-            config: LimitConfig { auth_rpm: 2, ..Default::default() },
+            config: LimitsConfig { auth_requests_per_minute: 2, ..Default::default() },
             rates: memory.clone(),
             in_flight: InFlight::default(),
         };
@@ -342,7 +320,7 @@ mod tests {
 
     #[tokio::test]
     async fn log_in_attempts_are_limited_per_name_and_address() {
-        let limits = Limits::new(LimitConfig { login_rpm: 2, ..Default::default() }, None);
+        let limits = Limits::new(LimitsConfig { login_attempts_per_minute: 2, ..Default::default() }, None);
         limits.login_attempt("admin", "203.0.113.9").await.unwrap();
         limits.login_attempt("admin", "203.0.113.9").await.unwrap();
         let refused = limits.login_attempt("admin", "203.0.113.9").await.unwrap_err();
@@ -350,7 +328,7 @@ mod tests {
         // The owner, from elsewhere, is not locked out.
         limits.login_attempt("admin", "198.51.100.7").await.unwrap();
         // 0 turns a limit off.
-        let off = Limits::new(LimitConfig::default(), None);
+        let off = Limits::new(LimitsConfig::default(), None);
         for _ in 0..100 {
             off.login_attempt("admin", "x").await.unwrap();
             off.auth_request("x").await.unwrap();
