@@ -102,6 +102,21 @@ async fn every_route_is_documented_with_its_errors() {
             assert!(responses.contains_key("404"), "{method} {path} lacks 404");
         }
     }
+    // Every answer with a JSON body says its shape (the OpenAI-compatible ones too).
+    let mut untyped = Vec::new();
+    for (method, path) in routes() {
+        for (status, response) in doc["paths"][&path][&method]["responses"].as_object().unwrap() {
+            for (media, content) in response["content"].as_object().into_iter().flatten() {
+                if media.contains("json") && content.get("schema").is_none() {
+                    untyped.push(format!("{method} {path} {status} {media}"));
+                }
+            }
+            if status.starts_with('2') && status != "204" && response.get("content").is_none() {
+                untyped.push(format!("{method} {path} {status}: no content"));
+            }
+        }
+    }
+    assert!(untyped.is_empty(), "answers without a schema: {untyped:#?}");
     let schemas = [
         "ChatRequest",
         "ChatResponse",

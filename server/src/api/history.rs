@@ -79,7 +79,8 @@ pub struct ExportQuery {
 
 /// `GET /conversations/{id}/export`: a download, as JSON or Markdown.
 #[utoipa::path(get, path = "/conversations/{id}/export", tag = "history", params(("id" = String, Path, description = "A conversation id (`conversation_id` of a chat reply)"), ExportQuery),
-    responses((status = 200, description = "`conversation-{id}.json` (a ConversationDetail) or `.md`"),
+    responses((status = 200, description = "`conversation-{id}.json` (a ConversationDetail) or `.md`",
+                  content((ConversationDetail = "application/json"), (String = "text/markdown"))),
               (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn export(
     State(state): State<AppState>,

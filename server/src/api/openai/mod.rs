@@ -13,7 +13,7 @@ use crate::{
     service::AppState,
     service::{self, error::ServiceError, validate},
 };
-use app::types::{ErrorBody, ImageGenerationRequest, JobStatus};
+use app::types::{ErrorBody, ErrorDetail, ImageGenerationRequest, JobStatus};
 use axum::{
     extract::State,
     http::{header, HeaderMap, StatusCode},
@@ -24,9 +24,10 @@ use axum::{
     Json,
 };
 use base64::Engine as _;
-use serde::Deserialize;
-use serde_json::{json, Value};
 use std::{convert::Infallible, time::Duration};
+pub use wire::*;
+
+mod wire;
 
 pub const MAX_IMAGES: u32 = 4;
 
@@ -52,80 +53,14 @@ fn check_model(requested: Option<&str>, ours: &str) -> Result<()> {
 }
 
 /// `GET /v1/models`
-#[utoipa::path(get, path = "/v1/models", tag = "openai", responses((status = 200, description = "`{object: \"list\", data: [{id, object, created, owned_by}]}`: the chat and the image model")))]
-pub async fn list_models(State(state): State<AppState>) -> Json<Value> {
-    let model = |id: String| json!({"id": id, "object": "model", "created": 0, "owned_by": "duet"});
-    Json(json!({
-        "object": "list",
-        "data": [model(state.config.llm_model.to_string()), model(state.config.sd_model.to_string())],
-    }))
-}
-
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
-pub struct ChatCompletionRequest {
-    #[serde(default)]
-    pub model: Option<String>,
-    #[serde(default)]
-    pub messages: Option<Vec<InMessage>>,
-    #[serde(default)]
-    pub stream: bool,
-    #[serde(default)]
-    pub stream_options: Option<StreamOptions>,
-    #[serde(default)]
-    pub max_tokens: Option<u32>,
-    #[serde(default)]
-    pub max_completion_tokens: Option<u32>,
-    #[serde(default)]
-    pub temperature: Option<f64>,
-    #[serde(default)]
-    pub top_p: Option<f64>,
-    #[serde(default)]
-    pub top_k: Option<u32>,
-    #[serde(default)]
-    pub repetition_penalty: Option<f64>,
-    #[serde(default)]
-    pub seed: Option<u64>,
-    #[serde(default)]
-    pub stop: Option<Stop>,
-    #[serde(default)]
-    pub n: Option<u32>,
-    #[serde(default)]
-    pub user: Option<String>,
-}
-
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
-pub struct StreamOptions {
-    #[serde(default)]
-    pub include_usage: bool,
-}
-
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
-#[serde(untagged)]
-pub enum Stop {
-    One(String),
-    Many(Vec<String>),
-}
-
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
-pub struct InMessage {
-    pub role: String,
-    #[serde(default)]
-    pub content: Option<Content>,
-}
-
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
-#[serde(untagged)]
-pub enum Content {
-    Text(String),
-    Parts(Vec<ContentPart>),
-}
-
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
-pub struct ContentPart {
-    #[serde(rename = "type")]
-    pub kind: String,
-    #[serde(default)]
-    pub text: Option<String>,
+#[utoipa::path(get, path = "/v1/models", tag = "openai", responses((status = 200, description = "The chat and the image model", body = ModelList)))]
+pub async fn list_models(State(state): State<AppState>) -> Json<ModelList> {
+    let model = |id: String| Model { id, object: "model", created: 0, owned_by: "duet" };
+    let models = &state.config.models;
+    Json(ModelList {
+        object: "list",
+        data: vec![model(models.llm_model.to_string()), model(models.sd_model.to_string())],
+    })
 }
 
 /// The conversation as our template takes it. `developer` is OpenAI's newer name for `system`.
@@ -224,7 +159,8 @@ fn finish_reason(reason: FinishReason) -> &'static str {
 /// `POST /v1/chat/completions`
 #[utoipa::path(post, path = "/v1/chat/completions", tag = "openai", request_body = ChatCompletionRequest,
     responses(
-        (status = 200, description = "OpenAI's `chat.completion` (reasoning in `message.reasoning_content`), or with `stream: true` its `chat.completion.chunk` events and `[DONE]`"),
+        (status = 200, description = "OpenAI's `chat.completion` (reasoning in `message.reasoning_content`), or with `stream: true` server-sent `chat.completion.chunk` events and `data: [DONE]`",
+            content((ChatCompletion = "application/json"), (ChatCompletionChunk = "text/event-stream"))),
         (status = 400, description = "Malformed JSON or an empty body", body = ErrorBody), (status = 404, description = "Unknown model (`code: model_not_found`)", body = ErrorBody), (status = 415, description = "The body is not JSON (send Content-Type: application/json)", body = ErrorBody), (status = 422, description = "A field is invalid; `error.param` names it (a JSON path) and the message says what is allowed", body = ErrorBody), (status = 503, description = "A queue is full, or the model is missing, loading or failed; `Retry-After` says when to try again when waiting helps", body = ErrorBody, headers(("Retry-After" = u64, description = "seconds"))), (status = 504, description = "Not finished within the configured timeout", body = ErrorBody)))]
 #[tracing::instrument(skip_all)]
 pub async fn chat_completions(
@@ -232,9 +168,9 @@ pub async fn chat_completions(
     caller: Caller,
     ApiJson(req): ApiJson<ChatCompletionRequest>,
 ) -> Result<Response> {
-    let model = state.config.llm_model.to_string();
+    let model = state.config.models.llm_model.to_string();
     check_model(req.model.as_deref(), &model)?;
-    let params = params(&req, state.config.chat_max_tokens)?;
+    let params = params(&req, state.config.llm.chat_max_tokens)?;
     let messages = messages(req.messages)?;
     let running =
         service::completions::start(&state, &caller, messages, params, req.user.as_deref().unwrap_or("")).await?;
@@ -246,7 +182,7 @@ pub async fn chat_completions(
     }
     // The generation runs to its end in a task of its own, so however this request ends (done,
     // timed out, the client gone) it is stopped and what it generated is counted.
-    let timeout = Duration::from_secs(state.config.request_timeout_secs);
+    let timeout = Duration::from_secs(state.config.llm.request_timeout_secs);
     let stop = CancelOnDrop(running.canceller());
     let completion = match tokio::time::timeout(timeout, tokio::spawn(running.completion())).await {
         Ok(Ok(done)) => done.map_err(|f| ServiceError::from_failure(f, "messages"))?,
@@ -258,22 +194,22 @@ pub async fn chat_completions(
     };
     drop(stop);
     let reasoning = completion.reasoning.trim();
-    Ok(Json(json!({
-        "id": id,
-        "object": "chat.completion",
-        "created": created,
-        "model": model,
-        "choices": [{
-            "index": 0,
-            "message": {
-                "role": "assistant",
-                "content": completion.answer,
-                "reasoning_content": (!reasoning.is_empty()).then_some(reasoning),
+    Ok(Json(ChatCompletion {
+        id,
+        object: "chat.completion",
+        created,
+        model,
+        choices: vec![Choice {
+            index: 0,
+            message: AssistantMessage {
+                role: "assistant",
+                content: completion.answer.clone(),
+                reasoning_content: (!reasoning.is_empty()).then(|| reasoning.to_string()),
             },
-            "finish_reason": finish_reason(completion.finish_reason),
+            finish_reason: finish_reason(completion.finish_reason),
         }],
-        "usage": usage(&completion),
-    }))
+        usage: usage(&completion),
+    })
     .into_response())
 }
 
@@ -287,13 +223,17 @@ impl Drop for CancelOnDrop {
 }
 
 /// OpenAI's usage, with the prompt tokens the KV cache held as its `cached_tokens`.
-fn usage(c: &crate::inference::llm::Completion) -> Value {
-    json!({
-        "prompt_tokens": c.prompt_tokens,
-        "completion_tokens": c.completion_tokens,
-        "total_tokens": c.prompt_tokens + c.completion_tokens,
-        "prompt_tokens_details": {"cached_tokens": c.reused_tokens},
-    })
+fn usage(c: &crate::inference::llm::Completion) -> Usage {
+    Usage {
+        prompt_tokens: c.prompt_tokens,
+        completion_tokens: c.completion_tokens,
+        total_tokens: c.prompt_tokens + c.completion_tokens,
+        prompt_tokens_details: PromptTokensDetails { cached_tokens: c.reused_tokens },
+    }
+}
+
+fn send(body: &impl serde::Serialize) -> Event {
+    Event::default().json_data(body).unwrap_or_default()
 }
 
 /// Chunks as OpenAI streams them: unnamed SSE events, then `[DONE]`. When the client hangs up
@@ -306,33 +246,45 @@ fn stream(
     include_usage: bool,
 ) -> Sse<impl tokio_stream::Stream<Item = std::result::Result<Event, Infallible>>> {
     let (tx, rx) = tokio::sync::mpsc::channel::<Event>(64);
-    let chunk = move |delta: Value, finish: Option<&str>| {
-        json!({"id": id, "object": "chat.completion.chunk", "created": created, "model": model,
-               "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]})
+    let chunk = move |delta: Delta, finish_reason: Option<&'static str>, usage: Option<Usage>| {
+        let choices = vec![ChunkChoice { index: 0, delta, finish_reason }];
+        let chunk = ChatCompletionChunk {
+            id: id.clone(),
+            object: "chat.completion.chunk",
+            created,
+            model: model.clone(),
+            choices,
+            usage,
+        };
+        send(&chunk)
     };
     tokio::spawn(async move {
-        let send = |v: Value| Event::default().json_data(v).unwrap_or_default();
-        if tx.send(send(chunk(json!({"role": "assistant", "content": ""}), None))).await.is_err() {
+        let first = Delta { role: Some("assistant"), content: Some(String::new()), ..Default::default() };
+        if tx.send(chunk(first, None, None)).await.is_err() {
             return running.abandon();
         }
         while let Some(event) = running.next().await {
             let event = match event {
                 GenerationEvent::Delta { part: Part::Reasoning, text } => {
-                    send(chunk(json!({"reasoning_content": text}), None))
+                    chunk(Delta { reasoning_content: Some(text), ..Default::default() }, None, None)
                 }
-                GenerationEvent::Delta { part: Part::Answer, text } => send(chunk(json!({"content": text}), None)),
+                GenerationEvent::Delta { part: Part::Answer, text } => {
+                    chunk(Delta { content: Some(text), ..Default::default() }, None, None)
+                }
                 GenerationEvent::Done(c) => {
-                    let mut last = chunk(json!({}), Some(finish_reason(c.finish_reason)));
-                    if include_usage {
-                        last["usage"] = usage(&c);
-                    }
-                    let _ = tx.send(send(last)).await;
+                    let usage = include_usage.then(|| usage(&c));
+                    let _ = tx.send(chunk(Delta::default(), Some(finish_reason(c.finish_reason)), usage)).await;
                     break;
                 }
                 GenerationEvent::Failed(failure) => {
                     tracing::warn!(error = %failure, "completion failed");
-                    let error = json!({"error": {"message": failure.message, "type": "server_error", "param": null, "code": "internal"}});
-                    let _ = tx.send(send(error)).await;
+                    let detail = ErrorDetail {
+                        message: failure.message,
+                        kind: "server_error".into(),
+                        param: None,
+                        code: Some("internal".into()),
+                    };
+                    let _ = tx.send(send(&ErrorBody { error: detail })).await;
                     break;
                 }
                 GenerationEvent::Started { .. } => continue,
@@ -345,36 +297,6 @@ fn stream(
     });
     let events = tokio_stream::StreamExt::map(tokio_stream::wrappers::ReceiverStream::new(rx), Ok);
     Sse::new(events).keep_alive(KeepAlive::default())
-}
-
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
-pub struct ImagesRequest {
-    #[serde(default)]
-    pub prompt: Option<String>,
-    #[serde(default)]
-    pub model: Option<String>,
-    #[serde(default)]
-    pub n: Option<u32>,
-    /// `WIDTHxHEIGHT`, e.g. `512x512`.
-    #[serde(default)]
-    pub size: Option<String>,
-    /// `url` (default) or `b64_json`.
-    #[serde(default)]
-    pub response_format: Option<String>,
-    // Duet's own settings, beyond OpenAI's.
-    #[serde(default)]
-    pub negative_prompt: Option<String>,
-    #[serde(default)]
-    pub seed: Option<u32>,
-    #[serde(default)]
-    pub num_inference_steps: Option<u32>,
-    #[serde(default)]
-    pub guidance_scale: Option<f64>,
-    #[serde(default)]
-    pub scheduler: Option<String>,
-    /// The end user the images are for (OpenAI's field), for per-user limits.
-    #[serde(default)]
-    pub user: Option<String>,
 }
 
 fn size(text: Option<&str>) -> Result<(Option<u32>, Option<u32>)> {
@@ -395,7 +317,7 @@ fn size(text: Option<&str>) -> Result<(Option<u32>, Option<u32>)> {
 /// `POST /v1/images/generations`: waits for the images (they take a while on a CPU).
 #[utoipa::path(post, path = "/v1/images/generations", tag = "openai", request_body = ImagesRequest,
     responses(
-        (status = 200, description = "`{created, data: [{url | b64_json, revised_prompt}]}` once every image is done"),
+        (status = 200, description = "Once every image is done", body = ImagesResponse),
         (status = 400, description = "Malformed JSON or an empty body", body = ErrorBody), (status = 404, description = "Unknown model", body = ErrorBody), (status = 415, description = "The body is not JSON (send Content-Type: application/json)", body = ErrorBody), (status = 422, description = "A field is invalid; `error.param` names it (a JSON path) and the message says what is allowed", body = ErrorBody), (status = 503, description = "A queue is full, or the model is missing, loading or failed; `Retry-After` says when to try again when waiting helps", body = ErrorBody, headers(("Retry-After" = u64, description = "seconds"))), (status = 504, description = "Not finished within the configured timeout", body = ErrorBody), (status = 500, description = "Internal error; the log has the details under the response's x-request-id", body = ErrorBody)))]
 #[tracing::instrument(skip_all)]
 pub async fn images_generations(
@@ -404,7 +326,7 @@ pub async fn images_generations(
     headers: HeaderMap,
     ApiJson(req): ApiJson<ImagesRequest>,
 ) -> Result<Response> {
-    check_model(req.model.as_deref(), &state.config.sd_model.to_string())?;
+    check_model(req.model.as_deref(), &state.config.models.sd_model.to_string())?;
     let n = req.n.unwrap_or(1);
     if !(1..=MAX_IMAGES).contains(&n) {
         return Err(invalid("n", format!("must be from 1 to {MAX_IMAGES}, got {n}")));
@@ -438,7 +360,7 @@ pub async fn images_generations(
         })?;
         jobs.push(job);
     }
-    let timeout = Duration::from_secs(state.config.image_wait_timeout_secs);
+    let timeout = Duration::from_secs(state.config.images.wait_timeout_secs);
     let base = base_url(&state.config, &headers);
     let mut data = Vec::new();
     for job in jobs {
@@ -451,23 +373,24 @@ pub async fn images_generations(
         data.push(if b64 {
             let path = service::images::file(&state, &caller, &done.job_id).await?;
             let bytes = tokio::fs::read(&path).await.map_err(|e| ServiceError::Engine(e.to_string()))?;
-            json!({"b64_json": base64::engine::general_purpose::STANDARD.encode(bytes), "revised_prompt": prompt})
+            let b64_json = base64::engine::general_purpose::STANDARD.encode(bytes);
+            ImageData { url: None, b64_json: Some(b64_json), revised_prompt: prompt }
         } else {
-            json!({"url": format!("{base}{}", done.image_url), "revised_prompt": prompt})
+            ImageData { url: Some(format!("{base}{}", done.image_url)), b64_json: None, revised_prompt: prompt }
         });
     }
-    Ok(Json(json!({"created": unix_now(), "data": data})).into_response())
+    Ok(Json(ImagesResponse { created: unix_now(), data }).into_response())
 }
 
 /// `scheme://host` the client used, so image URLs are absolute as OpenAI's are: `PUBLIC_URL`
 /// when set, else the request's host (one the server answers for); a proxy's `X-Forwarded-*`
 /// headers count only when `TRUSTED_PROXIES` says there is one.
 fn base_url(config: &crate::config::Config, headers: &HeaderMap) -> String {
-    if let Some(public) = &config.public_url {
+    if let Some(public) = &config.server.public_url {
         return public.trim_end_matches('/').to_string();
     }
     let get = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-    let proxied = !config.trusted_proxies.is_empty();
+    let proxied = !config.server.trusted_proxies.is_empty();
     let forwarded = |name: &str| if proxied { get(name) } else { None };
     let host = forwarded("x-forwarded-host").or_else(|| get(header::HOST.as_str())).unwrap_or("127.0.0.1:3000");
     let scheme = forwarded("x-forwarded-proto").filter(|s| matches!(*s, "http" | "https")).unwrap_or("http");
@@ -477,6 +400,7 @@ fn base_url(config: &crate::config::Config, headers: &HeaderMap) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::{json, Value};
 
     fn parse(v: Value) -> ChatCompletionRequest {
         serde_json::from_value(v).unwrap()
