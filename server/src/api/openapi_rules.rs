@@ -220,13 +220,26 @@ pub fn apply(doc: &mut Value) {
 
     // Server-sent events: each event is `{event, data}`, its data the JSON of a schema.
     let chat_events = ["start", "reasoning", "answer", "reply", "image_job", "done", "error"];
-    events(doc, "/chat", "post", &chat_events, "ChatEvent");
-    events(doc, "/jobs/{id}/events", "get", &["job"], "JobInfo");
+    events(doc, "/chat", "post", &chat_events, json_data(schema("ChatEvent")));
+    events(doc, "/jobs/{id}/events", "get", &["job"], json_data(schema("JobInfo")));
+    // OpenAI's events are unnamed (`message`): chunks or an error, then the text `[DONE]`.
+    let chunk = json_data(json!({"oneOf": [schema("ChatCompletionChunk"), schema("ErrorBody")]}));
+    let data = json!({"type": "string", "if": {"const": "[DONE]"}, "then": true, "else": chunk});
+    events(doc, "/v1/chat/completions", "post", &["message"], data);
+}
+
+/// An event's `data`: the JSON text of a value of `schema`.
+fn json_data(schema: Value) -> Value {
+    json!({"type": "string", "contentMediaType": "application/json", "contentSchema": schema})
+}
+
+fn schema(name: &str) -> Value {
+    json!({"$ref": format!("#/components/schemas/{name}")})
 }
 
 /// A `text/event-stream` answer described as OpenAPI 3.2 describes one: the schema of each event,
-/// its `data` a JSON text of `data_schema`.
-fn events(doc: &mut Value, path: &str, method: &str, names: &[&str], data_schema: &str) {
+/// with `data` as given.
+fn events(doc: &mut Value, path: &str, method: &str, names: &[&str], data: Value) {
     let content = &mut doc["paths"][path][method]["responses"]["200"]["content"]["text/event-stream"];
     assert!(content.is_object(), "{method} {path} documents no text/event-stream answer: update api/openapi_rules.rs");
     content["schema"] = json!({
@@ -234,11 +247,7 @@ fn events(doc: &mut Value, path: &str, method: &str, names: &[&str], data_schema
         "required": ["data"],
         "properties": {
             "event": {"type": "string", "enum": names},
-            "data": {
-                "type": "string",
-                "contentMediaType": "application/json",
-                "contentSchema": {"$ref": format!("#/components/schemas/{data_schema}")},
-            },
+            "data": data,
             "id": {"type": "string"},
             "retry": {"type": "integer"},
         },

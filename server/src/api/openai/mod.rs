@@ -223,8 +223,8 @@ impl Drop for CancelOnDrop {
 }
 
 /// OpenAI's usage, with the prompt tokens the KV cache held as its `cached_tokens`.
-fn usage(c: &crate::inference::llm::Completion) -> Usage {
-    Usage {
+fn usage(c: &crate::inference::llm::Completion) -> CompletionUsage {
+    CompletionUsage {
         prompt_tokens: c.prompt_tokens,
         completion_tokens: c.completion_tokens,
         total_tokens: c.prompt_tokens + c.completion_tokens,
@@ -246,7 +246,7 @@ fn stream(
     include_usage: bool,
 ) -> Sse<impl tokio_stream::Stream<Item = std::result::Result<Event, Infallible>>> {
     let (tx, rx) = tokio::sync::mpsc::channel::<Event>(64);
-    let chunk = move |delta: Delta, finish_reason: Option<&'static str>, usage: Option<Usage>| {
+    let chunk = move |delta: Delta, finish_reason: Option<&'static str>, usage: Option<CompletionUsage>| {
         let choices = vec![ChunkChoice { index: 0, delta, finish_reason }];
         let chunk = ChatCompletionChunk {
             id: id.clone(),

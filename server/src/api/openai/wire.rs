@@ -135,7 +135,7 @@ pub struct ChatCompletion {
     pub model: String,
     /// Exactly one.
     pub choices: Vec<Choice>,
-    pub usage: Usage,
+    pub usage: CompletionUsage,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -159,7 +159,7 @@ pub struct AssistantMessage {
 
 /// Tokens of one reply; `prompt_tokens_details.cached_tokens` came from a kept KV cache.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct Usage {
+pub struct CompletionUsage {
     pub prompt_tokens: usize,
     pub completion_tokens: usize,
     pub total_tokens: usize,
@@ -183,7 +183,7 @@ pub struct ChatCompletionChunk {
     pub choices: Vec<ChunkChoice>,
     /// On the last chunk, when `stream_options.include_usage` asked for it.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub usage: Option<Usage>,
+    pub usage: Option<CompletionUsage>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
