@@ -5,19 +5,9 @@
 mod common;
 
 use axum::http::{header, Method};
-use common::api::{account, call, mock_state_on, Auth, Reply};
+use common::api::{account, call, mock_state_on, ok, Auth};
 use serde_json::{json, Value};
 use std::io::Read;
-
-async fn req(s: &server::AppState, auth: &Auth, method: Method, uri: &str, body: Option<Value>) -> Reply {
-    call(s, method, uri, body, auth).await
-}
-
-async fn ok(s: &server::AppState, auth: &Auth, method: Method, uri: &str, body: Option<Value>) -> Value {
-    let reply = req(s, auth, method.clone(), uri, body).await;
-    assert!(reply.status.is_success(), "{method} {uri}: {} {}", reply.status, String::from_utf8_lossy(&reply.body));
-    reply.json()
-}
 
 /// Make an image and wait for it; returns its id.
 async fn make(s: &server::AppState, auth: &Auth, prompt: &str, user: &str) -> String {
@@ -62,9 +52,9 @@ on_both_databases! {
         assert_eq!(ids(&before), [fox.as_str()]);
         let between = ok(&s, &alice, Method::GET, &format!("/gallery?from={whale_at}&to={}&q=blue", whale_at + 1), None).await;
         assert_eq!(ids(&between), [whale.as_str()]);
-        let bad = req(&s, &alice, Method::GET, &format!("/gallery?from={whale_at}&to={whale_at}"), None).await;
+        let bad = call(&s, &alice, Method::GET, &format!("/gallery?from={whale_at}&to={whale_at}"), None).await;
         assert_eq!(bad.error_param(422).as_deref(), Some("to"));
-        assert_eq!(req(&s, &alice, Method::GET, "/gallery?from=yesterday", None).await.error_param(422).as_deref(), Some("from"));
+        assert_eq!(call(&s, &alice, Method::GET, "/gallery?from=yesterday", None).await.error_param(422).as_deref(), Some("from"));
         let page = ok(&s, &alice, Method::GET, "/gallery?limit=2", None).await;
         assert_eq!((ids(&page).len(), page["next_offset"].as_u64()), (2, Some(2)));
         assert_eq!(ids(&ok(&s, &alice, Method::GET, "/gallery?limit=2&offset=2", None).await), [fox.as_str()]);
@@ -77,38 +67,38 @@ on_both_databases! {
         let (_, bob) = account(&s, "bob").await;
         let fox = make(&s, &alice, "a red fox", "u1").await;
         let owl = make(&s, &alice, "an owl", "u1").await;
-        let png = req(&s, &alice, Method::GET, &format!("/images/{fox}.png"), None).await.body;
+        let png = call(&s, &alice, Method::GET, &format!("/images/{fox}.png"), None).await.body;
         assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
 
-        let download = req(&s, &alice, Method::GET, &format!("/gallery/{fox}/download"), None).await;
+        let download = call(&s, &alice, Method::GET, &format!("/gallery/{fox}/download"), None).await;
         assert_eq!(download.body, png);
         let seed = ok(&s, &alice, Method::GET, &format!("/gallery/{fox}"), None).await["parameters"]["seed"].as_u64().unwrap();
         let disposition = download.headers[header::CONTENT_DISPOSITION].to_str().unwrap().to_string();
         assert_eq!(disposition, format!("attachment; filename=\"duet-{seed}-{}.png\"", &fox[..8]));
 
-        let zip = req(&s, &alice, Method::POST, "/gallery/zip", Some(json!({"ids": [fox, owl]}))).await;
+        let zip = call(&s, &alice, Method::POST, "/gallery/zip", Some(json!({"ids": [fox, owl]}))).await;
         assert_eq!((zip.status.as_u16(), zip.headers[header::CONTENT_TYPE].to_str().unwrap()), (200, "application/zip"));
         let mut archive = zip::ZipArchive::new(std::io::Cursor::new(zip.body.clone())).unwrap();
         assert_eq!(archive.len(), 2);
         let mut first = Vec::new();
         archive.by_index(0).unwrap().read_to_end(&mut first).unwrap();
         assert_eq!(first, png, "the zip holds the very files");
-        assert_eq!(req(&s, &alice, Method::POST, "/gallery/zip", Some(json!({"ids": []}))).await.error_param(422).as_deref(), Some("ids"));
+        assert_eq!(call(&s, &alice, Method::POST, "/gallery/zip", Some(json!({"ids": []}))).await.error_param(422).as_deref(), Some("ids"));
 
         // A share link opens the picture for anyone, without credentials, until revoked.
-        let share = req(&s, &alice, Method::POST, &format!("/gallery/{fox}/shares"), Some(json!({"expires_in_secs": 3600}))).await;
+        let share = call(&s, &alice, Method::POST, &format!("/gallery/{fox}/shares"), Some(json!({"expires_in_secs": 3600}))).await;
         assert_eq!(share.status, 201, "{}", String::from_utf8_lossy(&share.body));
         let share = share.json();
         let url = share["url"].as_str().unwrap().to_string();
         assert!(url.starts_with("/s/"), "{share}");
-        let opened = req(&s, &Auth::None, Method::GET, &url, None).await;
+        let opened = call(&s, &Auth::None, Method::GET, &url, None).await;
         assert_eq!((opened.status.as_u16(), opened.body == png), (200, true));
         assert_eq!(opened.headers[header::CACHE_CONTROL], "public, max-age=60");
         let tampered = format!("{}x", &url[..url.len() - 1]);
-        assert_eq!(req(&s, &Auth::None, Method::GET, &tampered, None).await.status, 404);
+        assert_eq!(call(&s, &Auth::None, Method::GET, &tampered, None).await.status, 404);
         let listed = ok(&s, &alice, Method::GET, &format!("/gallery/{fox}/shares"), None).await;
         assert_eq!(listed[0]["url"], url.as_str(), "the owner can copy the link again");
-        let too_short = req(&s, &alice, Method::POST, &format!("/gallery/{fox}/shares"), Some(json!({"expires_in_secs": 5}))).await;
+        let too_short = call(&s, &alice, Method::POST, &format!("/gallery/{fox}/shares"), Some(json!({"expires_in_secs": 5}))).await;
         assert_eq!(too_short.error_param(422).as_deref(), Some("expires_in_secs"));
 
         // Bob can reach none of it, and learns nothing about it.
@@ -122,12 +112,12 @@ on_both_databases! {
             (Method::POST, "/gallery/zip".to_string(), Some(json!({"ids": [fox]}))),
             (Method::DELETE, format!("/shares/{share_id}"), None),
         ] {
-            assert_eq!(req(&s, &bob, method.clone(), &uri, body).await.status, 404, "bob {method} {uri}");
+            assert_eq!(call(&s, &bob, method.clone(), &uri, body).await.status, 404, "bob {method} {uri}");
         }
         assert_eq!(ids(&ok(&s, &bob, Method::GET, "/gallery", None).await), Vec::<&str>::new());
 
-        assert_eq!(req(&s, &alice, Method::DELETE, &format!("/shares/{share_id}"), None).await.status, 204);
-        assert_eq!(req(&s, &Auth::None, Method::GET, &url, None).await.status, 404, "revoked");
+        assert_eq!(call(&s, &alice, Method::DELETE, &format!("/shares/{share_id}"), None).await.status, 204);
+        assert_eq!(call(&s, &Auth::None, Method::GET, &url, None).await.status, 404, "revoked");
 
         // An expired link, even correctly signed, opens nothing.
         let past = server::storage::now_ms() - 1000;
@@ -141,15 +131,15 @@ on_both_databases! {
         };
         s.db.insert_share(&expired).await.unwrap();
         let token = s.signing.sign(&format!("expired-share~{past}"));
-        assert_eq!(req(&s, &Auth::None, Method::GET, &format!("/s/{token}"), None).await.status, 404, "expired");
+        assert_eq!(call(&s, &Auth::None, Method::GET, &format!("/s/{token}"), None).await.status, 404, "expired");
 
         // Deleting removes the row, the file and every link.
         let live = ok(&s, &alice, Method::POST, &format!("/gallery/{owl}/shares"), Some(json!({}))).await;
-        assert_eq!(req(&s, &alice, Method::DELETE, &format!("/gallery/{owl}"), None).await.status, 204);
+        assert_eq!(call(&s, &alice, Method::DELETE, &format!("/gallery/{owl}"), None).await.status, 204);
         assert!(!dir.path().join(format!("images/{owl}.png")).exists());
-        assert_eq!(req(&s, &alice, Method::GET, &format!("/gallery/{owl}"), None).await.status, 404);
-        assert_eq!(req(&s, &alice, Method::GET, &format!("/images/{owl}.png"), None).await.status, 404);
-        assert_eq!(req(&s, &Auth::None, Method::GET, live["url"].as_str().unwrap(), None).await.status, 404);
+        assert_eq!(call(&s, &alice, Method::GET, &format!("/gallery/{owl}"), None).await.status, 404);
+        assert_eq!(call(&s, &alice, Method::GET, &format!("/images/{owl}.png"), None).await.status, 404);
+        assert_eq!(call(&s, &Auth::None, Method::GET, live["url"].as_str().unwrap(), None).await.status, 404);
         assert_eq!(ids(&ok(&s, &alice, Method::GET, "/gallery", None).await), [fox.as_str()]);
     }
 }

@@ -4,26 +4,8 @@
 mod common;
 
 use axum::http::{header, Method};
-use common::api::{account, call, mock_state_on, Auth, Reply};
+use common::api::{account, accounts_state_on, call, ok, Auth};
 use serde_json::{json, Value};
-
-async fn state(backend: common::Backend, dir: &std::path::Path) -> server::AppState {
-    mock_state_on(backend, dir, &["--auth-required", "true"]).await
-}
-
-async fn req(s: &server::AppState, auth: &Auth, method: Method, uri: &str, body: Option<Value>) -> Reply {
-    call(s, method, uri, body, auth).await
-}
-
-async fn ok(s: &server::AppState, auth: &Auth, method: Method, uri: &str, body: Option<Value>) -> Value {
-    let reply = req(s, auth, method.clone(), uri, body).await;
-    assert!(reply.status.is_success(), "{method} {uri}: {} {}", reply.status, String::from_utf8_lossy(&reply.body));
-    if reply.body.is_empty() {
-        Value::Null
-    } else {
-        reply.json()
-    }
-}
 
 /// Say `message` as `user` (in `conversation` when given); returns the conversation id.
 async fn say(s: &server::AppState, auth: &Auth, user: &str, message: &str, conversation: Option<&str>) -> String {
@@ -50,7 +32,7 @@ fn hit_words(hit: &Value) -> Vec<String> {
 on_both_databases! {
     async fn conversations_list_read_rename_and_page(backend) {
         let dir = tempfile::tempdir().unwrap();
-        let s = state(backend, dir.path()).await;
+        let s = accounts_state_on(backend, dir.path(), &[]).await;
         let (_, alice) = account(&s, "alice").await;
         let first = say(&s, &alice, "u1", "Tell me about zebras", None).await;
         say(&s, &alice, "u1", "And their stripes?", Some(&first)).await;
@@ -66,9 +48,9 @@ on_both_databases! {
         assert_eq!(u1["next_offset"], 1);
         let page2 = ok(&s, &alice, Method::GET, "/conversations?user_id=u1&limit=1&offset=1", None).await;
         assert_eq!(page2["conversations"][0]["id"], first.as_str());
-        let bad = req(&s, &alice, Method::GET, "/conversations?limit=lots", None).await;
+        let bad = call(&s, &alice, Method::GET, "/conversations?limit=lots", None).await;
         assert_eq!(bad.error_param(422).as_deref(), Some("limit"));
-        assert_eq!(req(&s, &alice, Method::GET, "/conversations?limit=0", None).await.error_param(422).as_deref(), Some("limit"));
+        assert_eq!(call(&s, &alice, Method::GET, "/conversations?limit=0", None).await.error_param(422).as_deref(), Some("limit"));
 
         let detail = ok(&s, &alice, Method::GET, &format!("/conversations/{first}"), None).await;
         assert_eq!(detail["conversation"]["title"], "Tell me about zebras");
@@ -83,13 +65,13 @@ on_both_databases! {
 
         let renamed = ok(&s, &alice, Method::PATCH, &format!("/conversations/{first}"), Some(json!({"title": "Zebra facts"}))).await;
         assert_eq!(renamed["title"], "Zebra facts");
-        let empty = req(&s, &alice, Method::PATCH, &format!("/conversations/{first}"), Some(json!({"title": "  "}))).await;
+        let empty = call(&s, &alice, Method::PATCH, &format!("/conversations/{first}"), Some(json!({"title": "  "}))).await;
         assert_eq!(empty.error_param(422).as_deref(), Some("title"));
     }
 
     async fn search_finds_titles_and_messages_with_marked_snippets(backend) {
         let dir = tempfile::tempdir().unwrap();
-        let s = state(backend, dir.path()).await;
+        let s = accounts_state_on(backend, dir.path(), &[]).await;
         let (_, alice) = account(&s, "alice").await;
         let (_, bob) = account(&s, "bob").await;
         let zebra = say(&s, &alice, "u1", "Zebras have stripes", None).await;
@@ -121,17 +103,17 @@ on_both_databases! {
         // Operators are just words: nothing to inject.
         let odd = ok(&s, &alice, Method::GET, "/search?q=%22stripes%22%20OR%20NEAR(", None).await;
         assert_eq!(odd["hits"], json!([]), "every word must appear, `or` and `near` included");
-        assert_eq!(req(&s, &alice, Method::GET, "/search?q=%20%2C", None).await.error_param(422).as_deref(), Some("q"));
+        assert_eq!(call(&s, &alice, Method::GET, "/search?q=%20%2C", None).await.error_param(422).as_deref(), Some("q"));
         // Words of any script are looked for; a query of only emoji finds nothing (the document's
         // pattern, ASCII `\w` in JSON Schema, cannot tell letters from symbols outside ASCII).
         assert_eq!(ok(&s, &alice, Method::GET, "/search?q=%F0%92%81%9E", None).await["hits"], json!([]));
         assert_eq!(ok(&s, &alice, Method::GET, "/search?q=%F0%9F%98%80", None).await["hits"], json!([]));
-        assert_eq!(req(&s, &alice, Method::GET, "/search", None).await.error_param(422).as_deref(), Some("q"));
+        assert_eq!(call(&s, &alice, Method::GET, "/search", None).await.error_param(422).as_deref(), Some("q"));
     }
 
     async fn export_and_delete_and_nobody_else_can(backend) {
         let dir = tempfile::tempdir().unwrap();
-        let s = state(backend, dir.path()).await;
+        let s = accounts_state_on(backend, dir.path(), &[]).await;
         let (_, alice) = account(&s, "alice").await;
         let (_, bob) = account(&s, "bob").await;
         let c = say(&s, &alice, "u1", "Hello there", None).await;
@@ -146,16 +128,16 @@ on_both_databases! {
         let detail = ok(&s, &alice, Method::GET, &format!("/conversations/{c}"), None).await;
         assert_eq!(detail["messages"][3]["image_ids"], json!([image_id]), "{detail}");
 
-        let md = req(&s, &alice, Method::GET, &format!("/conversations/{c}/export?format=markdown"), None).await;
+        let md = call(&s, &alice, Method::GET, &format!("/conversations/{c}/export?format=markdown"), None).await;
         assert_eq!(md.status, 200);
         assert_eq!(md.headers[header::CONTENT_DISPOSITION], format!("attachment; filename=\"conversation-{c}.md\"").as_str());
         let text = String::from_utf8(md.body.clone()).unwrap();
         assert!(text.starts_with("# Hello there\n"), "{text}");
         assert!(text.contains("<details><summary>Thinking</summary>") && text.contains("You said: Hello there"), "{text}");
         assert!(text.contains(&format!("(/images/{image_id}.png)")), "{text}");
-        let js = req(&s, &alice, Method::GET, &format!("/conversations/{c}/export"), None).await;
+        let js = call(&s, &alice, Method::GET, &format!("/conversations/{c}/export"), None).await;
         assert_eq!(js.json()["messages"].as_array().unwrap().len(), 4);
-        assert_eq!(req(&s, &alice, Method::GET, &format!("/conversations/{c}/export?format=pdf"), None).await.error_param(422).as_deref(), Some("format"));
+        assert_eq!(call(&s, &alice, Method::GET, &format!("/conversations/{c}/export?format=pdf"), None).await.error_param(422).as_deref(), Some("format"));
 
         for (method, uri, body) in [
             (Method::GET, format!("/conversations/{c}"), None),
@@ -163,14 +145,14 @@ on_both_databases! {
             (Method::DELETE, format!("/conversations/{c}"), None),
             (Method::GET, format!("/conversations/{c}/export"), None),
         ] {
-            assert_eq!(req(&s, &bob, method.clone(), &uri, body).await.status, 404, "bob {method} {uri}");
+            assert_eq!(call(&s, &bob, method.clone(), &uri, body).await.status, 404, "bob {method} {uri}");
         }
         assert_eq!(ok(&s, &bob, Method::GET, "/conversations", None).await["conversations"], json!([]));
 
-        assert_eq!(req(&s, &alice, Method::DELETE, &format!("/conversations/{c}"), None).await.status, 204);
-        assert_eq!(req(&s, &alice, Method::GET, &format!("/conversations/{c}"), None).await.status, 404);
-        assert_eq!(req(&s, &alice, Method::DELETE, &format!("/conversations/{c}"), None).await.status, 404);
+        assert_eq!(call(&s, &alice, Method::DELETE, &format!("/conversations/{c}"), None).await.status, 204);
+        assert_eq!(call(&s, &alice, Method::GET, &format!("/conversations/{c}"), None).await.status, 404);
+        assert_eq!(call(&s, &alice, Method::DELETE, &format!("/conversations/{c}"), None).await.status, 404);
         assert_eq!(ok(&s, &alice, Method::GET, "/search?q=hello", None).await["hits"], json!([]));
-        assert_eq!(req(&s, &alice, Method::GET, &format!("/images/{image_id}.png"), None).await.status, 200, "the picture stays");
+        assert_eq!(call(&s, &alice, Method::GET, &format!("/images/{image_id}.png"), None).await.status, 200, "the picture stays");
     }
 }

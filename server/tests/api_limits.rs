@@ -4,14 +4,8 @@
 mod common;
 
 use axum::http::{header, Method};
-use common::api::{account, call, mock_state_on, wait_for_job_as, Auth, Reply};
+use common::api::{account, accounts_state_on, call, wait_for_job_as, Auth, Reply};
 use serde_json::{json, Value};
-
-async fn state(backend: common::Backend, dir: &std::path::Path, extra: &[&str]) -> server::AppState {
-    let mut flags = vec!["--auth-required", "true"];
-    flags.extend_from_slice(extra);
-    mock_state_on(backend, dir, &flags).await
-}
 
 /// The limit a 429 names, after checking it carries Retry-After.
 fn limit_hit(reply: &Reply) -> String {
@@ -24,16 +18,16 @@ fn limit_hit(reply: &Reply) -> String {
 }
 
 async fn chat(s: &server::AppState, auth: &Auth, user: &str) -> Reply {
-    call(s, Method::POST, "/chat", Some(json!({"user_id": user, "message": "hello there"})), auth).await
+    call(s, auth, Method::POST, "/chat", Some(json!({"user_id": user, "message": "hello there"}))).await
 }
 
 async fn image(s: &server::AppState, auth: &Auth, user: &str) -> Reply {
     let body = json!({"prompt": "a fox", "width": 256, "height": 256, "num_inference_steps": 4, "user_id": user});
-    call(s, Method::POST, "/image", Some(body), auth).await
+    call(s, auth, Method::POST, "/image", Some(body)).await
 }
 
 async fn quota(s: &server::AppState, auth: &Auth, user: &str) -> Value {
-    let reply = call(s, Method::GET, &format!("/quota?user_id={user}"), None, auth).await;
+    let reply = call(s, auth, Method::GET, &format!("/quota?user_id={user}"), None).await;
     assert_eq!(reply.status, 200, "{}", String::from_utf8_lossy(&reply.body));
     reply.json()
 }
@@ -41,22 +35,22 @@ async fn quota(s: &server::AppState, auth: &Auth, user: &str) -> Value {
 on_both_databases! {
     async fn requests_per_minute_per_account_and_per_user(backend) {
         let dir = tempfile::tempdir().unwrap();
-        let s = state(backend, dir.path(), &["--account-requests-per-minute", "6", "--user-requests-per-minute", "1"]).await;
+        let s = accounts_state_on(backend, dir.path(), &["--account-requests-per-minute", "6", "--user-requests-per-minute", "1"]).await;
         let (_, alice) = account(&s, "alice").await; // one request (creating the key) on alice's bucket
         let (_, bob) = account(&s, "bob").await;
         assert_eq!(chat(&s, &alice, "u1").await.status, 200);
         assert_eq!(limit_hit(&chat(&s, &alice, "u1").await), "user.requests_per_minute");
         assert_eq!(chat(&s, &alice, "u2").await.status, 200, "another end user has their own bucket");
         for _ in 0..2 {
-            assert_eq!(call(&s, Method::GET, "/auth/me", None, &alice).await.status, 200);
+            assert_eq!(call(&s, &alice, Method::GET, "/auth/me", None).await.status, 200);
         }
-        assert_eq!(limit_hit(&call(&s, Method::GET, "/auth/me", None, &alice).await), "account.requests_per_minute");
-        assert_eq!(call(&s, Method::GET, "/auth/me", None, &bob).await.status, 200, "bob's account is untouched");
+        assert_eq!(limit_hit(&call(&s, &alice, Method::GET, "/auth/me", None).await), "account.requests_per_minute");
+        assert_eq!(call(&s, &bob, Method::GET, "/auth/me", None).await.status, 200, "bob's account is untouched");
     }
 
     async fn concurrent_generations_per_user(backend) {
         let dir = tempfile::tempdir().unwrap();
-        let s = state(backend, dir.path(), &["--user-concurrent-generations", "1", "--mock-image-step-ms", "100"]).await;
+        let s = accounts_state_on(backend, dir.path(), &["--user-concurrent-generations", "1", "--mock-image-step-ms", "100"]).await;
         let (_, alice) = account(&s, "alice").await;
         let first = image(&s, &alice, "u1").await;
         assert_eq!(first.status, 202);
@@ -67,14 +61,14 @@ on_both_databases! {
         let other = image(&s, &alice, "u2").await;
         assert_eq!(other.status, 202, "u2 is not u1");
         let id = first.json()["job_id"].as_str().unwrap().to_string();
-        call(&s, Method::DELETE, &format!("/jobs/{id}"), None, &alice).await;
+        call(&s, &alice, Method::DELETE, &format!("/jobs/{id}"), None).await;
         wait_for_job_as(&s, &alice, first.json()["status_url"].as_str().unwrap(), std::time::Duration::from_secs(10)).await;
         assert_eq!(image(&s, &alice, "u1").await.status, 202, "room again once the first job ended");
     }
 
     async fn images_per_day_per_user(backend) {
         let dir = tempfile::tempdir().unwrap();
-        let s = state(backend, dir.path(), &["--user-images-per-day", "1", "--account-images-per-day", "2"]).await;
+        let s = accounts_state_on(backend, dir.path(), &["--user-images-per-day", "1", "--account-images-per-day", "2"]).await;
         let (_, alice) = account(&s, "alice").await;
         let first = image(&s, &alice, "u1").await;
         assert_eq!(wait_for_job_as(&s, &alice, first.json()["status_url"].as_str().unwrap(), std::time::Duration::from_secs(10)).await["status"], "done");
@@ -87,18 +81,18 @@ on_both_databases! {
         assert_eq!(q["account"]["images_per_day"], json!({"limit": 2, "used": 1}), "{q}");
         assert!(q["day_resets_at"].as_i64().unwrap() > 0);
         // A picture asked for in the chat counts too; the account's second is its last.
-        let imagine = call(&s, Method::POST, "/chat", Some(json!({"user_id": "u2", "message": "/imagine a cat", "image": {"width": 256, "height": 256, "num_inference_steps": 2}})), &alice).await;
+        let imagine = call(&s, &alice, Method::POST, "/chat", Some(json!({"user_id": "u2", "message": "/imagine a cat", "image": {"width": 256, "height": 256, "num_inference_steps": 2}}))).await;
         assert_eq!(imagine.status, 200, "{}", String::from_utf8_lossy(&imagine.body));
         let job = imagine.json()["image_job"].clone();
         assert_eq!(wait_for_job_as(&s, &alice, job["status_url"].as_str().unwrap(), std::time::Duration::from_secs(10)).await["status"], "done");
         assert_eq!(limit_hit(&image(&s, &alice, "u3").await), "account.images_per_day");
-        let refused = call(&s, Method::POST, "/chat", Some(json!({"user_id": "u3", "message": "/imagine a dog"})), &alice).await;
+        let refused = call(&s, &alice, Method::POST, "/chat", Some(json!({"user_id": "u3", "message": "/imagine a dog"}))).await;
         assert_eq!(limit_hit(&refused), "account.images_per_day");
     }
 
     async fn generated_tokens_per_day_cap_the_reply_then_refuse(backend) {
         let dir = tempfile::tempdir().unwrap();
-        let s = state(backend, dir.path(), &["--account-tokens-per-day", "5"]).await;
+        let s = accounts_state_on(backend, dir.path(), &["--account-tokens-per-day", "5"]).await;
         let (_, alice) = account(&s, "alice").await;
         let reply = chat(&s, &alice, "u1").await;
         assert_eq!(reply.status, 200);
@@ -108,7 +102,7 @@ on_both_databases! {
         assert_eq!(q["account"]["tokens_per_day"], json!({"limit": 5, "used": 5}), "{q}");
         assert_eq!(q["user"]["tokens_per_day"], json!({"limit": null, "used": 5}), "{q}");
         assert_eq!(limit_hit(&chat(&s, &alice, "u2").await), "account.tokens_per_day");
-        let openai = call(&s, Method::POST, "/v1/chat/completions", Some(json!({"messages": [{"role": "user", "content": "hi"}]})), &alice).await;
+        let openai = call(&s, &alice, Method::POST, "/v1/chat/completions", Some(json!({"messages": [{"role": "user", "content": "hi"}]}))).await;
         assert_eq!(limit_hit(&openai), "account.tokens_per_day");
         // Another account has its own day.
         let (_, bob) = account(&s, "bob").await;
@@ -120,10 +114,10 @@ on_both_databases! {
 async fn daily_usage_survives_a_restart() {
     let dir = tempfile::tempdir().unwrap();
     let flags = ["--account-tokens-per-day", "5"];
-    let s = state(common::Backend::Sqlite, dir.path(), &flags).await;
+    let s = accounts_state_on(common::Backend::Sqlite, dir.path(), &flags).await;
     let (_, alice) = account(&s, "alice").await;
     assert_eq!(chat(&s, &alice, "u1").await.status, 200);
     drop(s);
-    let again = state(common::Backend::Sqlite, dir.path(), &flags).await;
+    let again = accounts_state_on(common::Backend::Sqlite, dir.path(), &flags).await;
     assert_eq!(limit_hit(&chat(&again, &alice, "u1").await), "account.tokens_per_day");
 }

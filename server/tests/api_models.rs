@@ -4,20 +4,16 @@
 mod common;
 
 use app::types::ModelState;
-use common::api::{get, post};
+use common::api::{get, post, wait_until_loaded};
 use serde_json::json;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 async fn fixture_state(dir: &std::path::Path) -> server::AppState {
     let llm = common::fixture(common::LLM_FIXTURE);
     let sd = common::fixture(common::SD_FIXTURE);
     let config = common::config(dir, &["--llm-model", llm.to_str().unwrap(), "--sd-model", sd.to_str().unwrap()]);
     let state = server::build_state(config).await.unwrap();
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while [&state.llm, &state.sd].iter().any(|s| s.state() == ModelState::Loading) {
-        assert!(Instant::now() < deadline, "models still loading after 120 s");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_until_loaded(&state).await;
     assert_eq!(state.llm.state(), ModelState::Ready, "{:?}", state.llm.health());
     assert_eq!(state.sd.state(), ModelState::Ready, "{:?}", state.sd.health());
     state

@@ -15,7 +15,7 @@ async fn templates_are_saved_listed_deleted_and_private(backend) {
     let (bob, _) = account(&s, "bob").await;
     let make = |who: &Auth, body: Value| {
         let (s, who) = (s.clone(), who.clone());
-        async move { call(&s, Method::POST, "/templates", Some(body), &who).await }
+        async move { call(&s, &who, Method::POST, "/templates", Some(body)).await }
     };
     let first = make(&alice, json!({"name": " Haiku ", "body": "Write a haiku about "})).await;
     assert_eq!(first.status, 201, "{}", String::from_utf8_lossy(&first.body));
@@ -23,10 +23,10 @@ async fn templates_are_saved_listed_deleted_and_private(backend) {
     assert_eq!((first["name"].as_str(), first["body"].as_str()), (Some("Haiku"), Some("Write a haiku about ")));
     make(&alice, json!({"name": "Photo", "body": "a photo of"})).await;
 
-    let list = call(&s, Method::GET, "/templates", None, &alice).await.json();
+    let list = call(&s, &alice, Method::GET, "/templates", None).await.json();
     let names: Vec<&str> = list.as_array().unwrap().iter().map(|t| t["name"].as_str().unwrap()).collect();
     assert_eq!(names, ["Haiku", "Photo"], "in the order they were made");
-    assert_eq!(call(&s, Method::GET, "/templates", None, &bob).await.json(), json!([]), "bob sees none of them");
+    assert_eq!(call(&s, &bob, Method::GET, "/templates", None).await.json(), json!([]), "bob sees none of them");
 
     for (body, field) in [
         (json!({"body": "x"}), "name"),
@@ -39,10 +39,10 @@ async fn templates_are_saved_listed_deleted_and_private(backend) {
 
     let id = first["id"].as_str().unwrap();
     let path = format!("/templates/{id}");
-    assert_eq!(call(&s, Method::DELETE, &path, None, &bob).await.status, 404, "not bob's to delete");
-    assert_eq!(call(&s, Method::DELETE, &path, None, &alice).await.status, 204);
-    assert_eq!(call(&s, Method::DELETE, &path, None, &alice).await.status, 404);
-    let left = call(&s, Method::GET, "/templates", None, &alice).await.json();
+    assert_eq!(call(&s, &bob, Method::DELETE, &path, None).await.status, 404, "not bob's to delete");
+    assert_eq!(call(&s, &alice, Method::DELETE, &path, None).await.status, 204);
+    assert_eq!(call(&s, &alice, Method::DELETE, &path, None).await.status, 404);
+    let left = call(&s, &alice, Method::GET, "/templates", None).await.json();
     assert_eq!(left.as_array().unwrap().len(), 1);
 }
 }

@@ -16,18 +16,12 @@ fn generate_json_matches_the_reference_from_a_prompt_and_from_ids() {
     let model = common::fixture(common::LLM_FIXTURE);
     let case = reference_case("picture_request");
     let max = "48";
-    let (code, out, err) = server(&[
-        "generate",
-        "--model",
-        model.to_str().unwrap(),
-        "--prompt",
-        "Draw a red fox in the snow",
-        "--temperature",
-        "0",
-        "--max-new-tokens",
-        max,
-        "--json",
-    ]);
+    // Greedy, as the reference was made, and one JSON line out.
+    let generate = |input: &[&str]| {
+        let flags = ["--model", model.to_str().unwrap(), "--temperature", "0", "--max-new-tokens", max, "--json"];
+        server(&[&["generate"], input, &flags[..]].concat())
+    };
+    let (code, out, err) = generate(&["--prompt", "Draw a red fox in the snow"]);
     assert_eq!(code, 0, "{err}");
     let line: serde_json::Value = serde_json::from_str(out.trim()).expect("one JSON line");
     assert_eq!(line["token_ids"], case["greedy_ids"]);
@@ -36,18 +30,7 @@ fn generate_json_matches_the_reference_from_a_prompt_and_from_ids() {
     assert!(line["answer"].as_str().unwrap().starts_with("Here is your fox.\n<image_prompt>"));
 
     let ids: Vec<String> = case["prompt_ids"].as_array().unwrap().iter().map(|v| v.to_string()).collect();
-    let (code, out, err) = server(&[
-        "generate",
-        "--model",
-        model.to_str().unwrap(),
-        "--prompt-ids",
-        &ids.join(","),
-        "--temperature",
-        "0",
-        "--max-new-tokens",
-        max,
-        "--json",
-    ]);
+    let (code, out, err) = generate(&["--prompt-ids", &ids.join(",")]);
     assert_eq!(code, 0, "{err}");
     let line: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
     assert_eq!(line["token_ids"], case["greedy_ids"]);

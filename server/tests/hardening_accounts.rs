@@ -11,14 +11,10 @@ use axum::{
     extract::ConnectInfo,
     http::{header, Method, Request},
 };
-use common::api::{account, call, mock_state_on, raw, respond, Auth, Reply};
+use common::api::{account, call, creds, mock_state_on, raw, respond, Auth, Reply};
 use futures::future::join_all;
 use serde_json::{json, Value};
 use std::{net::SocketAddr, time::Duration};
-
-fn creds(name: &str, password: &str) -> Value {
-    json!({"username": name, "password": password})
-}
 
 /// A JSON POST from a client at `peer`, maybe through a proxy that says `forwarded`.
 async fn post_from(s: &server::AppState, uri: &str, peer: &str, forwarded: Option<&str>, body: Value) -> Reply {
@@ -31,7 +27,7 @@ async fn post_from(s: &server::AppState, uri: &str, peer: &str, forwarded: Optio
 }
 
 async fn quota_used(s: &server::AppState, auth: &Auth) -> u64 {
-    let q = call(s, Method::GET, "/quota", None, auth).await.json();
+    let q = call(s, auth, Method::GET, "/quota", None).await.json();
     q["account"]["tokens_per_day"]["used"].as_u64().unwrap()
 }
 
@@ -151,19 +147,19 @@ on_both_databases! {
         let s = mock_state_on(backend, dir.path(), &["--auth-required", "true"]).await;
         let (admin, _) = account(&s, "root").await;
         let (_, alice) = account(&s, "alice").await;
-        let job = call(&s, Method::POST, "/image?wait=true", Some(json!({"prompt": "a fox", "width": 256, "height": 256, "num_inference_steps": 1})), &alice).await.json();
+        let job = call(&s, &alice, Method::POST, "/image?wait=true", Some(json!({"prompt": "a fox", "width": 256, "height": 256, "num_inference_steps": 1}))).await.json();
         let image = job["job_id"].as_str().unwrap();
-        let share = call(&s, Method::POST, &format!("/gallery/{image}/shares"), Some(json!({})), &alice).await.json();
+        let share = call(&s, &alice, Method::POST, &format!("/gallery/{image}/shares"), Some(json!({}))).await.json();
         let url = share["url"].as_str().unwrap().to_string();
-        assert_eq!(call(&s, Method::GET, &url, None, &Auth::None).await.status, 200);
-        let alice_id = call(&s, Method::GET, "/auth/me", None, &alice).await;
+        assert_eq!(call(&s, &Auth::None, Method::GET, &url, None).await.status, 200);
+        let alice_id = call(&s, &alice, Method::GET, "/auth/me", None).await;
         assert_eq!(alice_id.status, 200);
         let alice_id = alice_id.json()["id"].as_str().unwrap().to_string();
-        let off = call(&s, Method::PATCH, &format!("/admin/accounts/{alice_id}"), Some(json!({"disabled": true})), &admin).await;
+        let off = call(&s, &admin, Method::PATCH, &format!("/admin/accounts/{alice_id}"), Some(json!({"disabled": true}))).await;
         assert_eq!(off.status, 200);
-        assert_eq!(call(&s, Method::GET, &url, None, &Auth::None).await.status, 404, "a disabled account shares nothing");
-        call(&s, Method::PATCH, &format!("/admin/accounts/{alice_id}"), Some(json!({"disabled": false})), &admin).await;
-        assert_eq!(call(&s, Method::GET, &url, None, &Auth::None).await.status, 200, "enabled again, the link works again");
+        assert_eq!(call(&s, &Auth::None, Method::GET, &url, None).await.status, 404, "a disabled account shares nothing");
+        call(&s, &admin, Method::PATCH, &format!("/admin/accounts/{alice_id}"), Some(json!({"disabled": false}))).await;
+        assert_eq!(call(&s, &Auth::None, Method::GET, &url, None).await.status, 200, "enabled again, the link works again");
     }
 
     async fn replies_count_against_the_quota_however_they_end(backend) {
@@ -191,13 +187,13 @@ on_both_databases! {
 
         // A non-streaming completion that times out (the mock takes 40 ms a token, 1 s allowed).
         let messages = json!([{"role": "user", "content": "word ".repeat(40)}]);
-        let slow = call(&s, Method::POST, "/v1/chat/completions", Some(json!({"messages": messages})), &key).await;
+        let slow = call(&s, &key, Method::POST, "/v1/chat/completions", Some(json!({"messages": messages}))).await;
         assert_eq!(slow.status, 504, "{}", String::from_utf8_lossy(&slow.body));
         eventually("the timed-out reply's tokens are counted", async || quota_used(&s, &key).await > after_stream).await;
         let after_timeout = quota_used(&s, &key).await;
 
         // The same on REST /chat: a non-streaming turn that times out.
-        let slow = call(&s, Method::POST, "/chat", Some(json!({"user_id": "u", "message": "word ".repeat(40)})), &key).await;
+        let slow = call(&s, &key, Method::POST, "/chat", Some(json!({"user_id": "u", "message": "word ".repeat(40)}))).await;
         assert_eq!(slow.status, 504);
         eventually("the timed-out turn's tokens are counted", async || quota_used(&s, &key).await > after_timeout).await;
     }
@@ -210,7 +206,7 @@ on_both_databases! {
         let mut ids = Vec::new();
         for i in 0..3 {
             let body = json!({"prompt": format!("picture {i}"), "width": 256, "height": 256, "num_inference_steps": 1});
-            let job = call(&s, Method::POST, "/image?wait=true", Some(body), &key).await.json();
+            let job = call(&s, &key, Method::POST, "/image?wait=true", Some(body)).await.json();
             let id = job["job_id"].as_str().unwrap().to_string();
             // Big pictures: a zip of them does not fit the stream's few buffered chunks.
             let noise: Vec<u8> = (0..2_000_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();

@@ -7,9 +7,9 @@ mod common;
 
 use app::types::ModelState;
 use axum::http::Method;
-use common::api::{call, mock_state, post, Auth};
+use common::api::{call, mock_state, post, wait_until_loaded, Auth};
 use serde_json::{json, Value};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 async fn fixture_state(dir: &std::path::Path, extra: &[&str]) -> server::AppState {
     fixture_state_on(common::Backend::Sqlite, dir, extra).await
@@ -20,11 +20,7 @@ async fn fixture_state_on(backend: common::Backend, dir: &std::path::Path, extra
     let mut flags = vec!["--llm-model", llm.to_str().unwrap(), "--sd-model", "no/such-model"];
     flags.extend_from_slice(extra);
     let state = server::build_state(common::config_on(backend, dir, &flags).await).await.unwrap();
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while state.llm.state() == ModelState::Loading {
-        assert!(Instant::now() < deadline, "the fixture chat model is still loading after 120 s");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_until_loaded(&state).await;
     assert_eq!(state.llm.state(), ModelState::Ready, "{:?}", state.llm.health().detail);
     state
 }
@@ -91,17 +87,17 @@ async fn a_chat_message_too_long_for_the_window_stores_nothing(backend) {
             (Some("context_length_exceeded"), Some("message"))
         );
     }
-    let list = call(&s, Method::GET, "/conversations?user_id=u", None, &Auth::None).await.json();
+    let list = call(&s, &Auth::None, Method::GET, "/conversations?user_id=u", None).await.json();
     assert_eq!(list["conversations"], json!([]), "no conversation was made for a refused message");
 
     // In a conversation, an edit that does not fit leaves the conversation as it was.
     let first = post(&s, "/chat", json!({"user_id": "u", "message": "Hello", "max_tokens": 4})).await.json();
     let id = first["conversation_id"].as_str().unwrap().to_string();
-    let before = call(&s, Method::GET, &format!("/conversations/{id}"), None, &Auth::None).await.json();
+    let before = call(&s, &Auth::None, Method::GET, &format!("/conversations/{id}"), None).await.json();
     let user_message = before["messages"][0]["id"].as_str().unwrap().to_string();
     let edit = json!({"user_id": "u", "conversation_id": id, "replace_from": user_message, "message": too_long});
     assert_eq!(post(&s, "/chat", edit).await.status, 400);
-    let after = call(&s, Method::GET, &format!("/conversations/{id}"), None, &Auth::None).await.json();
+    let after = call(&s, &Auth::None, Method::GET, &format!("/conversations/{id}"), None).await.json();
     assert_eq!(after["messages"], before["messages"], "nothing already stored was lost");
 }
 }

@@ -111,23 +111,23 @@ async fn every_answer_carries_the_security_headers_and_pages_a_nonce_for_their_s
     let s = mock_state(dir.path(), &["--auth-required", "true"]).await;
     let (cookie, key) = account(&s, "owner").await;
     let answers = [
-        ("GET /health", call(&s, Method::GET, "/health", None, &Auth::None).await),
-        ("GET /api/openapi.json", call(&s, Method::GET, "/api/openapi.json", None, &key).await),
-        ("GET /api/docs", call(&s, Method::GET, "/api/docs", None, &key).await),
-        ("401", call(&s, Method::GET, "/conversations", None, &Auth::None).await),
-        ("422", call(&s, Method::POST, "/chat", Some(json!({"user_id": ""})), &key).await),
-        ("a file", call(&s, Method::GET, "/favicon.svg", None, &Auth::None).await),
-        ("a missing file", call(&s, Method::GET, "/no/such/page", None, &Auth::None).await),
+        ("GET /health", call(&s, &Auth::None, Method::GET, "/health", None).await),
+        ("GET /api/openapi.json", call(&s, &key, Method::GET, "/api/openapi.json", None).await),
+        ("GET /api/docs", call(&s, &key, Method::GET, "/api/docs", None).await),
+        ("401", call(&s, &Auth::None, Method::GET, "/conversations", None).await),
+        ("422", call(&s, &key, Method::POST, "/chat", Some(json!({"user_id": ""}))).await),
+        ("a file", call(&s, &Auth::None, Method::GET, "/favicon.svg", None).await),
+        ("a missing file", call(&s, &Auth::None, Method::GET, "/no/such/page", None).await),
     ];
     for (what, reply) in &answers {
         assert_security_headers(reply, what);
     }
     for page in ["/login", "/", "/pictures", "/settings"] {
-        let reply = call(&s, Method::GET, page, None, &cookie).await;
+        let reply = call(&s, &cookie, Method::GET, page, None).await;
         assert_eq!(reply.status, 200, "{page}");
         assert!(String::from_utf8_lossy(&reply.body).contains("<script"), "{page}: the hydration script");
         let csp = assert_security_headers(&reply, page);
-        let again = call(&s, Method::GET, page, None, &cookie).await;
+        let again = call(&s, &cookie, Method::GET, page, None).await;
         assert_ne!(assert_security_headers(&again, page), csp, "{page}: a fresh nonce per render");
     }
 }
@@ -143,7 +143,7 @@ async fn health_shows_paths_and_error_texts_only_to_an_admin() {
     let extra = ["--auth-required", "true", "--llm-model", llm, "--use-mocks", "false"];
     let config = common::config(dir.path(), &extra);
     let s = server::build_state(config).await.expect("the server starts without its models");
-    let anonymous = call(&s, Method::GET, "/health", None, &Auth::None).await.json();
+    let anonymous = call(&s, &Auth::None, Method::GET, "/health", None).await.json();
     let text = anonymous.to_string();
     for private in [models.path(), dir.path()] {
         assert!(!text.contains(private.to_str().unwrap()), "no absolute path for everyone: {text}");
@@ -158,16 +158,16 @@ async fn health_shows_paths_and_error_texts_only_to_an_admin() {
     }
     let (admin, _) = account(&s, "admin").await;
     let (user, _) = account(&s, "user").await;
-    let as_user = call(&s, Method::GET, "/health", None, &user).await.json();
+    let as_user = call(&s, &user, Method::GET, "/health", None).await.json();
     assert_eq!(as_user, anonymous, "a user who is not an admin sees the public report");
-    let full = call(&s, Method::GET, "/health", None, &admin).await.json();
+    let full = call(&s, &admin, Method::GET, "/health", None).await.json();
     assert_eq!(full["models"][0]["id"], llm);
     assert!(full["models"][0]["detail"].as_str().unwrap().contains("missing files"), "{full}");
     assert!(full["openvino"]["library"].as_str().unwrap().contains("libopenvino_c"), "{full}");
     // Accounts off: the one user is the owner.
     let open =
         server::build_state(common::config(tempfile::tempdir().unwrap().path(), &["--llm-model", llm])).await.unwrap();
-    let owner = call(&open, Method::GET, "/health", None, &Auth::None).await.json();
+    let owner = call(&open, &Auth::None, Method::GET, "/health", None).await.json();
     assert!(owner["openvino"]["library"].is_string(), "{owner}");
 }
 
@@ -177,7 +177,7 @@ async fn log_in_never_redirects_off_the_site() {
     let s = mock_state(dir.path(), &["--auth-required", "true"]).await;
     account(&s, "walker").await;
     // Where the log-in form posts: the page says.
-    let page = String::from_utf8_lossy(&call(&s, Method::GET, "/login", None, &Auth::None).await.body).into_owned();
+    let page = String::from_utf8_lossy(&call(&s, &Auth::None, Method::GET, "/login", None).await.body).into_owned();
     let action =
         page.split("action=\"").nth(1).and_then(|r| r.split('"').next()).expect("the form's action").to_string();
     for (next, expected) in [

@@ -2,6 +2,7 @@
 //! that are not on disk.
 
 mod common;
+use common::api::wait_until_loaded;
 
 use app::types::{HealthReport, ModelRole, ModelState, ServiceStatus};
 use axum::{body::Body, http::Request};
@@ -15,14 +16,6 @@ async fn get_health(state: &server::AppState) -> (axum::http::HeaderMap, HealthR
     let headers = res.headers().clone();
     let body = res.into_body().collect().await.unwrap().to_bytes();
     (headers, serde_json::from_slice(&body).expect("health JSON"))
-}
-
-async fn wait_until_loaded(state: &server::AppState) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while [&state.llm, &state.sd].iter().any(|s| s.state() == ModelState::Loading) {
-        assert!(Instant::now() < deadline, "models still loading after 60 s");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 #[tokio::test]

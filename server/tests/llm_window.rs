@@ -64,11 +64,7 @@ async fn rest_turns_slide_in_blocks_and_reuse_the_cache_between_moves() {
     let llm = common::fixture(common::LLM_FIXTURE);
     let flags = ["--llm-model", llm.to_str().unwrap(), "--sd-model", "no/such-model", "--context-turns", "4"];
     let state = server::build_state(common::config(dir.path(), &flags)).await.unwrap();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
-    while state.llm.state() == app::types::ModelState::Loading {
-        assert!(std::time::Instant::now() < deadline, "the fixture model is still loading");
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    common::api::wait_until_loaded(&state).await;
     let mut conversation: Option<String> = None;
     let (mut cached, mut prompts) = (Vec::new(), Vec::new());
     for turn in 0..12 {

@@ -29,22 +29,22 @@ on_both_databases! {
 
         // Registered (and logged in) on A, the session works on B; it is in Redis, not the database.
         let (cookie, key) = account(&a, "alice").await; // 1 request on the bucket: creating the key
-        let me = call(&b, Method::GET, "/auth/me", None, &cookie).await;
+        let me = call(&b, &cookie, Method::GET, "/auth/me", None).await;
         assert_eq!(me.status, 200, "{}", String::from_utf8_lossy(&me.body));
         assert_eq!(session_rows(&a.db).await, 0, "sessions live in Redis");
 
         // One bucket for both servers: 4 a minute in all, not 4 each.
-        assert_eq!(call(&a, Method::GET, "/auth/me", None, &key).await.status, 200); // 3
-        assert_eq!(call(&b, Method::GET, "/auth/me", None, &key).await.status, 200); // 4
-        let over = call(&a, Method::GET, "/auth/me", None, &key).await;
+        assert_eq!(call(&a, &key, Method::GET, "/auth/me", None).await.status, 200); // 3
+        assert_eq!(call(&b, &key, Method::GET, "/auth/me", None).await.status, 200); // 4
+        let over = call(&a, &key, Method::GET, "/auth/me", None).await;
         assert_eq!(over.status, 429, "{}", String::from_utf8_lossy(&over.body));
         assert_eq!(over.json()["error"]["param"], "account.requests_per_minute");
-        assert_eq!(call(&b, Method::GET, "/auth/me", None, &key).await.status, 429);
+        assert_eq!(call(&b, &key, Method::GET, "/auth/me", None).await.status, 429);
 
         // Logging out on B ends the session on A too.
         let (bob, _) = account(&a, "bob").await;
-        assert_eq!(call(&b, Method::GET, "/auth/me", None, &bob).await.status, 200);
-        assert_eq!(call(&b, Method::POST, "/auth/logout", None, &bob).await.status, 204);
-        assert_eq!(call(&a, Method::GET, "/auth/me", None, &bob).await.status, 401);
+        assert_eq!(call(&b, &bob, Method::GET, "/auth/me", None).await.status, 200);
+        assert_eq!(call(&b, &bob, Method::POST, "/auth/logout", None).await.status, 204);
+        assert_eq!(call(&a, &bob, Method::GET, "/auth/me", None).await.status, 401);
     }
 }

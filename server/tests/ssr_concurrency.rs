@@ -37,10 +37,10 @@ async fn conversation_and_gallery_pages_always_finish_rendering() {
     let (session, _) = account(&state, "reader").await;
     let said = call(
         &state,
+        &session,
         Method::POST,
         "/chat",
         Some(json!({"user_id": "reader", "message": "Hello there friend"})),
-        &session,
     )
     .await;
     assert_eq!(said.status, 200, "{}", String::from_utf8_lossy(&said.body));
@@ -48,7 +48,7 @@ async fn conversation_and_gallery_pages_always_finish_rendering() {
     let chat = format!("/c/{id}");
     for i in 0..400 {
         let path = if i % 4 == 3 { "/pictures" } else { chat.as_str() };
-        let reply = tokio::time::timeout(Duration::from_secs(10), call(&state, Method::GET, path, None, &session))
+        let reply = tokio::time::timeout(Duration::from_secs(10), call(&state, &session, Method::GET, path, None))
             .await
             .unwrap_or_else(|_| panic!("render {i} of {path} never finished"));
         assert_eq!(reply.status, 200, "{path}");

@@ -63,10 +63,10 @@ pub enum Auth {
 }
 
 pub async fn send(state: &server::AppState, method: Method, uri: &str, body: Option<Value>) -> Reply {
-    call(state, method, uri, body, &Auth::None).await
+    call(state, &Auth::None, method, uri, body).await
 }
 
-pub async fn call(state: &server::AppState, method: Method, uri: &str, body: Option<Value>, auth: &Auth) -> Reply {
+pub async fn call(state: &server::AppState, auth: &Auth, method: Method, uri: &str, body: Option<Value>) -> Reply {
     let mut req = Request::builder().method(method).uri(uri);
     match auth {
         Auth::None => {}
@@ -129,7 +129,7 @@ pub async fn wait_for_job(state: &server::AppState, status_url: &str, limit: Dur
 pub async fn wait_for_job_as(state: &server::AppState, auth: &Auth, status_url: &str, limit: Duration) -> Value {
     let deadline = Instant::now() + limit;
     loop {
-        let job = call(state, Method::GET, status_url, None, auth).await;
+        let job = call(state, auth, Method::GET, status_url, None).await;
         assert_eq!(job.status, 200, "{}", String::from_utf8_lossy(&job.body));
         let json = job.json();
         if ["done", "failed", "cancelled"].contains(&json["status"].as_str().unwrap()) {
@@ -154,12 +154,48 @@ pub async fn mock_state_on(backend: super::Backend, dir: &std::path::Path, extra
     server::build_state(super::config_on(backend, dir, &args).await).await.unwrap()
 }
 
+/// Waits while a model is still loading (compiling the fixtures takes seconds).
+pub async fn wait_until_loaded(state: &server::AppState) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while [&state.llm, &state.sd].iter().any(|s| s.state() == app::types::ModelState::Loading) {
+        assert!(
+            Instant::now() < deadline,
+            "models still loading after 120 s: {:?} {:?}",
+            state.llm.health(),
+            state.sd.health()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A state in mock mode with accounts required, as the account suites run it.
+pub async fn accounts_state_on(backend: super::Backend, dir: &std::path::Path, extra: &[&str]) -> server::AppState {
+    let flags: Vec<&str> = ["--auth-required", "true"].iter().chain(extra).copied().collect();
+    mock_state_on(backend, dir, &flags).await
+}
+
+/// A request that must succeed: its JSON body (`Null` when it has none).
+pub async fn ok(state: &server::AppState, auth: &Auth, method: Method, uri: &str, body: Option<Value>) -> Value {
+    let reply = call(state, auth, method.clone(), uri, body).await;
+    assert!(reply.status.is_success(), "{method} {uri}: {} {}", reply.status, String::from_utf8_lossy(&reply.body));
+    if reply.body.is_empty() {
+        Value::Null
+    } else {
+        reply.json()
+    }
+}
+
+/// A log-in or sign-up body.
+pub fn creds(name: &str, password: &str) -> Value {
+    serde_json::json!({"username": name, "password": password})
+}
+
 /// Register an account (logging in as it): its session cookie and a fresh API key.
 pub async fn account(state: &server::AppState, name: &str) -> (Auth, Auth) {
     let reg = post(state, "/auth/register", serde_json::json!({"username": name, "password": "a long password"})).await;
     assert_eq!(reg.status, 201, "{}", String::from_utf8_lossy(&reg.body));
     let cookie = Auth::Cookie(session_cookie(&reg).expect("registering logs in"));
-    let key = call(state, Method::POST, "/account/keys", Some(serde_json::json!({"name": "tests"})), &cookie).await;
+    let key = call(state, &cookie, Method::POST, "/account/keys", Some(serde_json::json!({"name": "tests"}))).await;
     assert_eq!(key.status, 201, "{}", String::from_utf8_lossy(&key.body));
     (cookie, Auth::Key(key.json()["key"].as_str().unwrap().to_string()))
 }
