@@ -10,8 +10,8 @@ pub struct AuthConfig {
     /// Require an account (session or API key) for everything but health, login and static files
     /// (true/false). `false` is for one person on their own machine: requests without credentials
     /// then act as the local owner.
-    #[arg(id = "auth_required", long = "auth-required", env = "AUTH_REQUIRED", default_value = "true", action = ArgAction::Set,
-          value_parser = |s: &str| parse_bool("AUTH_REQUIRED", s), global = true)]
+    #[arg(id = "auth_required", long = "auth-required", env = "AUTH_REQUIRED", default_value = "true",
+          action = ArgAction::Set, value_parser = |s: &str| parse_bool("AUTH_REQUIRED", s), global = true)]
     pub required: bool,
 
     /// Anyone may sign up (true/false). With false, only the first account (the admin) signs

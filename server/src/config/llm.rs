@@ -3,17 +3,21 @@
 use crate::inference::{cpu::Precision, llm::Attention, weights::Placement};
 use clap::Args;
 
+// Two lines an option: what rustfmt makes of them is five to seven.
+#[rustfmt::skip]
 #[derive(Args, Clone, Debug)]
 #[command(next_help_heading = "Chat")]
 pub struct LlmConfig {
     /// Where the chat model's weights live: memory (read in, on huge pages where the kernel offers
     /// them; decodes faster) or mapped (from the file: starts faster, the kernel may drop pages).
-    #[arg(id = "llm_weights", long = "llm-weights", env = "LLM_WEIGHTS", value_enum, default_value_t = Placement::Memory, global = true)]
+    #[arg(id = "llm_weights", long = "llm-weights", env = "LLM_WEIGHTS", value_enum,
+          default_value_t = Placement::Memory, global = true)]
     pub weights: Placement,
 
     /// Chat model precision: fast (the plugin's choice for this CPU, bf16 where it has the
     /// units) or f32 (the same tokens on every machine, to check exactness).
-    #[arg(id = "llm_precision", long = "llm-precision", env = "LLM_PRECISION", value_enum, default_value_t = Precision::Fast, global = true)]
+    #[arg(id = "llm_precision", long = "llm-precision", env = "LLM_PRECISION", value_enum,
+          default_value_t = Precision::Fast, global = true)]
     pub precision: Precision,
 
     /// Chat context window in tokens (default: the model's own limit).
@@ -22,43 +26,29 @@ pub struct LlmConfig {
 
     /// Chat attention: paged (KV cache in blocks we manage; needs the shim built with the server),
     /// stateful (the exported graph as it is), or auto (paged when available).
-    #[arg(id = "llm_attention", long = "llm-attention", env = "LLM_ATTENTION", value_enum, default_value_t = Attention::Auto, global = true)]
+    #[arg(id = "llm_attention", long = "llm-attention", env = "LLM_ATTENTION", value_enum,
+          default_value_t = Attention::Auto, global = true)]
     pub attention: Attention,
 
     /// Prompts run in chunks of this many tokens, bounding each conversation's buffers; 0: whole.
-    #[arg(
-        id = "llm_prefill_chunk",
-        long = "llm-prefill-chunk",
-        env = "LLM_PREFILL_CHUNK",
-        default_value_t = 256,
-        global = true
-    )]
+    #[arg(id = "llm_prefill_chunk", long = "llm-prefill-chunk", env = "LLM_PREFILL_CHUNK", default_value_t = 256,
+          global = true)]
     pub prefill_chunk: usize,
 
     /// Idle conversations whose KV cache stays in memory, so their next turn starts fast.
-    #[arg(
-        id = "llm_kv_sessions",
-        long = "llm-kv-sessions",
-        env = "LLM_KV_SESSIONS",
-        default_value_t = 8,
-        global = true
-    )]
+    #[arg(id = "llm_kv_sessions", long = "llm-kv-sessions", env = "LLM_KV_SESSIONS", default_value_t = 8,
+          global = true)]
     pub kv_sessions: usize,
 
     /// Memory in MiB for KV caches: what idle conversations may keep, and with paged attention
     /// the most the shared block pool grows to.
-    #[arg(
-        id = "llm_kv_cache_mb",
-        long = "llm-kv-cache-mb",
-        env = "LLM_KV_CACHE_MB",
-        default_value_t = 1024,
-        global = true
-    )]
+    #[arg(id = "llm_kv_cache_mb", long = "llm-kv-cache-mb", env = "LLM_KV_CACHE_MB", default_value_t = 1024,
+          global = true)]
     pub kv_cache_mb: usize,
 
     /// KV cache precision: u8 (quantized, least memory), f16, bf16 or f32.
-    #[arg(id = "llm_kv_cache_precision", long = "llm-kv-cache-precision", env = "LLM_KV_CACHE_PRECISION", default_value = "u8",
-          value_parser = ["u8", "f16", "bf16", "f32"], global = true)]
+    #[arg(id = "llm_kv_cache_precision", long = "llm-kv-cache-precision", env = "LLM_KV_CACHE_PRECISION",
+          default_value = "u8", value_parser = ["u8", "f16", "bf16", "f32"], global = true)]
     pub kv_cache_precision: String,
 
     /// Recent turns (a message and its reply) sent to the chat model with each new message.

@@ -4,7 +4,7 @@ use super::error::{Result, ServiceError};
 use crate::{
     auth::Caller,
     service::AppState,
-    storage::{search, ConversationRow, FullMessageRow},
+    storage::{search, ConversationRow, FullMessageRow, MessageRow},
 };
 use app::types::{
     ConversationDetail, ConversationList, ConversationSummary, ConversationUpdate, MessageView, SearchHit,
@@ -139,15 +139,16 @@ fn summary(row: ConversationRow) -> ConversationSummary {
 }
 
 fn message_view(m: FullMessageRow, images: &[(String, String)]) -> MessageView {
-    let image_ids = images.iter().filter(|(message, _)| *message == m.id).map(|(_, image)| image.clone()).collect();
+    let MessageRow { id, seq, role, content, reasoning, image_prompt } = m.message;
+    let image_ids = images.iter().filter(|(message, _)| *message == id).map(|(_, image)| image.clone()).collect();
     MessageView {
         image_ids,
-        id: m.id,
-        seq: m.seq.max(0) as u32,
-        role: m.role,
-        content: m.content,
-        reasoning: m.reasoning,
-        image_prompt: m.image_prompt,
+        id,
+        seq: seq.max(0) as u32,
+        role,
+        content,
+        reasoning,
+        image_prompt,
         model: m.model,
         prompt_tokens: m.prompt_tokens.map(|n| n.max(0) as u32),
         completion_tokens: m.completion_tokens.map(|n| n.max(0) as u32),

@@ -1,6 +1,6 @@
 //! Accounts and their API keys.
 
-use super::{now_ms, on_pool, Database, StorageError};
+use super::{now_ms, on_pool, Database, Revocable, StorageError};
 
 #[derive(Clone, Debug, PartialEq, sqlx::FromRow)]
 pub struct AccountRow {
@@ -171,15 +171,6 @@ impl Database {
 
     /// Revoke one of the account's keys; false when it has no such live key.
     pub async fn revoke_api_key(&self, account_id: &str, id: &str) -> Result<bool, StorageError> {
-        const SQL: &str =
-            "UPDATE api_keys SET revoked_at = $1 WHERE id = $2 AND account_id = $3 AND revoked_at IS NULL";
-        let done = on_pool!(self, |pool| sqlx::query(SQL)
-            .bind(now_ms())
-            .bind(id)
-            .bind(account_id)
-            .execute(pool)
-            .await?
-            .rows_affected());
-        Ok(done == 1)
+        self.revoke(Revocable::ApiKey, account_id, id).await
     }
 }

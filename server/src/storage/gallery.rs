@@ -1,6 +1,6 @@
 //! The gallery: an account's images, searched and filtered, and their share links.
 
-use super::{images::COLUMNS, now_ms, on_pool, search, Database, ImageRow, StorageError};
+use super::{images::COLUMNS, now_ms, on_pool, search, Database, ImageRow, Revocable, StorageError};
 
 /// What to list.
 #[derive(Clone, Debug, Default)]
@@ -101,14 +101,6 @@ impl Database {
 
     /// Revoke one of the account's shares; false when it has no such live share.
     pub async fn revoke_share(&self, account_id: &str, id: &str) -> Result<bool, StorageError> {
-        const SQL: &str = "UPDATE shares SET revoked_at = $1 WHERE id = $2 AND account_id = $3 AND revoked_at IS NULL";
-        let done = on_pool!(self, |pool| sqlx::query(SQL)
-            .bind(now_ms())
-            .bind(id)
-            .bind(account_id)
-            .execute(pool)
-            .await?
-            .rows_affected());
-        Ok(done == 1)
+        self.revoke(Revocable::Share, account_id, id).await
     }
 }

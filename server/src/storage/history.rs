@@ -4,18 +4,15 @@
 use super::{
     on_pool,
     search::{self, HIT_END, HIT_START},
-    ConversationRow, Database, StorageError,
+    ConversationRow, Database, MessageRow, StorageError,
 };
 
 /// A stored message with everything known about it.
 #[derive(Clone, Debug, PartialEq, sqlx::FromRow)]
 pub struct FullMessageRow {
-    pub id: String,
-    pub seq: i32,
-    pub role: String,
-    pub content: String,
-    pub reasoning: Option<String>,
-    pub image_prompt: Option<String>,
+    /// What the chat reads back for context.
+    #[sqlx(flatten)]
+    pub message: MessageRow,
     pub model: Option<String>,
     pub prompt_tokens: Option<i32>,
     pub completion_tokens: Option<i32>,

@@ -126,3 +126,32 @@ impl Database {
         Ok(())
     }
 }
+
+/// What an account can revoke: rows that stay (for their history) with a `revoked_at` time.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Revocable {
+    ApiKey,
+    Share,
+}
+
+impl Database {
+    /// Revoke one of the account's live keys or shares; false when it has no such live one.
+    pub(crate) async fn revoke(&self, what: Revocable, account_id: &str, id: &str) -> Result<bool, StorageError> {
+        let sql = match what {
+            Revocable::ApiKey => {
+                "UPDATE api_keys SET revoked_at = $1 WHERE id = $2 AND account_id = $3 AND revoked_at IS NULL"
+            }
+            Revocable::Share => {
+                "UPDATE shares SET revoked_at = $1 WHERE id = $2 AND account_id = $3 AND revoked_at IS NULL"
+            }
+        };
+        let done = on_pool!(self, |pool| sqlx::query(sql)
+            .bind(now_ms())
+            .bind(id)
+            .bind(account_id)
+            .execute(pool)
+            .await?
+            .rows_affected());
+        Ok(done == 1)
+    }
+}
