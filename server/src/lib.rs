@@ -118,6 +118,10 @@ pub async fn build_state(config: Config) -> Result<AppState, StartupError> {
         None => None,
     };
     let limits = service::limits::Limits::new(config.limits, redis.clone());
+    let images = &config.images;
+    let prompts =
+        service::sanitize::PromptPolicy::load(images.image_prompt_blocklist.as_deref(), &images.image_negative_prompt)
+            .map_err(StartupError::Config)?;
     Ok(AppState {
         config: Arc::new(config),
         db,
@@ -128,6 +132,7 @@ pub async fn build_state(config: Config) -> Result<AppState, StartupError> {
         redis,
         signing,
         limits,
+        prompts: Arc::new(prompts),
         hashing: auth::password::Hashing::new(),
         zip_slots: Arc::new(tokio::sync::Semaphore::new(service::gallery::ZIP_CONCURRENCY)),
         chat_slots,

@@ -4,17 +4,9 @@
 
 mod common;
 
-use common::api::{get, mock_state_on, post, wait_for_job};
+use common::api::{count, get, mock_state_on, post, wait_for_job};
 use serde_json::{json, Value};
-use server::storage::Database;
 use std::time::Duration;
-
-async fn count(db: &Database, sql: &str) -> i64 {
-    match db {
-        Database::Sqlite(pool) => sqlx::query_scalar(sql).fetch_one(pool).await.unwrap(),
-        Database::Postgres(pool) => sqlx::query_scalar(sql).fetch_one(pool).await.unwrap(),
-    }
-}
 
 on_both_databases! {
 async fn the_seed_request_gets_a_reply_with_reasoning_apart(backend) {

@@ -125,3 +125,19 @@ fn startup_log_lists_the_configuration_with_secrets_masked() {
     }
     assert_eq!(last, format!("error: could not listen on {addr}: Address already in use (os error 98)"));
 }
+
+#[test]
+fn a_block_list_that_cannot_be_used_stops_the_server_naming_its_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let list = dir.path().join("blocklist.txt");
+    std::fs::write(&list, "# fine\ngore\nre:(unclosed\n").unwrap();
+    let data = dir.path().to_str().unwrap();
+    let db = format!("sqlite://{data}/duet.db");
+    let envs = [("USE_MOCKS", "true"), ("DATA_DIR", data), ("DATABASE_URL", &db), ("LEPTOS_SITE_ADDR", "127.0.0.1:0")];
+    let out = server(&[&envs[..], &[("IMAGE_PROMPT_BLOCKLIST", list.to_str().unwrap())]].concat());
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let last = stderr(&out).trim_end().lines().last().unwrap_or_default().to_string();
+    assert!(last.contains("IMAGE_PROMPT_BLOCKLIST") && last.contains("line 3: \"re:(unclosed\""), "{last}");
+    let out = server(&[&envs[..], &[("IMAGE_PROMPT_BLOCKLIST", "/no/such/list")]].concat());
+    assert!(stderr(&out).contains("IMAGE_PROMPT_BLOCKLIST: cannot read /no/such/list"), "{}", stderr(&out));
+}

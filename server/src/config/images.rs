@@ -3,6 +3,7 @@
 use super::parse_bool;
 use crate::inference::{cpu::Precision, diffusion::UnetLinear};
 use clap::{ArgAction, Args};
+use std::path::PathBuf;
 
 // Two lines an option: what rustfmt makes of them is five to seven.
 #[rustfmt::skip]
@@ -30,6 +31,16 @@ pub struct ImagesConfig {
     #[arg(id = "sd_safety_checker", long = "sd-safety-checker", env = "SD_SAFETY_CHECKER", default_value = "false",
           action = ArgAction::Set, value_parser = |s: &str| parse_bool("SD_SAFETY_CHECKER", s), global = true)]
     pub safety_checker: bool,
+
+    /// A block-list for image prompts, typed or taken from a reply: one word or phrase a line
+    /// (whole words, any case), or `re:` and a regular expression; `#` starts a comment. A
+    /// refused prompt gets 422 naming the line; a chat turn says so instead of drawing.
+    #[arg(long, env = "IMAGE_PROMPT_BLOCKLIST", value_name = "FILE", global = true)]
+    pub image_prompt_blocklist: Option<PathBuf>,
+
+    /// Negative prompt for images whose request gives none.
+    #[arg(long, env = "IMAGE_NEGATIVE_PROMPT", default_value = "", global = true)]
+    pub image_negative_prompt: String,
 
     /// Image jobs that may wait in the queue; more get 503 with Retry-After.
     #[arg(id = "image_queue_size", long = "image-queue-size", env = "IMAGE_QUEUE_SIZE", default_value_t = 16,

@@ -36,7 +36,7 @@ Stable Diffusion (subject, setting, style, lighting). Never write that block oth
 /// conversation, a prompt too long for the context window) fails here, before anything is stored
 /// (a conversation made for this turn is removed again).
 pub async fn start(state: &AppState, caller: &Caller, request: ChatRequest) -> Result<mpsc::Receiver<ChatEvent>> {
-    let mut valid = validate::chat(request, state.config.llm.chat_max_tokens)?;
+    let mut valid = validate::chat(request, state.config.llm.chat_max_tokens, &state.prompts)?;
     let engine = match valid.imagine {
         None => Some(state.chat_engine()?),
         Some(_) => None,
@@ -377,13 +377,23 @@ impl Turn {
     fn reply_from(&self, c: Completion) -> Reply {
         let extracted = image_prompt::extract(&c.answer);
         // The caller asked for a picture but the model wrote no block: draw what the user said.
-        let image_prompt = extracted.prompt.or_else(|| {
+        let wanted = extracted.prompt.or_else(|| {
             let options = self.valid.image.as_ref()?;
-            let fallback = options.prompt.clone().unwrap_or_else(|| self.valid.message.clone());
-            Some(fallback.chars().take(validate::MAX_IMAGE_PROMPT_CHARS).collect())
+            Some(options.prompt.clone().unwrap_or_else(|| self.valid.message.clone()))
         });
+        let mut reply = extracted.reply;
+        let image_prompt = match wanted.map(|prompt| self.state.prompts.check(&prompt)) {
+            Some(Ok(prompt)) => Some(prompt).filter(|p| !p.is_empty()),
+            Some(Err(blocked)) => {
+                tracing::info!(rule = %blocked.rule, "the reply's image prompt was refused");
+                let sep = if reply.is_empty() { "" } else { "\n\n" };
+                reply.push_str(&format!("{sep}(No picture: its prompt was {blocked}.)"));
+                None
+            }
+            None => None,
+        };
         Reply {
-            reply: extracted.reply,
+            reply,
             reasoning: c.reasoning.trim().to_string(),
             image_prompt,
             usage: Usage {
@@ -431,7 +441,8 @@ impl Turn {
             }
         };
         let options = self.valid.image.clone().unwrap_or_default();
-        let request = match validate::image(&options, Some(prompt), engine.default_scheduler(), "image.") {
+        let policy = &self.state.prompts;
+        let request = match validate::image(&options, Some(prompt), engine.default_scheduler(), "image.", policy) {
             Ok(request) => request,
             Err(err) => {
                 tracing::warn!(error = %err, "the reply's image prompt was not usable");

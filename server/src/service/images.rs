@@ -12,7 +12,7 @@ use std::{path::PathBuf, time::Duration};
 /// Queue an image; returns the queued job.
 pub async fn submit(state: &AppState, caller: &Caller, request: ImageGenerationRequest) -> Result<JobInfo> {
     let engine = state.image_engine()?;
-    let recipe = validate::image(&request, None, engine.default_scheduler(), "")?;
+    let recipe = validate::image(&request, None, engine.default_scheduler(), "", &state.prompts)?;
     let user = validate::user_id("user_id", request.user_id)?;
     if let Some(user) = &user {
         state.limits.user_request(&caller.account_id, user).await?;

@@ -6,7 +6,7 @@ use crate::{
     inference::runtime::Runtime,
     jobs::ImageJobs,
     models::{loader::Engines, ModelSlot},
-    service::{limits::Limits, load::ChatSlots},
+    service::{limits::Limits, load::ChatSlots, sanitize::PromptPolicy},
     storage::Database,
 };
 use axum::extract::FromRef;
@@ -28,6 +28,8 @@ pub struct AppState {
     pub signing: SigningKey,
     /// Rate limits and quotas per account and end user.
     pub limits: Limits,
+    /// What every image prompt passes before it is drawn.
+    pub prompts: Arc<PromptPolicy>,
     /// Password hashing, a bounded number at once.
     pub hashing: Hashing,
     /// Room for gallery zips being streamed (`service::gallery::ZIP_CONCURRENCY`).

@@ -1,7 +1,7 @@
 //! Requests checked before any work starts (TGI's validate-then-run). Each rule names the field
 //! as the caller wrote it (a JSON path) and what it accepts.
 
-use super::error::ServiceError;
+use super::{error::ServiceError, sanitize::PromptPolicy};
 use crate::inference::{
     diffusion::{request::random_seed, ImageRequest, SchedulerKind},
     llm::{GenerationParams, SamplingOverrides},
@@ -52,7 +52,7 @@ pub struct ValidChat {
     pub image: Option<ImageGenerationRequest>,
 }
 
-pub fn chat(request: ChatRequest, default_max_tokens: u32) -> Checked<ValidChat> {
+pub fn chat(request: ChatRequest, default_max_tokens: u32, prompts: &PromptPolicy) -> Checked<ValidChat> {
     let user_id = required_text("user_id", request.user_id, MAX_USER_ID_CHARS)?;
     let message = required_text("message", request.message, MAX_MESSAGE_CHARS)?;
     let conversation_id = match request.conversation_id {
@@ -77,11 +77,14 @@ pub fn chat(request: ChatRequest, default_max_tokens: u32) -> Checked<ValidChat>
     }
     let sampling = sampling(request.temperature, request.top_p, request.top_k, request.repetition_penalty)?;
     let stop = stop_strings(request.stop)?;
-    let imagine = imagine_prompt(&message)?;
+    let imagine = match imagine_prompt(&message)? {
+        Some(typed) => Some(sanitized("message", &typed, prompts)?),
+        None => None,
+    };
     if let Some(options) = &request.image {
         // Check the settings now, so a bad one fails before the model runs; the prompt may come later.
         let probe = options.prompt.is_none().then_some("probe");
-        image(options, probe, SchedulerKind::Pndm, "image.")?;
+        image(options, probe, SchedulerKind::Pndm, "image.", prompts)?;
     }
     Ok(ValidChat {
         user_id,
@@ -98,6 +101,16 @@ pub fn chat(request: ChatRequest, default_max_tokens: u32) -> Checked<ValidChat>
         imagine,
         image: request.image,
     })
+}
+
+/// An image prompt through the sanitizer: refused by the block-list, or empty once markup and
+/// control characters are gone, is the caller's error.
+fn sanitized(field: &str, prompt: &str, prompts: &PromptPolicy) -> Checked<String> {
+    match prompts.check(prompt) {
+        Err(blocked) => bad(field, blocked.to_string()),
+        Ok(clean) if clean.is_empty() => bad(field, "must not be empty (markup and control characters do not count)"),
+        Ok(clean) => Ok(clean),
+    }
 }
 
 /// An id in the one form the API documents: 36 characters, hyphenated (`8-4-4-4-12`).
@@ -186,6 +199,7 @@ pub fn image(
     prompt: Option<&str>,
     default_scheduler: SchedulerKind,
     prefix: &str,
+    prompts: &PromptPolicy,
 ) -> Checked<ImageRequest> {
     let field = |name: &str| format!("{prefix}{name}");
     let Some(prompt) = prompt.or(options.prompt.as_deref()) else { return bad(field("prompt"), "is required") };
@@ -196,10 +210,7 @@ pub fn image(
             return bad(field(name), format!("must be at most {MAX_IMAGE_PROMPT_CHARS} characters, got {chars}"));
         }
     }
-    let prompt = prompt.trim();
-    if prompt.is_empty() {
-        return bad(field("prompt"), "must not be empty");
-    }
+    let prompt = sanitized(&field("prompt"), prompt, prompts)?;
     let steps = options.num_inference_steps.unwrap_or(20);
     if !(1..=MAX_STEPS).contains(&steps) {
         return bad(field("num_inference_steps"), format!("must be an integer from 1 to {MAX_STEPS}, got {steps}"));
@@ -232,8 +243,8 @@ pub fn image(
         })?,
     };
     let request = ImageRequest {
-        prompt: prompt.to_string(),
-        negative_prompt: options.negative_prompt.clone().unwrap_or_default().trim().to_string(),
+        prompt,
+        negative_prompt: prompts.negative(options.negative_prompt.as_deref()),
         steps,
         guidance_scale: guidance_scale as f32,
         width: sides[0],
@@ -249,6 +260,46 @@ pub fn image(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    // The rules without a block-list; `prompts_pass_the_sanitizer` tries one.
+    fn chat(request: ChatRequest, default_max_tokens: u32) -> Checked<ValidChat> {
+        super::chat(request, default_max_tokens, &PromptPolicy::default())
+    }
+
+    fn image(
+        o: &ImageGenerationRequest,
+        prompt: Option<&str>,
+        s: SchedulerKind,
+        prefix: &str,
+    ) -> Checked<ImageRequest> {
+        super::image(o, prompt, s, prefix, &PromptPolicy::default())
+    }
+
+    #[test]
+    fn prompts_pass_the_sanitizer() {
+        let dir = tempfile::tempdir().unwrap();
+        let list = dir.path().join("blocklist.txt");
+        std::fs::write(&list, "# not here\ngore\n").unwrap();
+        let policy = PromptPolicy::load(Some(&list), "blurry").unwrap();
+        let request = |prompt: &str| ImageGenerationRequest { prompt: Some(prompt.into()), ..Default::default() };
+        let made = super::image(&request("<b>a red</b>\u{0} fox"), None, SchedulerKind::Pndm, "", &policy).unwrap();
+        assert_eq!((made.prompt.as_str(), made.negative_prompt.as_str()), ("a red fox", "blurry"));
+        let refused = super::image(&request("a GORE scene"), None, SchedulerKind::Pndm, "", &policy).unwrap_err();
+        match refused {
+            ServiceError::Invalid { field, message } => {
+                assert_eq!(field, "prompt");
+                assert!(message.contains("IMAGE_PROMPT_BLOCKLIST line 2: gore"), "{message}");
+            }
+            other => panic!("{other:?}"),
+        }
+        let empty = super::image(&request("<p></p>\u{200B}"), None, SchedulerKind::Pndm, "", &policy);
+        assert_eq!(field_of(empty), "prompt");
+        let typed = |message: &str| super::chat(chat_req(message), 10, &policy);
+        assert_eq!(field_of(typed("/imagine a gore scene")), "message");
+        assert_eq!(typed("/imagine a <i>red</i> fox").unwrap().imagine.as_deref(), Some("a red fox"));
+        let with_options = ChatRequest { image: Some(request("gore")), ..chat_req("draw it") };
+        assert_eq!(field_of(super::chat(with_options, 10, &policy)), "image.prompt");
+    }
 
     fn field_of<T: std::fmt::Debug>(r: Checked<T>) -> String {
         match r {

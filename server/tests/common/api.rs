@@ -154,6 +154,14 @@ pub async fn mock_state_on(backend: super::Backend, dir: &std::path::Path, extra
     server::build_state(super::config_on(backend, dir, &args).await).await.unwrap()
 }
 
+/// One number from the database (`SELECT COUNT(*) …`), on either backend.
+pub async fn count(db: &server::storage::Database, sql: &str) -> i64 {
+    match db {
+        server::storage::Database::Sqlite(pool) => sqlx::query_scalar(sql).fetch_one(pool).await.unwrap(),
+        server::storage::Database::Postgres(pool) => sqlx::query_scalar(sql).fetch_one(pool).await.unwrap(),
+    }
+}
+
 /// Waits while a model is still loading (compiling the fixtures takes seconds).
 pub async fn wait_until_loaded(state: &server::AppState) {
     let deadline = Instant::now() + Duration::from_secs(120);
