@@ -56,12 +56,16 @@ open(sys.argv[3], "wb").write(urllib.request.urlopen(req).read())
 EOF
 
 step "schemathesis for ${seconds}s, seed $seed, against $base"
-# Revoking the run's own key would only turn the rest of the run into 401s: left out.
+# One worker: with two, schemathesis' threads sometimes trip CPython 3.11.7's thread-unsafe AST
+# recursion counter ("SystemError: AST constructor recursion depth mismatch", cpython#106905, fixed
+# in 3.11.8), an error of the tool that fails the run. Revoking the run's own key would only turn
+# the rest of the run into 401s: left out. GET /ws is a WebSocket, not a request and an answer:
+# real clients drive it (server/tests/api_ws.rs, end2end/tests/ws.spec.ts).
 .venv-fuzz/bin/schemathesis --config-file scripts/schemathesis.toml run "$reports/openapi.json" --url "$base" \
   --header "Authorization: Bearer $key" \
   --checks all \
-  --exclude-operation-id revoke_key \
-  --max-time "$seconds" --seed "$seed" --workers 2 --request-timeout 30 \
+  --exclude-operation-id revoke_key --exclude-operation-id socket \
+  --max-time "$seconds" --seed "$seed" --workers 1 --request-timeout 30 \
   --generation-database none \
   --report junit,har --report-dir "$reports" \
   --no-color "$@"
