@@ -7,6 +7,7 @@ mod error;
 mod gallery;
 mod history;
 mod image;
+mod ws;
 
 pub use account::*;
 pub use chat::*;
@@ -14,6 +15,7 @@ pub use error::*;
 pub use gallery::*;
 pub use history::*;
 pub use image::*;
+pub use ws::*;
 
 use serde::{Deserialize, Serialize};
 

@@ -14,6 +14,7 @@ pub mod openapi;
 mod openapi_rules;
 pub mod pages;
 pub mod templates;
+pub mod ws;
 
 use crate::service::AppState;
 use utoipa_axum::{router::OpenApiRouter, routes};
@@ -59,6 +60,7 @@ pub fn routes() -> Routes {
         .routes(routes!(images::get_image))
         .routes(routes!(openai::list_models))
         .routes(routes!(openai::chat_completions))
-        .routes(routes!(openai::images_generations));
+        .routes(routes!(openai::images_generations))
+        .routes(routes!(ws::socket));
     Routes { public, protected }
 }

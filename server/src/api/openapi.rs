@@ -11,6 +11,7 @@ use utoipa::OpenApi;
 #[openapi(
     info(title = "Duet", description = "Local chat and images: DeepSeek-R1-Distill-Qwen and Stable Diffusion on OpenVINO"),
     security(("api_key" = []), ("session" = [])),
+    components(schemas(app::types::ClientFrame, app::types::ServerFrame)),
     tags(
         (name = "accounts", description = "Register, log in, API keys, quotas; admins manage accounts"),
         (name = "history", description = "Stored conversations: list, read, rename, delete, export, search"),

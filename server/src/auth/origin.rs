@@ -9,7 +9,16 @@ use axum::http::{header, HeaderMap, Method};
 
 /// Why a request was refused, for the error message.
 pub fn cross_origin(method: &Method, headers: &HeaderMap, trusted: &[String]) -> Option<String> {
-    if matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS) || headers.contains_key(header::AUTHORIZATION) {
+    if matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS) {
+        return None;
+    }
+    cross_site(headers, trusted)
+}
+
+/// The same check whatever the method: for a WebSocket upgrade, a GET that opens a channel able
+/// to do what a POST does.
+pub fn cross_site(headers: &HeaderMap, trusted: &[String]) -> Option<String> {
+    if headers.contains_key(header::AUTHORIZATION) {
         return None;
     }
     let text = |name| headers.get(name).and_then(|v: &header::HeaderValue| v.to_str().ok());
@@ -76,5 +85,16 @@ mod tests {
             None
         );
         assert_eq!(cross_origin(&post, &headers(&[host]), none), None);
+    }
+
+    #[test]
+    fn a_websocket_upgrade_is_checked_whatever_its_method() {
+        let none: &[String] = &[];
+        let host = ("host", "duet.local:3000");
+        assert!(cross_site(&headers(&[("origin", "http://evil.example"), host]), none).is_some());
+        assert!(cross_site(&headers(&[("sec-fetch-site", "cross-site"), host]), none).is_some());
+        assert_eq!(cross_site(&headers(&[("origin", "http://duet.local:3000"), host]), none), None);
+        assert_eq!(cross_site(&headers(&[("authorization", "Bearer x"), ("origin", "http://evil")]), none), None);
+        assert_eq!(cross_site(&headers(&[host]), none), None, "not a browser");
     }
 }

@@ -39,6 +39,14 @@ pub struct LimitsConfig {
     #[arg(long, env = "USER_TOKENS_PER_DAY", default_value_t = 0, global = true)]
     pub user_tokens_per_day: u64,
 
+    /// WebSockets (`GET /ws`) one account may hold open at once (0: no limit).
+    #[arg(long, env = "ACCOUNT_WEBSOCKETS", default_value_t = 8, global = true)]
+    pub account_websockets: u32,
+
+    /// Frames a second one WebSocket may send (bursts of twice that); more are refused (0: no limit).
+    #[arg(long, env = "WS_MESSAGES_PER_SECOND", default_value_t = 10, global = true)]
+    pub ws_messages_per_second: u32,
+
     /// Log-in and sign-up requests per minute per client address (0: no limit).
     #[arg(long, env = "AUTH_REQUESTS_PER_MINUTE", default_value_t = 30, global = true)]
     pub auth_requests_per_minute: u32,

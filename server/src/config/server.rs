@@ -43,6 +43,12 @@ pub struct ServerConfig {
           value_parser = clap::value_parser!(u64).range(1..=3600), global = true)]
     pub render_timeout_secs: u64,
 
+    /// Seconds between the pings a WebSocket (`GET /ws`) gets; one that answers nothing for three
+    /// rounds is closed.
+    #[arg(long, env = "WS_PING_SECS", default_value_t = 20,
+          value_parser = clap::value_parser!(u64).range(1..=3600), global = true)]
+    pub ws_ping_secs: u64,
+
     /// Log line format.
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Pretty, global = true)]
     pub log_format: LogFormat,

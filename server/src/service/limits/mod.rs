@@ -5,6 +5,7 @@
 
 pub mod quota;
 pub mod rate;
+pub mod sockets;
 
 use super::error::ServiceError;
 use crate::{
@@ -15,6 +16,8 @@ use app::types::{Limit, QuotaReport, QuotaScope};
 pub use quota::{Admission, Generation, Made, UsageMeter};
 use quota::{InFlight, Refusal, ScopeQuota};
 use rate::{MemoryRates, RateCheck, RateError, RateStore, RedisRates};
+use sockets::OpenSockets;
+pub use sockets::SocketPlace;
 use std::{net::IpAddr, sync::Arc};
 
 /// Whose limits: the account's, or one end user's within it.
@@ -109,6 +112,7 @@ pub struct Limits {
     config: LimitsConfig,
     rates: Arc<dyn RateStore>,
     in_flight: InFlight,
+    sockets: OpenSockets,
 }
 
 impl Limits {
@@ -118,7 +122,22 @@ impl Limits {
             Some(pool) => Arc::new(RedisRates { pool }),
             None => Arc::new(MemoryRates::default()),
         };
-        Limits { config, rates, in_flight: InFlight::default() }
+        Limits { config, rates, in_flight: InFlight::default(), sockets: OpenSockets::default() }
+    }
+
+    /// A place for one more WebSocket of the account (`ACCOUNT_WEBSOCKETS`), or 429.
+    pub fn open_socket(&self, account: &str) -> Result<SocketPlace, ServiceError> {
+        let limit = self.config.account_websockets;
+        self.sockets.open(account, limit).ok_or_else(|| {
+            let message =
+                format!("at most {limit} WebSockets open at once per account (ACCOUNT_WEBSOCKETS); close one");
+            limited("account.websockets", message, 5)
+        })
+    }
+
+    /// WebSockets the account holds open on this process.
+    pub fn open_sockets(&self, account: &str) -> u32 {
+        self.sockets.open_for(account)
     }
 
     /// Count one request against the account's bucket, and the end user's when named.
@@ -304,6 +323,7 @@ mod tests {
             config: LimitsConfig { auth_requests_per_minute: 2, ..Default::default() },
             rates: memory.clone(),
             in_flight: InFlight::default(),
+            sockets: OpenSockets::default(),
         };
         limits.auth_request("attacker").await.unwrap();
         limits.auth_request("attacker").await.unwrap();
