@@ -51,6 +51,11 @@ test.describe('chat in mock mode', () => {
     const id = conversationId(page);
     await expect(page.getByTestId('conversations').locator('a[aria-current="page"]')).toHaveText('Hello there friend');
 
+    // Stored with the reply: after a reload the summary still says how long it thought.
+    await open(page, page.url());
+    const again = page.getByTestId('assistant-message').last().getByTestId('thinking');
+    await expect(again.locator('summary')).toHaveText(/^Thought for \d+\.\d s$/);
+
     // Rendered on the server: readable before (or without) the WASM.
     const html = await (await page.request.get(`${mockURL}/c/${id}`)).text();
     expect(html).toContain('You said: Hello there friend');

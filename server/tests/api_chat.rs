@@ -85,6 +85,23 @@ async fn a_picture_request_queues_an_image_and_hides_the_block(backend) {
     assert_eq!(linked, 1);
 }
 
+async fn stored_replies_keep_how_long_the_model_thought(backend) {
+    let dir = tempfile::tempdir().unwrap();
+    let state = mock_state_on(backend, dir.path(), &["--mock-token-ms", "5"]).await;
+    let said = post(&state, "/chat", json!({"user_id": "u", "message": "Hello there friend"})).await.json();
+    let id = said["conversation_id"].as_str().unwrap();
+    let messages = get(&state, &format!("/conversations/{id}")).await.json()["messages"].clone();
+    let (user, reply) = (&messages[0], &messages[1]);
+    assert!(user["thought_ms"].is_null(), "{user}");
+    let thought = reply["thought_ms"].as_i64().expect("a reply with reasoning records its thinking time");
+    // The mock paces every token, reasoning ones included: at least a few of them went by.
+    assert!(thought >= 20 && thought <= reply["total_ms"].as_i64().unwrap() + 1, "{reply}");
+    let imagined = post(&state, "/chat", json!({"user_id": "u", "message": "/imagine a boat"})).await.json();
+    let id = imagined["conversation_id"].as_str().unwrap();
+    let messages = get(&state, &format!("/conversations/{id}")).await.json()["messages"].clone();
+    assert!(messages[1]["thought_ms"].is_null(), "no reasoning, no thinking time: {}", messages[1]);
+}
+
 async fn imagine_and_image_options_always_make_a_picture(backend) {
     let dir = tempfile::tempdir().unwrap();
     let state = mock_state_on(backend, dir.path(), &[]).await;

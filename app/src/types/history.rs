@@ -44,6 +44,9 @@ pub struct MessageView {
     pub completion_tokens: Option<u32>,
     pub ttft_ms: Option<i64>,
     pub total_ms: Option<i64>,
+    /// How long the model reasoned before it answered, in milliseconds; null without reasoning.
+    #[serde(default)]
+    pub thought_ms: Option<i64>,
     pub finish_reason: Option<String>,
     pub created_at: i64,
 }

@@ -250,6 +250,8 @@ struct Reply {
     image_prompt: Option<String>,
     usage: Usage,
     timings: Timings,
+    /// How long the model reasoned before its answer began.
+    thought_ms: Option<i64>,
     finish_reason: String,
 }
 
@@ -270,10 +272,11 @@ impl Turn {
                 image_prompt: Some(prompt.clone()),
                 usage: Usage::default(),
                 timings: Timings::default(),
+                thought_ms: None,
                 finish_reason: "image".into(),
             },
             (None, Some(handle)) => match self.generate(handle, &mut out).await {
-                Ok(completion) => self.reply_from(completion),
+                Ok((completion, thought_ms)) => self.reply_from(completion, thought_ms),
                 Err(failure) => {
                     // What it generated before failing still counts.
                     self.record(failure.completion_tokens).await;
@@ -345,13 +348,23 @@ impl Turn {
         &self,
         mut handle: GenerationHandle,
         out: &mut Events,
-    ) -> std::result::Result<Completion, Failure> {
+    ) -> std::result::Result<(Completion, Option<i64>), Failure> {
         let _generating = self.state.chat_slots.generating();
         let mut filter = StreamFilter::default();
+        // Thinking lasts from the start until the answer's first piece (or the end, for a reply
+        // cut off while it thought), as the page measures it while the reply streams.
+        let began = std::time::Instant::now();
+        let (mut reasoned, mut thought_ms) = (false, None);
         while let Some(event) = handle.next().await {
             match event {
-                GenerationEvent::Delta { part: Part::Reasoning, text } => out.send(ChatEvent::Reasoning { text }).await,
+                GenerationEvent::Delta { part: Part::Reasoning, text } => {
+                    reasoned |= !text.is_empty();
+                    out.send(ChatEvent::Reasoning { text }).await
+                }
                 GenerationEvent::Delta { part: Part::Answer, text } => {
+                    if reasoned && thought_ms.is_none() {
+                        thought_ms = Some(began.elapsed().as_millis() as i64);
+                    }
                     let shown = filter.push(&text);
                     if !shown.is_empty() {
                         out.send(ChatEvent::Answer { text: shown }).await;
@@ -362,7 +375,8 @@ impl Turn {
                     if !rest.is_empty() {
                         out.send(ChatEvent::Answer { text: rest }).await;
                     }
-                    return Ok(completion);
+                    let thought_ms = thought_ms.or(reasoned.then(|| began.elapsed().as_millis() as i64));
+                    return Ok((completion, thought_ms));
                 }
                 GenerationEvent::Failed(failure) => return Err(failure),
                 GenerationEvent::Started { .. } => {}
@@ -374,7 +388,7 @@ impl Turn {
         Err(Failure::internal("the chat engine stopped"))
     }
 
-    fn reply_from(&self, c: Completion) -> Reply {
+    fn reply_from(&self, c: Completion, thought_ms: Option<i64>) -> Reply {
         let extracted = image_prompt::extract(&c.answer);
         // The caller asked for a picture but the model wrote no block: draw what the user said.
         let wanted = extracted.prompt.or_else(|| {
@@ -402,6 +416,7 @@ impl Turn {
                 cached_tokens: c.reused_tokens as u32,
             },
             timings: Timings { ttft_ms: c.ttft_ms, total_ms: c.total_ms },
+            thought_ms,
             finish_reason: c.finish_reason.as_str().to_string(),
         }
     }
@@ -423,6 +438,7 @@ impl Turn {
                 completion_tokens: generated.then_some(reply.usage.completion_tokens as i32),
                 ttft_ms: generated.then_some(reply.timings.ttft_ms as i64),
                 total_ms: generated.then_some(reply.timings.total_ms as i64),
+                thought_ms: reply.thought_ms,
                 finish_reason: Some(&reply.finish_reason),
             })
             .await?;

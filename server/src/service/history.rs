@@ -154,6 +154,7 @@ fn message_view(m: FullMessageRow, images: &[(String, String)]) -> MessageView {
         completion_tokens: m.completion_tokens.map(|n| n.max(0) as u32),
         ttft_ms: m.ttft_ms,
         total_ms: m.total_ms,
+        thought_ms: m.thought_ms,
         finish_reason: m.finish_reason,
         created_at: m.created_at,
     }
@@ -211,6 +212,7 @@ mod tests {
             prompt_tokens: None,
             completion_tokens: None,
             ttft_ms: None,
+            thought_ms: None,
             total_ms: None,
             finish_reason: None,
             created_at: 1_795_419_600_000,

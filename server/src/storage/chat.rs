@@ -36,6 +36,8 @@ pub struct NewMessage<'a> {
     pub completion_tokens: Option<i32>,
     pub ttft_ms: Option<i64>,
     pub total_ms: Option<i64>,
+    /// How long the model reasoned before it answered.
+    pub thought_ms: Option<i64>,
     pub finish_reason: Option<&'a str>,
 }
 
@@ -133,8 +135,8 @@ impl Database {
     pub async fn append_message(&self, m: &NewMessage<'_>) -> Result<(), StorageError> {
         const INSERT: &str = "INSERT INTO messages (id, conversation_id, seq, role, content, reasoning, \
                               image_prompt, model, prompt_tokens, completion_tokens, ttft_ms, total_ms, \
-                              finish_reason, created_at) \
-                              SELECT $1, $2, COALESCE(MAX(seq) + 1, 0), $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13 \
+                              thought_ms, finish_reason, created_at) \
+                              SELECT $1, $2, COALESCE(MAX(seq) + 1, 0), $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14 \
                               FROM messages WHERE conversation_id = $2";
         const TOUCH: &str = "UPDATE conversations SET updated_at = $1 WHERE id = $2";
         let now = super::now_ms();
@@ -152,6 +154,7 @@ impl Database {
                 .bind(m.completion_tokens)
                 .bind(m.ttft_ms)
                 .bind(m.total_ms)
+                .bind(m.thought_ms)
                 .bind(m.finish_reason)
                 .bind(now)
                 .execute(&mut *tx)

@@ -18,6 +18,7 @@ pub struct FullMessageRow {
     pub completion_tokens: Option<i32>,
     pub ttft_ms: Option<i64>,
     pub total_ms: Option<i64>,
+    pub thought_ms: Option<i64>,
     pub finish_reason: Option<String>,
     pub created_at: i64,
 }
@@ -62,7 +63,7 @@ impl Database {
     /// Every message of a conversation, in order.
     pub async fn messages(&self, conversation_id: &str) -> Result<Vec<FullMessageRow>, StorageError> {
         const SQL: &str = "SELECT id, seq, role, content, reasoning, image_prompt, model, prompt_tokens, \
-                           completion_tokens, ttft_ms, total_ms, finish_reason, created_at \
+                           completion_tokens, ttft_ms, total_ms, thought_ms, finish_reason, created_at \
                            FROM messages WHERE conversation_id = $1 ORDER BY seq";
         Ok(on_pool!(self, |pool| sqlx::query_as(SQL).bind(conversation_id).fetch_all(pool).await?))
     }

@@ -56,6 +56,7 @@ impl Entry {
         entry.reasoning.set(m.reasoning.unwrap_or_default());
         entry.images.set(m.image_ids);
         entry.finish.set(m.finish_reason);
+        entry.thought_ms.set(m.thought_ms.map(|ms| ms as f64));
         entry
     }
 
