@@ -60,8 +60,16 @@ test('gallery: search, dates, zip, download, share links that work logged out un
   await dialog.getByRole('link', { name: 'Download' }).click();
   expect((await downloading).suggestedFilename()).toMatch(new RegExp(`^duet-\\d+-${fox.slice(0, 8)}\\.png$`));
 
-  // A share link opens in a browser that is not logged in, until it is revoked.
+  // A share link for the time chosen (the picker offers nothing past the server's year) opens in a
+  // browser that is not logged in, until it is revoked.
+  const lifetime = dialog.getByLabel('Link works for');
+  await expect(lifetime.locator('option')).toHaveText(['an hour', 'a day', 'a week', '30 days', 'a year']);
+  await expect(lifetime).toHaveValue(String(7 * 86400));
+  await lifetime.selectOption({ label: 'an hour' });
   await dialog.getByRole('button', { name: 'Create share link' }).click();
+  await expect(dialog.getByTestId('share-expiry').first()).toContainText('until');
+  const made = await (await page.request.get(`${mockURL}/gallery/${fox}/shares`)).json();
+  expect(made[0].expires_at - made[0].created_at).toBe(3600 * 1000);
   const link = dialog.getByTestId('share-link').first().getByRole('link');
   const href = await link.getAttribute('href');
   expect(href).toMatch(/\/s\//);

@@ -10,6 +10,18 @@ pub mod templates;
 
 use leptos::prelude::RwSignal;
 
+/// A Unix-milliseconds time in the browser's own words and time zone (the raw number when
+/// rendered on the server, which does not know the reader's zone).
+pub fn when(ms: i64) -> String {
+    #[cfg(feature = "hydrate")]
+    {
+        let date = js_sys::Date::new(&wasm_bindgen::JsValue::from_f64(ms as f64));
+        String::from(date.to_locale_string("default", &wasm_bindgen::JsValue::UNDEFINED))
+    }
+    #[cfg(not(feature = "hydrate"))]
+    format!("{ms}")
+}
+
 /// Stores what a `Suspend` just loaded in a page signal.
 ///
 /// In the browser the page's views hear of it as usual. On the server nothing rendered later

@@ -1,7 +1,7 @@
 //! Settings: API keys (made here, shown once, revoked here) and how much of each limit is used.
 //! Everything goes through the REST routes with the session cookie, after the WASM loads.
 
-use super::copy::CopyButton;
+use super::{copy::CopyButton, when};
 use crate::types::{ApiKeyInfo, CreatedApiKey, Limit, QuotaReport};
 use leptos::prelude::*;
 
@@ -20,16 +20,6 @@ pub fn SettingsPage() -> impl IntoView {
             <Quota/>
         </div>
     }
-}
-
-fn when(ms: i64) -> String {
-    #[cfg(feature = "hydrate")]
-    {
-        let date = js_sys::Date::new(&wasm_bindgen::JsValue::from_f64(ms as f64));
-        String::from(date.to_locale_string("default", &wasm_bindgen::JsValue::UNDEFINED))
-    }
-    #[cfg(not(feature = "hydrate"))]
-    format!("{ms}")
 }
 
 #[component]

@@ -37,6 +37,11 @@ pub struct ZipRequest {
     pub ids: Option<Vec<String>>,
 }
 
+/// How long a share link may work, in seconds: a minute to a year.
+pub const SHARE_SECS: std::ops::RangeInclusive<u64> = 60..=365 * 86_400;
+/// A share link's lifetime when the request names none: a week.
+pub const DEFAULT_SHARE_SECS: u64 = 7 * 86_400;
+
 /// `POST /gallery/{id}/shares`.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]

@@ -15,8 +15,7 @@ use app::types::{GalleryImage, GalleryPage, NewShare, ShareInfo};
 use std::{io::Write, path::PathBuf};
 
 pub const MAX_ZIP: usize = 100;
-const DEFAULT_SHARE_SECS: u64 = 7 * 86_400;
-pub const SHARE_SECS: std::ops::RangeInclusive<u64> = 60..=365 * 86_400;
+pub use app::types::{DEFAULT_SHARE_SECS, SHARE_SECS};
 /// Separates the share id from its expiry in a token (neither contains it).
 const SEP: char = '~';
 

@@ -79,7 +79,11 @@ fn Details(image: GalleryImage, open: RwSignal<Option<GalleryImage>>, removed: R
     }
 }
 
-/// The picture's share links: make one, copy it, revoke it.
+/// The lifetimes the share form offers; none beyond what the server allows (`SHARE_SECS`).
+const SHARE_LIFETIMES: [(u64, &str); 5] =
+    [(3_600, "an hour"), (86_400, "a day"), (7 * 86_400, "a week"), (30 * 86_400, "30 days"), (365 * 86_400, "a year")];
+
+/// The picture's share links: make one for a chosen time, copy it, revoke it.
 #[component]
 fn Shares(image_id: String) -> impl IntoView {
     let shares = RwSignal::new(Vec::<ShareInfo>::new());
@@ -95,12 +99,13 @@ fn Shares(image_id: String) -> impl IntoView {
             }
         });
     }
+    let lifetime = RwSignal::new(crate::types::DEFAULT_SHARE_SECS);
     let create = move |_| {
         #[cfg(feature = "hydrate")]
         {
             let url = url.clone();
             leptos::task::spawn_local(async move {
-                let body = crate::types::NewShare::default();
+                let body = crate::types::NewShare { expires_in_secs: Some(lifetime.get_untracked()) };
                 match crate::browser::send_json::<ShareInfo>("POST", &url, &body).await {
                     Ok(share) => shares.update(|s| s.insert(0, share)),
                     Err(e) => error.set(Some(e)),
@@ -112,6 +117,23 @@ fn Shares(image_id: String) -> impl IntoView {
     };
     view! {
         <section class="shares" aria-label="Share links">
+            <label class="share-lifetime">
+                "Link works for "
+                <select on:change=move |ev| {
+                    if let Ok(secs) = event_target_value(&ev).parse() {
+                        lifetime.set(secs);
+                    }
+                }>
+                    {SHARE_LIFETIMES
+                        .iter()
+                        .filter(|(secs, _)| crate::types::SHARE_SECS.contains(secs))
+                        .map(|&(secs, name)| {
+                            let selected = secs == crate::types::DEFAULT_SHARE_SECS;
+                            view! { <option value=secs.to_string() selected=selected>{name}</option> }
+                        })
+                        .collect_view()}
+                </select>
+            </label>
             <button class="button" type="button" on:click=create>"Create share link"</button>
             <ul data-testid="share-links">
                 <For each=move || shares.get() key=|s| (s.id.clone(), s.revoked_at) let:share>
@@ -158,6 +180,7 @@ fn ShareRow(share: ShareInfo, shares: RwSignal<Vec<ShareInfo>>, error: RwSignal<
     view! {
         <li class:revoked=revoked data-testid="share-link">
             <a href=link.clone() target="_blank" rel="noopener">{link.clone()}</a>
+            <span class="muted" data-testid="share-expiry">{format!(" until {}", crate::components::when(share.expires_at))}</span>
             {if revoked {
                 view! { <span class="muted">" revoked"</span> }.into_any()
             } else {
