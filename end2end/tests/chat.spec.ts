@@ -168,6 +168,27 @@ test.describe('chat in mock mode', () => {
     await expect(page.getByTestId('conversations').getByRole('link', { name: 'Zebracorn facts' })).toHaveCount(0);
   });
 
+  test('the list shows the newest 50 conversations and loads older ones on request', async ({ page }, info) => {
+    await signUp(page, mockURL, 'older', info);
+    // 55 conversations through the REST API (one token each, so quickly), oldest first.
+    for (let i = 0; i < 55; i++) {
+      const res = await page.request.post(`${mockURL}/chat`, { data: { user_id: 'me', message: `topic ${i}`, max_tokens: 1 } });
+      expect(res.status(), await res.text()).toBe(200);
+    }
+    await open(page, `${mockURL}/`);
+    await showSidebar(page);
+    const list = page.getByTestId('conversations');
+    await expect(list.getByRole('link')).toHaveCount(50);
+    await expect(list.getByRole('link', { name: 'topic 54', exact: true })).toBeVisible();
+    await expect(list.getByRole('link', { name: 'topic 4', exact: true })).toHaveCount(0);
+    await page.getByRole('button', { name: 'Older conversations' }).click();
+    await expect(list.getByRole('link')).toHaveCount(55);
+    await expect(list.getByRole('link', { name: 'topic 0', exact: true })).toBeVisible();
+    await expect(page.getByRole('button', { name: 'Older conversations' })).toHaveCount(0);
+    await list.getByRole('link', { name: 'topic 0', exact: true }).click();
+    await expect(page.getByTestId('user-message')).toHaveText(/^topic 0(?!\d)/);
+  });
+
   test('logged out, the chat sends you to log in and back', async ({ browser }) => {
     const context = await browser.newContext();
     const page = await context.newPage();

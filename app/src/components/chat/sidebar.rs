@@ -58,7 +58,12 @@ pub fn Sidebar(
                         Err(e) => view! { <p class="error">{e.to_string()}</p> }.into_any(),
                         Ok(None) => match list.await {
                             Ok(page) => view! {
-                                <ConversationList conversations=page.conversations current version/>
+                                <ConversationList
+                                    conversations=page.conversations
+                                    next_offset=page.next_offset
+                                    current
+                                    version
+                                />
                             }
                                 .into_any(),
                             Err(e) => view! { <p class="error">{e.to_string()}</p> }.into_any(),
@@ -104,19 +109,58 @@ fn SearchHits(hits: Vec<SearchHit>) -> impl IntoView {
     .into_any()
 }
 
+/// The newest conversations, and older ones a page at a time on request.
 #[component]
 fn ConversationList(
     conversations: Vec<ConversationSummary>,
+    /// Where the next page starts, when there are more.
+    next_offset: Option<u32>,
     current: Memo<Option<String>>,
     version: RwSignal<u32>,
 ) -> impl IntoView {
     if conversations.is_empty() {
         return view! { <p class="muted">"No conversations yet."</p> }.into_any();
     }
+    let shown: Vec<String> = conversations.iter().map(|c| c.id.clone()).collect();
+    let older = RwSignal::new(Vec::<ConversationSummary>::new());
+    let next = RwSignal::new(next_offset);
+    let loading = RwSignal::new(false);
+    let error = RwSignal::new(None::<String>);
+    let load_older = move |_| {
+        let Some(offset) = next.get_untracked() else { return };
+        let shown = shown.clone();
+        loading.set(true);
+        leptos::task::spawn_local(async move {
+            match list_conversations(Some(offset)).await {
+                Ok(page) => {
+                    // A conversation that moved up meanwhile may come again: show it once.
+                    older.update(|list| {
+                        for c in page.conversations {
+                            if !shown.contains(&c.id) && !list.iter().any(|o| o.id == c.id) {
+                                list.push(c);
+                            }
+                        }
+                    });
+                    next.set(page.next_offset);
+                }
+                Err(e) => error.set(Some(e.to_string())),
+            }
+            loading.set(false);
+        });
+    };
     view! {
         <ul class="conversations" data-testid="conversations">
             {conversations.into_iter().map(|c| view! { <ConversationItem c current version/> }).collect_view()}
+            <For each=move || older.get() key=|c| c.id.clone() let:c>
+                <ConversationItem c current version/>
+            </For>
         </ul>
+        <Show when=move || next.get().is_some()>
+            <button class="link-button older" type="button" on:click=load_older.clone() disabled=move || loading.get()>
+                "Older conversations"
+            </button>
+        </Show>
+        {move || error.get().map(|e| view! { <p class="error" role="alert">{e}</p> })}
     }
     .into_any()
 }
