@@ -119,6 +119,12 @@ pub async fn send_json<T: serde::de::DeserializeOwned>(
     json_of(request(method, url, Some(&body), None).await?).await
 }
 
+/// POST a JSON body to a route that answers with no body (204).
+pub async fn send(method: &str, url: &str, body: &impl serde::Serialize) -> Result<(), String> {
+    let body = serde_json::to_string(body).map_err(|e| e.to_string())?;
+    request(method, url, Some(&body), None).await.map(drop)
+}
+
 /// DELETE something; the answer's body does not matter.
 pub async fn delete(url: &str) -> Result<(), String> {
     request("DELETE", url, None, None).await.map(drop)

@@ -1,5 +1,28 @@
 import { test, expect, brokenURL, mockURL, open, pageErrors, screenshot, signUp } from './helpers';
 
+test('settings: a password change keeps this session and logs every other one out', async ({ page, browser }, info) => {
+  const errors = pageErrors(page);
+  const name = await signUp(page, mockURL, 'password', info);
+  // The same account logged in on another device.
+  const other = await browser.newContext();
+  const login = await other.request.post(`${mockURL}/auth/login`, { data: { username: name, password: 'a long password' } });
+  expect(login.status()).toBe(200);
+  expect((await other.request.get(`${mockURL}/auth/me`)).status()).toBe(200);
+
+  await open(page, `${mockURL}/settings`);
+  await page.getByLabel('Current password').fill('not it at all');
+  await page.getByLabel('New password').fill('a brand new password');
+  await page.getByRole('button', { name: 'Change password' }).click();
+  await expect(page.getByRole('alert')).toContainText("current_password: is not this account's password");
+  await page.getByLabel('Current password').fill('a long password');
+  await page.getByRole('button', { name: 'Change password' }).click();
+  await expect(page.getByTestId('password-changed')).toContainText('Every other session of this account is logged out');
+  expect((await other.request.get(`${mockURL}/auth/me`)).status()).toBe(401);
+  expect((await page.request.get(`${mockURL}/auth/me`)).status()).toBe(200);
+  await other.close();
+  expect(errors).toEqual([]);
+});
+
 test('settings: an API key is shown once, works as a bearer token, and dies when revoked; quota usage', async ({ page, browser }, info) => {
   const errors = pageErrors(page);
   await signUp(page, mockURL, 'settings', info);

@@ -50,6 +50,33 @@ on_both_databases! {
         assert_eq!(post(&s, "/auth/register", json!({"username": "dave"})).await.error_param(422).as_deref(), Some("password"));
     }
 
+    async fn a_password_change_ends_every_other_session(backend) {
+        let dir = tempfile::tempdir().unwrap();
+        let s = accounts_state_on(backend, dir.path(), &[]).await;
+        let (here, key) = account(&s, "alice").await;
+        let elsewhere = post(&s, "/auth/login", creds("alice", "a long password")).await;
+        let elsewhere = Auth::Cookie(session_cookie(&elsewhere).expect("a second session"));
+        let (bob, _) = account(&s, "bob").await;
+        let change = |current: &str, new: &str| Some(json!({"current_password": current, "new_password": new}));
+        let wrong = call(&s, &here, Method::POST, "/account/password", change("not my password", "a new long one")).await;
+        assert_eq!(wrong.error_param(422).as_deref(), Some("current_password"));
+        let short = call(&s, &here, Method::POST, "/account/password", change("a long password", "short")).await;
+        assert_eq!(short.error_param(422).as_deref(), Some("new_password"));
+        assert_eq!(call(&s, &elsewhere, Method::GET, "/auth/me", None).await.status, 200, "nothing changed yet");
+
+        let done = call(&s, &here, Method::POST, "/account/password", change("a long password", "a new long one")).await;
+        assert_eq!(done.status, 204, "{}", String::from_utf8_lossy(&done.body));
+        assert_eq!(call(&s, &here, Method::GET, "/auth/me", None).await.status, 200, "this session goes on");
+        assert_eq!(call(&s, &elsewhere, Method::GET, "/auth/me", None).await.status, 401, "the other one is over");
+        assert_eq!(call(&s, &key, Method::GET, "/auth/me", None).await.status, 200, "API keys keep working");
+        assert_eq!(call(&s, &bob, Method::GET, "/auth/me", None).await.status, 200, "other accounts are untouched");
+        assert_eq!(post(&s, "/auth/login", creds("alice", "a long password")).await.status, 401);
+        let again = post(&s, "/auth/login", creds("alice", "a new long one")).await;
+        assert_eq!(again.status, 200);
+        let again = Auth::Cookie(session_cookie(&again).unwrap());
+        assert_eq!(call(&s, &again, Method::GET, "/auth/me", None).await.status, 200, "a new log-in counts");
+    }
+
     async fn login_sets_a_hardened_cookie_and_logout_ends_the_session(backend) {
         let dir = tempfile::tempdir().unwrap();
         let s = accounts_state_on(backend, dir.path(), &[]).await;

@@ -17,8 +17,62 @@ pub fn SettingsPage() -> impl IntoView {
         <div class="page settings">
             <h2>"Settings"</h2>
             <ApiKeys/>
+            <Password/>
             <Quota/>
         </div>
+    }
+}
+
+/// Change one's password: the current one is asked for; every other session ends.
+#[component]
+fn Password() -> impl IntoView {
+    let current = RwSignal::new(String::new());
+    let new = RwSignal::new(String::new());
+    let done = RwSignal::new(false);
+    let error = RwSignal::new(None::<String>);
+    let change = move |ev: leptos::ev::SubmitEvent| {
+        ev.prevent_default();
+        #[cfg(feature = "hydrate")]
+        leptos::task::spawn_local(async move {
+            let body = crate::types::PasswordChange {
+                current_password: Some(current.get_untracked()),
+                new_password: Some(new.get_untracked()),
+            };
+            match crate::browser::send("POST", "/account/password", &body).await {
+                Ok(()) => {
+                    current.set(String::new());
+                    new.set(String::new());
+                    error.set(None);
+                    done.set(true);
+                }
+                Err(e) => {
+                    done.set(false);
+                    error.set(Some(e));
+                }
+            }
+        });
+    };
+    view! {
+        <section class="panel" aria-labelledby="password-heading">
+            <h3 id="password-heading">"Password"</h3>
+            <form class="row" on:submit=change>
+                <label>"Current password "
+                    <input type="password" required autocomplete="current-password" prop:value=move || current.get()
+                        on:input=move |ev| current.set(event_target_value(&ev))/>
+                </label>
+                <label>"New password "
+                    <input type="password" required minlength="8" maxlength="256" autocomplete="new-password"
+                        prop:value=move || new.get() on:input=move |ev| new.set(event_target_value(&ev))/>
+                </label>
+                <button class="button primary" type="submit">"Change password"</button>
+            </form>
+            <Show when=move || done.get()>
+                <p role="status" data-testid="password-changed">
+                    "Password changed. Every other session of this account is logged out."
+                </p>
+            </Show>
+            {move || error.get().map(|e| view! { <p class="error" role="alert">{e}</p> })}
+        </section>
     }
 }
 

@@ -2,6 +2,18 @@
 
 use serde::{Deserialize, Serialize};
 
+/// Change one's own password (`POST /account/password`).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+pub struct PasswordChange {
+    /// The password now.
+    #[serde(default)]
+    pub current_password: Option<String>,
+    /// 8 to 256 characters.
+    #[serde(default)]
+    pub new_password: Option<String>,
+}
+
 /// Register or log in.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]

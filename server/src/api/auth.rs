@@ -12,7 +12,8 @@ use crate::{
 };
 use app::ssr::ClientAddr;
 use app::types::{
-    AccountInfo, AccountUpdate, ApiKeyInfo, CreatedApiKey, Credentials, ErrorBody, NewApiKey, QuotaReport,
+    AccountInfo, AccountUpdate, ApiKeyInfo, CreatedApiKey, Credentials, ErrorBody, NewApiKey, PasswordChange,
+    QuotaReport,
 };
 use axum::{
     extract::{Path, State},
@@ -65,6 +66,26 @@ pub async fn logout(session: Session) -> Result<StatusCode> {
     responses((status = 200, body = AccountInfo), (status = 401, body = ErrorBody)))]
 pub async fn me(State(state): State<AppState>, caller: Caller) -> Result<Json<AccountInfo>> {
     Ok(Json(accounts::me(&state, &caller).await?))
+}
+
+/// `POST /account/password`: change the caller's password. Every other browser session of the
+/// account ends; this one (when the request comes from one) goes on; API keys keep working.
+#[utoipa::path(post, path = "/account/password", tag = "accounts", request_body = PasswordChange,
+    responses((status = 204, description = "Changed; other sessions are over"),
+              (status = 403, description = "No accounts in this mode (AUTH_REQUIRED=false)", body = ErrorBody),
+              (status = 422, description = "`current_password` is wrong, or `new_password` is not 8 to 256 characters", body = ErrorBody)))]
+pub async fn change_password(
+    State(state): State<AppState>,
+    caller: Caller,
+    client: Option<Extension<ClientAddr>>,
+    session: Session,
+    ApiJson(change): ApiJson<PasswordChange>,
+) -> Result<StatusCode> {
+    let since = accounts::change_password(&state, &caller, client.map(|c| c.0 .0), change).await?;
+    if caller.via == crate::auth::Via::Session {
+        sessions::renew(&session, since).await?;
+    }
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// `GET /account/keys`: the caller's API keys (never the secrets).

@@ -3,7 +3,7 @@
 
 use super::error::ApiError;
 use crate::{
-    auth::{keys, origin, session_error, Caller, Role, Via, SESSION_ACCOUNT},
+    auth::{keys, origin, session_error, Caller, Role, Via, SESSION_ACCOUNT, SESSION_SINCE},
     service::error::ServiceError,
     service::AppState,
     storage::now_ms,
@@ -98,14 +98,15 @@ pub async fn identify(
     }
     let Some(session) = session else { return Ok(None) };
     let Some(id) = session.get::<String>(SESSION_ACCOUNT).await.map_err(session_error)? else { return Ok(None) };
+    let since = session.get::<i64>(SESSION_SINCE).await.map_err(session_error)?.unwrap_or(0);
     match state.db.account(&id).await? {
-        Some(account) if account.disabled_at.is_none() => Ok(Some(Caller {
+        // Disabled, gone, or its password changed since this session logged in: it ends here.
+        Some(account) if account.disabled_at.is_none() && since >= account.sessions_since => Ok(Some(Caller {
             account_id: account.id,
             username: account.username,
             role: Role::parse(&account.role),
             via: Via::Session,
         })),
-        // Disabled (or gone) since logging in: the session ends here.
         _ => {
             session.flush().await.map_err(session_error)?;
             Ok(None)

@@ -37,6 +37,7 @@ pub fn routes() -> Routes {
     let protected = OpenApiRouter::new()
         .routes(routes!(auth::me))
         .routes(routes!(auth::quota))
+        .routes(routes!(auth::change_password))
         .routes(routes!(auth::list_keys, auth::create_key))
         .routes(routes!(auth::revoke_key))
         .routes(routes!(auth::list_accounts, auth::create_account))

@@ -144,8 +144,10 @@ pub fn apply(doc: &mut Value) {
     );
     set(doc, "Credentials", "username", json!({"type": "string", "pattern": name_chars}));
     let password = json!({"type": "string", "minLength": accounts::PASSWORD_CHARS.start(), "maxLength": accounts::PASSWORD_CHARS.end()});
-    set(doc, "Credentials", "password", password);
+    set(doc, "Credentials", "password", password.clone());
     require(doc, "Credentials", &["username", "password"]);
+    set(doc, "PasswordChange", "new_password", password);
+    require(doc, "PasswordChange", &["current_password", "new_password"]);
     set(doc, "NewApiKey", "name", text(1, accounts::KEY_NAME_CHARS));
     require(doc, "NewApiKey", &["name"]);
 

@@ -35,6 +35,8 @@ pub const LOCAL_ACCOUNT: &str = "local";
 
 /// The session key holding the logged-in account's id.
 pub const SESSION_ACCOUNT: &str = "account_id";
+/// When the session logged in (Unix ms): it is over once its account's `sessions_since` is later.
+pub const SESSION_SINCE: &str = "since";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Role {

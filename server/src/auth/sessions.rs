@@ -85,7 +85,13 @@ fn manager<S: SessionStore + Clone>(store: S, config: &Config) -> SessionManager
 pub async fn start(session: &Session, account_id: &str) -> Result<(), StorageError> {
     session.cycle_id().await.map_err(session_error)?;
     session.insert(super::SESSION_ACCOUNT, account_id).await.map_err(session_error)?;
-    Ok(())
+    renew(session, crate::storage::now_ms()).await
+}
+
+/// Count the session as logged in at `since` (after a password change, the caller's own session
+/// is renewed so it outlives the others).
+pub async fn renew(session: &Session, since: i64) -> Result<(), StorageError> {
+    session.insert(super::SESSION_SINCE, since).await.map_err(session_error)
 }
 
 pub async fn end(session: &Session) -> Result<(), StorageError> {

@@ -10,7 +10,9 @@ use crate::{
     auth::{keys, password, Caller},
     storage::{now_ms, AccountRow, ApiKeyRow, NewAccount},
 };
-use app::types::{AccountInfo, AccountUpdate, ApiKeyInfo, CreatedApiKey, Credentials, NewApiKey, QuotaReport};
+use app::types::{
+    AccountInfo, AccountUpdate, ApiKeyInfo, CreatedApiKey, Credentials, NewApiKey, PasswordChange, QuotaReport,
+};
 use std::net::IpAddr;
 
 pub const PASSWORD_CHARS: std::ops::RangeInclusive<usize> = 8..=256;
@@ -29,11 +31,11 @@ pub fn username(raw: Option<&str>) -> Result<String> {
     Ok(name)
 }
 
-fn new_password(raw: Option<&str>) -> Result<String> {
+fn new_password(field: &str, raw: Option<&str>) -> Result<String> {
     let pw = raw.unwrap_or_default();
     let len = pw.chars().count();
     if !PASSWORD_CHARS.contains(&len) {
-        return Err(ServiceError::invalid("password", format!("must be 8 to 256 characters, got {len}")));
+        return Err(ServiceError::invalid(field, format!("must be 8 to 256 characters, got {len}")));
     }
     Ok(pw.to_string())
 }
@@ -64,7 +66,7 @@ pub async fn create_by_admin(state: &AppState, caller: &Caller, credentials: Cre
 
 async fn create(state: &AppState, credentials: Credentials, only_first: bool) -> Result<AccountInfo> {
     let name = username(credentials.username.as_deref())?;
-    let pw = new_password(credentials.password.as_deref())?;
+    let pw = new_password("password", credentials.password.as_deref())?;
     let hash = state.hashing.run(move || password::hash(&pw)).await?;
     let id = uuid::Uuid::new_v4().to_string();
     let row = match state.db.create_account(&id, &name, &hash, only_first).await? {
@@ -103,6 +105,32 @@ pub async fn check_login(state: &AppState, client: Option<IpAddr>, credentials: 
         }
         _ => Err(refused()),
     }
+}
+
+/// Change the caller's password; the current one must match (its guesses count as log-in
+/// attempts from this address). Returns the time from which sessions count: every session logged
+/// in before it is over, and the HTTP layer renews the caller's own.
+pub async fn change_password(
+    state: &AppState,
+    caller: &Caller,
+    client: Option<IpAddr>,
+    change: PasswordChange,
+) -> Result<i64> {
+    let client = client_key(client);
+    state.limits.login_attempt(&caller.username, &client).await?;
+    let new = new_password("new_password", change.new_password.as_deref())?;
+    let Some(row) = state.db.account(&caller.account_id).await? else {
+        return Err(ServiceError::Forbidden("without accounts (AUTH_REQUIRED=false) there is no password".into()));
+    };
+    let (current, stored) = (change.current_password.unwrap_or_default(), row.password_hash);
+    if !state.hashing.run(move || password::verify(&current, &stored)).await? {
+        return Err(ServiceError::invalid("current_password", "is not this account's password"));
+    }
+    let hash = state.hashing.run(move || password::hash(&new)).await?;
+    let since = now_ms();
+    state.db.set_password(&caller.account_id, &hash, since).await?;
+    tracing::info!(account = %caller.account_id, "password changed; other sessions ended");
+    Ok(since)
 }
 
 pub async fn me(state: &AppState, caller: &Caller) -> Result<AccountInfo> {
@@ -225,9 +253,9 @@ mod tests {
 
     #[test]
     fn passwords_need_eight_to_256_characters() {
-        assert!(new_password(Some("1234567")).is_err());
-        assert!(new_password(Some("12345678")).is_ok());
-        assert!(new_password(Some(&"p".repeat(257))).is_err());
-        assert!(new_password(None).is_err());
+        assert!(new_password("password", Some("1234567")).is_err());
+        assert!(new_password("password", Some("12345678")).is_ok());
+        assert!(new_password("password", Some(&"p".repeat(257))).is_err());
+        assert!(new_password("password", None).is_err());
     }
 }

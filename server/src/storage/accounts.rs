@@ -10,6 +10,8 @@ pub struct AccountRow {
     pub role: String,
     pub created_at: i64,
     pub disabled_at: Option<i64>,
+    /// Sessions logged in before this time (Unix ms) are over.
+    pub sessions_since: i64,
 }
 
 #[derive(Clone, Debug, PartialEq, sqlx::FromRow)]
@@ -44,7 +46,7 @@ pub enum NewAccount {
     Closed,
 }
 
-const ACCOUNT: &str = "id, username, password_hash, role, created_at, disabled_at";
+const ACCOUNT: &str = "id, username, password_hash, role, created_at, disabled_at, sessions_since";
 const KEY: &str = "id, account_id, name, prefix, created_at, last_used_at, revoked_at";
 
 impl Database {
@@ -62,7 +64,7 @@ impl Database {
     ) -> Result<NewAccount, StorageError> {
         let insert = format!(
             "INSERT INTO accounts ({ACCOUNT}) \
-             SELECT $1, $2, $3, CASE WHEN EXISTS (SELECT 1 FROM accounts) THEN 'user' ELSE 'admin' END, $4, NULL \
+             SELECT $1, $2, $3, CASE WHEN EXISTS (SELECT 1 FROM accounts) THEN 'user' ELSE 'admin' END, $4, NULL, 0 \
              WHERE $5 = 0 OR NOT EXISTS (SELECT 1 FROM accounts) \
              ON CONFLICT (username) DO NOTHING RETURNING {ACCOUNT}"
         );
@@ -167,6 +169,19 @@ impl Database {
     pub async fn api_keys(&self, account_id: &str) -> Result<Vec<ApiKeyRow>, StorageError> {
         let sql = format!("SELECT {KEY} FROM api_keys WHERE account_id = $1 ORDER BY created_at, id");
         Ok(on_pool!(self, |pool| sqlx::query_as(&sql).bind(account_id).fetch_all(pool).await?))
+    }
+
+    /// A new password hash; every session logged in before `sessions_since` ends.
+    pub async fn set_password(&self, account_id: &str, hash: &str, sessions_since: i64) -> Result<bool, StorageError> {
+        const SQL: &str = "UPDATE accounts SET password_hash = $1, sessions_since = $2 WHERE id = $3";
+        let done = on_pool!(self, |pool| sqlx::query(SQL)
+            .bind(hash)
+            .bind(sessions_since)
+            .bind(account_id)
+            .execute(pool)
+            .await?
+            .rows_affected());
+        Ok(done == 1)
     }
 
     /// Revoke one of the account's keys; false when it has no such live key.
