@@ -83,17 +83,7 @@ fn clean_prompt(raw: &str) -> Option<String> {
     if unquoted.is_empty() {
         return None;
     }
-    if unquoted.chars().count() <= MAX_IMAGE_PROMPT_CHARS {
-        return Some(unquoted.to_string());
-    }
-    let cut = unquoted.char_indices().nth(MAX_IMAGE_PROMPT_CHARS).map_or(unquoted.len(), |(i, _)| i);
-    let head = &unquoted[..cut];
-    // Prefer ending on a whole word, unless that would throw away a lot.
-    let end = match head.rfind(' ') {
-        Some(space) if space > cut.saturating_sub(100) => space,
-        _ => cut,
-    };
-    Some(head[..end].trim_end().to_string())
+    Some(super::sanitize::bound(unquoted))
 }
 
 /// Holds image-prompt blocks back from a streamed answer, so the user never sees them appear and

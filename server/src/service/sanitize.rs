@@ -7,8 +7,7 @@ use regex::{Regex, RegexBuilder};
 use std::{path::Path, sync::LazyLock};
 use unicode_normalization::UnicodeNormalization;
 
-/// Longest image prompt kept (the same limit as `POST /image`).
-pub const MAX_PROMPT_CHARS: usize = super::image_prompt::MAX_IMAGE_PROMPT_CHARS;
+use super::image_prompt::MAX_IMAGE_PROMPT_CHARS as MAX_PROMPT_CHARS;
 
 /// What an image prompt must get through, and the negative prompt used when none is given.
 #[derive(Debug, Default)]
@@ -149,16 +148,19 @@ fn is_invisible(c: char) -> bool {
         | '\u{2066}'..='\u{2069}' | '\u{FEFF}' | '\u{FFF9}'..='\u{FFFB}')
 }
 
-fn bound(text: &str) -> String {
-    if text.chars().count() <= MAX_PROMPT_CHARS {
-        return text.to_string();
+/// At most [`MAX_PROMPT_CHARS`] characters of a prompt whose spaces are folded, ending on a whole
+/// word unless that would throw away a lot.
+pub fn bound(text: &str) -> String {
+    let cut = text.char_indices().nth(MAX_PROMPT_CHARS).map_or(text.len(), |(i, _)| i);
+    let head = &text[..cut];
+    if cut == text.len() {
+        return head.to_string();
     }
-    let cut: String = text.chars().take(MAX_PROMPT_CHARS).collect();
-    // At the last space of the final fifth, so a word is not cut in two.
-    match cut.rfind(' ') {
-        Some(space) if cut[..space].chars().count() > MAX_PROMPT_CHARS * 4 / 5 => cut[..space].to_string(),
+    let end = match head.rfind(' ') {
+        Some(space) if space > cut.saturating_sub(100) => space,
         _ => cut,
-    }
+    };
+    head[..end].trim_end().to_string()
 }
 
 #[cfg(test)]

@@ -19,6 +19,7 @@ use tokio::{sync::mpsc, task::AbortHandle};
 
 /// Replies and job follows one socket may run at once.
 const MAX_TASKS: usize = 64;
+const BUSY: &str = "this socket runs 64 replies and follows at once at most";
 const MAX_REF_CHARS: usize = 64;
 
 pub async fn run(state: AppState, caller: Caller, socket: WebSocket, _place: SocketPlace) {
@@ -133,8 +134,8 @@ impl Session {
                 format!("r{}", self.next_ref - 1)
             }
         };
-        if self.replies.len() + self.follows.len() >= MAX_TASKS {
-            return self.refuse(Some(reference), None, "this socket runs 64 replies and follows at once at most").await;
+        if self.busy() {
+            return self.refuse(Some(reference), None, BUSY).await;
         }
         body.stream = true;
         let mut events = match service::chat::start(&self.state, &self.caller, body).await {
@@ -176,8 +177,8 @@ impl Session {
         if self.follows.contains_key(&job_id) {
             return; // already followed
         }
-        if self.replies.len() + self.follows.len() >= MAX_TASKS {
-            return self.refuse(None, Some(job_id), "this socket runs 64 replies and follows at once at most").await;
+        if self.busy() {
+            return self.refuse(None, Some(job_id), BUSY).await;
         }
         let (now, updates) = match service::images::watch(&self.state, &self.caller, &job_id).await {
             Ok(found) => found,
@@ -207,6 +208,10 @@ impl Session {
             Ok(info) => self.send(&ServerFrame::Job { job_id, data: info }).await,
             Err(err) => self.error(None, Some(job_id), err.into()).await,
         }
+    }
+
+    fn busy(&self) -> bool {
+        self.replies.len() + self.follows.len() >= MAX_TASKS
     }
 
     /// Closing: every reply stops before its next token, every follow ends.
