@@ -2,6 +2,8 @@
 # Benchmarks against the reference implementations (bench-only Python stack in .venv-fixtures/).
 #   bench/run.sh llm [options]    chat engine vs openvino-genai LLMPipeline (see bench/llm.py)
 #   bench/run.sh sd [options]     image engine vs openvino-genai Text2ImagePipeline (see bench/sd.py)
+#   bench/run.sh safety [options] what the NSFW filter costs per image: Duet's safety checker vs
+#                                 diffusers' StableDiffusionSafetyChecker (see bench/safety.py)
 #   bench/run.sh load [--fixture-models] [options]
 #                                 the HTTP API under many chat sessions, mock engines or the
 #                                 fixture models on OpenVINO (bench/load/)
@@ -34,6 +36,15 @@ case "$what" in
     cargo build --release -p server
     stage_end
     exec .venv-fixtures/bin/python bench/sd.py "$@"
+    ;;
+  safety)
+    ensure_fixture_venv
+    ensure_openvino
+    [ -d data/bench-models/sd-safety ] || scripts/make-fixtures.sh --full --only safety
+    stage "build the server (release)"
+    cargo build --release -p server
+    stage_end
+    exec .venv-fixtures/bin/python bench/safety.py "$@"
     ;;
   chat-turns)
     ensure_openvino

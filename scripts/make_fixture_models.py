@@ -83,9 +83,13 @@ def main():
     if args.only in (None, "sd"):
         name = "stable-diffusion-v1-5-arch-int8-ov" if args.full else SD_NAME
         make_sd(out / "sd" / name, args.full, refs)
-    if not args.full and args.only in (None, "sd", "safety"):
-        print("[sd] safety checker and its reference decisions", flush=True)
-        sd_safety.make(out / "sd" / SAFETY_NAME, refs, SEED)
+    if args.only in (None, "sd", "safety"):
+        if args.full:
+            print("[sd] full-size safety checker (CLIP ViT-L/14, safetensors)", flush=True)
+            sd_safety.make_full(out / "sd-safety" / "sd-safety-checker-arch", SEED)
+        else:
+            print("[sd] safety checker and its reference decisions", flush=True)
+            sd_safety.make(out / "sd" / SAFETY_NAME, refs, SEED)
     if not args.full:
         write_manifest(out)
     print(f"done: {out}")

@@ -166,6 +166,21 @@ pub enum BenchCommand {
     Llm(BenchLlmArgs),
     /// Time per image and per part (text encoder, UNet step, VAE) of the image engine.
     Sd(BenchSdArgs),
+    /// Time per check of the NSFW filter (the SD safety checker) on one picture.
+    Safety(BenchSafetyArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct BenchSafetyArgs {
+    /// A model folder with `safety_checker/` (and `feature_extractor/`).
+    #[arg(long)]
+    pub model: PathBuf,
+    /// The picture to check (PNG).
+    #[arg(long)]
+    pub image: PathBuf,
+    /// Timed checks (one more runs first as warm-up and is discarded); the median is reported.
+    #[arg(long, default_value_t = 5)]
+    pub runs: usize,
 }
 
 #[derive(Args, Debug, Clone)]

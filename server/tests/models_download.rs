@@ -100,6 +100,64 @@ async fn a_full_download_fills_the_hub_cache_and_records_a_manifest() {
     assert_eq!(after, vec![format!("/api/models/{REPO}/revision/main")], "only the file list is asked for");
 }
 
+/// The real SD 1.5 repository ships its safety checker as PyTorch weights: with the NSFW filter
+/// on, the download takes exactly what the checker runs from (not the same weights again for
+/// PyTorch), and the checker then loads from them.
+#[tokio::test]
+async fn the_safety_checker_is_fetched_as_the_real_repository_ships_it() {
+    const SD_REPO: &str = "duet-test/tiny-sd";
+    let mut repo = MockRepo::from_dir(SD_REPO, COMMIT, &common::fixture(common::SD_FIXTURE));
+    let checker = MockRepo::from_dir(SD_REPO, COMMIT, &common::fixture(common::SD_SAFETY_FIXTURE));
+    repo.files.extend(checker.files.into_iter().filter(|(p, _)| !p.contains("openvino_model")));
+    repo.files.push(("safety_checker/pytorch_model.bin".into(), b"the same weights for PyTorch".to_vec()));
+    let hub = MockHub::start(vec![repo]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let options = HubOptions { safety_checker: true, ..options(&hub, dir.path()) };
+    let fetched = fetch(&options, ModelRole::Sd, SD_REPO, "main", &Tracker::new(|_| {})).await.expect("download");
+
+    let mut fetched_checker: Vec<String> = Manifest::load(dir.path(), SD_REPO, COMMIT)
+        .unwrap()
+        .files
+        .into_iter()
+        .map(|f| f.path)
+        .filter(|p| p.starts_with("safety_checker/") || p.starts_with("feature_extractor/"))
+        .collect();
+    fetched_checker.sort();
+    assert_eq!(
+        fetched_checker,
+        [
+            "feature_extractor/preprocessor_config.json",
+            "safety_checker/config.json",
+            "safety_checker/model.safetensors"
+        ]
+    );
+    assert!(!fetched.dir.join("safety_checker/pytorch_model.bin").exists());
+    assert!(!hub.requests().iter().any(|s| s.path.ends_with("pytorch_model.bin")), "never asked for");
+
+    common::load_runtime();
+    let checker = server::inference::diffusion::safety::SafetyChecker::load(
+        &mut server::inference::new_core().unwrap(),
+        &fetched.dir,
+        "CPU",
+    )
+    .unwrap()
+    .expect("a checker in the download");
+    assert_eq!(checker.form(), "safetensors");
+
+    // Off: none of it is fetched.
+    let plain = tempfile::tempdir().unwrap();
+    let fetched = fetch(
+        &common::hub::options(&hub, plain.path(), 32 * 1024),
+        ModelRole::Sd,
+        SD_REPO,
+        "main",
+        &Tracker::new(|_| {}),
+    )
+    .await
+    .unwrap();
+    assert!(!fetched.dir.join("safety_checker").exists() && !fetched.dir.join("feature_extractor").exists());
+}
+
 #[tokio::test]
 async fn an_interrupted_download_resumes_where_it_stopped() {
     let repo = llm_repo();

@@ -230,8 +230,10 @@ fn a_folder_without_the_pipeline_names_the_missing_files() {
     assert!(err.contains("unet/openvino_model.xml") && err.contains("model_index.json"), "{err}");
 }
 
-/// The fixture pipeline with the tiny safety checker added, in a temporary folder.
-fn pipeline_with_safety_checker() -> tempfile::TempDir {
+/// The fixture pipeline with the tiny safety checker added, in a temporary folder, in one of its
+/// two forms: `safetensors` (config.json + model.safetensors, as the real SD 1.5 repository ships
+/// it) or `openvino` (an OpenVINO export of the whole checker).
+fn pipeline_with_safety_checker(form: &str) -> tempfile::TempDir {
     fn copy(from: &std::path::Path, to: &std::path::Path) {
         std::fs::create_dir_all(to).unwrap();
         for entry in std::fs::read_dir(from).unwrap().flatten() {
@@ -246,6 +248,14 @@ fn pipeline_with_safety_checker() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     copy(&common::fixture(common::SD_FIXTURE), dir.path());
     copy(&common::fixture(common::SD_SAFETY_FIXTURE), dir.path());
+    let other = match form {
+        "safetensors" => ["openvino_model.xml", "openvino_model.bin"],
+        "openvino" => ["model.safetensors", "config.json"],
+        _ => unreachable!(),
+    };
+    for name in other {
+        std::fs::remove_file(dir.path().join("safety_checker").join(name)).unwrap();
+    }
     dir
 }
 
@@ -258,34 +268,35 @@ async fn the_nsfw_filter_blacks_out_what_the_checker_flags() {
         negative_prompt: refs["params"]["negative_prompt"].as_str().unwrap().into(),
         ..request(0, SchedulerKind::Pndm, 8, 7.5)
     };
-    let dir = pipeline_with_safety_checker();
-    let start_with = |safety_checker: bool| {
-        let (tx, rx) = std::sync::mpsc::channel();
-        let options = SdCompileOptions { safety_checker, ..Default::default() };
-        let engine = SdEngine::start(dir.path().into(), options, move |r| tx.send(r.is_ok()).unwrap()).unwrap();
-        assert!(rx.recv().unwrap());
-        engine
-    };
-    start(); // loads the runtime
-    let no = || Arc::new(AtomicBool::new(false));
+    for form in ["safetensors", "openvino"] {
+        let dir = pipeline_with_safety_checker(form);
+        let start_with = |safety_checker: bool| {
+            let (tx, rx) = std::sync::mpsc::channel();
+            let options = SdCompileOptions { safety_checker, ..Default::default() };
+            let engine = SdEngine::start(dir.path().into(), options, move |r| tx.send(r.is_ok()).unwrap()).unwrap();
+            assert!(rx.recv().unwrap());
+            engine
+        };
+        start(); // loads the runtime
+        let no = || Arc::new(AtomicBool::new(false));
 
-    // Off (the default): no check, the picture as made.
-    let plain = start_with(false).generate(fox(), Some(latents.clone()), None, no()).await.unwrap();
-    assert_eq!(plain.nsfw, None);
-    assert!(plain.image.pixels.iter().any(|&p| p > 0));
+        // Off (the default): no check, the picture as made.
+        let plain = start_with(false).generate(fox(), Some(latents.clone()), None, no()).await.unwrap();
+        assert_eq!(plain.nsfw, None);
+        assert!(plain.image.pixels.iter().any(|&p| p > 0));
 
-    // On: the fixture checker fires for the reference fox (as diffusers decided), so it is black.
-    let filtered = start_with(true).generate(fox(), Some(latents), None, no()).await.unwrap();
-    assert_eq!(filtered.nsfw, Some(true));
-    assert!(filtered.image.pixels.iter().all(|&p| p == 0));
-    assert!(decode_png(&filtered.png).iter().all(|&p| p == 0), "the PNG holds the blacked-out image");
+        // On: the fixture checker fires for the reference fox (as diffusers decided), so it is black.
+        let filtered = start_with(true).generate(fox(), Some(latents.clone()), None, no()).await.unwrap();
+        assert_eq!(filtered.nsfw, Some(true));
+        assert!(filtered.image.pixels.iter().all(|&p| p == 0));
+        assert!(decode_png(&filtered.png).iter().all(|&p| p == 0), "the PNG holds the blacked-out image");
+    }
 }
 
 #[test]
 fn the_safety_checker_decides_as_diffusers_and_preprocesses_like_clip() {
     use server::inference::diffusion::safety::{ClipPreprocess, SafetyChecker};
     start();
-    let dir = pipeline_with_safety_checker();
     let refs: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(common::fixture("fixtures/reference/sd_safety.json")).unwrap())
             .unwrap();
@@ -298,13 +309,35 @@ fn the_safety_checker_decides_as_diffusers_and_preprocesses_like_clip() {
     println!("clip_input against CLIPImageProcessor: max abs difference {max}");
     // One 8-bit level is 1/255/std ≈ 0.015 after normalisation.
     assert!(max < 0.031, "clip_input differs from CLIPImageProcessor's by up to {max}");
-
-    let mut checker = SafetyChecker::load(&mut server::inference::new_core().unwrap(), dir.path(), "CPU")
-        .unwrap()
-        .expect("the fixture has a safety checker");
-    assert_eq!(checker.flags(&fox).unwrap(), refs["flagged"]["sd_reference.png"].as_bool().unwrap());
     let grey = image_file::RgbImage { width: 256, height: 256, pixels: vec![128; 256 * 256 * 3] };
-    assert_eq!(checker.flags(&grey).unwrap(), refs["flagged"]["grey_128"].as_bool().unwrap());
+
+    for form in ["safetensors", "openvino"] {
+        let dir = pipeline_with_safety_checker(form);
+        let mut checker = SafetyChecker::load(&mut server::inference::new_core().unwrap(), dir.path(), "CPU")
+            .unwrap()
+            .expect("the fixture has a safety checker");
+        assert_eq!(checker.form(), form);
+        assert_eq!(checker.flags(&fox).unwrap(), refs["flagged"]["sd_reference.png"].as_bool().unwrap(), "{form}");
+        assert_eq!(checker.flags(&grey).unwrap(), refs["flagged"]["grey_128"].as_bool().unwrap(), "{form}");
+        if form == "openvino" {
+            continue;
+        }
+        // The same inputs as diffusers: every concept's score equals StableDiffusionSafetyChecker's.
+        let inputs =
+            [("sd_reference.png", expected.data.clone()), ("grey_128", ClipPreprocess::default().apply(&grey))];
+        for (name, clip_input) in inputs {
+            let verdict = checker.judge(&clip_input, (224, 224)).unwrap().expect("scores from the safetensors form");
+            let want = &refs["scores"][name];
+            for (ours, key) in [(&verdict.special, "special"), (&verdict.concept, "concept")] {
+                let theirs: Vec<f64> = want[key].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
+                assert_eq!(ours.len(), theirs.len(), "{name} {key}");
+                let max = ours.iter().zip(&theirs).map(|(a, b)| (a - b).abs()).fold(0f64, f64::max);
+                println!("{name}: {key} scores within {max:.2e} of diffusers'");
+                assert!(max < 1e-4, "{name}: {key} scores {ours:?} against diffusers' {theirs:?}");
+            }
+            assert_eq!(verdict.nsfw, refs["flagged"][name].as_bool().unwrap(), "{name}");
+        }
+    }
     assert!(SafetyChecker::load(
         &mut server::inference::new_core().unwrap(),
         &common::fixture(common::SD_FIXTURE),
@@ -312,4 +345,14 @@ fn the_safety_checker_decides_as_diffusers_and_preprocesses_like_clip() {
     )
     .unwrap()
     .is_none());
+
+    // A safety_checker/ folder with neither form names what it lacks; a broken config says why.
+    let dir = pipeline_with_safety_checker("safetensors");
+    std::fs::write(dir.path().join("safety_checker/config.json"), r#"{"vision_config": {"hidden_act": "gelu"}}"#)
+        .unwrap();
+    let err = SafetyChecker::load(&mut server::inference::new_core().unwrap(), dir.path(), "CPU").err().unwrap();
+    assert!(err.to_string().contains("hidden_act"), "{err}");
+    std::fs::remove_file(dir.path().join("safety_checker/model.safetensors")).unwrap();
+    let err = SafetyChecker::load(&mut server::inference::new_core().unwrap(), dir.path(), "CPU").err().unwrap();
+    assert!(err.to_string().contains("model.safetensors"), "{err}");
 }

@@ -17,6 +17,7 @@ pub fn run(config: &Config, command: BenchCommand) -> Result<(), String> {
     match command {
         BenchCommand::Llm(args) => llm(config, args),
         BenchCommand::Sd(args) => super::bench_sd::run(config, args),
+        BenchCommand::Safety(args) => super::bench_safety::run(config, args),
     }
 }
 

@@ -1,6 +1,7 @@
 //! Command-line tools that run the engines directly, without the web server.
 
 pub mod bench;
+mod bench_safety;
 mod bench_sd;
 mod bench_turns;
 pub mod generate;

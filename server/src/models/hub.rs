@@ -92,7 +92,8 @@ pub struct Fetched {
 
 /// Whether Duet uses a file of a model repository. The OpenVINO tokenizer IRs are skipped (Duet
 /// tokenizes with `tokenizer.json`), as are the VAE encoder (no image-to-image yet) and, unless
-/// the NSFW filter is on, the safety checker.
+/// the NSFW filter is on, the safety checker; of that, only the files it runs from (not, say,
+/// `pytorch_model.bin` beside `model.safetensors`).
 pub fn wanted(role: ModelRole, path: &str, safety_checker: bool) -> bool {
     let name = path.rsplit('/').next().unwrap_or(path);
     if name.starts_with("openvino_tokenizer.") || name.starts_with("openvino_detokenizer.") {
@@ -100,7 +101,9 @@ pub fn wanted(role: ModelRole, path: &str, safety_checker: bool) -> bool {
     }
     match (role, path.split('/').next().unwrap_or("")) {
         (ModelRole::Sd, "vae_encoder") => false,
-        (ModelRole::Sd, "safety_checker" | "feature_extractor") => safety_checker,
+        (ModelRole::Sd, "safety_checker" | "feature_extractor") => {
+            safety_checker && crate::inference::diffusion::safety::FILES.contains(&path)
+        }
         _ => true,
     }
 }
@@ -466,6 +469,12 @@ mod tests {
         assert!(!wanted(Sd, "safety_checker/openvino_model.bin", false));
         assert!(wanted(Sd, "safety_checker/openvino_model.bin", true));
         assert!(wanted(Sd, "feature_extractor/preprocessor_config.json", true));
+        // The real repository's form: the weights as safetensors, not the same again for PyTorch.
+        assert!(wanted(Sd, "safety_checker/model.safetensors", true));
+        assert!(wanted(Sd, "safety_checker/config.json", true));
+        assert!(!wanted(Sd, "safety_checker/model.safetensors", false));
+        assert!(!wanted(Sd, "safety_checker/pytorch_model.bin", true));
+        assert!(!wanted(Sd, "safety_checker/flax_model.msgpack", true));
     }
 
     #[test]

@@ -58,7 +58,7 @@ fn collect(root: &std::path::Path, dir: &std::path::Path, out: &mut Vec<(String,
 
 /// LFS-tracked, as `.gitattributes` says for weights on the hub.
 fn is_lfs(path: &str) -> bool {
-    path.ends_with(".bin")
+    path.ends_with(".bin") || path.ends_with(".safetensors")
 }
 
 /// One request the hub saw.

@@ -125,8 +125,11 @@ impl SdModel {
         let text_request = text_encoder.create_infer_request().ov(|| "creating a text encoder request".into())?;
         let safety = if options.safety_checker {
             let checker = SafetyChecker::load(&mut core, dir, &options.device)?;
-            if checker.is_none() {
-                tracing::warn!(model = %dir.display(), "the NSFW filter is on but the model has no safety_checker/; images are not filtered");
+            match &checker {
+                Some(checker) => tracing::info!(model = %dir.display(), form = checker.form(), "NSFW filter loaded"),
+                None => {
+                    tracing::warn!(model = %dir.display(), "the NSFW filter is on but the model has no safety_checker/; images are not filtered")
+                }
             }
             checker
         } else {

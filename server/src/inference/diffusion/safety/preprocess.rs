@@ -1,18 +1,8 @@
-//! The optional NSFW filter: Stable Diffusion's safety checker (a CLIP vision tower compared with
-//! fixed concept embeddings), used when the model folder has `safety_checker/` and the filter is
-//! switched on. A flagged image is replaced by black, as diffusers does.
+//! The checker's input: CLIPImageProcessor's resize, centre crop and normalisation, done as PIL
+//! and transformers do them so our `clip_input` matches theirs to one 8-bit level.
 
-use super::image_file::RgbImage;
-use crate::inference::{f32_tensor, InferenceError, OvContext};
-use openvino::{CompiledModel, Core, DeviceType, InferRequest};
+use crate::inference::diffusion::image_file::RgbImage;
 use serde_json::Value;
-use std::path::Path;
-
-pub struct SafetyChecker {
-    _compiled: CompiledModel,
-    request: InferRequest,
-    pre: ClipPreprocess,
-}
 
 /// CLIPImageProcessor's settings (`feature_extractor/preprocessor_config.json`).
 #[derive(Clone, Debug, PartialEq)]
@@ -35,6 +25,17 @@ impl Default for ClipPreprocess {
 }
 
 impl ClipPreprocess {
+    /// The model folder's `feature_extractor/preprocessor_config.json`, or CLIP's defaults.
+    pub fn load(dir: &std::path::Path) -> Result<Self, crate::inference::InferenceError> {
+        let config = dir.join("feature_extractor/preprocessor_config.json");
+        match std::fs::read_to_string(&config) {
+            Ok(text) => serde_json::from_str(&text)
+                .map(|v| ClipPreprocess::from_json(&v))
+                .map_err(|e| crate::inference::InferenceError::BadModel(format!("{}: {e}", config.display()))),
+            Err(_) => Ok(ClipPreprocess::default()),
+        }
+    }
+
     pub fn from_json(v: &Value) -> Self {
         let d = ClipPreprocess::default();
         let triple = |key: &str, default: [f32; 3]| {
@@ -84,46 +85,6 @@ impl ClipPreprocess {
             }
         }
         out
-    }
-}
-
-impl SafetyChecker {
-    /// The checker in `dir/safety_checker`, or `None` when the folder has none.
-    pub fn load(core: &mut Core, dir: &Path, device: &str) -> Result<Option<Self>, InferenceError> {
-        let xml = dir.join("safety_checker/openvino_model.xml");
-        if !xml.is_file() {
-            return Ok(None);
-        }
-        let model = super::parts::read_graph(core, dir, "safety_checker")?;
-        let mut compiled =
-            core.compile_model(&model, DeviceType::from(device)).ov(|| "compiling the safety checker".into())?;
-        let request = compiled.create_infer_request().ov(|| "creating a safety checker request".into())?;
-        let config = dir.join("feature_extractor/preprocessor_config.json");
-        let pre = match std::fs::read_to_string(&config) {
-            Ok(text) => ClipPreprocess::from_json(
-                &serde_json::from_str(&text)
-                    .map_err(|e| InferenceError::BadModel(format!("{}: {e}", config.display())))?,
-            ),
-            Err(_) => ClipPreprocess::default(),
-        };
-        Ok(Some(SafetyChecker { _compiled: compiled, request, pre }))
-    }
-
-    /// Whether the checker flags `image`.
-    pub fn flags(&mut self, image: &RgbImage) -> Result<bool, InferenceError> {
-        let (ch, cw) = self.pre.crop;
-        let clip = self.pre.apply(image);
-        let shape = [1, 3, ch as i64, cw as i64];
-        let pixels: Vec<f32> = image.pixels.iter().map(|&p| p as f32 / 255.0).collect();
-        let images = [1, image.height as i64, image.width as i64, 3];
-        for (name, data, shape) in [("clip_input", &clip, &shape[..]), ("images", &pixels, &images[..])] {
-            let tensor = f32_tensor(shape, data)?;
-            self.request.set_tensor(name, &tensor).ov(|| format!("setting the safety checker's {name}"))?;
-        }
-        self.request.infer().ov(|| "running the safety checker".into())?;
-        let flag = self.request.get_tensor("has_nsfw_concepts").ov(|| "reading has_nsfw_concepts".into())?;
-        let raw = flag.get_raw_data().ov(|| "reading has_nsfw_concepts".into())?;
-        Ok(raw.iter().any(|&b| b != 0))
     }
 }
 
