@@ -1,8 +1,8 @@
 //! Server functions: thin doors into the same service layer the REST API uses.
 
 use crate::types::{
-    AccountInfo, ChatData, ConversationList, ConversationSummary, GalleryFilterForm, GalleryPage, HealthReport,
-    SearchResults,
+    AccountInfo, ChatData, ChatSettings, ConversationList, ConversationSummary, GalleryFilterForm, GalleryPage,
+    HealthReport, SearchResults,
 };
 use leptos::prelude::*;
 
@@ -112,6 +112,11 @@ pub async fn list_conversations(offset: Option<u32>) -> Result<ConversationList,
 #[server]
 pub async fn rename_conversation(id: String, title: String) -> Result<ConversationSummary, ServerFnError> {
     answer(backend().rename_conversation(session().await?, id, title).await)
+}
+
+#[server]
+pub async fn save_chat_settings(id: String, settings: ChatSettings) -> Result<ConversationSummary, ServerFnError> {
+    answer(backend().chat_settings(session().await?, id, settings).await)
 }
 
 #[server]

@@ -46,6 +46,13 @@ pub trait Backend: Send + Sync + 'static {
     fn chat_data(&self, session: Session, id: Option<String>) -> Answer<'_, crate::types::ChatData>;
     fn conversations(&self, session: Session, offset: Option<u32>) -> Answer<'_, ConversationList>;
     fn rename_conversation(&self, session: Session, id: String, title: String) -> Answer<'_, ConversationSummary>;
+    /// Replace a conversation's chat settings.
+    fn chat_settings(
+        &self,
+        session: Session,
+        id: String,
+        settings: crate::types::ChatSettings,
+    ) -> Answer<'_, ConversationSummary>;
     fn delete_conversation(&self, session: Session, id: String) -> Answer<'_, ()>;
     fn search_conversations(&self, session: Session, query: String) -> Answer<'_, SearchResults>;
     fn gallery(&self, session: Session, filter: GalleryFilterForm) -> Answer<'_, GalleryPage>;

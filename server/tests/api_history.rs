@@ -155,4 +155,65 @@ on_both_databases! {
         assert_eq!(ok(&s, &alice, Method::GET, "/search?q=hello", None).await["hits"], json!([]));
         assert_eq!(call(&s, &alice, Method::GET, &format!("/images/{image_id}.png"), None).await.status, 200, "the picture stays");
     }
+
+    async fn chat_settings_are_kept_with_a_conversation_and_used_by_its_turns(backend) {
+        let dir = tempfile::tempdir().unwrap();
+        let s = accounts_state_on(backend, dir.path(), &[]).await;
+        let (_, alice) = account(&s, "alice").await;
+        let (_, bob) = account(&s, "bob").await;
+        let turn = |c: &str, extra: Value| {
+            let mut body = json!({"user_id": "u1", "message": "one two three", "conversation_id": c});
+            body.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+            body
+        };
+        let c = say(&s, &alice, "u1", "one two three", None).await;
+        let plain = ok(&s, &alice, Method::POST, "/chat", Some(turn(&c, json!({})))).await;
+        let detail = ok(&s, &alice, Method::GET, &format!("/conversations/{c}"), None).await;
+        assert_eq!(detail["conversation"]["settings"], json!({"system_prompt": null, "temperature": null, "top_p": null, "max_tokens": null}));
+
+        // Bad values name the field; nothing changes.
+        for (settings, field) in [
+            (json!({"temperature": 2.5}), "settings.temperature"),
+            (json!({"top_p": 0}), "settings.top_p"),
+            (json!({"max_tokens": 0}), "settings.max_tokens"),
+            (json!({"system_prompt": "x".repeat(4001)}), "settings.system_prompt"),
+            (json!({"system_prompt": "bell\u{7}"}), "settings.system_prompt"),
+        ] {
+            let reply = call(&s, &alice, Method::PATCH, &format!("/conversations/{c}"), Some(json!({"settings": settings}))).await;
+            assert_eq!(reply.error_param(422).as_deref(), Some(field), "{settings}");
+            let reply = call(&s, &alice, Method::POST, "/chat", Some(turn(&c, json!({"settings": settings})))).await;
+            assert_eq!(reply.error_param(422).as_deref(), Some(field), "{settings}");
+        }
+        assert_eq!(call(&s, &alice, Method::PATCH, &format!("/conversations/{c}"), Some(json!({}))).await.error_param(422).as_deref(), Some("title"));
+
+        // Kept: the system prompt is added to Duet's (the mock counts words as tokens), the reply
+        // length holds until a turn sets its own.
+        let settings = json!({"system_prompt": "  Answer like a pirate, briefly.  ", "temperature": 0.3, "top_p": 0.9, "max_tokens": 2});
+        let updated = ok(&s, &alice, Method::PATCH, &format!("/conversations/{c}"), Some(json!({"settings": settings}))).await;
+        assert_eq!(updated["settings"]["system_prompt"], "Answer like a pirate, briefly.");
+        assert_eq!(updated["title"], "one two three", "the title stays");
+        // Another account's PATCH is "not found" and changes nothing.
+        assert_eq!(call(&s, &bob, Method::PATCH, &format!("/conversations/{c}"), Some(json!({"settings": {}}))).await.status, 404);
+        let short = ok(&s, &alice, Method::POST, "/chat", Some(turn(&c, json!({})))).await;
+        assert_eq!((short["usage"]["completion_tokens"].as_u64(), short["finish_reason"].as_str()), (Some(2), Some("length")));
+        let grown = short["usage"]["prompt_tokens"].as_u64().unwrap() - plain["usage"]["prompt_tokens"].as_u64().unwrap();
+        assert!(grown >= 5, "the system prompt's 5 words and the history grow the prompt: {grown}");
+        let own = ok(&s, &alice, Method::POST, "/chat", Some(turn(&c, json!({"max_tokens": 3})))).await;
+        assert_eq!(own["usage"]["completion_tokens"], 3, "the turn's own max_tokens wins");
+        let detail = ok(&s, &alice, Method::GET, &format!("/conversations/{c}"), None).await;
+        assert_eq!(detail["conversation"]["settings"]["max_tokens"], 2, "a turn's own values are not kept");
+        assert_eq!(detail["conversation"]["settings"]["temperature"], 0.3);
+
+        // Given with a first message: a new conversation keeps them.
+        let first = ok(&s, &alice, Method::POST, "/chat",
+                       Some(json!({"user_id": "u1", "message": "hello there", "settings": {"max_tokens": 1}}))).await;
+        assert_eq!(first["usage"]["completion_tokens"], 1);
+        let id = first["conversation_id"].as_str().unwrap();
+        let listed = ok(&s, &alice, Method::GET, "/conversations", None).await;
+        let kept = listed["conversations"].as_array().unwrap().iter().find(|x| x["id"] == id).unwrap();
+        assert_eq!(kept["settings"]["max_tokens"], 1);
+        // Null fields go back to the model's defaults.
+        let reset = ok(&s, &alice, Method::PATCH, &format!("/conversations/{id}"), Some(json!({"settings": {}}))).await;
+        assert_eq!(reset["settings"]["max_tokens"], Value::Null);
+    }
 }

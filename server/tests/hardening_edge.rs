@@ -240,6 +240,14 @@ impl Backend for Broken {
     fn rename_conversation(&self, session: Session, id: String, title: String) -> Answer<'_, ConversationSummary> {
         self.state.rename_conversation(session, id, title)
     }
+    fn chat_settings(
+        &self,
+        session: Session,
+        id: String,
+        settings: app::types::ChatSettings,
+    ) -> Answer<'_, ConversationSummary> {
+        self.state.chat_settings(session, id, settings)
+    }
     fn delete_conversation(&self, session: Session, id: String) -> Answer<'_, ()> {
         self.state.delete_conversation(session, id)
     }

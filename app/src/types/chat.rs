@@ -48,6 +48,11 @@ pub struct ChatRequest {
     /// Ask for a picture with this turn, and how to make it.
     #[serde(default)]
     pub image: Option<ImageGenerationRequest>,
+    /// Keep these chat settings with the conversation (new or continued; they replace its
+    /// settings) and use them from this turn on. The fields above, when given, still win for
+    /// this turn.
+    #[serde(default)]
+    pub settings: Option<super::ChatSettings>,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -13,6 +13,40 @@ pub struct ConversationSummary {
     pub created_at: i64,
     /// Unix milliseconds of the last message.
     pub updated_at: i64,
+    /// The chat settings kept with it.
+    #[serde(default)]
+    pub settings: ChatSettings,
+}
+
+/// Chat settings kept with a conversation and used by each of its turns that does not set its
+/// own; a field left null means the model's default.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+pub struct ChatSettings {
+    /// Instructions added after Duet's own system prompt (which asks for the picture block), at
+    /// most 4000 characters; empty or null: none.
+    #[serde(default)]
+    pub system_prompt: Option<String>,
+    /// 0 (greedy) to 2.
+    #[serde(default)]
+    pub temperature: Option<f64>,
+    /// Above 0, at most 1.
+    #[serde(default)]
+    pub top_p: Option<f64>,
+    /// Most tokens to generate per reply, reasoning included (1 to 8192).
+    #[serde(default)]
+    pub max_tokens: Option<u32>,
+}
+
+/// What a conversation gets when its settings leave a field null: the chat model's
+/// `generation_config.json` and the server's reply length.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+pub struct ChatDefaults {
+    /// Null until the chat model has loaded.
+    pub temperature: Option<f64>,
+    pub top_p: Option<f64>,
+    pub max_tokens: u32,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -65,6 +99,10 @@ pub struct ConversationUpdate {
     /// 1 to 200 characters.
     #[serde(default)]
     pub title: Option<String>,
+    /// Replace the conversation's chat settings (every field: a null one goes back to the
+    /// model's default).
+    #[serde(default)]
+    pub settings: Option<ChatSettings>,
 }
 
 /// A run of snippet text; `hit` marks the words that matched.
@@ -102,6 +140,8 @@ pub struct ChatData {
     /// The end-user id of new conversations: the account's name (`local` without accounts).
     pub user_id: String,
     pub conversation: Option<ConversationDetail>,
+    /// What chat settings left null come to.
+    pub defaults: ChatDefaults,
 }
 
 /// A saved snippet to insert into the message or prompt box.

@@ -50,16 +50,17 @@ pub async fn detail(
     Ok(Json(history::detail(&state, &caller, &id).await?))
 }
 
-/// `PATCH /conversations/{id}`: rename.
+/// `PATCH /conversations/{id}`: rename, and/or replace its chat settings (system prompt,
+/// temperature, top-p, reply length; used by every later turn that does not set its own).
 #[utoipa::path(patch, path = "/conversations/{id}", tag = "history", params(("id" = String, Path, description = "A conversation id (`conversation_id` of a chat reply)")), request_body = ConversationUpdate,
-    responses((status = 200, body = ConversationSummary), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = ConversationSummary), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn rename(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
     ApiJson(update): ApiJson<ConversationUpdate>,
 ) -> Result<Json<ConversationSummary>> {
-    Ok(Json(history::rename(&state, &caller, &id, update).await?))
+    Ok(Json(history::update(&state, &caller, &id, update).await?))
 }
 
 /// `DELETE /conversations/{id}`: the conversation and its messages (its images stay in the gallery).

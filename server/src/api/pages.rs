@@ -10,7 +10,7 @@ use crate::{
 use app::{
     ssr::{Answer, Backend, BackendError, BoxFuture, Session},
     types::{
-        AccountInfo, ChatData, ConversationList, ConversationSummary, ConversationUpdate, Credentials,
+        AccountInfo, ChatData, ChatSettings, ConversationList, ConversationSummary, ConversationUpdate, Credentials,
         GalleryFilterForm, GalleryPage, HealthReport, SearchResults,
     },
 };
@@ -76,7 +76,7 @@ impl Backend for AppState {
                 Some(id) => Some(history::detail(self, &caller, &id).await?),
                 None => None,
             };
-            Ok(ChatData { user_id: caller.username, conversation })
+            Ok(ChatData { user_id: caller.username, conversation, defaults: history::chat_defaults(self) })
         }))
     }
 
@@ -91,7 +91,13 @@ impl Backend for AppState {
 
     fn rename_conversation(&self, session: Session, id: String, title: String) -> Answer<'_, ConversationSummary> {
         Box::pin(self.as_caller(session, move |caller| async move {
-            history::rename(self, &caller, &id, ConversationUpdate { title: Some(title) }).await
+            history::update(self, &caller, &id, ConversationUpdate { title: Some(title), settings: None }).await
+        }))
+    }
+
+    fn chat_settings(&self, session: Session, id: String, settings: ChatSettings) -> Answer<'_, ConversationSummary> {
+        Box::pin(self.as_caller(session, move |caller| async move {
+            history::update(self, &caller, &id, ConversationUpdate { title: None, settings: Some(settings) }).await
         }))
     }
 

@@ -20,9 +20,9 @@ use crate::{
     },
     jobs::Origin,
     service::AppState,
-    storage::{MessageRow, NewMessage},
+    storage::{ChatSettingsRow, MessageRow, NewMessage},
 };
-use app::types::{ChatEvent, ChatRequest, ChatResponse, ErrorDetail, ImageJob, JobInfo, Timings, Usage};
+use app::types::{ChatEvent, ChatRequest, ChatResponse, ChatSettings, ErrorDetail, ImageJob, JobInfo, Timings, Usage};
 use tokio::sync::{mpsc, OwnedSemaphorePermit};
 
 /// Asks for answers without the image block unless a picture is wanted, and for the block's
@@ -48,15 +48,17 @@ pub async fn start(state: &AppState, caller: &Caller, request: ChatRequest) -> R
     let what = if valid.imagine.is_some() { Generation::Image } else { Generation::Chat };
     let (admission, tokens_left) =
         state.limits.admit(&state.db, &caller.account_id, Some(&valid.user_id), what).await?;
-    if let Some(left) = tokens_left {
-        // The reply may use what the day's quota has left, and no more.
-        valid.params.max_new_tokens = valid.params.max_new_tokens.min(left.try_into().unwrap_or(usize::MAX));
-    }
     let slot = match engine {
         Some(_) => Some(state.chat_slots.try_acquire()?),
         None => None,
     };
-    let (conversation_id, created) = open_conversation(state, caller, &valid).await?;
+    let (conversation_id, created, kept) = open_conversation(state, caller, &valid).await?;
+    let settings = valid.settings.clone().unwrap_or(kept);
+    apply_settings(&mut valid, &settings);
+    if let Some(left) = tokens_left {
+        // The reply may use what the day's quota has left, and no more.
+        valid.params.max_new_tokens = valid.params.max_new_tokens.min(left.try_into().unwrap_or(usize::MAX));
+    }
     let opened = Opened { state, account_id: &caller.account_id, id: &conversation_id, created };
     // An edit or a regenerate keeps what came before the message it replaces.
     let before = match &valid.replace_from {
@@ -68,13 +70,20 @@ pub async fn start(state: &AppState, caller: &Caller, request: ChatRequest) -> R
     };
     let history = opened.or_undo(recent_turns(state, &conversation_id, before).await).await?;
     let handle = match &engine {
-        Some(engine) => Some(opened.or_undo(admit(engine.as_ref(), &valid, &conversation_id, &history).await).await?),
+        Some(engine) => {
+            let system = system_prompt(settings.system_prompt.as_deref());
+            Some(opened.or_undo(admit(engine.as_ref(), &valid, &system, &conversation_id, &history).await).await?)
+        }
         None => None,
     };
     if let Some(from) = &valid.replace_from {
         if !state.db.truncate_conversation(&conversation_id, from).await? {
             return Err(ServiceError::NotFound("message (replace_from)"));
         }
+    }
+    if let Some(new) = &valid.settings {
+        // Kept only once the turn is under way, so a refused turn changes nothing.
+        state.db.set_chat_settings(&caller.account_id, &conversation_id, &settings_row(new)).await?;
     }
     state
         .db
@@ -118,12 +127,13 @@ async fn recent_turns(state: &AppState, conversation_id: &str, before: i32) -> R
 async fn admit(
     engine: &dyn ChatEngine,
     valid: &ValidChat,
+    system: &str,
     conversation_id: &str,
     history: &[MessageRow],
 ) -> Result<GenerationHandle> {
     let request = GenerateRequest {
         conversation: Some(conversation_id.to_string()),
-        prompt: Prompt::Messages(context(SYSTEM_PROMPT, history, &valid.message)),
+        prompt: Prompt::Messages(context(system, history, &valid.message)),
         params: valid.params.clone(),
     };
     let mut handle = engine.generate(request).map_err(|e| ServiceError::Engine(e.to_string()))?;
@@ -170,19 +180,53 @@ fn new_id() -> String {
     uuid::Uuid::new_v4().to_string()
 }
 
-/// The caller's conversation, or a new one titled after the first message (and `true`: made
-/// now). A conversation of another account, or of another end user of this one, is "not found",
-/// exactly like one that does not exist.
-async fn open_conversation(state: &AppState, caller: &Caller, valid: &ValidChat) -> Result<(String, bool)> {
+/// The caller's conversation with its chat settings, or a new one titled after the first
+/// message (and `true`: made now). A conversation of another account, or of another end user of
+/// this one, is "not found", exactly like one that does not exist.
+async fn open_conversation(
+    state: &AppState,
+    caller: &Caller,
+    valid: &ValidChat,
+) -> Result<(String, bool, ChatSettings)> {
     if let Some(id) = &valid.conversation_id {
         return match state.db.conversation(&caller.account_id, id).await? {
-            Some(c) if c.user_id == valid.user_id => Ok((c.id, false)),
+            Some(c) if c.user_id == valid.user_id => {
+                let settings = super::history::settings_of(&c);
+                Ok((c.id, false, settings))
+            }
             _ => Err(ServiceError::NotFound("conversation")),
         };
     }
     let id = new_id();
     state.db.create_conversation(&id, &caller.account_id, &valid.user_id, &title(&valid.message)).await?;
-    Ok((id, true))
+    Ok((id, true, ChatSettings::default()))
+}
+
+/// The conversation's settings fill in what the turn itself left out.
+fn apply_settings(valid: &mut ValidChat, settings: &ChatSettings) {
+    let sampling = &mut valid.params.sampling;
+    sampling.temperature = sampling.temperature.or(settings.temperature.map(|t| t as f32));
+    sampling.top_p = sampling.top_p.or(settings.top_p.map(|p| p as f32));
+    if let (false, Some(n)) = (valid.max_tokens_given, settings.max_tokens) {
+        valid.params.max_new_tokens = n as usize;
+    }
+}
+
+/// Duet's system prompt, then the conversation's own instructions.
+pub fn system_prompt(custom: Option<&str>) -> String {
+    match custom {
+        Some(custom) => format!("{SYSTEM_PROMPT}\n\n{custom}"),
+        None => SYSTEM_PROMPT.to_string(),
+    }
+}
+
+pub(super) fn settings_row(settings: &ChatSettings) -> ChatSettingsRow<'_> {
+    ChatSettingsRow {
+        system_prompt: settings.system_prompt.as_deref(),
+        temperature: settings.temperature,
+        top_p: settings.top_p,
+        max_tokens: settings.max_tokens.map(|n| n as i32),
+    }
 }
 
 /// A conversation's title: its first message's first line, at most 60 characters.
@@ -512,6 +556,37 @@ impl Turn {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn conversation_settings_fill_in_only_what_the_turn_left_out() {
+        let request = |temperature: Option<f64>, max_tokens: Option<u32>| {
+            let request = ChatRequest {
+                user_id: Some("u".into()),
+                message: Some("hi".into()),
+                temperature,
+                max_tokens,
+                ..Default::default()
+            };
+            validate::chat(request, 2048, &Default::default()).unwrap()
+        };
+        let settings =
+            ChatSettings { system_prompt: None, temperature: Some(0.25), top_p: Some(0.5), max_tokens: Some(7) };
+        let mut plain = request(None, None);
+        apply_settings(&mut plain, &settings);
+        assert_eq!((plain.params.sampling.temperature, plain.params.sampling.top_p), (Some(0.25), Some(0.5)));
+        assert_eq!(plain.params.max_new_tokens, 7);
+        let mut own = request(Some(1.5), Some(100));
+        apply_settings(&mut own, &settings);
+        assert_eq!((own.params.sampling.temperature, own.params.max_new_tokens), (Some(1.5), 100));
+        let mut none = request(None, None);
+        apply_settings(&mut none, &ChatSettings::default());
+        assert_eq!((none.params.sampling.temperature, none.params.max_new_tokens), (None, 2048));
+        assert_eq!(system_prompt(None), SYSTEM_PROMPT);
+        assert!(
+            system_prompt(Some("Be brief.")).starts_with(SYSTEM_PROMPT)
+                && system_prompt(Some("Be brief.")).ends_with("\n\nBe brief.")
+        );
+    }
 
     fn row(role: &str, content: &str, reasoning: Option<&str>, image_prompt: Option<&str>) -> MessageRow {
         MessageRow {

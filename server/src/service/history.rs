@@ -7,8 +7,8 @@ use crate::{
     storage::{search, ConversationRow, FullMessageRow, MessageRow},
 };
 use app::types::{
-    ConversationDetail, ConversationList, ConversationSummary, ConversationUpdate, MessageView, SearchHit,
-    SearchResults, SnippetPart,
+    ChatDefaults, ChatSettings, ConversationDetail, ConversationList, ConversationSummary, ConversationUpdate,
+    MessageView, SearchHit, SearchResults, SnippetPart,
 };
 use std::fmt::Write;
 
@@ -62,21 +62,61 @@ pub async fn detail(state: &AppState, caller: &Caller, id: &str) -> Result<Conve
     Ok(ConversationDetail { conversation: summary(row), messages })
 }
 
-pub async fn rename(
+/// Rename a conversation and/or replace its chat settings: both are checked before either is
+/// stored.
+pub async fn update(
     state: &AppState,
     caller: &Caller,
     id: &str,
     update: ConversationUpdate,
 ) -> Result<ConversationSummary> {
-    let sent = update.title.as_deref().map_or(0, |t| t.chars().count());
-    let title = update.title.as_deref().map(str::trim).unwrap_or_default();
-    if title.is_empty() || sent > MAX_TITLE_CHARS {
-        return Err(ServiceError::invalid("title", format!("must be 1 to {MAX_TITLE_CHARS} characters")));
+    if update.title.is_none() && update.settings.is_none() {
+        return Err(ServiceError::invalid("title", "give a title or settings (or both)"));
     }
-    if !state.db.rename_conversation(&caller.account_id, id, title).await? {
-        return Err(ServiceError::NotFound("conversation"));
+    let title = match update.title.as_deref() {
+        None => None,
+        Some(sent) => {
+            let title = sent.trim();
+            if title.is_empty() || sent.chars().count() > MAX_TITLE_CHARS {
+                return Err(ServiceError::invalid("title", format!("must be 1 to {MAX_TITLE_CHARS} characters")));
+            }
+            Some(title)
+        }
+    };
+    let settings = update.settings.map(super::validate::chat_settings).transpose()?;
+    owned(state, caller, id).await?;
+    if let Some(title) = title {
+        if !state.db.rename_conversation(&caller.account_id, id, title).await? {
+            return Err(ServiceError::NotFound("conversation"));
+        }
+    }
+    if let Some(settings) = &settings {
+        if !state.db.set_chat_settings(&caller.account_id, id, &super::chat::settings_row(settings)).await? {
+            return Err(ServiceError::NotFound("conversation"));
+        }
     }
     Ok(summary(owned(state, caller, id).await?))
+}
+
+/// What settings left out come to: the chat model's sampling defaults (once it has loaded its
+/// files) and the server's reply length.
+pub fn chat_defaults(state: &AppState) -> ChatDefaults {
+    let sampling = state.llm.path().and_then(|dir| crate::inference::llm::files::sampling_defaults(&dir));
+    ChatDefaults {
+        temperature: sampling.map(|(t, _)| t),
+        top_p: sampling.map(|(_, p)| p),
+        max_tokens: state.config.llm.chat_max_tokens,
+    }
+}
+
+/// A stored conversation's chat settings.
+pub fn settings_of(row: &ConversationRow) -> ChatSettings {
+    ChatSettings {
+        system_prompt: row.system_prompt.clone(),
+        temperature: row.temperature,
+        top_p: row.top_p,
+        max_tokens: row.max_tokens.and_then(|n| u32::try_from(n).ok()),
+    }
 }
 
 pub async fn delete(state: &AppState, caller: &Caller, id: &str) -> Result<()> {
@@ -130,6 +170,7 @@ async fn owned(state: &AppState, caller: &Caller, id: &str) -> Result<Conversati
 
 fn summary(row: ConversationRow) -> ConversationSummary {
     ConversationSummary {
+        settings: settings_of(&row),
         id: row.id,
         user_id: row.user_id,
         title: row.title,
@@ -235,6 +276,7 @@ mod tests {
                 title: "Foxes".into(),
                 created_at: 1_795_419_600_000,
                 updated_at: 0,
+                settings: Default::default(),
             },
             messages: vec![message("user", "Draw a fox"), reply],
         };

@@ -6,7 +6,7 @@ use crate::inference::{
     diffusion::{request::random_seed, ImageRequest, SchedulerKind},
     llm::{GenerationParams, SamplingOverrides},
 };
-use app::types::{ChatRequest, ImageGenerationRequest};
+use app::types::{ChatRequest, ChatSettings, ImageGenerationRequest};
 
 pub const MAX_USER_ID_CHARS: usize = 200;
 pub const MAX_MESSAGE_CHARS: usize = 32_000;
@@ -20,6 +20,7 @@ pub const MAX_TOKENS: u32 = 8192;
 pub const MAX_STOP_STRINGS: usize = 4;
 pub const MAX_STOP_CHARS: usize = 100;
 pub const MAX_TEMPERATURE: f64 = 2.0;
+pub const MAX_SYSTEM_PROMPT_CHARS: usize = 4000;
 pub const MAX_REPETITION_PENALTY: f64 = 2.0;
 pub const MAX_STEPS: u32 = 100;
 pub const MAX_GUIDANCE: f64 = 30.0;
@@ -50,6 +51,10 @@ pub struct ValidChat {
     pub imagine: Option<String>,
     /// The caller asked for a picture with this turn (settings checked, prompt maybe absent).
     pub image: Option<ImageGenerationRequest>,
+    /// Chat settings to keep with the conversation from this turn on.
+    pub settings: Option<ChatSettings>,
+    /// `max_tokens` was sent (else the conversation's setting, then the server's default, holds).
+    pub max_tokens_given: bool,
 }
 
 pub fn chat(request: ChatRequest, default_max_tokens: u32, prompts: &PromptPolicy) -> Checked<ValidChat> {
@@ -100,7 +105,38 @@ pub fn chat(request: ChatRequest, default_max_tokens: u32, prompts: &PromptPolic
         },
         imagine,
         image: request.image,
+        settings: request.settings.map(chat_settings).transpose()?,
+        max_tokens_given: request.max_tokens.is_some(),
     })
+}
+
+/// Chat settings to keep with a conversation: each in the range of its per-turn twin; a blank
+/// system prompt is none, and one with control characters (other than line breaks and tabs) is
+/// refused.
+pub fn chat_settings(settings: ChatSettings) -> Checked<ChatSettings> {
+    let system_prompt = settings.system_prompt.map(|p| p.trim().to_string()).filter(|p| !p.is_empty());
+    if let Some(prompt) = &system_prompt {
+        let chars = prompt.chars().count();
+        if chars > MAX_SYSTEM_PROMPT_CHARS {
+            return bad(
+                "settings.system_prompt",
+                format!("must be at most {MAX_SYSTEM_PROMPT_CHARS} characters, got {chars}"),
+            );
+        }
+        if prompt.chars().any(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t')) {
+            return bad("settings.system_prompt", "must not hold control characters other than line breaks and tabs");
+        }
+    }
+    if let Some(t) = settings.temperature.filter(|t| !(t.is_finite() && (0.0..=MAX_TEMPERATURE).contains(t))) {
+        return bad("settings.temperature", format!("must be a number from 0 (greedy) to 2, got {t}"));
+    }
+    if let Some(p) = settings.top_p.filter(|p| !(p.is_finite() && *p > 0.0 && *p <= 1.0)) {
+        return bad("settings.top_p", format!("must be a number above 0 and at most 1, got {p}"));
+    }
+    if let Some(n) = settings.max_tokens.filter(|n| !(1..=MAX_TOKENS).contains(n)) {
+        return bad("settings.max_tokens", format!("must be an integer from 1 to {MAX_TOKENS}, got {n}"));
+    }
+    Ok(ChatSettings { system_prompt, ..settings })
 }
 
 /// An image prompt through the sanitizer: refused by the block-list, or empty once markup and

@@ -10,7 +10,16 @@ pub struct ConversationRow {
     pub title: String,
     pub created_at: i64,
     pub updated_at: i64,
+    /// Chat settings (null: the model's default).
+    pub system_prompt: Option<String>,
+    pub temperature: Option<f64>,
+    pub top_p: Option<f64>,
+    pub max_tokens: Option<i32>,
 }
+
+/// The columns of a `ConversationRow`.
+pub(super) const CONVERSATION: &str =
+    "id, account_id, user_id, title, created_at, updated_at, system_prompt, temperature, top_p, max_tokens";
 
 #[derive(Clone, Debug, PartialEq, sqlx::FromRow)]
 pub struct MessageRow {
@@ -41,12 +50,43 @@ pub struct NewMessage<'a> {
     pub finish_reason: Option<&'a str>,
 }
 
+/// A conversation's chat settings as stored.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ChatSettingsRow<'a> {
+    pub system_prompt: Option<&'a str>,
+    pub temperature: Option<f64>,
+    pub top_p: Option<f64>,
+    pub max_tokens: Option<i32>,
+}
+
 impl Database {
     /// One of the account's conversations.
     pub async fn conversation(&self, account_id: &str, id: &str) -> Result<Option<ConversationRow>, StorageError> {
-        const SQL: &str = "SELECT id, account_id, user_id, title, created_at, updated_at FROM conversations \
-                           WHERE id = $1 AND account_id = $2";
-        Ok(on_pool!(self, |pool| sqlx::query_as(SQL).bind(id).bind(account_id).fetch_optional(pool).await?))
+        let sql = format!("SELECT {CONVERSATION} FROM conversations WHERE id = $1 AND account_id = $2");
+        Ok(on_pool!(self, |pool| sqlx::query_as(&sql).bind(id).bind(account_id).fetch_optional(pool).await?))
+    }
+
+    /// Replace the chat settings of one of the account's conversations; false when it has no
+    /// such conversation.
+    pub async fn set_chat_settings(
+        &self,
+        account_id: &str,
+        id: &str,
+        settings: &ChatSettingsRow<'_>,
+    ) -> Result<bool, StorageError> {
+        const SQL: &str = "UPDATE conversations SET system_prompt = $1, temperature = $2, top_p = $3, max_tokens = $4 \
+                           WHERE id = $5 AND account_id = $6";
+        let done = on_pool!(self, |pool| sqlx::query(SQL)
+            .bind(settings.system_prompt)
+            .bind(settings.temperature)
+            .bind(settings.top_p)
+            .bind(settings.max_tokens)
+            .bind(id)
+            .bind(account_id)
+            .execute(pool)
+            .await?
+            .rows_affected());
+        Ok(done == 1)
     }
 
     pub async fn create_conversation(

@@ -2,6 +2,7 @@
 //! Postgres tsvector). Every query is scoped by the owning account.
 
 use super::{
+    chat::CONVERSATION,
     on_pool,
     search::{self, HIT_END, HIT_START},
     ConversationRow, Database, MessageRow, StorageError,
@@ -35,8 +36,6 @@ pub struct SearchRow {
     pub snippet: String,
     pub created_at: i64,
 }
-
-const CONVERSATION: &str = "id, account_id, user_id, title, created_at, updated_at";
 
 impl Database {
     /// The account's conversations (of one end user, when given), most recently active first.

@@ -12,7 +12,7 @@ mod templates;
 mod usage;
 
 pub use accounts::{AccountRow, ApiKeyRow, KeyOwnerRow, NewAccount};
-pub use chat::{ConversationRow, MessageRow, NewMessage};
+pub use chat::{ChatSettingsRow, ConversationRow, MessageRow, NewMessage};
 pub use gallery::{GalleryFilter, ShareRow};
 pub use history::{FullMessageRow, SearchRow};
 pub use images::ImageRow;

@@ -105,6 +105,16 @@ impl LlmFiles {
     }
 }
 
+/// The temperature (0 when the model does not sample) and top-p a model folder's
+/// `generation_config.json` asks for, as `GenerationDefaults::resolve` would use them; `None`
+/// without a readable file.
+pub fn sampling_defaults(dir: &Path) -> Option<(f64, f64)> {
+    let gen = read_json(&dir.join("generation_config.json")).ok()?;
+    let temperature =
+        if gen["do_sample"].as_bool().unwrap_or(false) { gen["temperature"].as_f64().unwrap_or(1.0) } else { 0.0 };
+    Some((temperature, gen["top_p"].as_f64().unwrap_or(1.0)))
+}
+
 fn read_json(path: &Path) -> Result<Value, FileError> {
     let text = std::fs::read_to_string(path).map_err(|e| fail(path, e.to_string()))?;
     serde_json::from_str(&text).map_err(|e| fail(path, format!("not valid JSON: {e}")))
