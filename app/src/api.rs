@@ -114,7 +114,9 @@ pub async fn rename_conversation(id: String, title: String) -> Result<Conversati
     answer(backend().rename_conversation(session().await?, id, title).await)
 }
 
-#[server]
+// JSON, not the default URL form: settings with every field empty (back to the defaults) would
+// otherwise arrive as no `settings` at all.
+#[server(input = leptos::server_fn::codec::Json)]
 pub async fn save_chat_settings(id: String, settings: ChatSettings) -> Result<ConversationSummary, ServerFnError> {
     answer(backend().chat_settings(session().await?, id, settings).await)
 }

@@ -189,6 +189,53 @@ test.describe('chat in mock mode', () => {
     await expect(page.getByTestId('user-message')).toHaveText(/^topic 0(?!\d)/);
   });
 
+  test('chat settings: chosen before the first message, kept with the conversation, changed later', async ({ page }, info) => {
+    const errors = pageErrors(page);
+    await signUp(page, mockURL, 'chatsettings', info);
+    await open(page, `${mockURL}/`);
+    const panel = page.getByTestId('chat-settings');
+    await panel.locator('summary').click();
+    // Empty fields show what they come to (the mock has no generation_config.json).
+    await expect(panel.getByLabel('Temperature')).toHaveAttribute('placeholder', 'model default');
+    await expect(panel.getByLabel('Maximum tokens')).toHaveAttribute('placeholder', /^model default: \d+$/);
+    await panel.getByLabel('System prompt').fill('Answer like a pirate.');
+    await panel.getByLabel('Maximum tokens').fill('2');
+    await panel.getByRole('button', { name: 'Save' }).click();
+    await expect(panel.getByRole('status')).toHaveText("Kept for this conversation's first message.");
+    await screenshot(page, 'chat-settings', info);
+
+    await send(page, 'Hello there friend');
+    await expect(page).toHaveURL(/\/c\/[0-9a-f-]{36}$/);
+    const id = conversationId(page);
+    await expect(page.getByTestId('service-status')).toHaveText('Ready');
+    const detail = await (await page.request.get(`${mockURL}/conversations/${id}`)).json();
+    expect(detail.conversation.settings).toEqual({ system_prompt: 'Answer like a pirate.', temperature: null, top_p: null, max_tokens: 2 });
+    expect(detail.messages[1].finish_reason).toBe('length');
+    expect(detail.messages[1].completion_tokens).toBe(2);
+
+    // Changed later: saved at once, and still there after a reload.
+    await panel.getByLabel('Maximum tokens').fill('');
+    await panel.getByLabel('Temperature').fill('0.5');
+    await panel.getByRole('button', { name: 'Save' }).click();
+    await expect(panel.getByRole('status')).toHaveText('Saved.');
+    const saved = await (await page.request.get(`${mockURL}/conversations/${id}`)).json();
+    expect(saved.conversation.settings).toEqual({ system_prompt: 'Answer like a pirate.', temperature: 0.5, top_p: null, max_tokens: null });
+    await open(page, `${mockURL}/c/${id}`);
+    await panel.locator('summary').click();
+    await expect(panel.getByLabel('System prompt')).toHaveValue('Answer like a pirate.');
+    await expect(panel.getByLabel('Temperature')).toHaveValue('0.5');
+    // Out of range: the browser holds the form back (the server would refuse it too).
+    await panel.getByLabel('Temperature').fill('7');
+    await panel.getByRole('button', { name: 'Save' }).click();
+    expect(await panel.getByLabel('Temperature').evaluate((el: HTMLInputElement) => el.validity.rangeOverflow)).toBe(true);
+    const unchanged = await (await page.request.get(`${mockURL}/conversations/${id}`)).json();
+    expect(unchanged.conversation.settings.temperature).toBe(0.5);
+    await panel.getByRole('button', { name: 'Reset to defaults' }).click();
+    await expect(panel.getByRole('status')).toHaveText('Saved.');
+    await expect(panel.getByLabel('System prompt')).toHaveValue('');
+    expect(errors).toEqual([]);
+  });
+
   test('logged out, the chat sends you to log in and back', async ({ browser }) => {
     const context = await browser.newContext();
     const page = await context.newPage();

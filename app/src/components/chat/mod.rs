@@ -6,12 +6,16 @@ mod entry;
 mod lightbox;
 pub use lightbox::Parameters;
 mod message;
+mod settings;
 mod sidebar;
 #[cfg(feature = "hydrate")]
 mod turn;
 
 use super::load_into;
-use crate::{api::load_chat, types::ChatData};
+use crate::{
+    api::load_chat,
+    types::{ChatData, ChatDefaults, ChatSettings},
+};
 use entry::{Entry, Role};
 use leptos::{html::Textarea, prelude::*};
 use leptos_router::{
@@ -19,6 +23,7 @@ use leptos_router::{
     NavigateOptions,
 };
 use message::{Actions, Message};
+use settings::ChatSettingsPanel;
 use sidebar::Sidebar;
 
 /// The conversation id in `/c/{id}`; none on `/`.
@@ -35,6 +40,10 @@ pub struct Chat {
     /// The end-user id the conversation belongs to.
     pub user_id: RwSignal<String>,
     pub busy: RwSignal<bool>,
+    /// The conversation's chat settings (for a new one: what its first message will carry).
+    pub settings: RwSignal<ChatSettings>,
+    /// What settings left empty come to.
+    pub defaults: RwSignal<ChatDefaults>,
     /// Ends the running turn (aborts its request).
     pub stop: StoredValue<Option<Callback<()>>>,
     pub error: RwSignal<Option<String>>,
@@ -63,11 +72,13 @@ impl Chat {
     }
 
     fn adopt(&self, data: ChatData) {
-        let (conversation, user_id, messages) = match data.conversation {
-            Some(c) => (Some(c.conversation.id), c.conversation.user_id, c.messages),
-            None => (None, data.user_id, Vec::new()),
+        let (conversation, user_id, messages, settings) = match data.conversation {
+            Some(c) => (Some(c.conversation.id), c.conversation.user_id, c.messages, c.conversation.settings),
+            None => (None, data.user_id, Vec::new(), ChatSettings::default()),
         };
         load_into(self.conversation, conversation);
+        load_into(self.settings, settings);
+        load_into(self.defaults, data.defaults);
         load_into(self.user_id, user_id);
         load_into(self.error, None);
         let entries = self.in_page(|| messages.into_iter().map(|m| Entry::stored(self.key(), m)).collect());
@@ -94,6 +105,8 @@ pub fn ChatPage() -> impl IntoView {
         entries: RwSignal::new(Vec::new()),
         conversation: RwSignal::new(None),
         user_id: RwSignal::new(String::new()),
+        settings: RwSignal::new(ChatSettings::default()),
+        defaults: RwSignal::new(ChatDefaults::default()),
         // The footer's "Generating" is this very signal.
         busy: use_context::<super::status::Activity>().map_or_else(|| RwSignal::new(false), |a| a.generating),
         stop: StoredValue::new(None),
@@ -157,6 +170,7 @@ pub fn ChatPage() -> impl IntoView {
                         }
                     })}
                 </Transition>
+                <ChatSettingsPanel chat/>
                 <Composer chat/>
             </section>
         </div>

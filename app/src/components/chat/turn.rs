@@ -8,7 +8,7 @@ use super::{
 use crate::{
     api::load_chat,
     browser,
-    types::{ChatEvent, ChatRequest},
+    types::{ChatEvent, ChatRequest, ChatSettings},
     ui::sse::SseReader,
 };
 use leptos::prelude::*;
@@ -41,6 +41,13 @@ pub fn run(chat: Chat, text: String, replace: Option<Entry>) {
         conversation_id: chat.conversation.get_untracked(),
         replace_from,
         stream: true,
+        // A new conversation keeps the settings chosen before its first message.
+        settings: chat
+            .conversation
+            .get_untracked()
+            .is_none()
+            .then(|| chat.settings.get_untracked())
+            .filter(|s| *s != ChatSettings::default()),
         ..Default::default()
     };
     let body = serde_json::to_string(&request).unwrap_or_default();
