@@ -24,6 +24,10 @@ const downloadDataDir = mkdtempSync(join(tmpdir(), 'duet-e2e-download-'));
 process.env.E2E_DOWNLOAD_URL = `http://127.0.0.1:${downloadPort}`;
 const serverBin = process.env.SERVER_BIN ?? join(root, 'target/debug/server');
 process.env.E2E_MOCK_URL = `http://127.0.0.1:${mockPort}`;
+// A sixth in mock mode whose first account (made by admin.spec.ts) is its admin.
+const adminPort = port + 5;
+const adminDataDir = mkdtempSync(join(tmpdir(), 'duet-e2e-admin-'));
+process.env.E2E_ADMIN_URL = `http://127.0.0.1:${adminPort}`;
 const chromium = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
 
 export default defineConfig({
@@ -91,6 +95,22 @@ export default defineConfig({
         MOCK_TOKEN_MS: '60',
         MOCK_IMAGE_STEP_MS: '150',
         RUST_LOG: 'info',
+      },
+    },
+    {
+      command: serverBin,
+      cwd: root,
+      url: `http://127.0.0.1:${adminPort}/health`,
+      reuseExistingServer: false,
+      timeout: 120_000,
+      stdout: 'ignore',
+      stderr: 'pipe',
+      env: {
+        LEPTOS_SITE_ADDR: `127.0.0.1:${adminPort}`,
+        LEPTOS_SITE_ROOT: join(root, 'target/site'),
+        DATA_DIR: adminDataDir,
+        USE_MOCKS: 'true',
+        RUST_LOG: 'warn',
       },
     },
     {

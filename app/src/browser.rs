@@ -64,6 +64,32 @@ pub async fn copy(text: &str) -> bool {
     }
 }
 
+/// The `data-theme` of the page's root element (what the server rendered from the cookie).
+pub fn theme_attribute() -> Option<String> {
+    web_sys::window()?.document()?.document_element()?.get_attribute("data-theme")
+}
+
+/// Show the page in `theme` now and remember it for a year in a cookie the server reads when it
+/// renders the next page (so the page never flashes in the other colours). `None`: follow the
+/// system setting.
+pub fn set_theme(theme: Option<&str>) {
+    use wasm_bindgen::JsCast;
+    let Some(document) = web_sys::window().and_then(|w| w.document()) else { return };
+    if let Some(root) = document.document_element() {
+        let _ = match theme {
+            Some(t) => root.set_attribute("data-theme", t),
+            None => root.remove_attribute("data-theme"),
+        };
+    }
+    if let Ok(html) = document.dyn_into::<web_sys::HtmlDocument>() {
+        let cookie = match theme {
+            Some(t) => format!("{}={t}; Path=/; Max-Age=31536000; SameSite=Lax", crate::ui::theme::COOKIE),
+            None => format!("{}=; Path=/; Max-Age=0; SameSite=Lax", crate::ui::theme::COOKIE),
+        };
+        let _ = html.set_cookie(&cookie);
+    }
+}
+
 /// Milliseconds since the page loaded, for how long the model thought.
 pub fn now_ms() -> f64 {
     web_sys::window().and_then(|w| w.performance()).map(|p| p.now()).unwrap_or_default()

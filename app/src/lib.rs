@@ -15,18 +15,20 @@ pub mod ui;
 pub mod ssr;
 
 use components::{
-    account::{AccountMenu, LoginPage, RegisterPage},
+    account::{LoginPage, RegisterPage},
+    admin::AdminPage,
     chat::ChatPage,
     gallery::GalleryPage,
     home::ModelsPage,
     settings::SettingsPage,
     status::{Activity, HealthFeed, StatusFooter},
     studio::StudioPage,
+    topbar::TopBar,
 };
 use leptos::prelude::*;
 use leptos_meta::{provide_meta_context, MetaTags, Stylesheet, Title};
 use leptos_router::{
-    components::{ParentRoute, Route, Router, Routes, A},
+    components::{ParentRoute, Route, Router, Routes},
     ParamSegment, SsrMode, StaticSegment,
 };
 
@@ -36,7 +38,7 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
     ssr::set_page_policy();
     view! {
         <!DOCTYPE html>
-        <html lang="en">
+        <html lang="en" data-theme=components::topbar::theme_attribute()>
             <head>
                 <meta charset="utf-8"/>
                 <meta name="viewport" content="width=device-width, initial-scale=1"/>
@@ -68,17 +70,7 @@ pub fn App() -> impl IntoView {
         <Router>
             <div class="app" data-hydrated=move || hydrated.get().to_string()>
                 <a class="skip-link" href="#main">"Skip to content"</a>
-                <header class="topbar">
-                    <h1 class="brand"><a href="/">"Duet"</a></h1>
-                    <nav class="nav" aria-label="Pages">
-                        <A href="/" exact=true>"Chat"</A>
-                        <A href="/studio">"Studio"</A>
-                        <A href="/pictures">"Gallery"</A>
-                        <A href="/models">"Models"</A>
-                        <A href="/settings">"Settings"</A>
-                    </nav>
-                    <AccountMenu/>
-                </header>
+                <TopBar/>
                 <main class="content" id="main">
                     <Routes fallback=|| view! { <p class="not-found">"Page not found."</p> }>
                         // Async: the whole page, header included, is rendered before it is sent, so
@@ -94,6 +86,7 @@ pub fn App() -> impl IntoView {
                         <Route path=StaticSegment("pictures") view=GalleryPage ssr=SsrMode::Async/>
                         <Route path=StaticSegment("models") view=ModelsPage ssr=SsrMode::Async/>
                         <Route path=StaticSegment("settings") view=SettingsPage ssr=SsrMode::Async/>
+                        <Route path=StaticSegment("admin") view=AdminPage ssr=SsrMode::Async/>
                         <Route path=StaticSegment("login") view=LoginPage ssr=SsrMode::Async/>
                         <Route path=StaticSegment("register") view=RegisterPage ssr=SsrMode::Async/>
                     </Routes>

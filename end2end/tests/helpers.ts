@@ -37,6 +37,8 @@ export function pageErrors(page: Page): string[] {
 /** The server with no models (accounts off), for error states. */
 export const brokenURL = process.env.E2E_BROKEN_URL ?? 'http://127.0.0.1:3109';
 export const downloadURL = process.env.E2E_DOWNLOAD_URL ?? 'http://127.0.0.1:3111';
+/** A mock-mode server whose first account, made by admin.spec.ts, is its admin. */
+export const adminURL = process.env.E2E_ADMIN_URL ?? 'http://127.0.0.1:3112';
 
 /**
  * The suite's `test`: every page of every browser context a test opens is watched for the

@@ -8,6 +8,7 @@ const pages = [
   ['/pictures', 'page-gallery'],
   ['/models', 'page-models'],
   ['/settings', 'page-settings'],
+  ['/admin', 'page-admin'],
 ];
 
 test('every page fits the screen and has a heading', async ({ page }, info) => {

@@ -64,13 +64,18 @@ pub fn RegisterPage() -> impl IntoView {
     }
 }
 
+/// Who is logged in (asked again after every navigation: logging in or out ends with one).
+pub type Me = Resource<Result<Option<crate::types::AccountInfo>, ServerFnError>>;
+
+pub fn who_is_logged_in() -> Me {
+    let path = move || use_location().pathname.get();
+    Resource::new(path, |_| crate::api::whoami())
+}
+
 /// Who is logged in, with a log-out button; or a log-in link.
 #[component]
-pub fn AccountMenu() -> impl IntoView {
+pub fn AccountMenu(me: Me) -> impl IntoView {
     let logout = ServerAction::<Logout>::new();
-    // Asked again after every navigation: logging in or out ends with one.
-    let path = move || use_location().pathname.get();
-    let me = Resource::new(path, |_| crate::api::whoami());
     view! {
         <nav class="account" aria-label="Account">
             <Transition fallback=|| ()>

@@ -1,4 +1,5 @@
 pub mod account;
+pub mod admin;
 pub mod chat;
 pub mod copy;
 pub mod gallery;
@@ -7,8 +8,23 @@ pub mod settings;
 pub mod status;
 pub mod studio;
 pub mod templates;
+pub mod topbar;
 
-use leptos::prelude::RwSignal;
+use leptos::prelude::*;
+
+/// Says why a page cannot be used (logged out: on to the log-in page and back; an error), found
+/// out on the server before the page is sent.
+#[component]
+pub fn AccessCheck() -> impl IntoView {
+    let access = Resource::new(|| (), |_| crate::api::require_access());
+    view! {
+        <Suspense fallback=|| ()>
+            {move || Suspend::new(async move {
+                access.await.err().map(|e| view! { <p class="error" role="alert">{e.to_string()}</p> })
+            })}
+        </Suspense>
+    }
+}
 
 /// A Unix-milliseconds time in the browser's own words and time zone (the raw number when
 /// rendered on the server, which does not know the reader's zone).

@@ -7,13 +7,8 @@ use leptos::prelude::*;
 
 #[component]
 pub fn SettingsPage() -> impl IntoView {
-    let access = Resource::new(|| (), |_| crate::api::require_access());
     view! {
-        <Suspense fallback=|| ()>
-            {move || Suspend::new(async move {
-                access.await.err().map(|e| view! { <p class="error" role="alert">{e.to_string()}</p> })
-            })}
-        </Suspense>
+        <super::AccessCheck/>
         <div class="page settings">
             <h2>"Settings"</h2>
             <ApiKeys/>

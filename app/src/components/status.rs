@@ -226,9 +226,9 @@ fn Report(report: HealthReport, generating: Option<RwSignal<bool>>) -> impl Into
         <span data-testid="service-status">{move || if busy() { "Generating" } else { label }}</span>
         {report.use_mocks.then(|| view! { <span class="badge badge-mock" data-testid="mock-mode">"mock mode"</span> })}
         {models}
-        <span class="muted">{runtime}</span>
-        <span class="muted">{format!("database: {database}")}</span>
-        <span class="muted">{format!("v{}", report.version)}</span>
+        <span class="muted footer-extra">{runtime}</span>
+        <span class="muted footer-extra">{format!("database: {database}")}</span>
+        <span class="muted footer-extra">{format!("v{}", report.version)}</span>
     }
 }
 

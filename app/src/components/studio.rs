@@ -145,12 +145,8 @@ pub fn StudioPage() -> impl IntoView {
         })
     };
 
-    // Logged out (when accounts are required): to the log-in page, and back here after.
-    let access = Resource::new(|| (), |_| crate::api::require_access());
     view! {
-        <Suspense fallback=|| ()>{move || Suspend::new(async move { access.await.err().map(|e| view! {
-            <p class="error" role="alert">{e.to_string()}</p>
-        }) })}</Suspense>
+        <super::AccessCheck/>
         <section class="page studio" aria-labelledby="studio-heading">
             <h2 id="studio-heading">"Image studio"</h2>
             <form class="studio-form panel" on:submit=move |ev| {

@@ -1,4 +1,5 @@
-//! Pure helpers the pages use on both sides: the SSE reader and the Markdown renderer.
+//! Pure helpers the pages use on both sides: the SSE reader, the Markdown renderer, the theme.
 
 pub mod markdown;
 pub mod sse;
+pub mod theme;
