@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
-"""What the NSFW filter costs per image: Duet's safety checker (candle over the repository's
-safetensors) against diffusers' StableDiffusionSafetyChecker (PyTorch, the reference the real
+"""What the NSFW filter costs per image: Duet's safety checker (an OpenVINO graph over the
+repository's safetensors) against diffusers' StableDiffusionSafetyChecker (PyTorch, the reference the real
 pipeline runs), side by side in one run on the same checker files and the same 512×512 picture.
 
 Each side runs in its own process, with all cores: load, one discarded warm-up check, then the

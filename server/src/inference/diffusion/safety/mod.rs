@@ -4,12 +4,13 @@
 //! diffusers does.
 //!
 //! Two forms are read. The real SD 1.5 repositories ship the checker as PyTorch weights
-//! (`config.json` + `model.safetensors`); those run on candle (`clip`), with the concept
-//! comparison in `concepts`. An OpenVINO export of the whole checker (`openvino_model.xml`, as
+//! (`config.json` + `model.safetensors`); their CLIP vision tower runs on OpenVINO as a graph we
+//! write over the mapped file (`clip`, `graph`), with the concept comparison in `concepts`. An OpenVINO export of the whole checker (`openvino_model.xml`, as
 //! optimum makes it) runs on OpenVINO (`ir`) and is preferred when both are present.
 
 mod clip;
 pub mod concepts;
+mod graph;
 mod ir;
 mod preprocess;
 
@@ -79,8 +80,8 @@ impl SafetyChecker {
 
     /// The concept scores for a prepared `clip_input` [3, h, w] (the safetensors form only: the
     /// OpenVINO export gives the decision alone).
-    pub fn judge(&self, clip_input: &[f32], size: (u32, u32)) -> Result<Option<Verdict>, InferenceError> {
-        match &self.backend {
+    pub fn judge(&mut self, clip_input: &[f32], size: (u32, u32)) -> Result<Option<Verdict>, InferenceError> {
+        match &mut self.backend {
             Backend::Ir(_) => Ok(None),
             Backend::Clip(checker) => checker.judge(clip_input, size).map(Some),
         }
