@@ -45,6 +45,10 @@ pub fn ChatSettingsPanel(chat: Chat) -> impl IntoView {
     let top_p = RwSignal::new(String::new());
     let max_tokens = RwSignal::new(String::new());
     let status = RwSignal::new(None::<Result<String, String>>);
+    // What empty fields come to, once in the browser: the page's signals are filled by the
+    // conversation's loader, which on the server may run on another thread while this renders.
+    let defaults = RwSignal::new(None::<crate::types::ChatDefaults>);
+    Effect::new(move |_| defaults.set(Some(chat.defaults.get())));
     // The fields follow the conversation on screen.
     Effect::new(move |_| {
         let s = chat.settings.get();
@@ -90,7 +94,6 @@ pub fn ChatSettingsPanel(chat: Chat) -> impl IntoView {
             Err(e) => status.set(Some(Err(e))),
         }
     };
-    let defaults = chat.defaults;
     view! {
         <details class="chat-settings" data-testid="chat-settings">
             <summary>"Chat settings"</summary>
@@ -103,11 +106,11 @@ pub fn ChatSettingsPanel(chat: Chat) -> impl IntoView {
                 </label>
                 <div class="chat-settings-numbers">
                     <NumberField label="Temperature" name="temperature" range=("0", "2", "0.05") value=temperature
-                        placeholder=Signal::derive(move || placeholder(defaults.get().temperature.map(|t| t.to_string())))/>
+                        placeholder=Signal::derive(move || placeholder(defaults.get().and_then(|d| d.temperature).map(|t| t.to_string())))/>
                     <NumberField label="Top-p" name="top_p" range=("0.01", "1", "0.01") value=top_p
-                        placeholder=Signal::derive(move || placeholder(defaults.get().top_p.map(|p| p.to_string())))/>
+                        placeholder=Signal::derive(move || placeholder(defaults.get().and_then(|d| d.top_p).map(|p| p.to_string())))/>
                     <NumberField label="Maximum tokens" name="max_tokens" range=("1", "8192", "1") value=max_tokens
-                        placeholder=Signal::derive(move || placeholder(Some(defaults.get().max_tokens.to_string())))/>
+                        placeholder=Signal::derive(move || placeholder(defaults.get().map(|d| d.max_tokens.to_string())))/>
                 </div>
                 <div class="chat-settings-actions">
                     <button class="button primary" type="submit">"Save"</button>
