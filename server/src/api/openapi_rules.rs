@@ -153,7 +153,27 @@ pub fn apply(doc: &mut Value) {
 
     // History, templates, gallery
     set(doc, "ConversationUpdate", "title", text(1, history::MAX_TITLE_CHARS));
-    require(doc, "ConversationUpdate", &["title"]);
+    // A title, settings, or both.
+    doc["components"]["schemas"]["ConversationUpdate"]["anyOf"] = json!([
+        {"required": ["title"], "properties": {"title": {"type": "string"}}},
+        {"required": ["settings"], "properties": {"settings": {"type": "object"}}},
+    ]);
+    // Chat settings: the ranges of their per-turn twins; no control characters but line breaks.
+    let no_controls = "^[^\\u0000-\\u0008\\u000B\\u000C\\u000E-\\u001F\\u007F-\\u009F]*$";
+    set(
+        doc,
+        "ChatSettings",
+        "system_prompt",
+        json!({"type": "string", "maxLength": validate::MAX_SYSTEM_PROMPT_CHARS, "pattern": no_controls}),
+    );
+    set(
+        doc,
+        "ChatSettings",
+        "temperature",
+        json!({"type": "number", "minimum": 0, "maximum": validate::MAX_TEMPERATURE}),
+    );
+    set(doc, "ChatSettings", "top_p", json!({"type": "number", "exclusiveMinimum": 0, "maximum": 1}));
+    set(doc, "ChatSettings", "max_tokens", int(1, validate::MAX_TOKENS));
     set(doc, "NewPromptTemplate", "name", text(1, templates::MAX_NAME_CHARS));
     set(doc, "NewPromptTemplate", "body", text(1, templates::MAX_BODY_CHARS));
     require(doc, "NewPromptTemplate", &["name", "body"]);

@@ -114,8 +114,8 @@ pub fn chat(request: ChatRequest, default_max_tokens: u32, prompts: &PromptPolic
 /// system prompt is none, and one with control characters (other than line breaks and tabs) is
 /// refused.
 pub fn chat_settings(settings: ChatSettings) -> Checked<ChatSettings> {
-    let system_prompt = settings.system_prompt.map(|p| p.trim().to_string()).filter(|p| !p.is_empty());
-    if let Some(prompt) = &system_prompt {
+    // Counted as sent, as the OpenAPI document states it; stored trimmed.
+    if let Some(prompt) = &settings.system_prompt {
         let chars = prompt.chars().count();
         if chars > MAX_SYSTEM_PROMPT_CHARS {
             return bad(
@@ -127,6 +127,7 @@ pub fn chat_settings(settings: ChatSettings) -> Checked<ChatSettings> {
             return bad("settings.system_prompt", "must not hold control characters other than line breaks and tabs");
         }
     }
+    let system_prompt = settings.system_prompt.map(|p| p.trim().to_string()).filter(|p| !p.is_empty());
     if let Some(t) = settings.temperature.filter(|t| !(t.is_finite() && (0.0..=MAX_TEMPERATURE).contains(t))) {
         return bad("settings.temperature", format!("must be a number from 0 (greedy) to 2, got {t}"));
     }
