@@ -128,12 +128,7 @@ pub fn chat_settings(settings: ChatSettings) -> Checked<ChatSettings> {
         }
     }
     let system_prompt = settings.system_prompt.map(|p| p.trim().to_string()).filter(|p| !p.is_empty());
-    if let Some(t) = settings.temperature.filter(|t| !(t.is_finite() && (0.0..=MAX_TEMPERATURE).contains(t))) {
-        return bad("settings.temperature", format!("must be a number from 0 (greedy) to 2, got {t}"));
-    }
-    if let Some(p) = settings.top_p.filter(|p| !(p.is_finite() && *p > 0.0 && *p <= 1.0)) {
-        return bad("settings.top_p", format!("must be a number above 0 and at most 1, got {p}"));
-    }
+    temperature_and_top_p("settings.", settings.temperature, settings.top_p)?;
     if let Some(n) = settings.max_tokens.filter(|n| !(1..=MAX_TOKENS).contains(n)) {
         return bad("settings.max_tokens", format!("must be an integer from 1 to {MAX_TOKENS}, got {n}"));
     }
@@ -180,12 +175,7 @@ pub fn sampling(
     top_k: Option<u32>,
     repetition_penalty: Option<f64>,
 ) -> Checked<SamplingOverrides> {
-    if let Some(t) = temperature.filter(|t| !(t.is_finite() && (0.0..=MAX_TEMPERATURE).contains(t))) {
-        return bad("temperature", format!("must be a number from 0 (greedy) to 2, got {t}"));
-    }
-    if let Some(p) = top_p.filter(|p| !(p.is_finite() && *p > 0.0 && *p <= 1.0)) {
-        return bad("top_p", format!("must be a number above 0 and at most 1, got {p}"));
-    }
+    temperature_and_top_p("", temperature, top_p)?;
     if let Some(r) = repetition_penalty.filter(|r| !(r.is_finite() && *r > 0.0 && *r <= MAX_REPETITION_PENALTY)) {
         return bad("repetition_penalty", format!("must be a number above 0 and at most 2 (1: off), got {r}"));
     }
@@ -197,6 +187,17 @@ pub fn sampling(
         repetition_penalty: narrow(repetition_penalty),
         seed: None,
     })
+}
+
+/// The sampling ranges a turn and a conversation's settings share; `prefix` places the fields.
+fn temperature_and_top_p(prefix: &str, temperature: Option<f64>, top_p: Option<f64>) -> Checked<()> {
+    if let Some(t) = temperature.filter(|t| !(t.is_finite() && (0.0..=MAX_TEMPERATURE).contains(t))) {
+        return bad(&format!("{prefix}temperature"), format!("must be a number from 0 (greedy) to 2, got {t}"));
+    }
+    if let Some(p) = top_p.filter(|p| !(p.is_finite() && *p > 0.0 && *p <= 1.0)) {
+        return bad(&format!("{prefix}top_p"), format!("must be a number above 0 and at most 1, got {p}"));
+    }
+    Ok(())
 }
 
 pub fn stop_strings(stop: Option<Vec<String>>) -> Checked<Vec<String>> {
