@@ -192,10 +192,10 @@ pub fn sampling(
 /// The sampling ranges a turn and a conversation's settings share; `prefix` places the fields.
 fn temperature_and_top_p(prefix: &str, temperature: Option<f64>, top_p: Option<f64>) -> Checked<()> {
     if let Some(t) = temperature.filter(|t| !(t.is_finite() && (0.0..=MAX_TEMPERATURE).contains(t))) {
-        return bad(&format!("{prefix}temperature"), format!("must be a number from 0 (greedy) to 2, got {t}"));
+        return bad(format!("{prefix}temperature"), format!("must be a number from 0 (greedy) to 2, got {t}"));
     }
     if let Some(p) = top_p.filter(|p| !(p.is_finite() && *p > 0.0 && *p <= 1.0)) {
-        return bad(&format!("{prefix}top_p"), format!("must be a number above 0 and at most 1, got {p}"));
+        return bad(format!("{prefix}top_p"), format!("must be a number above 0 and at most 1, got {p}"));
     }
     Ok(())
 }
