@@ -146,6 +146,15 @@ ensure_redis() {
   fi
 }
 
+# Prometheus and promtool (Debian's package): the metrics test runs its own throwaway server.
+ensure_prometheus() {
+  if command -v prometheus >/dev/null 2>&1 && command -v promtool >/dev/null 2>&1; then
+    step "prometheus: present"
+  else
+    apt_install prometheus
+  fi
+}
+
 ensure_e2e_deps() {
   local dir="$ROOT/end2end"
   if [ -f "$dir/node_modules/.package-lock.json" ] && [ "$dir/node_modules/.package-lock.json" -nt "$dir/package-lock.json" ]; then
@@ -227,6 +236,7 @@ ensure_test_tools() {
   ensure_chromium
   ensure_postgres
   ensure_redis
+  ensure_prometheus
   ensure_e2e_deps
   ensure_fuzz_venv
 }

@@ -7,7 +7,7 @@ source "$(dirname "$0")/lib.sh"
 cd "$ROOT"
 trap print_stage_times EXIT
 
-stage "setup: build tools, OpenVINO runtime, Chromium, PostgreSQL, Redis, Playwright"
+stage "setup: build tools, OpenVINO runtime, Chromium, PostgreSQL, Redis, Prometheus, Playwright"
 check_disk_space "$([ -d target/debug/deps ] && echo 8 || echo 22)"
 ensure_build_tools
 ensure_openvino

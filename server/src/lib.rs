@@ -19,6 +19,7 @@ pub mod routes;
 pub mod service;
 
 pub mod storage;
+pub mod telemetry;
 
 pub use routes::app;
 pub use service::AppState;
@@ -58,6 +59,11 @@ pub enum StartupError {
 /// Everything the server needs, built from the configuration: database (migrated), OpenVINO (unless
 /// mocked) and the model engines, which finish loading in the background.
 pub async fn build_state(config: Config) -> Result<AppState, StartupError> {
+    // Before anything records: the engines' loading time is the first metric.
+    let metrics = match config.server.metrics_addr {
+        Some(_) => Some(telemetry::install().map_err(StartupError::Config)?),
+        None => None,
+    };
     // The runtime first: without it nothing can run, and the error says what to install.
     let runtime = if config.models.use_mocks {
         None
@@ -137,6 +143,7 @@ pub async fn build_state(config: Config) -> Result<AppState, StartupError> {
         zip_slots: Arc::new(tokio::sync::Semaphore::new(service::gallery::ZIP_CONCURRENCY)),
         chat_slots,
         runtime,
+        metrics,
         leptos,
     })
 }
@@ -255,9 +262,22 @@ async fn serve(config: Config, settings: &[config::Setting]) -> Result<(), Start
     if config.models.use_mocks {
         tracing::warn!("USE_MOCKS=true: answers come from mock engines, not the models");
     }
-    let addr = config.server.site_addr;
+    let (addr, metrics_addr) = (config.server.site_addr, config.server.metrics_addr);
     let state = build_state(config).await?;
-    let listener = tokio::net::TcpListener::bind(addr).await.map_err(|source| StartupError::Bind { addr, source })?;
+    let bind = |addr| async move {
+        tokio::net::TcpListener::bind(addr).await.map_err(|source| StartupError::Bind { addr, source })
+    };
+    let listener = bind(addr).await?;
+    if let Some(metrics_addr) = metrics_addr {
+        let metrics = bind(metrics_addr).await?;
+        tracing::info!("metrics on http://{metrics_addr}/metrics");
+        let router = api::metrics::listener_router(state.clone());
+        tokio::spawn(async move {
+            if let Err(err) = axum::serve(metrics, router).await {
+                tracing::error!(error = %err, "the metrics listener stopped");
+            }
+        });
+    }
     tracing::info!("listening on http://{addr}");
     serve_on(listener, state, shutdown_signal()).await.map_err(StartupError::Serve)
 }

@@ -71,25 +71,29 @@ pub fn app_with_backend(state: AppState, backend: SharedBackend) -> Router {
         .layer(middleware::from_fn_with_state(state.clone(), api::middleware::guard_origin))
         .layer(middleware::from_fn_with_state(state.clone(), edge::client::client_addr));
     let hosts = Arc::new(state.config.server.allowed_hosts());
-    auth::sessions::layer(router, &state.db, state.redis.as_ref(), &state.config)
-        .layer(
-            ServiceBuilder::new()
-                .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
-                .layer(TraceLayer::new_for_http().make_span_with(request_span).on_response(
-                    |res: &axum::response::Response, latency: Duration, _span: &Span| {
-                        tracing::info!(
-                            status = res.status().as_u16(),
-                            latency_ms = latency.as_secs_f64() * 1000.0,
-                            "response"
-                        );
-                    },
-                ))
-                .layer(PropagateRequestIdLayer::new(REQUEST_ID))
-                .layer(middleware::from_fn(edge::headers::security_headers))
-                .layer(middleware::from_fn_with_state(hosts, edge::hosts::check_host))
-                .layer(CatchPanicLayer::custom(handler_panicked)),
-        )
-        .with_state(state)
+    let router = auth::sessions::layer(router, &state.db, state.redis.as_ref(), &state.config).layer(
+        ServiceBuilder::new()
+            .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+            .layer(TraceLayer::new_for_http().make_span_with(request_span).on_response(
+                |res: &axum::response::Response, latency: Duration, _span: &Span| {
+                    tracing::info!(
+                        status = res.status().as_u16(),
+                        latency_ms = latency.as_secs_f64() * 1000.0,
+                        "response"
+                    );
+                },
+            ))
+            .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+            .layer(middleware::from_fn(edge::headers::security_headers))
+            .layer(middleware::from_fn_with_state(hosts, edge::hosts::check_host))
+            .layer(CatchPanicLayer::custom(handler_panicked)),
+    );
+    // Outermost, so every answer is counted: refused hosts, and panics turned into 500s.
+    let router = match state.metrics {
+        Some(_) => router.layer(middleware::from_fn(edge::metrics::record)),
+        None => router,
+    };
+    router.with_state(state)
 }
 
 /// A handler that panicked answers 500 with the API's error body (the panic is logged).

@@ -43,6 +43,9 @@ pub enum ModelState {
 }
 
 impl ModelState {
+    pub const ALL: [ModelState; 5] =
+        [ModelState::Missing, ModelState::Downloading, ModelState::Loading, ModelState::Ready, ModelState::Error];
+
     pub fn as_str(self) -> &'static str {
         match self {
             ModelState::Missing => "missing",
@@ -63,6 +66,16 @@ pub enum ModelRole {
     Llm,
     /// The image model (Stable Diffusion 1.5).
     Sd,
+}
+
+impl ModelRole {
+    /// The name it serializes to.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ModelRole::Llm => "llm",
+            ModelRole::Sd => "sd",
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -106,8 +119,14 @@ pub struct EngineActivity {
     /// Steps that decoded several replies at once, and the most at once.
     pub batched_steps: u64,
     pub max_batch: u64,
+    /// Steps that ran a new prompt's chunk together with the replies being decoded.
+    #[serde(default)]
+    pub mixed_steps: u64,
     /// Idle conversations dropped to make room in a full KV cache.
     pub evicted_for_room: u64,
+    /// Idle conversations dropped past `LLM_KV_SESSIONS` or `LLM_KV_CACHE_MB`.
+    #[serde(default)]
+    pub evicted_for_limit: u64,
 }
 
 /// Where a model download stands.

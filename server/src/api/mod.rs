@@ -8,6 +8,7 @@ pub mod health;
 pub mod history;
 pub mod images;
 pub mod json;
+pub mod metrics;
 pub mod middleware;
 pub mod openai;
 pub mod openapi;
@@ -62,6 +63,7 @@ pub fn routes() -> Routes {
         .routes(routes!(openai::list_models))
         .routes(routes!(openai::chat_completions))
         .routes(routes!(openai::images_generations))
-        .routes(routes!(ws::socket));
+        .routes(routes!(ws::socket))
+        .routes(routes!(metrics::admin_metrics));
     Routes { public, protected }
 }

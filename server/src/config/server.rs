@@ -49,6 +49,12 @@ pub struct ServerConfig {
           value_parser = clap::value_parser!(u64).range(1..=3600), global = true)]
     pub ws_ping_secs: u64,
 
+    /// Where Prometheus scrapes `GET /metrics` from, e.g. `127.0.0.1:9090`: a listener of its own
+    /// that answers anyone who reaches it (keep it private). Unset: no metrics are kept (the main
+    /// port's `/metrics`, for admins, answers only when this is set).
+    #[arg(long, env = "METRICS_ADDR", value_parser = parse_addr, global = true)]
+    pub metrics_addr: Option<SocketAddr>,
+
     /// Log line format.
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Pretty, global = true)]
     pub log_format: LogFormat,

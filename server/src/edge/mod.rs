@@ -5,4 +5,5 @@
 pub mod client;
 pub mod headers;
 pub mod hosts;
+pub mod metrics;
 pub mod render;

@@ -12,6 +12,7 @@ use crate::{
         engine::{ImageEngine, Pause, StepHooks},
     },
     storage::{now_ms, Database, ImageRow, StorageError},
+    telemetry::catalogue::{IMAGE_DURATION, IMAGE_NSFW, IMAGE_STEP},
 };
 use app::types::{ImageParameters, JobInfo, JobStatus};
 use futures::future::OptionFuture;
@@ -118,6 +119,12 @@ impl ImageJobs {
         &self.inner.model
     }
 
+    /// Jobs waiting, and jobs running (0 or 1), now.
+    pub fn load(&self) -> (usize, usize) {
+        let q = self.lock();
+        (q.waiting.len(), usize::from(q.running.is_some()))
+    }
+
     /// Queue a job, or refuse when the queue is full.
     pub fn submit(
         &self,
@@ -214,7 +221,11 @@ impl ImageJobs {
         let result = loop {
             tokio::select! {
                 result = &mut generation => break result,
-                Some(p) = progress.recv() => self.lock().progress(id, p.step as u32),
+                Some(p) = progress.recv() => {
+                    metrics::histogram!(IMAGE_STEP).record(p.step_ms / 1000.0);
+                    // PNDM's extra UNet step must not show as step 6 of 5.
+                    self.lock().progress(id, (p.step as u32).min(request.steps))
+                }
             }
         };
         let ended = match result {
@@ -226,6 +237,10 @@ impl ImageJobs {
                     }
                     let ms = started.elapsed().as_secs_f64() * 1000.0;
                     tracing::info!(job = %id, ms = ms as u64, "image job done");
+                    metrics::histogram!(IMAGE_DURATION).record(ms / 1000.0);
+                    if output.nsfw == Some(true) {
+                        metrics::counter!(IMAGE_NSFW).increment(1);
+                    }
                     Ended::Done { nsfw: output.nsfw, ms }
                 }
                 Err(err) => Ended::Failed(format!("could not store the image: {err}")),

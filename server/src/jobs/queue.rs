@@ -3,7 +3,11 @@
 //! holds it behind a lock and feeds the engine; every transition is a method here, unit-tested.
 
 use super::{estimate::SpeedEstimate, JobAdmission, Origin};
-use crate::{inference::diffusion::ImageRequest, storage::now_ms};
+use crate::{
+    inference::diffusion::ImageRequest,
+    storage::now_ms,
+    telemetry::catalogue::{IMAGE_JOBS, IMAGE_QUEUE_WAIT},
+};
 use app::types::{JobInfo, JobStatus};
 use std::{
     collections::{HashMap, VecDeque},
@@ -82,7 +86,7 @@ impl Queue {
         job.info.error = Some(reason);
         job.info.finished_at = Some(now_ms());
         self.jobs.insert(id.clone(), job);
-        self.finish(&id);
+        self.finish(&id, "rejected");
         self.view(&id).expect("just inserted")
     }
 
@@ -92,7 +96,9 @@ impl Queue {
         self.running = Some(id.clone());
         let job = self.jobs.get_mut(&id).expect("waiting jobs are known");
         job.info.status = JobStatus::Running;
-        job.info.started_at = Some(now_ms());
+        let now = now_ms();
+        job.info.started_at = Some(now);
+        metrics::histogram!(IMAGE_QUEUE_WAIT).record((now - job.info.created_at).max(0) as f64 / 1000.0);
         let started = Started {
             request: job.request.clone(),
             origin: job.origin.clone(),
@@ -114,6 +120,11 @@ impl Queue {
     /// The running job ended.
     pub fn end(&mut self, id: &str, ended: Ended) {
         self.running = None;
+        let state = match ended {
+            Ended::Done { .. } => "done",
+            Ended::Cancelled => "cancelled",
+            Ended::Failed(_) => "failed",
+        };
         if let Some(job) = self.jobs.get_mut(id) {
             job.info.finished_at = Some(now_ms());
             match ended {
@@ -131,7 +142,7 @@ impl Queue {
                 }
             }
         }
-        self.finish(id);
+        self.finish(id, state);
         self.announce_all();
     }
 
@@ -145,7 +156,7 @@ impl Queue {
             job.info.status = JobStatus::Cancelled;
             job.info.finished_at = Some(now_ms());
             self.waiting.retain(|w| w != id);
-            self.finish(id);
+            self.finish(id, "cancelled");
             self.announce_all();
             self.announce(id);
         }
@@ -186,8 +197,10 @@ impl Queue {
         }
     }
 
-    /// A job ended: it lets go of its admission, and the oldest finished ones are forgotten.
-    fn finish(&mut self, id: &str) {
+    /// A job ended (`state`: how, for the metrics): it lets go of its admission, and the oldest
+    /// finished ones are forgotten.
+    fn finish(&mut self, id: &str, state: &'static str) {
+        metrics::counter!(IMAGE_JOBS, "state" => state).increment(1);
         if let Some(job) = self.jobs.get_mut(id) {
             job.admission = None;
         }

@@ -6,6 +6,7 @@ use super::{
     progress::Tracker,
     ModelSlot,
 };
+use crate::telemetry::catalogue::{MODEL_DOWNLOAD_BYTES, MODEL_DOWNLOAD_FAILURES};
 use std::sync::Arc;
 
 /// Fetch the slot's repository, then hand the slot to `load` (which starts its engine).
@@ -18,7 +19,14 @@ pub fn spawn(
     slot.set_downloading(Default::default());
     tokio::spawn(async move {
         let view = slot.clone();
-        let tracker = Tracker::new(move |progress| view.set_downloading(progress.clone()));
+        // The metric counts what arrives: the rise in bytes done since the last view.
+        let counted = std::sync::atomic::AtomicU64::new(0);
+        let tracker = Tracker::new(move |progress| {
+            let before = counted.fetch_max(progress.bytes_done, std::sync::atomic::Ordering::Relaxed);
+            let bytes = metrics::counter!(MODEL_DOWNLOAD_BYTES, "role" => view.role.as_str());
+            bytes.increment(progress.bytes_done.saturating_sub(before));
+            view.set_downloading(progress.clone())
+        });
         tracing::info!(role = ?slot.role, repo = %repo, revision = %slot.revision, "downloading model in the background");
         let ticker = {
             let tracker = tracker.clone();
@@ -42,6 +50,7 @@ pub fn spawn(
             }
             Err(err) => {
                 tracing::error!(role = ?slot.role, repo = %repo, error = %err, "model download failed");
+                metrics::counter!(MODEL_DOWNLOAD_FAILURES, "role" => slot.role.as_str()).increment(1);
                 let next = if err.transient() {
                     "the next start resumes it, or run `server download-models`"
                 } else {

@@ -9,6 +9,7 @@ use crate::inference::{
     llm::{EngineOptions, EngineStats, LlmEngine},
     InferenceError,
 };
+use crate::telemetry::catalogue::MODEL_LOAD;
 use app::types::EngineActivity;
 use std::sync::{Arc, OnceLock};
 
@@ -54,7 +55,7 @@ impl Engines {
                     sliced_logits = info.sliced_logits,
                     "chat model ready"
                 );
-                ready.set_ready();
+                loaded_in(&ready, info.load_ms);
             }
             Err(err) => report_failure(&ready, err),
         })?;
@@ -78,7 +79,7 @@ impl Engines {
         let engine = SdEngine::start(dir, options, move |outcome| match outcome {
             Ok(info) => {
                 tracing::info!(ms = info.load_ms as u64, "image model ready");
-                ready.set_ready();
+                loaded_in(&ready, info.load_ms);
             }
             Err(err) => report_failure(&ready, err),
         })?;
@@ -95,6 +96,11 @@ fn loadable(slot: &ModelSlot) -> Option<std::path::PathBuf> {
     slot.path().filter(|_| slot.state() == app::types::ModelState::Loading)
 }
 
+fn loaded_in(slot: &ModelSlot, ms: f64) {
+    metrics::gauge!(MODEL_LOAD, "role" => slot.role.as_str()).set(ms / 1000.0);
+    slot.set_ready();
+}
+
 fn report_failure(slot: &ModelSlot, err: InferenceError) {
     tracing::error!(role = ?slot.role, error = %err, "model failed to load");
     slot.set_error(err.to_string());
@@ -108,6 +114,8 @@ fn activity(stats: EngineStats) -> EngineActivity {
         kv_tokens_allocated: stats.kv_tokens_allocated as u64,
         batched_steps: stats.batched_steps,
         max_batch: stats.max_batch as u64,
+        mixed_steps: stats.mixed_steps,
         evicted_for_room: stats.evicted_for_room,
+        evicted_for_limit: stats.evicted_for_limit,
     }
 }

@@ -9,6 +9,7 @@ use super::{
 use crate::{
     auth::{keys, password, Caller},
     storage::{now_ms, AccountRow, ApiKeyRow, NewAccount},
+    telemetry::catalogue::LOGIN_FAILURES,
 };
 use app::types::{
     AccountInfo, AccountUpdate, ApiKeyInfo, CreatedApiKey, Credentials, NewApiKey, PasswordChange, QuotaReport,
@@ -81,7 +82,10 @@ async fn create(state: &AppState, credentials: Credentials, only_first: bool) ->
 /// The account these credentials open, for a client address. Every failure looks the same to
 /// the caller, and takes as long, so usernames cannot be probed.
 pub async fn check_login(state: &AppState, client: Option<IpAddr>, credentials: Credentials) -> Result<AccountInfo> {
-    let refused = || ServiceError::Unauthenticated("wrong username or password".into());
+    let refused = || {
+        metrics::counter!(LOGIN_FAILURES, "reason" => "credentials").increment(1);
+        ServiceError::Unauthenticated("wrong username or password".into())
+    };
     let client = client_key(client);
     state.limits.auth_request(&client).await?;
     let name = username(credentials.username.as_deref()).map_err(|_| refused())?;
@@ -101,6 +105,7 @@ pub async fn check_login(state: &AppState, client: Option<IpAddr>, credentials: 
         Some(row) if matches && row.disabled_at.is_none() => Ok(info(&row)),
         Some(row) if matches => {
             tracing::info!(account = %row.id, "login refused: account disabled");
+            metrics::counter!(LOGIN_FAILURES, "reason" => "disabled").increment(1);
             Err(ServiceError::Forbidden("this account is disabled".into()))
         }
         _ => Err(refused()),

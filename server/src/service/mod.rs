@@ -11,6 +11,7 @@ pub mod image_prompt;
 pub mod images;
 pub mod limits;
 pub mod load;
+pub mod metrics;
 pub mod sanitize;
 pub mod state;
 pub mod templates;

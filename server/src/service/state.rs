@@ -8,6 +8,7 @@ use crate::{
     models::{loader::Engines, ModelSlot},
     service::{limits::Limits, load::ChatSlots, sanitize::PromptPolicy},
     storage::Database,
+    telemetry::Exporter,
 };
 use axum::extract::FromRef;
 use leptos::prelude::LeptosOptions;
@@ -38,6 +39,8 @@ pub struct AppState {
     pub chat_slots: Arc<ChatSlots>,
     /// The OpenVINO runtime; `None` in mock mode.
     pub runtime: Option<Runtime>,
+    /// The Prometheus metrics, when on (`METRICS_ADDR`).
+    pub metrics: Option<Exporter>,
     pub leptos: LeptosOptions,
 }
 

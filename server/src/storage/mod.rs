@@ -52,13 +52,21 @@ pub enum StorageError {
     #[error("database migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("database error: {0}")]
-    Query(#[from] sqlx::Error),
+    Query(sqlx::Error),
     #[error("session store: {0}")]
     Session(String),
     #[error("redis: {0}")]
     Redis(String),
     #[error("image files: {0}")]
     Files(String),
+}
+
+/// Every failed query passes here, so the metrics count it.
+impl From<sqlx::Error> for StorageError {
+    fn from(e: sqlx::Error) -> Self {
+        metrics::counter!(crate::telemetry::catalogue::DB_ERRORS).increment(1);
+        StorageError::Query(e)
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -115,6 +123,28 @@ impl Database {
             Database::Sqlite(_) => "sqlite",
             Database::Postgres(_) => "postgres",
         }
+    }
+
+    /// The pool's connections: `(in use, idle)`.
+    pub fn connections(&self) -> (usize, usize) {
+        let (size, idle) = on_pool!(self, |pool| (pool.size() as usize, pool.num_idle()));
+        (size.saturating_sub(idle), idle)
+    }
+
+    /// Browser sessions in the database that have not expired yet (tower-sessions' tables).
+    pub async fn live_sessions(&self) -> Result<i64, StorageError> {
+        Ok(match self {
+            Database::Sqlite(pool) => {
+                sqlx::query_scalar("SELECT COUNT(*) FROM tower_sessions WHERE datetime(expiry_date) > datetime('now')")
+                    .fetch_one(pool)
+                    .await?
+            }
+            Database::Postgres(pool) => {
+                sqlx::query_scalar("SELECT COUNT(*) FROM tower_sessions.session WHERE expiry_date > now()")
+                    .fetch_one(pool)
+                    .await?
+            }
+        })
     }
 
     /// A round trip to the database.

@@ -5,6 +5,7 @@ pub mod api;
 pub mod hub;
 pub mod postgres;
 pub mod process;
+pub mod prometheus;
 pub mod redis;
 
 use clap::Parser;

@@ -97,7 +97,7 @@ impl Session {
         if !self.budget.take() {
             let rate = self.state.config.limits.ws_messages_per_second;
             let message = format!("at most {rate} frames a second (WS_MESSAGES_PER_SECOND); this one was dropped");
-            let error = ServiceError::Limited { limit: "socket.messages_per_second".into(), message, retry_after_s: 1 };
+            let error = crate::service::limits::limited("socket.messages_per_second", message, 1);
             return self.error(None, None, error.into()).await;
         }
         let frame = match serde_json::from_str::<ClientFrame>(text) {

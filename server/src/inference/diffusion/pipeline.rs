@@ -21,6 +21,8 @@ pub struct Progress {
     pub step: usize,
     pub total: usize,
     pub elapsed_ms: u64,
+    /// This step alone (a pause between steps not included).
+    pub step_ms: f64,
 }
 
 pub struct ImageOutput {
@@ -126,8 +128,10 @@ pub fn generate(
             &output
         };
         scheduler.step(i, prediction, &mut sample, &mut rng);
-        times.unet_ms.push(t.elapsed().as_secs_f64() * 1000.0);
-        progress(Progress { step: i + 1, total: timesteps.len(), elapsed_ms: started.elapsed().as_millis() as u64 });
+        let step_ms = t.elapsed().as_secs_f64() * 1000.0;
+        times.unet_ms.push(step_ms);
+        let elapsed_ms = started.elapsed().as_millis() as u64;
+        progress(Progress { step: i + 1, total: timesteps.len(), elapsed_ms, step_ms });
     }
     if cancel.load(Ordering::Relaxed) {
         return Err(PipelineError::Cancelled);

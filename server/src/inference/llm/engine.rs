@@ -24,6 +24,7 @@ use std::{
         atomic::{AtomicBool, Ordering},
         mpsc, Arc, Mutex,
     },
+    time::Instant,
 };
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
 
@@ -83,7 +84,12 @@ pub struct EngineInfo {
 }
 
 enum Command {
-    Generate { request: GenerateRequest, events: UnboundedSender<GenerationEvent>, cancel: Arc<AtomicBool> },
+    Generate {
+        request: GenerateRequest,
+        events: UnboundedSender<GenerationEvent>,
+        cancel: Arc<AtomicBool>,
+        submitted: Instant,
+    },
 }
 
 /// What the engine is doing now, and has done since it started.
@@ -104,6 +110,8 @@ pub struct EngineStats {
     pub max_batch: usize,
     /// Conversations evicted to make room in a full KV block pool.
     pub evicted_for_room: u64,
+    /// Conversations evicted past `max_sessions` or the idle conversations' memory budget.
+    pub evicted_for_limit: u64,
 }
 
 /// A cheap, cloneable handle to the engine thread.
@@ -238,7 +246,7 @@ impl LlmEngine {
         let (events, receiver) = unbounded_channel();
         let cancel = Arc::new(AtomicBool::new(false));
         self.commands
-            .send(Command::Generate { request, events, cancel: cancel.clone() })
+            .send(Command::Generate { request, events, cancel: cancel.clone(), submitted: Instant::now() })
             .map_err(|_| InferenceError::EngineGone)?;
         Ok(GenerationHandle { events: receiver, cancel, early: None })
     }
@@ -369,6 +377,7 @@ impl Worker {
             let feed = generation.feed(chunk);
             match self.reserve(&mut generation.cache, feed.len()) {
                 Ok(()) => {
+                    generation.begin();
                     ready.push(generation);
                     feeds.push(feed);
                 }
@@ -456,10 +465,10 @@ impl Worker {
 
     fn handle(&mut self, command: Command) {
         match command {
-            Command::Generate { request, events, cancel } => {
+            Command::Generate { request, events, cancel, submitted } => {
                 // A bug in tokenizing one request must not take the engine thread down.
                 let admitted = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    self.admit(request, events.clone(), cancel)
+                    self.admit(request, events.clone(), cancel, submitted)
                 }));
                 match admitted {
                     Ok(Ok(generation)) => self.active.push_back(generation),
@@ -481,6 +490,7 @@ impl Worker {
         request: GenerateRequest,
         events: UnboundedSender<GenerationEvent>,
         cancel: Arc<AtomicBool>,
+        submitted: Instant,
     ) -> Result<Generation, Failure> {
         let invalid = |message: String| Failure::new(FailureKind::Invalid, message);
         let params = request.params;
@@ -549,6 +559,7 @@ impl Worker {
                 context_limit: self.context_limit,
                 events,
                 cancel,
+                submitted,
             },
             &prompt,
         ))
@@ -559,6 +570,7 @@ impl Worker {
             Some(key) => {
                 for (evicted, cache) in self.sessions.put(key, generation.cache) {
                     tracing::debug!(conversation = %evicted, "KV cache evicted");
+                    self.stats.evicted_for_limit += 1;
                     self.backend.release(cache);
                 }
             }

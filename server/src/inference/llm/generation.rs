@@ -10,7 +10,10 @@ use super::{
     stop::StopMatcher,
     template::ChatMessage,
 };
-use crate::inference::InferenceError;
+use crate::{
+    inference::InferenceError,
+    telemetry::chat::{Ended, ReplyClock},
+};
 use serde::Serialize;
 use std::{
     sync::{
@@ -75,6 +78,16 @@ pub enum FinishReason {
 }
 
 impl FinishReason {
+    /// Its `finish_reason` label in the metrics (OpenAI's words: the model's own end and a stop
+    /// string are both `stop`; the token limit and the context window both `length`).
+    pub fn metric_label(self) -> &'static str {
+        match self {
+            FinishReason::Eos | FinishReason::Stop => "stop",
+            FinishReason::Length | FinishReason::ContextLimit => "length",
+            FinishReason::Cancelled => "cancelled",
+        }
+    }
+
     /// The name it serializes to.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -173,6 +186,8 @@ pub(super) struct Setup {
     pub context_limit: usize,
     pub events: UnboundedSender<GenerationEvent>,
     pub cancel: Arc<AtomicBool>,
+    /// When the request reached the engine.
+    pub submitted: Instant,
 }
 
 pub(super) enum Step {
@@ -204,6 +219,7 @@ pub(super) struct Generation {
     cancel: Arc<AtomicBool>,
     started: Instant,
     first_token: Option<Instant>,
+    clock: ReplyClock,
 }
 
 impl Generation {
@@ -237,7 +253,13 @@ impl Generation {
             cancel: s.cancel,
             started: Instant::now(),
             first_token: None,
+            clock: ReplyClock::admitted(s.submitted),
         }
+    }
+
+    /// The engine is about to run a unit of this generation (the first one ends its wait).
+    pub fn begin(&mut self) {
+        self.clock.begin();
     }
 
     /// Run one unit: up to `max_prefill` prompt tokens, or the last token to get the next one.
@@ -253,6 +275,7 @@ impl Generation {
             return Ok(self.finish(FinishReason::Cancelled, decoder));
         }
         let feed = self.feed(max_prefill);
+        self.begin();
         let logits = backend.forward(&mut self.cache, &feed, self.position)?;
         Ok(self.advance(feed.len(), logits, decoder))
     }
@@ -293,6 +316,7 @@ impl Generation {
 
         let token = self.sampler.sample(&mut logits);
         self.first_token.get_or_insert_with(Instant::now);
+        self.clock.token();
         self.sampler.accept(token);
         if !self.params.ignore_eos && self.eos.contains(&token) {
             self.eos_token = Some(token);
@@ -317,9 +341,15 @@ impl Generation {
     }
 
     /// The engine failed on this request: tell the caller, and hand back the cache to release.
-    pub fn fail(self, err: &InferenceError) -> Cache {
+    pub fn fail(mut self, err: &InferenceError) -> Cache {
         let mut failure = Failure::internal(err.to_string());
         failure.completion_tokens = self.detok.ids().len();
+        self.clock.end(Ended {
+            reason: "error",
+            prompt_tokens: self.prompt_tokens,
+            reused_tokens: self.reused,
+            generated_tokens: failure.completion_tokens,
+        });
         let _ = self.events.send(GenerationEvent::Failed(failure));
         self.cache
     }
@@ -366,6 +396,12 @@ impl Generation {
             ttft_ms: self.first_token.map_or(0.0, ms),
             total_ms: ms(now),
         };
+        self.clock.end(Ended {
+            reason: reason.metric_label(),
+            prompt_tokens: completion.prompt_tokens,
+            reused_tokens: completion.reused_tokens,
+            generated_tokens: completion.completion_tokens,
+        });
         let _ = self.events.send(GenerationEvent::Done(completion));
         Step::Finished
     }

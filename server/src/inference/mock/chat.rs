@@ -1,10 +1,15 @@
 //! A chat engine that echoes: a short reasoning part, then the user's message back, and an
 //! `image_prompt` block when the message asks for a picture. Same input, same output.
 
-use crate::inference::{
-    engine::ChatEngine,
-    llm::{ChatMessage, Completion, FinishReason, GenerateRequest, GenerationEvent, GenerationHandle, Part, Prompt},
-    InferenceError,
+use crate::{
+    inference::{
+        engine::ChatEngine,
+        llm::{
+            ChatMessage, Completion, FinishReason, GenerateRequest, GenerationEvent, GenerationHandle, Part, Prompt,
+        },
+        InferenceError,
+    },
+    telemetry::chat::{Ended, ReplyClock},
 };
 use std::{
     sync::{
@@ -54,8 +59,12 @@ impl ChatEngine for MockChat {
         };
         let params = request.params;
         let token_time = self.token_time;
+        let submitted = Instant::now();
         tokio::spawn(async move {
             let started = Instant::now();
+            // The mock starts at once: its replies wait for nothing.
+            let mut clock = ReplyClock::admitted(submitted);
+            clock.begin();
             let _ = tx.send(GenerationEvent::Started { prompt_tokens, reused_tokens: 0, dropped_messages: 0 });
             let (reasoning_text, answer_text) = reply_for(&messages);
             let mut out = Completion {
@@ -95,6 +104,7 @@ impl ChatEngine for MockChat {
                 if out.completion_tokens == 0 {
                     out.ttft_ms = started.elapsed().as_secs_f64() * 1000.0;
                 }
+                clock.token();
                 out.completion_tokens += 1;
                 out.token_ids.push(out.completion_tokens as u32);
                 match part {
@@ -111,6 +121,12 @@ impl ChatEngine for MockChat {
             out.reasoning = out.reasoning.trim_end().to_string();
             out.text = format!("{}\n</think>\n\n{}", out.reasoning, out.answer);
             out.total_ms = started.elapsed().as_secs_f64() * 1000.0;
+            clock.end(Ended {
+                reason: out.finish_reason.metric_label(),
+                prompt_tokens,
+                reused_tokens: 0,
+                generated_tokens: out.completion_tokens,
+            });
             let _ = tx.send(GenerationEvent::Done(out));
         });
         Ok(GenerationHandle::new(rx, cancel))

@@ -46,9 +46,12 @@ impl ImageEngine for MockImage {
                 if hooks.cancel.load(Ordering::Relaxed) {
                     return Err(PipelineError::Cancelled);
                 }
+                let step_started = Instant::now();
                 tokio::time::sleep(self.step_time).await;
                 if let Some(tx) = &hooks.progress {
-                    let _ = tx.send(Progress { step, total, elapsed_ms: started.elapsed().as_millis() as u64 });
+                    let step_ms = step_started.elapsed().as_secs_f64() * 1000.0;
+                    let _ =
+                        tx.send(Progress { step, total, elapsed_ms: started.elapsed().as_millis() as u64, step_ms });
                 }
             }
             let model = self.model.clone();

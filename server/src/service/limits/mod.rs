@@ -11,6 +11,7 @@ use super::error::ServiceError;
 use crate::{
     config::LimitsConfig,
     storage::{day_of, now_ms, Database, StorageError},
+    telemetry::catalogue::LIMIT_REFUSALS,
 };
 use app::types::{Limit, QuotaReport, QuotaScope};
 pub use quota::{Admission, Generation, Made, UsageMeter};
@@ -84,8 +85,11 @@ fn user_key(account: &str, user: &str) -> String {
     format!("u\u{0}{account}\u{0}{user}")
 }
 
-fn limited(limit: impl Into<String>, message: String, retry_after_s: u64) -> ServiceError {
-    ServiceError::Limited { limit: limit.into(), message, retry_after_s: retry_after_s.max(1) }
+/// A refusal by the limit named `limit` (counted in the metrics by that name).
+pub(crate) fn limited(limit: impl Into<String>, message: String, retry_after_s: u64) -> ServiceError {
+    let limit = limit.into();
+    metrics::counter!(LIMIT_REFUSALS, "limit" => limit.clone()).increment(1);
+    ServiceError::Limited { limit, message, retry_after_s: retry_after_s.max(1) }
 }
 
 impl From<RateError> for ServiceError {
@@ -138,6 +142,11 @@ impl Limits {
     /// WebSockets the account holds open on this process.
     pub fn open_sockets(&self, account: &str) -> u32 {
         self.sockets.open_for(account)
+    }
+
+    /// WebSockets open on this process, every account's.
+    pub fn all_open_sockets(&self) -> u64 {
+        self.sockets.total()
     }
 
     /// Count one request against the account's bucket, and the end user's when named.

@@ -32,6 +32,11 @@ impl OpenSockets {
     pub fn open_for(&self, account: &str) -> u32 {
         self.counts.lock().unwrap_or_else(|e| e.into_inner()).get(account).copied().unwrap_or(0)
     }
+
+    /// Every account's, together.
+    pub fn total(&self) -> u64 {
+        self.counts.lock().unwrap_or_else(|e| e.into_inner()).values().map(|&n| u64::from(n)).sum()
+    }
 }
 
 impl Drop for SocketPlace {
@@ -57,6 +62,7 @@ mod tests {
         let _a2 = sockets.open("a", 2).unwrap();
         assert!(sockets.open("a", 2).is_none(), "a third for the same account");
         let _b = sockets.open("b", 2).expect("another account has its own");
+        assert_eq!(sockets.total(), 3);
         drop(a1);
         assert_eq!(sockets.open_for("a"), 1);
         assert!(sockets.open("a", 2).is_some());
