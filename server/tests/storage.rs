@@ -218,3 +218,40 @@ async fn unreachable_postgres_is_a_clear_error_with_the_password_masked() {
     assert!(err.starts_with("database postgres://duet:***@127.0.0.1:1/duet"), "{err}");
     assert!(!err.contains("s3cret"));
 }
+
+/// Many turns stored at once on SQLite (more writers than pool connections, the pool still
+/// growing) all succeed: a message's transaction takes the write lock up front and waits for
+/// it, where a deferred one could fail at once with "database is locked" (a mock-mode load of
+/// 64 sessions gave a few 500s that way).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sqlite_stores_many_messages_written_at_once() {
+    use server::storage::NewMessage;
+    let dir = tempfile::tempdir().unwrap();
+    let url = DatabaseUrl::Sqlite(format!("sqlite://{}/duet.db", dir.path().display()));
+    let db = Database::connect(&url).await.unwrap();
+    db.migrate().await.unwrap();
+    for round in 0..5 {
+        let writers = (0..64).map(|i| {
+            let db = db.clone();
+            tokio::spawn(async move {
+                let conversation = format!("c{round}-{i}");
+                db.create_conversation(&conversation, "acct", "u", "t").await?;
+                for seq in 0..3 {
+                    let id = format!("{conversation}-{seq}");
+                    let message = NewMessage {
+                        id: &id,
+                        conversation_id: &conversation,
+                        role: "user",
+                        content: "hi",
+                        ..Default::default()
+                    };
+                    db.append_message(&message).await?;
+                }
+                Ok::<_, server::storage::StorageError>(())
+            })
+        });
+        for writer in futures::future::join_all(writers).await {
+            writer.unwrap().expect("every message is stored");
+        }
+    }
+}

@@ -1,6 +1,6 @@
 //! Conversations and their messages.
 
-use super::{on_pool, Database, StorageError};
+use super::{on_pool, BeginWrite, Database, StorageError};
 
 #[derive(Clone, Debug, PartialEq, sqlx::FromRow)]
 pub struct ConversationRow {
@@ -181,7 +181,7 @@ impl Database {
         const TOUCH: &str = "UPDATE conversations SET updated_at = $1 WHERE id = $2";
         let now = super::now_ms();
         on_pool!(self, |pool| {
-            let mut tx = pool.begin().await?;
+            let mut tx = pool.begin_write().await?;
             sqlx::query(INSERT)
                 .bind(m.id)
                 .bind(m.conversation_id)
