@@ -7,6 +7,9 @@
 #   bench/run.sh load [--fixture-models] [options]
 #                                 the HTTP API under many chat sessions, mock engines or the
 #                                 fixture models on OpenVINO (bench/load/)
+#   bench/run.sh load --metrics-compare [--rounds N] [options]
+#                                 the mock load with Prometheus metrics off and on, side by side
+#                                 (bench/load_metrics.py)
 #   bench/run.sh chat-turns [options]
 #                                 a 30-turn REST /chat conversation on the full-size chat model:
 #                                 each turn's time to first token, KV cache kept vs cold
@@ -58,6 +61,10 @@ case "$what" in
     stage "build the server and the load tool (release)"
     cargo build --release -p server -p duet-load
     stage_end
+    if [ "$what" = load ] && [ "${1:-}" = --metrics-compare ]; then
+      shift
+      exec python3 bench/load_metrics.py "$@"
+    fi
     data="$(mktemp -d)"
     port="${DUET_LOAD_PORT:-3999}"
     if [ "$what" = load ] && [ "${1:-}" = --fixture-models ]; then

@@ -12,23 +12,6 @@ use common::{
 use serde_json::{json, Value};
 use std::{collections::HashMap, time::Duration};
 
-/// The fixture pipeline with the tiny safety checker laid over it, in `to`.
-fn pipeline_with_safety_checker(to: &std::path::Path) {
-    fn copy(from: &std::path::Path, to: &std::path::Path) {
-        std::fs::create_dir_all(to).unwrap();
-        for entry in std::fs::read_dir(from).unwrap().flatten() {
-            let target = to.join(entry.file_name());
-            if entry.file_type().unwrap().is_dir() {
-                copy(&entry.path(), &target);
-            } else {
-                std::fs::copy(entry.path(), target).unwrap();
-            }
-        }
-    }
-    copy(&common::fixture(common::SD_FIXTURE), to);
-    copy(&common::fixture(common::SD_SAFETY_FIXTURE), to);
-}
-
 /// Requests as one caller: a bearer key, or the session cookie the server last set, or nobody.
 struct Client {
     http: reqwest::Client,
@@ -131,7 +114,8 @@ async fn prometheus_scrapes_what_happened() {
     common::load_runtime();
     let dir = tempfile::tempdir().unwrap();
     let sd = dir.path().join("sd");
-    pipeline_with_safety_checker(&sd);
+    common::copy_tree(&common::fixture(common::SD_FIXTURE), &sd);
+    common::copy_tree(&common::fixture(common::SD_SAFETY_FIXTURE), &sd);
     let (port, metrics_port) = (free_port(), free_port());
     let mut command = server_command(port);
     command

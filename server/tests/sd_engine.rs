@@ -234,20 +234,9 @@ fn a_folder_without_the_pipeline_names_the_missing_files() {
 /// two forms: `safetensors` (config.json + model.safetensors, as the real SD 1.5 repository ships
 /// it) or `openvino` (an OpenVINO export of the whole checker).
 fn pipeline_with_safety_checker(form: &str) -> tempfile::TempDir {
-    fn copy(from: &std::path::Path, to: &std::path::Path) {
-        std::fs::create_dir_all(to).unwrap();
-        for entry in std::fs::read_dir(from).unwrap().flatten() {
-            let target = to.join(entry.file_name());
-            if entry.file_type().unwrap().is_dir() {
-                copy(&entry.path(), &target);
-            } else {
-                std::fs::copy(entry.path(), target).unwrap();
-            }
-        }
-    }
     let dir = tempfile::tempdir().unwrap();
-    copy(&common::fixture(common::SD_FIXTURE), dir.path());
-    copy(&common::fixture(common::SD_SAFETY_FIXTURE), dir.path());
+    common::copy_tree(&common::fixture(common::SD_FIXTURE), dir.path());
+    common::copy_tree(&common::fixture(common::SD_SAFETY_FIXTURE), dir.path());
     let other = match form {
         "safetensors" => ["openvino_model.xml", "openvino_model.bin"],
         "openvino" => ["model.safetensors", "config.json"],

@@ -38,6 +38,20 @@ pub fn fixture(rel: &str) -> PathBuf {
     path
 }
 
+/// Copy a folder's files and subfolders into `to` (made when missing), e.g. to lay the safety
+/// checker fixture over a copy of the image pipeline.
+pub fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap().flatten() {
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_tree(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
 /// A configuration from flags alone (every value the test cares about is explicit, so variables
 /// in the developer's environment cannot change the outcome). Accounts are off
 /// (AUTH_REQUIRED=false) unless the flags say otherwise: the suites about accounts turn them on.
