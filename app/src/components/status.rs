@@ -250,7 +250,9 @@ mod tests {
             kv_tokens_allocated: 2048,
             batched_steps: 40,
             max_batch: 2,
+            mixed_steps: 5,
             evicted_for_room: 1,
+            evicted_for_limit: 2,
         };
         assert_eq!(
             engine_lines(&busy),
