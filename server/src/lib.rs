@@ -93,12 +93,13 @@ pub async fn build_state(config: Config) -> Result<AppState, StartupError> {
         .site_addr(config.server.site_addr)
         .build();
     let chat_slots = Arc::new(ChatSlots::new(config.llm.chat_concurrency));
-    let jobs = ImageJobs::new(config.images.queue_size, config.models.sd_model.to_string(), config.models.use_mocks);
+    let sd_model = config.models.sd_model.to_string();
+    let jobs = ImageJobs::new(config.images.queue_size, sd_model, config.models.use_mocks, db.clone());
     // The image queue's worker starts whenever the image engine does (now, or after a download).
     let start_worker = {
-        let (jobs, db, images_dir) = (jobs.clone(), db.clone(), config.storage.images_dir());
+        let (jobs, images_dir) = (jobs.clone(), config.storage.images_dir());
         let pause = chat_slots.image_pause(std::time::Duration::from_millis(config.images.yield_ms));
-        move |engine| jobs.start(jobs::Worker { engine, db, images_dir, pause })
+        move |engine| jobs.start(jobs::Worker { engine, images_dir, pause })
     };
 
     let (llm, sd, engines) = if config.models.use_mocks {
@@ -124,6 +125,12 @@ pub async fn build_state(config: Config) -> Result<AppState, StartupError> {
         None => None,
     };
     let limits = service::limits::Limits::new(config.limits, redis.clone());
+    // What the last stop cut off: replies are marked so, pictures wait first in line again.
+    if let Database::Sqlite(_) = db {
+        service::chat::mark_interrupted(&db).await.map_err(|e| StartupError::Config(e.to_string()))?;
+    }
+    let user = |origin: &jobs::Origin| Some(origin.user_id.clone()).filter(|u| !u.is_empty());
+    jobs.recover(|origin| Box::new(limits.readmit(&db, &origin.account_id, user(origin).as_deref()))).await?;
     let images = &config.images;
     let prompts =
         service::sanitize::PromptPolicy::load(images.image_prompt_blocklist.as_deref(), &images.image_negative_prompt)

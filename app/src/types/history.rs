@@ -81,6 +81,8 @@ pub struct MessageView {
     /// How long the model reasoned before it answered, in milliseconds; null without reasoning.
     #[serde(default)]
     pub thought_ms: Option<i64>,
+    /// As the reply's `finish_reason`; `interrupted`: the server stopped while writing it (the
+    /// reply is empty: it is stored when it ends).
     pub finish_reason: Option<String>,
     pub created_at: i64,
 }

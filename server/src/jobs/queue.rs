@@ -64,19 +64,48 @@ pub(super) struct Queue {
     pub running: Option<String>,
     pub finished: VecDeque<String>,
     pub speed: SpeedEstimate,
+    /// Places held for jobs whose rows are being written: they count as waiting.
+    pub reserved: usize,
 }
 
 impl Queue {
     /// Queue `job` at the back, or refuse it when `capacity` jobs wait already: then the seconds
     /// until a place is likely to free up.
+    #[cfg(test)]
     pub fn submit(&mut self, job: Job, capacity: usize) -> Result<JobInfo, u64> {
-        if self.waiting.len() >= capacity {
+        self.reserve(capacity)?;
+        Ok(self.queue_reserved(job))
+    }
+
+    /// Hold a place at the back for a job about to be queued, or refuse when `capacity` jobs
+    /// wait already (then the seconds until a place is likely to free up).
+    pub fn reserve(&mut self, capacity: usize) -> Result<(), u64> {
+        if self.waiting.len() + self.reserved >= capacity {
             return Err(self.speed.seconds_until_next_free(self).clamp(1, 600));
         }
+        self.reserved += 1;
+        Ok(())
+    }
+
+    /// Give back a place held for a job that was not queued after all.
+    pub fn release(&mut self) {
+        self.reserved = self.reserved.saturating_sub(1);
+    }
+
+    /// Queue `job` in a place held for it.
+    pub fn queue_reserved(&mut self, job: Job) -> JobInfo {
+        self.release();
         let id = job.info.job_id.clone();
         self.jobs.insert(id.clone(), job);
         self.waiting.push_back(id.clone());
-        Ok(self.view(&id).expect("just inserted"))
+        self.view(&id).expect("just inserted")
+    }
+
+    /// Queue a job accepted before a restart, whatever the queue holds (it was let in then).
+    pub fn restore(&mut self, job: Job) {
+        let id = job.info.job_id.clone();
+        self.jobs.insert(id.clone(), job);
+        self.waiting.push_back(id);
     }
 
     /// Record a job that failed before it could run, so its owner can see why.
@@ -275,6 +304,21 @@ mod tests {
         // The finished job taught the estimate: the ones waiting now have an ETA.
         assert!(q.view("d").unwrap().eta_ms.is_some());
         assert_eq!(q.start_next().unwrap().0, "b");
+    }
+
+    #[test]
+    fn a_place_held_while_a_row_is_written_counts_as_waiting() {
+        let mut q = Queue::default();
+        q.reserve(2).unwrap();
+        q.submit(job("a", "x"), 2).unwrap();
+        assert!(q.reserve(2).is_err(), "one queued and one held fill two places");
+        q.release();
+        q.reserve(2).unwrap();
+        let info = q.queue_reserved(job("b", "x"));
+        assert_eq!((info.position, q.reserved), (Some(1), 0));
+        // A job accepted before a restart goes in whatever the queue holds.
+        q.restore(job("c", "x"));
+        assert_eq!(status(&q, "c"), (JobStatus::Queued, Some(2)));
     }
 
     #[test]

@@ -110,6 +110,34 @@ pub async fn start(state: &AppState, caller: &Caller, request: ChatRequest) -> R
     Ok(rx)
 }
 
+/// The `finish_reason` of a reply the server never finished: it stopped (or was killed) while
+/// the reply was being written.
+pub const INTERRUPTED: &str = "interrupted";
+
+/// Give every turn left without a reply by a server that stopped mid-reply one that says so
+/// (empty: a reply is stored when it ends), so the conversation does not look unfinished
+/// forever. Run at start, on SQLite only: a Postgres database may be shared with servers that
+/// are writing replies right now.
+pub async fn mark_interrupted(db: &crate::storage::Database) -> Result<usize> {
+    let unanswered = db.unanswered_conversations().await?;
+    for conversation_id in &unanswered {
+        let id = new_id();
+        let reply = NewMessage {
+            id: &id,
+            conversation_id,
+            role: "assistant",
+            content: "",
+            finish_reason: Some(INTERRUPTED),
+            ..Default::default()
+        };
+        db.append_message(&reply).await?;
+    }
+    if !unanswered.is_empty() {
+        tracing::info!(conversations = unanswered.len(), "replies cut off by the last stop marked interrupted");
+    }
+    Ok(unanswered.len())
+}
+
 /// The turns sent with a new message: at most `CONTEXT_TURNS`, the window moving in blocks
 /// (`window::first_kept_turn`) so that the turns between two moves share their prompt's start and
 /// reuse the conversation's KV cache.
@@ -251,6 +279,8 @@ pub fn context(system: &str, history: &[MessageRow], message: &str) -> Vec<ChatM
                 let content = if m.content.is_empty() { block } else { format!("{}\n\n{block}", m.content) };
                 messages.push(ChatMessage::new("assistant", content));
             }
+            // A reply cut off by a stop has nothing to send back.
+            ("assistant", None) if m.content.is_empty() => {}
             ("assistant" | "user", _) => messages.push(ChatMessage::new(&m.role, m.content.clone())),
             _ => {}
         }
@@ -525,11 +555,11 @@ impl Turn {
         };
         let admission = match admission {
             Ok(admission) => admission,
-            Err(err) => return Some(self.state.jobs.reject(request, origin, err.to_string())),
+            Err(err) => return Some(self.state.jobs.reject(request, origin, err.to_string()).await),
         };
-        Some(match self.state.jobs.submit(request.clone(), origin.clone(), Some(Box::new(admission))) {
+        Some(match self.state.jobs.submit(request.clone(), origin.clone(), Some(Box::new(admission))).await {
             Ok(info) => info,
-            Err(err) => self.state.jobs.reject(request, origin, err.to_string()),
+            Err(err) => self.state.jobs.reject(request, origin, err.to_string()).await,
         })
     }
 
@@ -607,6 +637,8 @@ mod tests {
             row("assistant", "Here it is.", Some("They want a fox."), Some("a red fox")),
             row("user", "/imagine a cat", None, None),
             row("assistant", "", None, Some("a cat")),
+            row("user", "and a dog", None, None),
+            row("assistant", "", None, None),
         ];
         let messages = context("SYS", &history, "thanks");
         let got: Vec<(&str, &str)> = messages.iter().map(|m| (m.role.as_str(), m.content.as_str())).collect();
@@ -618,6 +650,7 @@ mod tests {
                 ("assistant", "Here it is.\n\n<image_prompt>a red fox</image_prompt>"),
                 ("user", "/imagine a cat"),
                 ("assistant", "<image_prompt>a cat</image_prompt>"),
+                ("user", "and a dog"),
                 ("user", "thanks"),
             ]
         );

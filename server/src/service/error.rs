@@ -89,6 +89,7 @@ impl From<JobError> for ServiceError {
     fn from(e: JobError) -> Self {
         match e {
             JobError::QueueFull { retry_after_s, .. } => ServiceError::Busy { message: e.to_string(), retry_after_s },
+            JobError::Storage(e) => ServiceError::Storage(e),
         }
     }
 }

@@ -20,7 +20,7 @@ pub async fn submit(state: &AppState, caller: &Caller, request: ImageGenerationR
     let (admission, _) = state.limits.admit(&state.db, &caller.account_id, user.as_deref(), Generation::Image).await?;
     let origin =
         Origin { account_id: caller.account_id.clone(), user_id: user.unwrap_or_default(), ..Origin::default() };
-    Ok(state.jobs.submit(recipe, origin, Some(Box::new(admission)))?)
+    Ok(state.jobs.submit(recipe, origin, Some(Box::new(admission))).await?)
 }
 
 /// The `POST /image` answer for a job.
@@ -61,10 +61,16 @@ pub async fn wait(state: &AppState, caller: &Caller, id: &str, timeout: Duration
     })
 }
 
-/// One of the caller's jobs: live from the queue, or, for older ones, from the stored image.
+/// One of the caller's jobs: live from the queue, else as its row tells it, else (an image made
+/// before jobs were rows) from the stored image.
 pub async fn job(state: &AppState, caller: &Caller, id: &str) -> Result<JobInfo> {
     if let Some(info) = state.jobs.get(&caller.account_id, id) {
         return Ok(info);
+    }
+    if uuid::Uuid::parse_str(id).is_ok() {
+        if let Some(row) = state.db.job(&caller.account_id, id).await? {
+            return Ok(crate::jobs::info_from_row(&row, state.config.models.use_mocks));
+        }
     }
     let row = stored(state, caller, id).await?;
     Ok(finished_info(&row, state.config.models.use_mocks))

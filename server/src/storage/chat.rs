@@ -131,6 +131,14 @@ impl Database {
             .await?))
     }
 
+    /// Conversations whose last message is the user's: a turn whose reply never came.
+    pub async fn unanswered_conversations(&self) -> Result<Vec<String>, StorageError> {
+        const SQL: &str = "SELECT m.conversation_id FROM messages m WHERE m.role = 'user' \
+                           AND m.seq = (SELECT MAX(seq) FROM messages WHERE conversation_id = m.conversation_id) \
+                           ORDER BY m.conversation_id";
+        Ok(on_pool!(self, |pool| sqlx::query_scalar(SQL).fetch_all(pool).await?))
+    }
+
     /// Where each turn (a user message) of the conversation starts, oldest first, before `before`.
     pub async fn user_turn_seqs(&self, conversation_id: &str, before: i32) -> Result<Vec<i32>, StorageError> {
         const SQL: &str = "SELECT seq FROM messages WHERE conversation_id = $1 AND role = 'user' AND seq < $2 \

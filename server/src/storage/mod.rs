@@ -7,6 +7,7 @@ mod chat;
 mod gallery;
 mod history;
 mod images;
+mod jobs;
 pub mod search;
 mod templates;
 mod usage;
@@ -16,6 +17,7 @@ pub use chat::{ChatSettingsRow, ConversationRow, MessageRow, NewMessage};
 pub use gallery::{GalleryFilter, ShareRow};
 pub use history::{FullMessageRow, SearchRow};
 pub use images::ImageRow;
+pub use jobs::JobRow;
 pub use templates::TemplateRow;
 pub use usage::{day_of, Usage};
 

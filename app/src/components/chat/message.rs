@@ -130,6 +130,9 @@ fn Reply(entry: Entry, actions: Actions) -> impl IntoView {
     let regenerate = move |_| actions.resend.run((entry, String::new()));
     let cut_short = move || match entry.finish.get().as_deref() {
         Some("cancelled") => Some("Stopped."),
+        Some("interrupted") => {
+            Some("Interrupted: the server stopped while writing this reply. Regenerate to try again.")
+        }
         Some("length") => Some("Cut off at the token limit."),
         Some("context_limit") => Some("Cut off: the conversation filled the model's context."),
         _ => None,

@@ -255,6 +255,17 @@ impl Limits {
         Ok((Admission { _held: held, meter }, tokens_left))
     }
 
+    /// An image job admitted before a restart, queued again: it holds its place among its
+    /// owner's running generations and counts its image when stored, without being checked
+    /// again (it was let in then).
+    pub fn readmit(&self, db: &Database, account: &str, user: Option<&str>) -> Admission {
+        let keys: Vec<String> = Self::scopes(account, user).into_iter().map(|(_, key)| key).collect();
+        let unchecked = self.in_flight.admit_with(&keys, Generation::Image, |_| Ok::<_, std::convert::Infallible>(()));
+        let Ok(((), held)) = unchecked;
+        let meter = UsageMeter { db: db.clone(), account: account.to_string(), user: user.map(String::from) };
+        Admission { _held: held, meter }
+    }
+
     /// Usage and limits for `GET /quota`.
     pub async fn report(&self, db: &Database, account: &str, user: Option<&str>) -> Result<QuotaReport, StorageError> {
         let today = day_of(now_ms());
