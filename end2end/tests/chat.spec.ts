@@ -134,6 +134,23 @@ test.describe('chat in mock mode', () => {
     expect(errors).toEqual([]);
   });
 
+  test('a page opened while a reply\'s picture is being drawn shows its progress, then the picture', async ({ page }, info) => {
+    const errors = pageErrors(page);
+    await signUp(page, mockURL, 'reattach', info);
+    // Asked for elsewhere (an API client, another tab): the reply is stored, its picture queued.
+    const res = await page.request.post(`${mockURL}/chat`, { data: { user_id: 'me', message: '/imagine a lighthouse at dusk' } });
+    expect(res.status()).toBe(200);
+    const { conversation_id } = await res.json();
+    await open(page, `${mockURL}/c/${conversation_id}`);
+    // The page picks the job up from the stored conversation and follows it.
+    const job = page.getByTestId('image-job');
+    await expect(job).toContainText(/Drawing: step \d+ of 20|Queued/);
+    const image = page.getByTestId('chat-image');
+    await expect(image).toBeVisible({ timeout: 30_000 });
+    await expect(job).toHaveCount(0);
+    expect(errors).toEqual([]);
+  });
+
   test('history search finds a word and opens its conversation; rename and delete', async ({ page }, info) => {
     await signUp(page, mockURL, 'search', info);
     await open(page, `${mockURL}/`);

@@ -109,6 +109,18 @@ async fn imagine_and_image_options_always_make_a_picture(backend) {
     assert_eq!((body["reply"].as_str(), body["finish_reason"].as_str()), (Some(""), Some("image")));
     assert_eq!(body["usage"]["completion_tokens"], 0, "no chat model run for /imagine");
     assert_eq!(body["image_job"]["prompt"], "a lighthouse at dusk");
+    // While it is queued or drawing, the stored conversation says so (a page loaded now follows
+    // it); once done, the reply holds the picture instead.
+    let conversation = format!("/conversations/{}", body["conversation_id"].as_str().unwrap());
+    let reply = get(&state, &conversation).await.json()["messages"][1].clone();
+    let job_id = body["image_job"]["job_id"].as_str().unwrap();
+    assert_eq!(reply["image_job"]["job_id"], job_id, "{reply}");
+    assert!(["queued", "running"].contains(&reply["image_job"]["status"].as_str().unwrap()), "{reply}");
+    assert_eq!(reply["image_ids"], json!([]));
+    wait_for_job(&state, &format!("/jobs/{job_id}"), Duration::from_secs(20)).await;
+    let reply = get(&state, &conversation).await.json()["messages"][1].clone();
+    assert!(reply["image_job"].is_null(), "{reply}");
+    assert_eq!(reply["image_ids"], json!([job_id]));
     // An `image` object asks for a picture even when the reply has no block; its settings apply.
     let body = post(
         &state,

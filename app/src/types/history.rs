@@ -73,6 +73,10 @@ pub struct MessageView {
     pub image_prompt: Option<String>,
     /// Ids of the images this message made (`/images/{id}.png`).
     pub image_ids: Vec<String>,
+    /// The picture this reply asked for while it is still queued or being drawn (follow it at
+    /// `/jobs/{id}/events`); null once it has ended, or when there is none.
+    #[serde(default)]
+    pub image_job: Option<super::JobInfo>,
     pub model: Option<String>,
     pub prompt_tokens: Option<u32>,
     pub completion_tokens: Option<u32>,

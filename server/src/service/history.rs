@@ -7,7 +7,7 @@ use crate::{
     storage::{search, ConversationRow, FullMessageRow, MessageRow},
 };
 use app::types::{
-    ChatDefaults, ChatSettings, ConversationDetail, ConversationList, ConversationSummary, ConversationUpdate,
+    ChatDefaults, ChatSettings, ConversationDetail, ConversationList, ConversationSummary, ConversationUpdate, JobInfo,
     MessageView, SearchHit, SearchResults, SnippetPart,
 };
 use std::fmt::Write;
@@ -58,7 +58,8 @@ pub async fn list(
 pub async fn detail(state: &AppState, caller: &Caller, id: &str) -> Result<ConversationDetail> {
     let row = owned(state, caller, id).await?;
     let images = state.db.conversation_images(id).await?;
-    let messages = state.db.messages(id).await?.into_iter().map(|m| message_view(m, &images)).collect();
+    let jobs = unfinished_jobs(state, caller, id).await?;
+    let messages = state.db.messages(id).await?.into_iter().map(|m| message_view(m, &images, &jobs)).collect();
     Ok(ConversationDetail { conversation: summary(row), messages })
 }
 
@@ -179,11 +180,25 @@ fn summary(row: ConversationRow) -> ConversationSummary {
     }
 }
 
-fn message_view(m: FullMessageRow, images: &[(String, String)]) -> MessageView {
+/// The conversation's pictures still queued or drawing, by the message that asked: as the queue
+/// sees them now (position, estimate), or as their rows say.
+async fn unfinished_jobs(state: &AppState, caller: &Caller, id: &str) -> Result<Vec<(String, JobInfo)>> {
+    let mock = state.config.models.use_mocks;
+    let rows = state.db.unfinished_jobs_in(id).await?;
+    let jobs = rows.iter().filter_map(|row| {
+        let info = state.jobs.get(&caller.account_id, &row.id).unwrap_or_else(|| crate::jobs::info_from_row(row, mock));
+        Some((row.message_id.clone()?, info)).filter(|(_, info)| !info.status.is_final())
+    });
+    Ok(jobs.collect())
+}
+
+fn message_view(m: FullMessageRow, images: &[(String, String)], jobs: &[(String, JobInfo)]) -> MessageView {
     let MessageRow { id, seq, role, content, reasoning, image_prompt } = m.message;
     let image_ids = images.iter().filter(|(message, _)| *message == id).map(|(_, image)| image.clone()).collect();
+    let image_job = jobs.iter().rev().find(|(message, _)| *message == id).map(|(_, job)| job.clone());
     MessageView {
         image_ids,
+        image_job,
         id,
         seq: seq.max(0) as u32,
         role,
@@ -249,6 +264,7 @@ mod tests {
             reasoning: None,
             image_prompt: None,
             image_ids: vec![],
+            image_job: None,
             model: None,
             prompt_tokens: None,
             completion_tokens: None,

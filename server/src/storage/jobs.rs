@@ -118,6 +118,15 @@ impl Database {
         Ok(on_pool!(self, |pool| sqlx::query_as(&sql).bind(id).bind(account_id).fetch_optional(pool).await?))
     }
 
+    /// The conversation's jobs still queued or drawing, oldest first.
+    pub async fn unfinished_jobs_in(&self, conversation_id: &str) -> Result<Vec<JobRow>, StorageError> {
+        let sql = format!(
+            "SELECT {COLUMNS} FROM image_jobs WHERE conversation_id = $1 AND status IN ('queued', 'running') \
+             ORDER BY created_at, id"
+        );
+        Ok(on_pool!(self, |pool| sqlx::query_as(&sql).bind(conversation_id).fetch_all(pool).await?))
+    }
+
     /// Jobs queued or drawing when the last process stopped, oldest first, all queued again
     /// (their drawing starts over: the same seed gives the same picture).
     pub async fn requeue_unfinished_jobs(&self) -> Result<Vec<JobRow>, StorageError> {

@@ -55,6 +55,7 @@ impl Entry {
         entry.id.set(Some(m.id));
         entry.reasoning.set(m.reasoning.unwrap_or_default());
         entry.images.set(m.image_ids);
+        entry.job.set(m.image_job);
         entry.finish.set(m.finish_reason);
         entry.thought_ms.set(m.thought_ms.map(|ms| ms as f64));
         entry

@@ -81,7 +81,14 @@ impl Chat {
         load_into(self.defaults, data.defaults);
         load_into(self.user_id, user_id);
         load_into(self.error, None);
-        let entries = self.in_page(|| messages.into_iter().map(|m| Entry::stored(self.key(), m)).collect());
+        let entries: Vec<Entry> = self.in_page(|| messages.into_iter().map(|m| Entry::stored(self.key(), m)).collect());
+        // A picture still queued or being drawn (the page was loaded meanwhile) is followed.
+        #[cfg(feature = "hydrate")]
+        for entry in &entries {
+            if let Some(job) = entry.job.get_untracked().filter(|j| !j.status.is_final()) {
+                turn::follow_job(*entry, job.job_id);
+            }
+        }
         load_into(self.entries, entries);
     }
 

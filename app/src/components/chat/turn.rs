@@ -8,7 +8,7 @@ use super::{
 use crate::{
     api::load_chat,
     browser,
-    types::{ChatEvent, ChatRequest, ChatSettings},
+    types::{ChatEvent, ChatRequest, ChatSettings, JobInfo},
     ui::sse::SseReader,
 };
 use leptos::prelude::*;
@@ -81,6 +81,27 @@ pub fn run(chat: Chat, text: String, replace: Option<Entry>) {
         chat.stop.set_value(None);
         learn_ids(chat).await;
         chat.sidebar_version.update(|v| *v += 1);
+    });
+}
+
+/// Follow a stored reply's picture that is still queued or being drawn: its position and steps,
+/// then the picture. Stops when the job ends, or when the page that showed the reply is gone.
+pub fn follow_job(entry: Entry, job_id: String) {
+    let Some(abort) = browser::new_abort() else { return };
+    leptos::task::spawn_local(async move {
+        let mut reader = SseReader::default();
+        let url = format!("/jobs/{job_id}/events");
+        let _ = browser::stream("GET", &url, None, &abort, |bytes| {
+            for event in reader.push(bytes) {
+                let Ok(job) = serde_json::from_str::<JobInfo>(&event.data) else { continue };
+                if entry.job.is_disposed() {
+                    abort.abort();
+                    return;
+                }
+                entry.apply(&ChatEvent::ImageJob { job }, 0.0);
+            }
+        })
+        .await;
     });
 }
 
