@@ -313,14 +313,11 @@ impl ImageJobs {
         }
         // Counted already if stored: its owner's limits are free before anyone learns it ended.
         drop(admission);
-        let (status, error, nsfw) = match &ended {
-            Ended::Done { nsfw, .. } => ("done", None, *nsfw),
-            Ended::Cancelled => ("cancelled", None, None),
-            Ended::Failed(reason) => ("failed", Some(reason.clone()), None),
+        let step = match ended {
+            Ended::Done { .. } => request.steps,
+            _ => self.lock().jobs.get(id).map_or(0, |job| job.info.step),
         };
-        let step = self.lock().jobs.get(id).map_or(0, |job| job.info.step);
-        let step = if status == "done" { request.steps } else { step };
-        let stored = self.inner.db.job_ended(id, status, step as i32, error.as_deref(), nsfw, now_ms());
+        let stored = self.inner.db.job_ended(id, ended.state(), step as i32, ended.error(), ended.nsfw(), now_ms());
         self.journal(id, stored).await;
         self.lock().end(id, ended);
     }

@@ -57,6 +57,31 @@ pub(super) enum Ended {
     Failed(String),
 }
 
+impl Ended {
+    /// Its name in the job's row and in the metrics.
+    pub fn state(&self) -> &'static str {
+        match self {
+            Ended::Done { .. } => "done",
+            Ended::Cancelled => "cancelled",
+            Ended::Failed(_) => "failed",
+        }
+    }
+
+    pub fn error(&self) -> Option<&str> {
+        match self {
+            Ended::Failed(reason) => Some(reason),
+            _ => None,
+        }
+    }
+
+    pub fn nsfw(&self) -> Option<bool> {
+        match self {
+            Ended::Done { nsfw, .. } => *nsfw,
+            _ => None,
+        }
+    }
+}
+
 #[derive(Default)]
 pub(super) struct Queue {
     pub jobs: HashMap<String, Job>,
@@ -149,11 +174,7 @@ impl Queue {
     /// The running job ended.
     pub fn end(&mut self, id: &str, ended: Ended) {
         self.running = None;
-        let state = match ended {
-            Ended::Done { .. } => "done",
-            Ended::Cancelled => "cancelled",
-            Ended::Failed(_) => "failed",
-        };
+        let state = ended.state();
         if let Some(job) = self.jobs.get_mut(id) {
             job.info.finished_at = Some(now_ms());
             match ended {
