@@ -94,7 +94,8 @@ pub async fn build_state(config: Config) -> Result<AppState, StartupError> {
         .build();
     let chat_slots = Arc::new(ChatSlots::new(config.llm.chat_concurrency));
     let sd_model = config.models.sd_model.to_string();
-    let jobs = ImageJobs::new(config.images.queue_size, sd_model, config.models.use_mocks, db.clone());
+    let (queue_size, lease_ms) = (config.images.queue_size, config.images.job_lease_ms);
+    let jobs = ImageJobs::new(queue_size, sd_model, config.models.use_mocks, db.clone(), lease_ms);
     // The image queue's worker starts whenever the image engine does (now, or after a download).
     let start_worker = {
         let (jobs, images_dir) = (jobs.clone(), config.storage.images_dir());
@@ -129,8 +130,7 @@ pub async fn build_state(config: Config) -> Result<AppState, StartupError> {
     if let Database::Sqlite(_) = db {
         service::chat::mark_interrupted(&db).await.map_err(|e| StartupError::Config(e.to_string()))?;
     }
-    let user = |origin: &jobs::Origin| Some(origin.user_id.clone()).filter(|u| !u.is_empty());
-    jobs.recover(|origin| Box::new(limits.readmit(&db, &origin.account_id, user(origin).as_deref()))).await?;
+    jobs.resume().await?;
     let images = &config.images;
     let prompts =
         service::sanitize::PromptPolicy::load(images.image_prompt_blocklist.as_deref(), &images.image_negative_prompt)

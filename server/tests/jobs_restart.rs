@@ -38,19 +38,6 @@ async fn wait_until_ready(server: &ServerProcess) {
     }
 }
 
-/// Poll a job until `done(job)` holds, at most `secs`.
-async fn until(server: &ServerProcess, id: &str, secs: u64, done: impl Fn(&Value) -> bool) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    loop {
-        let job = server.json("GET", &format!("/jobs/{id}"), None).await;
-        if done(&job) {
-            return job;
-        }
-        assert!(Instant::now() < deadline, "job {id} within {secs} s: {job}");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
-
 fn recipe(seed: u32, steps: u32) -> Value {
     json!({"prompt": format!("a lighthouse, picture {seed}"), "width": 256, "height": 256,
            "num_inference_steps": steps, "seed": seed, "scheduler": "ddim"})
@@ -69,14 +56,14 @@ async fn three_jobs_outlive_a_kill(engines: &[&str], steps: u32) {
     }
     let cancelled = ids.pop().unwrap();
     assert_eq!(server.json("DELETE", &format!("/jobs/{cancelled}"), None).await["status"], "cancelled");
-    let first = until(&server, &ids[0], 60, |j| j["status"] == "running" && j["step"].as_u64() > Some(0)).await;
+    let first = server.until_job(&ids[0], 60, |j| j["status"] == "running" && j["step"].as_u64() > Some(0)).await;
     assert!(first["step"].as_u64().unwrap() < steps as u64, "killed during the first job's steps: {first}");
     server.kill();
 
     let again = start(dir.path(), engines).await;
     let mut drawn = Vec::new();
     for id in &ids {
-        let job = until(&again, id, 120, |j| j["status"] != "queued" && j["status"] != "running").await;
+        let job = again.until_job(id, 120, |j| j["status"] != "queued" && j["status"] != "running").await;
         assert_eq!(job["status"], "done", "{job}");
         let (status, png) = again.request("GET", &format!("/images/{id}.png"), None).await;
         assert_eq!(status, 200);

@@ -80,7 +80,7 @@ pub async fn get_job(State(state): State<AppState>, caller: Caller, Path(id): Pa
         (status = 404, description = "No such id, or not the caller's", body = ErrorBody)))]
 #[tracing::instrument(skip_all, fields(job = %id))]
 pub async fn delete_job(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> Result<Response> {
-    let info = match images::cancel(&state, &caller, &id) {
+    let info = match images::cancel(&state, &caller, &id).await {
         Ok(info) => info,
         // Finished long ago (only in the database): nothing to cancel.
         Err(_) => images::job(&state, &caller, &id).await?,

@@ -57,6 +57,13 @@ pub struct ImagesConfig {
           default_value_t = 900, global = true)]
     pub wait_timeout_secs: u64,
 
+    /// How long a process's claim on the image job it draws holds without being renewed (it is
+    /// renewed at every step and every third of this while paused); once past, another process
+    /// sharing the database takes the job over and draws it again.
+    #[arg(id = "image_job_lease_ms", long = "image-job-lease-ms", env = "IMAGE_JOB_LEASE_MS", default_value_t = 30_000,
+          value_parser = clap::value_parser!(u64).range(1_000..), global = true)]
+    pub job_lease_ms: u64,
+
     /// Time each step of a mock image takes, so progress can be seen in mock mode.
     #[arg(id = "mock_image_step_ms", long = "mock-image-step-ms", env = "MOCK_IMAGE_STEP_MS", default_value_t = 20,
           global = true)]

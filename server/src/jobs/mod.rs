@@ -1,43 +1,38 @@
-//! Image jobs: one bounded queue in front of the image engine. A job has an id, a state, progress
-//! and a cancel flag; watchers subscribe to its updates. One worker task feeds the engine one job
-//! at a time, stores each finished image (file, then database row) and learns how long a step
-//! takes, so queued jobs get an estimate. Every job is also a row (`image_jobs`), written when it
-//! is accepted and at each change after: a restarted server queues again what was waiting or
-//! drawing ([`ImageJobs::recover`]), and a job is answered for once it has left memory.
+//! Image jobs: one queue shared by every process over the database. A job is a row (`image_jobs`),
+//! inserted when accepted within the queue's bound and its owner's limits (counted over all
+//! processes), claimed by one process's worker at a time with a lease it renews while drawing
+//! (`worker.rs`), and ended by that process. A process that dies leaves its lease to run out;
+//! another then draws the job again from the first step (the same seed gives the same picture).
+//! On SQLite one process owns the file, and a restart queues again at once what was drawing.
+//! Changes are announced to every process (`events.rs`), so a job is followed and cancelled
+//! through any of them; queue places and estimates come from the rows.
 
 mod estimate;
-mod queue;
+mod events;
+mod worker;
 
 use crate::{
-    inference::{
-        diffusion::{ImageRequest, PipelineError, Progress, SchedulerKind},
-        engine::{ImageEngine, Pause, StepHooks},
-    },
-    storage::{now_ms, Database, ImageRow, JobRow, StorageError},
-    telemetry::catalogue::{IMAGE_DURATION, IMAGE_NSFW, IMAGE_STEP},
+    inference::diffusion::{ImageRequest, SchedulerKind},
+    storage::{now_ms, Database, JobCounts, JobRow, StorageError, JOB_CHANNEL},
+    telemetry::catalogue::IMAGE_JOBS,
 };
 use app::types::{ImageParameters, JobInfo, JobStatus};
-use futures::future::OptionFuture;
-use queue::{Ended, Job, Queue, Started};
-use std::{
-    path::PathBuf,
-    sync::{Arc, Mutex},
-    time::Instant,
+use estimate::{QueuedJob, SpeedEstimate};
+pub use events::next_update;
+use events::{Change, Followers};
+use std::sync::{
+    atomic::{AtomicBool, Ordering},
+    Arc, Mutex,
 };
 use tokio::sync::{broadcast, Notify};
-
-/// What admission control gave a job (`service::limits::Admission`), opaque here: held while the
-/// job waits and renders (it counts against its owner's concurrency limit and the day's images
-/// until dropped), and told when the image is stored, so the image counts against the quota.
-pub trait JobAdmission: Send + Sync + 'static {
-    fn image_stored(&self) -> futures::future::BoxFuture<'_, Result<(), StorageError>>;
-}
+pub use worker::Worker;
 
 /// Where a job came from, stored with its image.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Origin {
     /// The owning account: only it can see, follow or cancel the job.
     pub account_id: String,
+    /// The account's end user (`""`: none named).
     pub user_id: String,
     pub conversation_id: Option<String>,
     pub message_id: Option<String>,
@@ -57,32 +52,21 @@ pub struct ImageJobs {
 }
 
 struct Inner {
-    queue: Mutex<Queue>,
-    wake: Notify,
+    /// Jobs that may wait, all processes' together.
     capacity: usize,
     model: String,
     mock: bool,
-    /// Where the jobs' rows and the finished images' rows are written.
     db: Database,
-}
-
-/// What the worker needs besides the queue.
-pub struct Worker {
-    pub engine: Arc<dyn ImageEngine>,
-    pub images_dir: PathBuf,
-    pub pause: Option<Pause>,
-}
-
-/// A watcher's next update; `None` once the job is forgotten. A watcher that fell behind skips
-/// to the newest state (each update is the whole state, so nothing is lost).
-pub async fn next_update(updates: &mut broadcast::Receiver<JobInfo>) -> Option<JobInfo> {
-    loop {
-        match updates.recv().await {
-            Ok(info) => return Some(info),
-            Err(broadcast::error::RecvError::Lagged(_)) => continue,
-            Err(broadcast::error::RecvError::Closed) => return None,
-        }
-    }
+    /// How long a claim holds unless renewed.
+    lease_ms: u64,
+    /// This process's name in the rows it claims.
+    me: String,
+    /// Rung when a job is queued, so an idle worker claims it at once.
+    wake: Notify,
+    followers: Followers,
+    speed: Mutex<SpeedEstimate>,
+    /// The job this process draws, and the flag that stops it before its next step.
+    drawing: Mutex<Option<(String, Arc<AtomicBool>)>>,
 }
 
 pub fn image_url(id: &str) -> String {
@@ -107,285 +91,331 @@ pub fn parameters(request: &ImageRequest, model: &str) -> ImageParameters {
     }
 }
 
+/// A name for this process in the rows it claims: host, process id and a random part (a
+/// restarted process with the same pid is someone else).
+fn process_name() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    let host = Some(host.trim().to_string()).filter(|h| !h.is_empty()).unwrap_or_else(|| "host".into());
+    let random = uuid::Uuid::new_v4().simple().to_string();
+    format!("{host}:{}:{}", std::process::id(), &random[..8])
+}
+
+/// Why `submit` did not insert a job.
+enum Refused<E> {
+    Full(i64),
+    Owner(E),
+}
+
 impl ImageJobs {
-    /// A queue holding at most `capacity` waiting jobs; `model` names the images' model.
-    pub fn new(capacity: usize, model: String, mock: bool, db: Database) -> Self {
-        let inner = Inner { queue: Mutex::new(Queue::default()), wake: Notify::new(), capacity, model, mock, db };
+    /// A queue of at most `capacity` waiting jobs over `db`; `model` names the images' model, and
+    /// a claimed job's lease lasts `lease_ms` unless renewed.
+    pub fn new(capacity: usize, model: String, mock: bool, db: Database, lease_ms: u64) -> Self {
+        let inner = Inner {
+            capacity,
+            model,
+            mock,
+            db,
+            lease_ms,
+            me: process_name(),
+            wake: Notify::new(),
+            followers: Followers::default(),
+            speed: Mutex::new(SpeedEstimate::default()),
+            drawing: Mutex::new(None),
+        };
         ImageJobs { inner: Arc::new(inner) }
     }
 
-    /// Queue again, oldest first, the jobs that were waiting or drawing when the server last
-    /// stopped (drawn from the first step: the same seed gives the same picture). `meter`
-    /// gives each the count of its image against its owner's daily quota. Only on SQLite, whose
-    /// file one server owns: several servers may share a Postgres database, and one starting must
-    /// not take the jobs another is drawing (that needs jobs claimed through their rows, with
-    /// leases: not yet).
-    pub async fn recover(&self, meter: impl Fn(&Origin) -> Box<dyn JobAdmission>) -> Result<usize, StorageError> {
-        if !matches!(self.inner.db, Database::Sqlite(_)) {
-            return Ok(0);
+    /// Join the shared queue: on SQLite queue again what was drawing when the last process
+    /// stopped (the count is returned); on Postgres start hearing other processes' changes.
+    pub async fn resume(&self) -> Result<u64, StorageError> {
+        let requeued = match &self.inner.db {
+            Database::Sqlite(_) => self.inner.db.requeue_running_jobs(now_ms()).await?,
+            Database::Postgres(pool) => {
+                tokio::spawn(listen(self.clone(), pool.clone()));
+                0
+            }
+        };
+        if requeued > 0 {
+            tracing::info!(jobs = requeued, "image jobs that were drawing when the server stopped are queued again");
         }
-        let rows = self.inner.db.requeue_unfinished_jobs().await?;
-        let count = rows.len();
-        let mut q = self.lock();
-        for row in rows {
-            let (request, origin) = recipe_of(&row);
-            let mut info = info_from_row(&row, self.inner.mock);
-            info.status = JobStatus::Queued;
-            info.step = 0;
-            let mut job = Job::new(info, request, origin);
-            job.admission = Some(meter(&job.origin));
-            q.restore(job);
-        }
-        drop(q);
-        if count > 0 {
-            tracing::info!(jobs = count, "image jobs queued again after a restart");
-            self.inner.wake.notify_one();
-        }
-        Ok(count)
+        self.relearn().await;
+        self.inner.wake.notify_one();
+        Ok(requeued)
     }
 
-    /// Start the worker task that runs jobs on `worker.engine`.
+    /// Start the worker task that claims jobs and draws them on `worker.engine`.
     pub fn start(&self, worker: Worker) {
-        let jobs = self.clone();
-        tokio::spawn(async move { jobs.work(worker).await });
+        tokio::spawn(worker::work(self.clone(), worker));
     }
 
     pub fn model(&self) -> &str {
         &self.inner.model
     }
 
-    /// Jobs waiting, and jobs running (0 or 1), now.
-    pub fn load(&self) -> (usize, usize) {
-        let q = self.lock();
-        (q.waiting.len(), usize::from(q.running.is_some()))
+    /// Jobs waiting and jobs drawing now, every process's.
+    pub async fn load(&self) -> Result<(usize, usize), StorageError> {
+        let queue = self.inner.db.unfinished_jobs().await?;
+        let running = queue.iter().filter(|row| row.status == "running").count();
+        Ok((queue.len() - running, running))
     }
 
-    /// Queue a job, or refuse when the queue is full. Its row is written before it can start.
-    pub async fn submit(
+    /// Queue a job if `admit` allows it given its owner's jobs queued or running now, and the
+    /// queue has room: checked and inserted in one step for all processes.
+    pub async fn submit<E: From<JobError>>(
         &self,
         request: ImageRequest,
         origin: Origin,
-        admission: Option<Box<dyn JobAdmission>>,
-    ) -> Result<JobInfo, JobError> {
-        let mut job = self.new_job(request, origin);
-        job.admission = admission;
-        {
-            let mut q = self.lock();
-            let queued = q.waiting.len();
-            q.reserve(self.inner.capacity).map_err(|retry_after_s| JobError::QueueFull { queued, retry_after_s })?;
+        admit: impl FnOnce(JobCounts) -> Result<(), E>,
+    ) -> Result<JobInfo, E> {
+        let row = self.new_row(&request, &origin);
+        let capacity = self.inner.capacity as i64;
+        let decided = self.inner.db.enqueue_job(&row, &origin.account_id, &origin.user_id, |counts| {
+            admit(counts).map_err(Refused::Owner)?;
+            if counts.queued >= capacity {
+                return Err(Refused::Full(counts.queued));
+            }
+            Ok(())
+        });
+        match decided.await.map_err(JobError::from)? {
+            Ok(()) => {}
+            Err(Refused::Owner(refusal)) => return Err(refusal),
+            Err(Refused::Full(queued)) => {
+                let retry_after_s = self.seconds_until_next_free().await.clamp(1, 600);
+                metrics::counter!(IMAGE_JOBS, "state" => "rejected").increment(1);
+                return Err(JobError::QueueFull { queued: queued as usize, retry_after_s }.into());
+            }
         }
-        // The place goes back if the row cannot be written, or the caller goes away meanwhile.
-        let mut place = Place { jobs: self, taken: false };
-        self.inner.db.insert_job(&row_of(&job)).await?;
-        place.taken = true;
-        let info = self.lock().queue_reserved(job);
-        self.inner.wake.notify_one();
-        tracing::info!(job = %info.job_id, "image job queued");
-        Ok(info)
+        tracing::info!(job = %row.id, "image job queued");
+        self.changed(Change::Queued, &row.id).await;
+        Ok(self.view(&row).await.map_err(JobError::from)?)
     }
 
     /// Record a job that failed before it could run (e.g. a picture a chat reply asked for while
     /// the queue was full), so the caller can see why.
     pub async fn reject(&self, request: ImageRequest, origin: Origin, reason: String) -> JobInfo {
-        let job = self.new_job(request, origin);
-        let mut row = row_of(&job);
-        (row.status, row.error, row.finished_at) = ("failed".into(), Some(reason.clone()), Some(now_ms()));
+        let mut row = self.new_row(&request, &origin);
+        (row.status, row.error, row.finished_at) = ("failed".into(), Some(reason), Some(now_ms()));
         if let Err(err) = self.inner.db.insert_job(&row).await {
             tracing::warn!(job = %row.id, error = %err, "could not store a refused image job");
         }
-        self.lock().reject(job, reason)
+        metrics::counter!(IMAGE_JOBS, "state" => "rejected").increment(1);
+        info_from_row(&row, self.inner.mock)
     }
 
-    fn new_job(&self, request: ImageRequest, origin: Origin) -> Job {
-        let id = uuid::Uuid::new_v4().to_string();
-        let info = JobInfo {
-            job_id: id.clone(),
-            status: JobStatus::Queued,
-            position: None,
-            eta_ms: None,
-            step: 0,
-            total_steps: request.steps,
-            error: None,
-            image_url: image_url(&id),
-            status_url: status_url(&id),
-            parameters: parameters(&request, &self.inner.model),
-            nsfw: None,
-            mock: self.inner.mock,
-            created_at: now_ms(),
-            started_at: None,
-            finished_at: None,
-        };
-        Job::new(info, request, origin)
+    fn new_row(&self, request: &ImageRequest, origin: &Origin) -> JobRow {
+        new_row(uuid::Uuid::new_v4().to_string(), request, origin, &self.inner.model)
     }
 
-    /// The account's job with its queue position and estimate; `None` when not in memory or
-    /// someone else's.
-    pub fn get(&self, account: &str, id: &str) -> Option<JobInfo> {
-        let q = self.lock();
-        q.owned(account, id)?;
-        q.view(id)
-    }
-
-    /// The account's job now and a receiver of its later updates.
-    pub fn watch(&self, account: &str, id: &str) -> Option<(JobInfo, broadcast::Receiver<JobInfo>)> {
-        let q = self.lock();
-        let rx = q.owned(account, id)?.updates.subscribe();
-        Some((q.view(id)?, rx))
-    }
-
-    /// Cancel one of the account's jobs: a waiting one at once, a running one before its next step.
-    pub fn cancel(&self, account: &str, id: &str) -> Option<JobInfo> {
-        let mut q = self.lock();
-        let was_waiting = q.owned(account, id)?.info.status == JobStatus::Queued;
-        let info = q.cancel(account, id)?;
-        drop(q);
-        if was_waiting {
-            // A running job's row is written when it stops.
-            let (db, id) = (self.inner.db.clone(), id.to_string());
-            tokio::spawn(async move {
-                if let Err(err) = db.job_ended(&id, "cancelled", 0, None, None, now_ms()).await {
-                    tracing::warn!(job = %id, error = %err, "could not store a cancelled image job");
-                }
-            });
-        }
-        Some(info)
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, Queue> {
-        self.inner.queue.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
-    async fn work(&self, worker: Worker) {
-        if let Err(err) = tokio::fs::create_dir_all(&worker.images_dir).await {
-            tracing::error!(dir = %worker.images_dir.display(), error = %err, "cannot create the images folder");
-        }
-        loop {
-            let next = self.lock().start_next();
-            match next {
-                Some((id, started)) => self.run(&worker, &id, started).await,
-                None => self.inner.wake.notified().await,
-            }
+    /// One of the account's jobs, with its place in the queue and estimate while it waits.
+    pub async fn get(&self, account: &str, id: &str) -> Result<Option<JobInfo>, StorageError> {
+        match self.inner.db.job(account, id).await? {
+            Some(row) => Ok(Some(self.view(&row).await?)),
+            None => Ok(None),
         }
     }
 
-    async fn run(&self, worker: &Worker, id: &str, job: Started) {
-        let Started { request, origin, cancel, admission } = job;
-        let started = Instant::now();
-        self.journal(id, self.inner.db.job_started(id, now_ms())).await;
-        let (tx, mut progress) = tokio::sync::mpsc::unbounded_channel::<Progress>();
-        let hooks = StepHooks { progress: Some(tx), cancel, pause: worker.pause.clone() };
-        let generation = worker.engine.generate(request.clone(), hooks);
-        tokio::pin!(generation);
-        let result = loop {
-            tokio::select! {
-                result = &mut generation => break result,
-                Some(p) = progress.recv() => {
-                    metrics::histogram!(IMAGE_STEP).record(p.step_ms / 1000.0);
-                    // PNDM's extra UNet step must not show as step 6 of 5.
-                    let step = (p.step as u32).min(request.steps);
-                    self.lock().progress(id, step);
-                    self.journal(id, self.inner.db.job_step(id, step as i32)).await;
-                }
-            }
-        };
-        let ended = match result {
-            Ok(output) => match self.store(worker, id, &request, &origin, &output.png).await {
-                Ok(()) => {
-                    // The image is safe; a lost count only lets its owner make one more today.
-                    if let Some(Err(err)) = OptionFuture::from(admission.as_ref().map(|a| a.image_stored())).await {
-                        tracing::warn!(job = %id, error = %err, "could not count the image against the daily quota");
-                    }
-                    let ms = started.elapsed().as_secs_f64() * 1000.0;
-                    tracing::info!(job = %id, ms = ms as u64, "image job done");
-                    metrics::histogram!(IMAGE_DURATION).record(ms / 1000.0);
-                    if output.nsfw == Some(true) {
-                        metrics::counter!(IMAGE_NSFW).increment(1);
-                    }
-                    Ended::Done { nsfw: output.nsfw, ms }
-                }
-                Err(err) => Ended::Failed(format!("could not store the image: {err}")),
-            },
-            Err(PipelineError::Cancelled) => Ended::Cancelled,
-            Err(err) => Ended::Failed(err.to_string()),
-        };
-        if let Ended::Failed(reason) = &ended {
-            tracing::warn!(job = %id, error = %reason, "image job failed");
-        }
-        // Counted already if stored: its owner's limits are free before anyone learns it ended.
-        drop(admission);
-        let step = match ended {
-            Ended::Done { .. } => request.steps,
-            _ => self.lock().jobs.get(id).map_or(0, |job| job.info.step),
-        };
-        let stored = self.inner.db.job_ended(id, ended.state(), step as i32, ended.error(), ended.nsfw(), now_ms());
-        self.journal(id, stored).await;
-        self.lock().end(id, ended);
-    }
-
-    /// Write a change to the job's row; a failure is logged, and the job goes on (its picture
-    /// matters more than its journal).
-    async fn journal(&self, id: &str, write: impl std::future::Future<Output = Result<(), StorageError>>) {
-        if let Err(err) = write.await {
-            tracing::warn!(job = %id, error = %err, "could not write the image job's row");
-        }
-    }
-
-    /// Write the file under a server-made name, then the row that makes it visible.
-    async fn store(
+    /// One of the account's jobs now and a receiver of its later changes (closed after its last).
+    pub async fn watch(
         &self,
-        worker: &Worker,
+        account: &str,
         id: &str,
-        request: &ImageRequest,
-        origin: &Origin,
-        png: &[u8],
-    ) -> Result<(), String> {
-        let file_name = format!("{id}.png");
-        let path = worker.images_dir.join(&file_name);
-        let partial = worker.images_dir.join(format!("{id}.png.part"));
-        tokio::fs::write(&partial, png).await.map_err(|e| e.to_string())?;
-        tokio::fs::rename(&partial, &path).await.map_err(|e| e.to_string())?;
-        let row = ImageRow {
-            id: id.to_string(),
-            account_id: origin.account_id.clone(),
-            user_id: origin.user_id.clone(),
-            conversation_id: origin.conversation_id.clone(),
-            message_id: origin.message_id.clone(),
-            prompt: request.prompt.clone(),
-            negative_prompt: request.negative_prompt.clone(),
-            steps: request.steps as i32,
-            guidance_scale: request.guidance_scale as f64,
-            seed: request.seed as i64,
-            width: request.width as i32,
-            height: request.height as i32,
-            scheduler: request.scheduler.name().to_string(),
-            model: self.inner.model.clone(),
-            file_name,
-            created_at: now_ms(),
-        };
-        self.inner.db.insert_image(&row).await.map_err(|e| e.to_string())?;
-        Ok(())
+    ) -> Result<Option<(JobInfo, broadcast::Receiver<JobInfo>)>, StorageError> {
+        // Listening first: a change between reading the row and listening is not missed.
+        let updates = self.inner.followers.follow(id);
+        Ok(self.get(account, id).await?.map(|now| (now, updates)))
     }
-}
 
-/// A place held in the queue for a job whose row is being written; given back unless taken.
-struct Place<'a> {
-    jobs: &'a ImageJobs,
-    taken: bool,
-}
+    /// Cancel one of the account's jobs: a waiting one at once, a drawing one (on any process)
+    /// before its next step. `None` when it is not the account's.
+    pub async fn cancel(&self, account: &str, id: &str) -> Result<Option<JobInfo>, StorageError> {
+        let Some((row, asked)) = self.inner.db.cancel_job(account, id, now_ms()).await? else { return Ok(None) };
+        match row.status.as_str() {
+            _ if !asked => {}
+            "cancelled" => {
+                metrics::counter!(IMAGE_JOBS, "state" => "cancelled").increment(1);
+                self.changed(Change::Ended, id).await;
+            }
+            "running" => {
+                self.stop_if_drawing(id);
+                self.changed(Change::Cancel, id).await;
+            }
+            _ => {}
+        }
+        Ok(Some(self.view(&row).await?))
+    }
 
-impl Drop for Place<'_> {
-    fn drop(&mut self) {
-        if !self.taken {
-            self.jobs.lock().release();
+    /// A job as its row tells it, with its standing in the shared queue while it waits or draws.
+    pub async fn view(&self, row: &JobRow) -> Result<JobInfo, StorageError> {
+        let mut info = info_from_row(row, self.inner.mock);
+        if info.status.is_final() {
+            return Ok(info);
+        }
+        let queue = self.inner.db.unfinished_jobs().await?;
+        let speed = *self.speed();
+        match info.status {
+            JobStatus::Queued => {
+                if let Some(standing) = speed.standing(&queued_jobs(&queue), &row.id) {
+                    (info.position, info.eta_ms) = (Some(standing.position), standing.eta_ms);
+                }
+            }
+            _ => {
+                let (request, _) = recipe_of(row);
+                info.eta_ms = speed.remaining_ms(&request, info.step);
+            }
+        }
+        Ok(info)
+    }
+
+    /// When a place in the queue is likely to free up.
+    async fn seconds_until_next_free(&self) -> u64 {
+        let queue = self.inner.db.unfinished_jobs().await.unwrap_or_default();
+        self.speed().seconds_until_next_free(&queued_jobs(&queue))
+    }
+
+    fn speed(&self) -> std::sync::MutexGuard<'_, SpeedEstimate> {
+        self.inner.speed.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn drawing(&self) -> std::sync::MutexGuard<'_, Option<(String, Arc<AtomicBool>)>> {
+        self.inner.drawing.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Stop the job if this process draws it.
+    fn stop_if_drawing(&self, id: &str) {
+        if let Some((drawing, stop)) = self.drawing().as_ref() {
+            if drawing == id {
+                stop.store(true, Ordering::Relaxed);
+            }
         }
     }
+
+    /// Learn how long drawing takes from the newest jobs drawn (by any process).
+    async fn relearn(&self) {
+        let Ok(rows) = self.inner.db.recent_done_jobs(8).await else { return };
+        let mut speed = SpeedEstimate::default();
+        for row in rows.iter().rev() {
+            let (Some(started), Some(finished)) = (row.started_at, row.finished_at) else { continue };
+            speed.record(&recipe_of(row).0, (finished - started).max(1) as f64);
+        }
+        *self.speed() = speed;
+    }
+
+    /// Announce a change written to a job's row: to every process over Postgres, here on SQLite.
+    async fn changed(&self, change: Change, id: &str) {
+        if let Database::Postgres(_) = self.inner.db {
+            match self.inner.db.notify_jobs(&change.payload(id)).await {
+                Ok(()) => return,
+                Err(err) => tracing::warn!(job = %id, error = %err, "could not announce an image job's change"),
+            }
+        }
+        self.heard(change, id).await;
+    }
+
+    /// A job changed (here or in another process): wake the worker for new work, stop a job
+    /// this process draws when asked, and pass the new state on to those following.
+    async fn heard(&self, change: Change, id: &str) {
+        match change {
+            Change::Queued => self.inner.wake.notify_one(),
+            Change::Cancel => self.stop_if_drawing(id),
+            Change::Ended => self.relearn().await,
+            _ => {}
+        }
+        if self.inner.followers.is_followed(id) {
+            self.refresh(id).await;
+        }
+        if change.moves_queue() {
+            self.refresh_all(false).await;
+        }
+    }
+
+    /// Read a followed job's row again and pass it on.
+    async fn refresh(&self, id: &str) {
+        match self.inner.db.job_by_id(id).await {
+            Ok(Some(row)) => match self.view(&row).await {
+                Ok(info) => self.inner.followers.publish(info),
+                Err(err) => tracing::warn!(job = %id, error = %err, "could not read the image queue"),
+            },
+            Ok(None) => {}
+            Err(err) => tracing::warn!(job = %id, error = %err, "could not read an image job"),
+        }
+    }
+
+    /// Pass on the state of every followed job still waiting or drawing (their places and
+    /// estimates moved), or of every followed job (`all`: after missing announcements).
+    async fn refresh_all(&self, all: bool) {
+        let followed = self.inner.followers.followed();
+        if followed.is_empty() {
+            return;
+        }
+        let queue = match self.inner.db.unfinished_jobs().await {
+            Ok(queue) => queue,
+            Err(err) => return tracing::warn!(error = %err, "could not read the image queue"),
+        };
+        for id in followed {
+            if all || queue.iter().any(|row| row.id == id) {
+                self.refresh(&id).await;
+            }
+        }
+    }
+}
+
+/// Hear every process's job changes on Postgres. A connection lost and made again may have
+/// missed some: every followed job is read again then.
+async fn listen(jobs: ImageJobs, pool: sqlx::PgPool) {
+    loop {
+        let mut listener = match sqlx::postgres::PgListener::connect_with(&pool).await {
+            Ok(listener) => listener,
+            Err(err) => {
+                tracing::warn!(error = %err, "cannot listen for image job changes; trying again");
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                continue;
+            }
+        };
+        if let Err(err) = listener.listen(JOB_CHANNEL).await {
+            tracing::warn!(error = %err, "cannot listen for image job changes; trying again");
+            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            continue;
+        }
+        jobs.refresh_all(true).await;
+        jobs.inner.wake.notify_one();
+        loop {
+            match listener.try_recv().await {
+                Ok(Some(note)) => match Change::parse(note.payload()) {
+                    Some((change, id)) => jobs.heard(change, id).await,
+                    None => tracing::warn!(payload = note.payload(), "unknown image job announcement"),
+                },
+                // The connection dropped (the next call makes it again): catch up.
+                Ok(None) => {
+                    jobs.refresh_all(true).await;
+                    jobs.inner.wake.notify_one();
+                }
+                Err(err) => {
+                    tracing::warn!(error = %err, "lost the image job announcements; listening again");
+                    break;
+                }
+            }
+        }
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    }
+}
+
+/// The shared queue's rows as the estimate reads them.
+fn queued_jobs(queue: &[JobRow]) -> Vec<QueuedJob<'_>> {
+    queue
+        .iter()
+        .map(|row| QueuedJob {
+            id: &row.id,
+            request: recipe_of(row).0,
+            running_step: (row.status == "running").then_some(row.step as u32),
+            worker: row.worker.as_deref(),
+        })
+        .collect()
 }
 
 /// A new job's row: queued, with its recipe and origin.
-fn row_of(job: &Job) -> JobRow {
-    let (r, o) = (&job.request, &job.origin);
+fn new_row(id: String, r: &ImageRequest, o: &Origin, model: &str) -> JobRow {
     JobRow {
-        id: job.info.job_id.clone(),
+        id,
         account_id: o.account_id.clone(),
         user_id: o.user_id.clone(),
         conversation_id: o.conversation_id.clone(),
@@ -398,15 +428,18 @@ fn row_of(job: &Job) -> JobRow {
         width: r.width as i32,
         height: r.height as i32,
         scheduler: r.scheduler.name().to_string(),
-        model: job.info.parameters.model.clone(),
+        model: model.to_string(),
         status: "queued".into(),
         step: 0,
         error: None,
         nsfw: None,
         attempts: 0,
-        created_at: job.info.created_at,
+        created_at: now_ms(),
         started_at: None,
         finished_at: None,
+        worker: None,
+        lease_until: None,
+        cancel_requested: 0,
     }
 }
 
@@ -431,7 +464,7 @@ fn recipe_of(row: &JobRow) -> (ImageRequest, Origin) {
     (request, origin)
 }
 
-/// A job as its row tells it (no queue position or estimate: those live with the queue).
+/// A job as its row tells it (no queue place or estimate: `ImageJobs::view` adds those).
 pub fn info_from_row(row: &JobRow, mock: bool) -> JobInfo {
     let status = match row.status.as_str() {
         "queued" => JobStatus::Queued,
@@ -458,4 +491,19 @@ pub fn info_from_row(row: &JobRow, mock: bool) -> JobInfo {
         started_at: row.started_at,
         finished_at: row.finished_at,
     }
+}
+
+#[cfg(test)]
+pub(crate) fn sample_row(id: &str) -> JobRow {
+    let request = ImageRequest {
+        prompt: "a fox".into(),
+        negative_prompt: String::new(),
+        steps: 10,
+        guidance_scale: 7.5,
+        width: 256,
+        height: 256,
+        seed: 1,
+        scheduler: SchedulerKind::Ddim,
+    };
+    new_row(id.into(), &request, &Origin { account_id: "acc".into(), ..Origin::default() }, "m")
 }

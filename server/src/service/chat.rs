@@ -545,19 +545,21 @@ impl Turn {
             conversation_id: Some(self.conversation_id.clone()),
             message_id: Some(self.message_id.clone()),
         };
-        let admission = match self.admission.take() {
-            Some((admission, Generation::Image)) => Ok(admission),
+        // An "imagine" turn was let in as an image: its job goes in with no second look at its
+        // owner's limits (the job's row counts against them from now on). A picture a reply
+        // asked for is checked like any other.
+        let result = match self.admission.take() {
+            Some((_, Generation::Image)) => self.state.jobs.submit(request.clone(), origin.clone(), |_| Ok(())).await,
             _ => {
                 let limits = &self.state.limits;
                 let user = Some(self.valid.user_id.as_str());
-                limits.admit(&self.state.db, &self.account_id, user, Generation::Image).await.map(|(a, _)| a)
+                match limits.image_gate(&self.state.db, &self.account_id, user).await {
+                    Ok(gate) => self.state.jobs.submit(request.clone(), origin.clone(), |jobs| gate.check(jobs)).await,
+                    Err(err) => Err(err),
+                }
             }
         };
-        let admission = match admission {
-            Ok(admission) => admission,
-            Err(err) => return Some(self.state.jobs.reject(request, origin, err.to_string()).await),
-        };
-        Some(match self.state.jobs.submit(request.clone(), origin.clone(), Some(Box::new(admission))).await {
+        Some(match result {
             Ok(info) => info,
             Err(err) => self.state.jobs.reject(request, origin, err.to_string()).await,
         })
@@ -565,7 +567,9 @@ impl Turn {
 
     /// Relay the job's progress until it ends; cancel it if the caller leaves first.
     async fn follow(&self, mut last: JobInfo, out: &mut Events) -> JobInfo {
-        let Some((now, mut updates)) = self.state.jobs.watch(&self.account_id, &last.job_id) else { return last };
+        let Ok(Some((now, mut updates))) = self.state.jobs.watch(&self.account_id, &last.job_id).await else {
+            return last;
+        };
         if now != last {
             out.send(ChatEvent::ImageJob { job: now.clone() }).await;
             last = now;
@@ -575,7 +579,9 @@ impl Turn {
             out.send(ChatEvent::ImageJob { job: info.clone() }).await;
             last = info;
             if out.gone {
-                self.state.jobs.cancel(&self.account_id, &last.job_id);
+                if let Err(err) = self.state.jobs.cancel(&self.account_id, &last.job_id).await {
+                    tracing::warn!(job = %last.job_id, error = %err, "could not cancel the picture of a reply left");
+                }
                 break;
             }
         }

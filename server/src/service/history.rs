@@ -180,16 +180,15 @@ fn summary(row: ConversationRow) -> ConversationSummary {
     }
 }
 
-/// The conversation's pictures still queued or drawing, by the message that asked: as the queue
-/// sees them now (position, estimate), or as their rows say.
+/// The conversation's pictures still queued or drawing, by the message that asked, with their
+/// places in the shared queue and estimates.
 async fn unfinished_jobs(state: &AppState, caller: &Caller, id: &str) -> Result<Vec<(String, JobInfo)>> {
-    let mock = state.config.models.use_mocks;
-    let rows = state.db.unfinished_jobs_in(id).await?;
-    let jobs = rows.iter().filter_map(|row| {
-        let info = state.jobs.get(&caller.account_id, &row.id).unwrap_or_else(|| crate::jobs::info_from_row(row, mock));
-        Some((row.message_id.clone()?, info)).filter(|(_, info)| !info.status.is_final())
-    });
-    Ok(jobs.collect())
+    let mut jobs = Vec::new();
+    for row in state.db.unfinished_jobs_in(id).await? {
+        let Some(message) = row.message_id.clone().filter(|_| row.account_id == caller.account_id) else { continue };
+        jobs.push((message, state.jobs.view(&row).await?));
+    }
+    Ok(jobs)
 }
 
 fn message_view(m: FullMessageRow, images: &[(String, String)], jobs: &[(String, JobInfo)]) -> MessageView {

@@ -2,7 +2,6 @@
 
 use super::{
     error::{Result, ServiceError},
-    limits::Generation,
     validate,
 };
 use crate::{auth::Caller, jobs::Origin, service::AppState, storage::ImageRow};
@@ -17,10 +16,10 @@ pub async fn submit(state: &AppState, caller: &Caller, request: ImageGenerationR
     if let Some(user) = &user {
         state.limits.user_request(&caller.account_id, user).await?;
     }
-    let (admission, _) = state.limits.admit(&state.db, &caller.account_id, user.as_deref(), Generation::Image).await?;
+    let gate = state.limits.image_gate(&state.db, &caller.account_id, user.as_deref()).await?;
     let origin =
         Origin { account_id: caller.account_id.clone(), user_id: user.unwrap_or_default(), ..Origin::default() };
-    Ok(state.jobs.submit(recipe, origin, Some(Box::new(admission))).await?)
+    state.jobs.submit(recipe, origin, |jobs| gate.check(jobs)).await
 }
 
 /// The `POST /image` answer for a job.
@@ -40,7 +39,7 @@ pub fn response(state: &AppState, info: JobInfo) -> ImageGenerationResponse {
 
 /// Wait until the job ends, at most `timeout`.
 pub async fn wait(state: &AppState, caller: &Caller, id: &str, timeout: Duration) -> Result<JobInfo> {
-    let Some((mut last, mut updates)) = state.jobs.watch(&caller.account_id, id) else {
+    let Some((mut last, mut updates)) = state.jobs.watch(&caller.account_id, id).await? else {
         return job(state, caller, id).await;
     };
     let waited = tokio::time::timeout(timeout, async {
@@ -61,36 +60,42 @@ pub async fn wait(state: &AppState, caller: &Caller, id: &str, timeout: Duration
     })
 }
 
-/// One of the caller's jobs: live from the queue, else as its row tells it, else (an image made
-/// before jobs were rows) from the stored image.
+/// One of the caller's jobs as its row tells it (with its place in the shared queue), else (an
+/// image made before jobs were rows) from the stored image.
 pub async fn job(state: &AppState, caller: &Caller, id: &str) -> Result<JobInfo> {
-    if let Some(info) = state.jobs.get(&caller.account_id, id) {
-        return Ok(info);
-    }
     if uuid::Uuid::parse_str(id).is_ok() {
-        if let Some(row) = state.db.job(&caller.account_id, id).await? {
-            return Ok(crate::jobs::info_from_row(&row, state.config.models.use_mocks));
+        if let Some(info) = state.jobs.get(&caller.account_id, id).await? {
+            return Ok(info);
         }
     }
     let row = stored(state, caller, id).await?;
     Ok(finished_info(&row, state.config.models.use_mocks))
 }
 
-/// Follow one of the caller's jobs: its state now and its later updates, or, for one that has
-/// left the queue, its stored state alone.
+/// Follow one of the caller's jobs (drawn by any process): its state now and its later updates,
+/// or, for an image made before jobs were rows, its stored state alone.
 pub async fn watch(
     state: &AppState,
     caller: &Caller,
     id: &str,
 ) -> Result<(JobInfo, Option<tokio::sync::broadcast::Receiver<JobInfo>>)> {
-    match state.jobs.watch(&caller.account_id, id) {
-        Some((now, updates)) => Ok((now, Some(updates))),
+    let watched = match uuid::Uuid::parse_str(id) {
+        Ok(_) => state.jobs.watch(&caller.account_id, id).await?,
+        Err(_) => None,
+    };
+    match watched {
+        Some((now, updates)) if !now.status.is_final() => Ok((now, Some(updates))),
+        Some((now, _)) => Ok((now, None)),
         None => Ok((job(state, caller, id).await?, None)),
     }
 }
 
-pub fn cancel(state: &AppState, caller: &Caller, id: &str) -> Result<JobInfo> {
-    state.jobs.cancel(&caller.account_id, id).ok_or(ServiceError::NotFound("job"))
+/// Cancel one of the caller's jobs, whichever process draws it.
+pub async fn cancel(state: &AppState, caller: &Caller, id: &str) -> Result<JobInfo> {
+    if uuid::Uuid::parse_str(id).is_err() {
+        return Err(ServiceError::NotFound("job"));
+    }
+    state.jobs.cancel(&caller.account_id, id).await?.ok_or(ServiceError::NotFound("job"))
 }
 
 /// The PNG of one of the caller's finished images.

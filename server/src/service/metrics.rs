@@ -36,9 +36,14 @@ pub async fn render(state: &AppState) -> Result<String> {
             counter!(CHAT_EVICTED, "reason" => "limit").absolute(engine.evicted_for_limit);
         }
     }
-    let (waiting, running) = state.jobs.load();
-    gauge!(IMAGE_QUEUE_DEPTH).set(waiting as f64);
-    gauge!(IMAGE_RUNNING).set(running as f64);
+    // The shared queue, every process's jobs: each process reports the same figures.
+    match state.jobs.load().await {
+        Ok((waiting, running)) => {
+            gauge!(IMAGE_QUEUE_DEPTH).set(waiting as f64);
+            gauge!(IMAGE_RUNNING).set(running as f64);
+        }
+        Err(err) => tracing::warn!(error = %err, "could not count the image queue for the metrics"),
+    }
     let (in_use, idle) = state.db.connections();
     gauge!(DB_CONNECTIONS, "state" => "in_use").set(in_use as f64);
     gauge!(DB_CONNECTIONS, "state" => "idle").set(idle as f64);

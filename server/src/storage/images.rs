@@ -28,9 +28,12 @@ pub(super) const COLUMNS: &str =
                        seed, width, height, scheduler, model, file_name, created_at";
 
 impl Database {
+    /// Store an image's row; one already there under the id stays (a job drawn twice, by a
+    /// process whose lease ran out and the one that took it over, gives the same picture).
     pub async fn insert_image(&self, row: &ImageRow) -> Result<(), StorageError> {
         let sql = format!(
-            "INSERT INTO images ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)"
+            "INSERT INTO images ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16) \
+             ON CONFLICT (id) DO NOTHING"
         );
         on_pool!(self, |pool| sqlx::query(&sql)
             .bind(&row.id)

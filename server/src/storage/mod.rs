@@ -17,7 +17,7 @@ pub use chat::{ChatSettingsRow, ConversationRow, MessageRow, NewMessage};
 pub use gallery::{GalleryFilter, ShareRow};
 pub use history::{FullMessageRow, SearchRow};
 pub use images::ImageRow;
-pub use jobs::JobRow;
+pub use jobs::{JobCounts, JobRow, JOB_CHANNEL};
 pub use templates::TemplateRow;
 pub use usage::{day_of, Usage};
 

@@ -121,8 +121,8 @@ pub const METRICS: &[Metric] = &[
     metric(CHAT_BATCHED_STEPS, Counter, &[], "Engine steps that decoded several replies at once (paged attention)"),
     metric(CHAT_MIXED_STEPS, Counter, &[], "Engine steps that ran a prompt chunk together with decoding replies (paged attention)"),
     // Images
-    metric(IMAGE_QUEUE_DEPTH, Gauge, &[], "Image jobs waiting in the queue"),
-    metric(IMAGE_RUNNING, Gauge, &[], "Image jobs being drawn now (0 or 1)"),
+    metric(IMAGE_QUEUE_DEPTH, Gauge, &[], "Image jobs waiting in the queue shared by every process"),
+    metric(IMAGE_RUNNING, Gauge, &[], "Image jobs being drawn now, by every process"),
     histogram(IMAGE_QUEUE_WAIT, &[], "From an image job being queued to it starting", IMAGE_WAIT_SECONDS),
     histogram(IMAGE_STEP, &[], "One UNet step (PNDM runs one more than `num_inference_steps`, as diffusers does; the wait for a running chat reply between steps not included)", STEP_SECONDS),
     histogram(IMAGE_DURATION, &[], "A finished picture, from its job starting to its file and row being stored", IMAGE_SECONDS),

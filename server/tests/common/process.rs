@@ -79,6 +79,19 @@ impl ServerProcess {
         serde_json::from_slice(&bytes).unwrap()
     }
 
+    /// Poll `GET /jobs/{id}` until `done(job)` holds, at most `secs`; the job then.
+    pub async fn until_job(&self, id: &str, secs: u64, done: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        loop {
+            let job = self.json("GET", &format!("/jobs/{id}"), None).await;
+            if done(&job) {
+                return job;
+            }
+            assert!(Instant::now() < deadline, "job {id} within {secs} s: {job}");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
     /// SIGKILL: no shutdown code runs.
     pub fn kill(mut self) {
         self.child.kill().unwrap();

@@ -204,7 +204,7 @@ impl Session {
     }
 
     async fn cancel(&mut self, job_id: String) {
-        match service::images::cancel(&self.state, &self.caller, &job_id) {
+        match service::images::cancel(&self.state, &self.caller, &job_id).await {
             Ok(info) => self.send(&ServerFrame::Job { job_id, data: info }).await,
             Err(err) => self.error(None, Some(job_id), err.into()).await,
         }

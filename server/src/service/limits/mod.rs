@@ -10,7 +10,7 @@ pub mod sockets;
 use super::error::ServiceError;
 use crate::{
     config::LimitsConfig,
-    storage::{day_of, now_ms, Database, StorageError},
+    storage::{day_of, now_ms, Database, JobCounts, StorageError, Usage},
     telemetry::catalogue::LIMIT_REFUSALS,
 };
 use app::types::{Limit, QuotaReport, QuotaScope};
@@ -214,8 +214,53 @@ impl Limits {
         scopes
     }
 
+    /// What each scope has used today.
+    async fn used(db: &Database, account: &str, user: Option<&str>) -> Result<Vec<Usage>, StorageError> {
+        let today = day_of(now_ms());
+        let mut used = Vec::new();
+        for (scope, _) in Self::scopes(account, user) {
+            let user = (scope == Scope::User).then_some(user).flatten();
+            used.push(db.usage(account, user, today).await?);
+        }
+        Ok(used)
+    }
+
+    /// Each scope's limits and what it holds now: generations of this process in flight
+    /// (`local`) plus image jobs queued or running on any process (`jobs`, from their rows).
+    fn quotas(
+        &self,
+        account: &str,
+        user: Option<&str>,
+        used: &[Usage],
+        jobs: JobCounts,
+        local: &dyn Fn(&str) -> (u32, u32),
+    ) -> Vec<ScopeQuota> {
+        Self::scopes(account, user)
+            .iter()
+            .zip(used)
+            .map(|((scope, key), used)| {
+                let limits = ScopeLimits::of(&self.config, *scope);
+                let (running, images) = local(key);
+                let jobs = match scope {
+                    Scope::Account => jobs.account,
+                    Scope::User => jobs.of_user,
+                } as u32;
+                ScopeQuota {
+                    scope: *scope,
+                    concurrent: limits.concurrent,
+                    images_per_day: limits.images_per_day,
+                    tokens_per_day: limits.tokens_per_day,
+                    running: running + jobs,
+                    images_in_flight: images + jobs,
+                    used: *used,
+                }
+            })
+            .collect()
+    }
+
     /// Admit a generation: within the concurrency limits and the day's quota, or refused. Chat
-    /// replies also learn how many tokens the day's quota still allows (`None`: no limit).
+    /// replies also learn how many tokens the day's quota still allows (`None`: no limit). Image
+    /// jobs themselves are admitted through [`Limits::image_gate`], counted with their rows.
     pub async fn admit(
         &self,
         db: &Database,
@@ -223,52 +268,33 @@ impl Limits {
         user: Option<&str>,
         what: Generation,
     ) -> Result<(Admission, Option<u64>), ServiceError> {
-        let today = day_of(now_ms());
-        let scopes = Self::scopes(account, user);
-        let mut used = Vec::new();
-        for (scope, _) in &scopes {
-            let user = (*scope == Scope::User).then_some(user).flatten();
-            used.push(db.usage(account, user, today).await?);
-        }
-        let keys: Vec<String> = scopes.iter().map(|(_, key)| key.clone()).collect();
-        let (tokens_left, held) = self.in_flight.admit_with(&keys, what, |in_flight| {
-            let quotas: Vec<ScopeQuota> = scopes
-                .iter()
-                .zip(&used)
-                .map(|((scope, key), used)| {
-                    let limits = ScopeLimits::of(&self.config, *scope);
-                    let (running, images_in_flight) = in_flight(key);
-                    ScopeQuota {
-                        scope: *scope,
-                        concurrent: limits.concurrent,
-                        images_per_day: limits.images_per_day,
-                        tokens_per_day: limits.tokens_per_day,
-                        running,
-                        images_in_flight,
-                        used: *used,
-                    }
-                })
-                .collect();
-            quota::admit(&quotas, what, now_ms())
+        let used = Self::used(db, account, user).await?;
+        let jobs = db.unfinished_job_counts(account, user.unwrap_or("")).await?;
+        let keys: Vec<String> = Self::scopes(account, user).into_iter().map(|(_, key)| key).collect();
+        let (tokens_left, held) = self.in_flight.admit_with(&keys, what, |local| {
+            quota::admit(&self.quotas(account, user, &used, jobs, local), what, now_ms())
         })?;
         let meter = UsageMeter { db: db.clone(), account: account.to_string(), user: user.map(String::from) };
         Ok((Admission { _held: held, meter }, tokens_left))
     }
 
-    /// An image job admitted before a restart, queued again: it holds its place among its
-    /// owner's running generations and counts its image when stored, without being checked
-    /// again (it was let in then).
-    pub fn readmit(&self, db: &Database, account: &str, user: Option<&str>) -> Admission {
-        let keys: Vec<String> = Self::scopes(account, user).into_iter().map(|(_, key)| key).collect();
-        let unchecked = self.in_flight.admit_with(&keys, Generation::Image, |_| Ok::<_, std::convert::Infallible>(()));
-        let Ok(((), held)) = unchecked;
-        let meter = UsageMeter { db: db.clone(), account: account.to_string(), user: user.map(String::from) };
-        Admission { _held: held, meter }
+    /// The check a new image job passes, against the jobs of its owner queued or running on
+    /// every process, counted when its row is inserted (`ImageJobs::submit`), so two processes
+    /// cannot both let in the last one. Today's use is read now.
+    pub async fn image_gate(
+        &self,
+        db: &Database,
+        account: &str,
+        user: Option<&str>,
+    ) -> Result<ImageGate, ServiceError> {
+        let used = Self::used(db, account, user).await?;
+        Ok(ImageGate { limits: self.clone(), account: account.to_string(), user: user.map(String::from), used })
     }
 
     /// Usage and limits for `GET /quota`.
     pub async fn report(&self, db: &Database, account: &str, user: Option<&str>) -> Result<QuotaReport, StorageError> {
         let today = day_of(now_ms());
+        let jobs = db.unfinished_job_counts(account, user.unwrap_or("")).await?;
         let mut scopes = Vec::new();
         for (scope, key) in Self::scopes(account, user) {
             let limits = ScopeLimits::of(&self.config, scope);
@@ -276,6 +302,11 @@ impl Limits {
             let used = db.usage(account, user, today).await?;
             let left = self.rates.left(&key, limits.rpm).await?;
             let (running, images_in_flight) = self.in_flight.of(&key);
+            let jobs = match scope {
+                Scope::Account => jobs.account,
+                Scope::User => jobs.of_user,
+            } as u32;
+            let (running, images_in_flight) = (running + jobs, images_in_flight + jobs);
             scopes.push(QuotaScope {
                 requests_per_minute: limit(limits.rpm.into(), (limits.rpm as f64 - left).max(0.0).round() as u64),
                 concurrent_generations: limit(limits.concurrent.into(), running.into()),
@@ -293,6 +324,23 @@ impl Limits {
             user: scopes.next(),
             day_resets_at: (today + 1) * 86_400_000,
         })
+    }
+}
+
+/// An image job's admission, checked against the counts read as its row is inserted.
+pub struct ImageGate {
+    limits: Limits,
+    account: String,
+    user: Option<String>,
+    used: Vec<Usage>,
+}
+
+impl ImageGate {
+    pub fn check(&self, jobs: JobCounts) -> Result<(), ServiceError> {
+        let (account, user) = (self.account.as_str(), self.user.as_deref());
+        let local = |key: &str| self.limits.in_flight.of(key);
+        quota::admit(&self.limits.quotas(account, user, &self.used, jobs, &local), Generation::Image, now_ms())?;
+        Ok(())
     }
 }
 

@@ -111,7 +111,8 @@ pub fn until_tomorrow(now_ms: i64) -> u64 {
     ((next - now_ms) as u64).div_ceil(1000).max(1)
 }
 
-/// Generations running or queued, and images among them, per scope key; in this process.
+/// Generations running in this process, and images among them (an "imagine" turn holds one
+/// until its job is queued, when the job's row counts instead), per scope key.
 #[derive(Clone, Default)]
 pub struct InFlight {
     counts: Arc<Mutex<HashMap<String, u32>>>,
@@ -215,14 +216,6 @@ impl Admission {
 
     pub async fn count(&self, made: Made) -> Result<(), StorageError> {
         self.meter.count(made).await
-    }
-}
-
-/// The image queue holds an admission while the job waits and renders and counts the stored
-/// image through it.
-impl crate::jobs::JobAdmission for Admission {
-    fn image_stored(&self) -> futures::future::BoxFuture<'_, Result<(), StorageError>> {
-        Box::pin(self.count(Made::image()))
     }
 }
 
