@@ -2,8 +2,16 @@
 
 import json
 import os
+import socket
 import subprocess
 import sys
+
+
+def free_port():
+    """A local TCP port nothing listens on now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def run_child(cmd, env=None):

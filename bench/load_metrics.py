@@ -10,7 +10,6 @@ release binaries first). Standard library only."""
 import argparse
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -19,15 +18,12 @@ import threading
 import time
 import urllib.request
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from common import free_port  # noqa: E402
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SERVER = os.path.join(ROOT, "target/release/server")
 LOAD = os.path.join(ROOT, "target/release/duet-load")
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def get(url, timeout=5):

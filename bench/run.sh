@@ -14,6 +14,10 @@
 #                                 a 30-turn REST /chat conversation on the full-size chat model:
 #                                 each turn's time to first token, KV cache kept vs cold
 #                                 (bench/chat_turns.py)
+#   bench/run.sh jobs [--jobs N] [--clients N]
+#                                 the shared image queue: jobs/s accepted and drawn by 1 and by 2
+#                                 processes over Postgres and SeaweedFS, mock engines
+#                                 (bench/jobs_shared.py)
 #   bench/run.sh share [options]  chat time to first token with and without an image rendering,
 #                                 on the full-size models (bench/load/, --mode share)
 # Run on an idle machine: a build or test run beside a benchmark can triple its times.
@@ -56,6 +60,14 @@ case "$what" in
     cargo build --release -p server
     stage_end
     exec python3 bench/chat_turns.py "$@"
+    ;;
+  jobs)
+    ensure_postgres
+    ensure_s3_server
+    stage "build the server (release)"
+    cargo build --release -p server
+    stage_end
+    exec python3 bench/jobs_shared.py "$@"
     ;;
   load|share)
     stage "build the server and the load tool (release)"

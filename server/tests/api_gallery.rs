@@ -1,6 +1,6 @@
-//! The gallery through the real router, on SQLite and on Postgres: search, date filters, paging,
-//! download, zip, share links (opened without logging in, expiring, revoked), delete; and no
-//! account reaches another's images.
+//! The gallery through the real router, on SQLite and on Postgres, with pictures in the data
+//! folder and in an S3-compatible server: search, date filters, paging, download, zip, share links
+//! (opened without logging in, expiring, revoked), delete; and no account reaches another's images.
 
 mod common;
 
@@ -23,10 +23,11 @@ fn ids(page: &Value) -> Vec<String> {
     page["images"].as_array().unwrap().iter().map(|i| i["id"].as_str().unwrap().to_string()).collect()
 }
 
-on_both_databases! {
-    async fn gallery_lists_searches_filters_and_pages(backend) {
+on_every_store! {
+    async fn gallery_lists_searches_filters_and_pages(backend, store) {
         let dir = tempfile::tempdir().unwrap();
-        let s = mock_state_on(backend, dir.path(), &["--auth-required", "true"]).await;
+        let flags = store.flags(&["--auth-required", "true"]);
+        let s = mock_state_on(backend, dir.path(), &flags.iter().map(String::as_str).collect::<Vec<_>>()).await;
         let (_, alice) = account(&s, "alice").await;
         let (_, bob) = account(&s, "bob").await;
         let fox = make(&s, &alice, "a red fox in the snow", "u1").await;
@@ -60,15 +61,19 @@ on_both_databases! {
         assert_eq!(ids(&ok(&s, &alice, Method::GET, "/gallery?limit=2&offset=2", None).await), [fox.as_str()]);
     }
 
-    async fn download_zip_share_delete_and_isolation(backend) {
+    async fn download_zip_share_delete_and_isolation(backend, store) {
         let dir = tempfile::tempdir().unwrap();
-        let s = mock_state_on(backend, dir.path(), &["--auth-required", "true"]).await;
+        let flags = store.flags(&["--auth-required", "true"]);
+        let s = mock_state_on(backend, dir.path(), &flags.iter().map(String::as_str).collect::<Vec<_>>()).await;
         let (_, alice) = account(&s, "alice").await;
         let (_, bob) = account(&s, "bob").await;
         let fox = make(&s, &alice, "a red fox", "u1").await;
         let owl = make(&s, &alice, "an owl", "u1").await;
         let png = call(&s, &alice, Method::GET, &format!("/images/{fox}.png"), None).await.body;
         assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
+        // Where the picture is: the data folder, or the bucket alone.
+        let in_folder = dir.path().join(format!("images/{fox}.png"));
+        assert_eq!(in_folder.is_file(), store == common::Store::Folder, "{}", s.pictures.place());
 
         let download = call(&s, &alice, Method::GET, &format!("/gallery/{fox}/download"), None).await;
         assert_eq!(download.body, png);
@@ -136,7 +141,7 @@ on_both_databases! {
         // Deleting removes the row, the file and every link.
         let live = ok(&s, &alice, Method::POST, &format!("/gallery/{owl}/shares"), Some(json!({}))).await;
         assert_eq!(call(&s, &alice, Method::DELETE, &format!("/gallery/{owl}"), None).await.status, 204);
-        assert!(!dir.path().join(format!("images/{owl}.png")).exists());
+        assert!(!s.pictures.exists(&format!("{owl}.png")).await.unwrap(), "the picture went with the row");
         assert_eq!(call(&s, &alice, Method::GET, &format!("/gallery/{owl}"), None).await.status, 404);
         assert_eq!(call(&s, &alice, Method::GET, &format!("/images/{owl}.png"), None).await.status, 404);
         assert_eq!(call(&s, &Auth::None, Method::GET, live["url"].as_str().unwrap(), None).await.status, 404);

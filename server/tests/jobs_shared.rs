@@ -1,9 +1,9 @@
-//! Two server processes over one Postgres database (and one Redis) share one image queue: jobs
-//! are rows claimed with leases, so each runs exactly once whichever process took it in; a job
-//! drawn by one process is followed, fetched and cancelled through the other; a process killed
-//! (SIGKILL) mid-job leaves it to the other once its lease runs out; and an account's limit on
-//! generations at once holds across both. Mock engines; the picture folder is shared between
-//! the two (an object store is the next step).
+//! Two server processes over one Postgres database, one Redis and one S3-compatible store (each
+//! with a data folder of its own) share one image queue: jobs are rows claimed with leases, so
+//! each runs exactly once whichever process took it in; a job drawn by one process is followed,
+//! fetched and cancelled through the other; a process killed (SIGKILL) mid-job leaves it to the
+//! other once its lease runs out; and an account's limit on generations at once holds across
+//! both. Mock engines.
 
 mod common;
 
@@ -20,14 +20,15 @@ struct Pair {
     b: ServerProcess,
     db: sqlx::PgPool,
     _redis: common::redis::TempRedis,
-    _dir: tempfile::TempDir,
+    _dirs: [tempfile::TempDir; 2],
 }
 
-async fn start(data: &Path, database: &str, redis: &str, extra: &[&str]) -> ServerProcess {
+async fn start(data: &Path, database: &str, redis: &str, store: &[String], extra: &[&str]) -> ServerProcess {
     let port = free_port();
     let mut command = server_command(port);
     command
         .args(["--data-dir", data.to_str().unwrap(), "--database-url", database, "--redis-url", redis])
+        .args(store)
         .args(["--auth-required", "false", "--use-mocks", "true"])
         .args(["--account-requests-per-minute", "0", "--user-requests-per-minute", "0"])
         .args(extra);
@@ -38,11 +39,12 @@ async fn start(data: &Path, database: &str, redis: &str, extra: &[&str]) -> Serv
 async fn pair(extra: &[&str]) -> Pair {
     let database = common::postgres::fresh_database().await;
     let redis = common::redis::TempRedis::start();
-    let dir = tempfile::tempdir().unwrap();
-    let a = start(dir.path(), &database, &redis.url(), extra).await;
-    let b = start(dir.path(), &database, &redis.url(), extra).await;
+    let store = common::s3::fresh_store();
+    let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
+    let a = start(dirs[0].path(), &database, &redis.url(), &store, extra).await;
+    let b = start(dirs[1].path(), &database, &redis.url(), &store, extra).await;
     let db = sqlx::PgPool::connect(&database).await.unwrap();
-    Pair { a, b, db, _redis: redis, _dir: dir }
+    Pair { a, b, db, _redis: redis, _dirs: dirs }
 }
 
 fn recipe(seed: u32, steps: u32) -> Value {
@@ -165,7 +167,7 @@ async fn a_job_drawn_by_one_process_is_followed_fetched_and_cancelled_through_th
 async fn a_job_of_a_killed_process_is_drawn_by_the_other_once_its_lease_runs_out() {
     let p = pair(&["--mock-image-step-ms", "100", "--image-job-lease-ms", "2000"]).await;
     let (id, on_a) = running_job(&p, 30).await;
-    let Pair { a, b, db, _redis, _dir } = p;
+    let Pair { a, b, db, _redis, _dirs } = p;
     let killed_at = Instant::now();
     let survivor = if on_a {
         a.kill();

@@ -48,8 +48,8 @@ pub async fn delete(State(state): State<AppState>, caller: Caller, Path(id): Pat
 #[utoipa::path(get, path = "/gallery/{id}/download", tag = "gallery", params(("id" = String, Path, description = "An image id (a job id of `POST /image`)")),
     responses((status = 200, content_type = "image/png"), (status = 404, body = ErrorBody)))]
 pub async fn download(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> Result<Response> {
-    let (path, name) = gallery::download(&state, &caller, &id).await?;
-    png(&path, "private, max-age=31536000, immutable", Some(&name)).await
+    let (picture, name) = gallery::download(&state, &caller, &id).await?;
+    png(&state, &picture, "private, max-age=31536000, immutable", Some(&name)).await
 }
 
 /// `POST /gallery/zip`: several PNGs in one zip.
@@ -104,7 +104,7 @@ pub async fn revoke_share(State(state): State<AppState>, caller: Caller, Path(id
 #[utoipa::path(get, path = "/s/{token}", tag = "gallery", security(()), params(("token" = String, Path, description = "The signed token of a share link's `url`")),
     responses((status = 200, content_type = "image/png"), (status = 404, description = "Unknown, expired or revoked link", body = ErrorBody)))]
 pub async fn shared(State(state): State<AppState>, Path(token): Path<String>) -> Result<Response> {
-    let path = gallery::shared_file(&state, &token).await?;
+    let picture = gallery::shared_file(&state, &token).await?;
     // Short caching: a revoked link should stop working soon in shared caches too.
-    png(&path, "public, max-age=60", None).await
+    png(&state, &picture, "public, max-age=60", None).await
 }

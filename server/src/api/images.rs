@@ -127,17 +127,24 @@ pub async fn job_events(State(state): State<AppState>, caller: Caller, Path(id):
 #[tracing::instrument(skip_all, fields(file = %file))]
 pub async fn get_image(State(state): State<AppState>, caller: Caller, Path(file): Path<String>) -> Result<Response> {
     let id = file.strip_suffix(".png").unwrap_or("");
-    let path = images::file(&state, &caller, id).await?;
-    png(&path, "private, max-age=31536000, immutable", None).await
+    let picture = images::file(&state, &caller, id).await?;
+    png(&state, &picture, "private, max-age=31536000, immutable", None).await
 }
 
-/// A PNG file as the answer; `download` names the file for saving instead of showing.
-pub async fn png(path: &std::path::Path, cache: &'static str, download: Option<&str>) -> Result<Response> {
-    let bytes = tokio::fs::read(path).await.map_err(|err| {
-        tracing::error!(path = %path.display(), error = %err, "image file unreadable");
-        ApiError::from(crate::service::error::ServiceError::NotFound("image"))
-    })?;
-    let mut response = ([(header::CONTENT_TYPE, "image/png"), (header::CACHE_CONTROL, cache)], bytes).into_response();
+/// A stored picture as the answer, streamed from the store; `download` names the file for saving
+/// instead of showing.
+pub async fn png(state: &AppState, picture: &str, cache: &'static str, download: Option<&str>) -> Result<Response> {
+    let found = state.pictures.stream(picture).await.map_err(crate::service::error::ServiceError::from)?;
+    let Some(found) = found else {
+        tracing::error!(picture, store = state.pictures.place(), "an image's picture is missing from the store");
+        return Err(crate::service::error::ServiceError::NotFound("image").into());
+    };
+    let headers = [
+        (header::CONTENT_TYPE, "image/png".to_string()),
+        (header::CACHE_CONTROL, cache.to_string()),
+        (header::CONTENT_LENGTH, found.size.to_string()),
+    ];
+    let mut response = (headers, axum::body::Body::from_stream(found.bytes)).into_response();
     if let Some(name) = download {
         let value = format!("attachment; filename=\"{name}\"");
         if let Ok(value) = axum::http::HeaderValue::from_str(&value) {

@@ -17,7 +17,7 @@ pub use self::{
     llm::LlmConfig,
     models::{parse_revision, ModelsConfig, DEFAULT_LLM_MODEL, DEFAULT_SD_MODEL},
     server::ServerConfig,
-    storage::{DatabaseUrl, StorageConfig},
+    storage::{DatabaseUrl, ImageStore, StorageConfig},
 };
 use crate::models::hub::HubOptions;
 pub use crate::models::ModelSpec;
@@ -90,6 +90,7 @@ impl Config {
     fn derived(&self, variable: &str) -> Option<String> {
         Some(match variable {
             "DATABASE_URL" => self.storage.database_url().masked(),
+            "IMAGE_STORE" if self.storage.image_store.is_none() => "(DATA_DIR/images)".into(),
             "MODELS_DIR" => self.models_dir().display().to_string(),
             "OPENVINO_CACHE_DIR" => self.openvino_cache_dir().display().to_string(),
             "HUGE_PAGES" => crate::huge_pages::status(),

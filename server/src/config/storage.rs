@@ -20,6 +20,53 @@ pub struct StorageConfig {
     /// processes share them; unset: sessions in the database, buckets in memory.
     #[arg(long, env = "REDIS_URL", hide_env_values = true, global = true)]
     pub redis_url: Option<Secret>,
+
+    /// Where pictures are kept: a folder (default `DATA_DIR/images`), or an S3-compatible
+    /// bucket, `s3://BUCKET[/PREFIX]`, which every process sharing the database must use.
+    #[arg(long, env = "IMAGE_STORE", value_parser = parse_image_store, global = true)]
+    pub image_store: Option<ImageStore>,
+
+    /// The S3 server's URL for a non-AWS store (`http://` allowed), e.g. `http://minio:9000`;
+    /// unset: AWS (or `AWS_ENDPOINT`).
+    #[arg(long, env = "S3_ENDPOINT", global = true)]
+    pub s3_endpoint: Option<String>,
+
+    /// The bucket's region (or `AWS_REGION`; many non-AWS servers accept any).
+    #[arg(long, env = "S3_REGION", global = true)]
+    pub s3_region: Option<String>,
+
+    /// Access key id (or `AWS_ACCESS_KEY_ID`; unset with neither: AWS's other credential sources).
+    #[arg(long, env = "S3_ACCESS_KEY_ID", global = true)]
+    pub s3_access_key_id: Option<String>,
+
+    #[arg(long, env = "S3_SECRET_ACCESS_KEY", hide_env_values = true, global = true)]
+    pub s3_secret_access_key: Option<Secret>,
+
+    /// Address the bucket as a host name (`BUCKET.HOST`) instead of a path (`HOST/BUCKET`, the
+    /// default, which MinIO, SeaweedFS, Ceph and the like expect).
+    #[arg(long, env = "S3_VIRTUAL_HOSTED", default_value_t = false, global = true)]
+    pub s3_virtual_hosted: bool,
+}
+
+/// Where pictures are kept.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ImageStore {
+    Folder(PathBuf),
+    S3 { bucket: String, prefix: String },
+}
+
+pub(super) fn parse_image_store(value: &str) -> Result<ImageStore, String> {
+    let Some(rest) = value.strip_prefix("s3://") else {
+        if value.contains("://") {
+            return Err(format!("IMAGE_STORE must be a folder or s3://BUCKET[/PREFIX], got {value}"));
+        }
+        return Ok(ImageStore::Folder(PathBuf::from(value)));
+    };
+    let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+    if bucket.is_empty() {
+        return Err("IMAGE_STORE s3://BUCKET[/PREFIX] needs a bucket name".into());
+    }
+    Ok(ImageStore::S3 { bucket: bucket.to_string(), prefix: prefix.trim_matches('/').to_string() })
 }
 
 impl StorageConfig {
@@ -29,9 +76,9 @@ impl StorageConfig {
             .unwrap_or_else(|| DatabaseUrl::Sqlite(format!("sqlite://{}", self.data_dir.join("duet.db").display())))
     }
 
-    /// Generated images, under names the server makes.
-    pub fn images_dir(&self) -> PathBuf {
-        self.data_dir.join("images")
+    /// Where generated images are kept, under names the server makes.
+    pub fn image_store(&self) -> ImageStore {
+        self.image_store.clone().unwrap_or_else(|| ImageStore::Folder(self.data_dir.join("images")))
     }
 }
 

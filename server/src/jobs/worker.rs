@@ -11,11 +11,10 @@ use crate::{
         diffusion::{ImageRequest, PipelineError, Progress},
         engine::{ImageEngine, Pause, StepHooks},
     },
-    storage::{day_of, now_ms, ImageRow, JobRow},
+    storage::{day_of, now_ms, ImageRow, JobRow, Pictures},
     telemetry::catalogue::{IMAGE_DURATION, IMAGE_JOBS, IMAGE_NSFW, IMAGE_QUEUE_WAIT, IMAGE_STEP},
 };
 use std::{
-    path::PathBuf,
     sync::{
         atomic::{AtomicBool, Ordering},
         Arc,
@@ -29,7 +28,7 @@ const POLL: Duration = Duration::from_secs(1);
 /// What a worker needs besides the queue.
 pub struct Worker {
     pub engine: Arc<dyn ImageEngine>,
-    pub images_dir: PathBuf,
+    pub pictures: Pictures,
     pub pause: Option<Pause>,
 }
 
@@ -55,9 +54,6 @@ impl Ended {
 }
 
 pub(super) async fn work(jobs: ImageJobs, worker: Worker) {
-    if let Err(err) = tokio::fs::create_dir_all(&worker.images_dir).await {
-        tracing::error!(dir = %worker.images_dir.display(), error = %err, "cannot create the images folder");
-    }
     tracing::info!(worker = %jobs.inner.me, "image worker claiming jobs");
     loop {
         let now = now_ms();
@@ -178,7 +174,7 @@ async fn renew(jobs: &ImageJobs, id: &str, step: u32, stop: &AtomicBool) -> bool
     }
 }
 
-/// Write the file under a server-made name, then the row that makes it visible.
+/// Store the picture under a server-made name, then the row that makes it visible.
 async fn store(
     jobs: &ImageJobs,
     worker: &Worker,
@@ -188,10 +184,7 @@ async fn store(
     png: &[u8],
 ) -> Result<(), String> {
     let file_name = format!("{id}.png");
-    let path = worker.images_dir.join(&file_name);
-    let partial = worker.images_dir.join(format!("{id}.png.part"));
-    tokio::fs::write(&partial, png).await.map_err(|e| e.to_string())?;
-    tokio::fs::rename(&partial, &path).await.map_err(|e| e.to_string())?;
+    worker.pictures.put(&file_name, png.to_vec()).await.map_err(|e| e.to_string())?;
     let row = ImageRow {
         id: id.to_string(),
         account_id: origin.account_id.clone(),

@@ -12,7 +12,7 @@ use crate::{
     storage::{now_ms, GalleryFilter, ImageRow, ShareRow, StorageError},
 };
 use app::types::{GalleryImage, GalleryPage, NewShare, ShareInfo};
-use std::{io::Write, path::PathBuf};
+use std::io::Write;
 
 pub const MAX_ZIP: usize = 100;
 pub use app::types::{DEFAULT_SHARE_SECS, SHARE_SECS};
@@ -63,24 +63,22 @@ pub async fn get(state: &AppState, caller: &Caller, id: &str) -> Result<GalleryI
     Ok(image(&stored(state, caller, id).await?))
 }
 
-/// The PNG of one of the caller's images, and a file name for downloading it.
-pub async fn download(state: &AppState, caller: &Caller, id: &str) -> Result<(PathBuf, String)> {
+/// The picture store's name for one of the caller's images, and a file name for saving it.
+pub async fn download(state: &AppState, caller: &Caller, id: &str) -> Result<(String, String)> {
     let row = stored(state, caller, id).await?;
-    Ok((state.config.storage.images_dir().join(&row.file_name), download_name(&row)))
+    let name = download_name(&row);
+    Ok((row.file_name, name))
 }
 
-/// Delete the row (and its share links) first, then the file: a crash in between leaves an
-/// orphan file, never a row whose file is gone.
+/// Delete the row (and its share links) first, then the picture: a crash in between leaves an
+/// orphan picture, never a row whose picture is gone.
 pub async fn delete(state: &AppState, caller: &Caller, id: &str) -> Result<()> {
     if uuid::Uuid::parse_str(id).is_err() {
         return Err(ServiceError::NotFound("image"));
     }
     let row = state.db.delete_image(&caller.account_id, id).await?.ok_or(ServiceError::NotFound("image"))?;
-    let path = state.config.storage.images_dir().join(&row.file_name);
-    if let Err(err) = tokio::fs::remove_file(&path).await {
-        if err.kind() != std::io::ErrorKind::NotFound {
-            tracing::warn!(file = %path.display(), error = %err, "could not remove a deleted image's file");
-        }
+    if let Err(err) = state.pictures.delete(&row.file_name).await {
+        tracing::warn!(picture = %row.file_name, error = %err, "could not remove a deleted image's picture");
     }
     tracing::info!(account = %caller.account_id, image = %id, "image deleted");
     Ok(())
@@ -99,7 +97,8 @@ const ZIP_QUEUE: usize = 4;
 pub type ZipStream = tokio_stream::wrappers::ReceiverStream<std::io::Result<bytes::Bytes>>;
 
 /// A zip of some of the caller's images (stored, not compressed: PNGs are compressed already),
-/// streamed as it is written. Every id is checked and every file opened before the first byte.
+/// streamed as it is written. Every id is checked and every picture found before the first
+/// byte; each is read whole when its turn comes (one picture in memory at a time).
 pub async fn zip(state: &AppState, caller: &Caller, ids: Option<Vec<String>>) -> Result<ZipStream> {
     let ids = ids.unwrap_or_default();
     if ids.is_empty() || ids.len() > MAX_ZIP {
@@ -113,24 +112,23 @@ pub async fn zip(state: &AppState, caller: &Caller, ids: Option<Vec<String>>) ->
     let mut files = Vec::new();
     for id in &ids {
         let row = stored(state, caller, id).await?;
-        files.push((download_name(&row), state.config.storage.images_dir().join(&row.file_name)));
+        if !state.pictures.exists(&row.file_name).await? {
+            let missing = format!("the picture of image {id} is missing from {}", state.pictures.place());
+            return Err(ServiceError::Storage(StorageError::Files(missing)));
+        }
+        files.push((download_name(&row), row.file_name));
     }
-    let files_error =
-        |e: std::io::Error| ServiceError::Storage(StorageError::Files(format!("reading images for a zip: {e}")));
-    let opened = tokio::task::spawn_blocking(move || {
-        files
-            .into_iter()
-            .map(|(name, path)| Ok((name, std::fs::File::open(path)?)))
-            .collect::<std::io::Result<Vec<_>>>()
-    })
-    .await
-    .map_err(|e| ServiceError::Engine(format!("zip task: {e}")))?
-    .map_err(files_error)?;
     let (tx, rx) = tokio::sync::mpsc::channel(ZIP_QUEUE);
+    let (pictures, runtime) = (state.pictures.clone(), tokio::runtime::Handle::current());
     tokio::task::spawn_blocking(move || {
         let _slot = slot;
         let mut out = ChunkSender { tx: tx.clone(), buf: Vec::with_capacity(ZIP_CHUNK) };
-        if let Err(err) = write_zip(&mut out, opened) {
+        let read = |name: &str| match runtime.block_on(pictures.read(name)) {
+            Ok(Some(bytes)) => Ok(bytes),
+            Ok(None) => Err(std::io::Error::new(std::io::ErrorKind::NotFound, format!("{name} is gone"))),
+            Err(err) => Err(std::io::Error::other(err.to_string())),
+        };
+        if let Err(err) = write_zip(&mut out, files, read) {
             // The client left (the channel closed), or a file could not be read: end the body
             // with the error, so a cut download is not mistaken for a whole one.
             if err.kind() != std::io::ErrorKind::BrokenPipe {
@@ -148,12 +146,18 @@ fn distinct(ids: Vec<String>) -> Vec<String> {
     ids.into_iter().filter(|id| seen.insert(id.clone())).collect()
 }
 
-fn write_zip(out: &mut ChunkSender, files: Vec<(String, std::fs::File)>) -> std::io::Result<()> {
+/// Write `files` (download name, picture name) into a zip, each read by `read` in its turn.
+fn write_zip(
+    out: &mut ChunkSender,
+    files: Vec<(String, String)>,
+    read: impl Fn(&str) -> std::io::Result<bytes::Bytes>,
+) -> std::io::Result<()> {
     let mut zip = zip::ZipWriter::new_stream(&mut *out);
     let options = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
-    for (name, mut file) in files {
+    for (name, picture) in files {
+        let bytes = read(&picture)?;
         zip.start_file(name.as_str(), options).map_err(std::io::Error::other)?;
-        std::io::copy(&mut file, &mut zip)?;
+        zip.write_all(&bytes)?;
     }
     zip.finish().map_err(std::io::Error::other)?;
     out.flush()
@@ -166,12 +170,15 @@ struct ChunkSender {
 }
 
 impl Write for ChunkSender {
+    /// Takes at most what fills the chunk, so a whole picture written at once still goes out in
+    /// chunks, each waiting for room in the queue.
     fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
-        self.buf.extend_from_slice(data);
+        let taken = data.len().min(ZIP_CHUNK - self.buf.len());
+        self.buf.extend_from_slice(&data[..taken]);
         if self.buf.len() >= ZIP_CHUNK {
             self.flush()?;
         }
-        Ok(data.len())
+        Ok(taken)
     }
 
     fn flush(&mut self) -> std::io::Result<()> {
@@ -218,7 +225,7 @@ pub async fn revoke_share(state: &AppState, caller: &Caller, share_id: &str) -> 
 
 /// The file a share link opens: its signature must hold, and it must be neither expired nor
 /// revoked. Every failure is the same "not found".
-pub async fn shared_file(state: &AppState, token: &str) -> Result<PathBuf> {
+pub async fn shared_file(state: &AppState, token: &str) -> Result<String> {
     let gone = || ServiceError::NotFound("shared image");
     let payload = state.signing.verify(token).ok_or_else(gone)?;
     let (share_id, expires) = payload.split_once(SEP).ok_or_else(gone)?;
@@ -230,7 +237,7 @@ pub async fn shared_file(state: &AppState, token: &str) -> Result<PathBuf> {
     if share.expires_at != expires {
         return Err(gone());
     }
-    Ok(state.config.storage.images_dir().join(image.file_name))
+    Ok(image.file_name)
 }
 
 fn share_info(state: &AppState, row: ShareRow) -> ShareInfo {

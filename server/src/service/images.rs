@@ -6,7 +6,7 @@ use super::{
 };
 use crate::{auth::Caller, jobs::Origin, service::AppState, storage::ImageRow};
 use app::types::{ImageGenerationRequest, ImageGenerationResponse, ImageParameters, JobInfo, JobStatus};
-use std::{path::PathBuf, time::Duration};
+use std::time::Duration;
 
 /// Queue an image; returns the queued job.
 pub async fn submit(state: &AppState, caller: &Caller, request: ImageGenerationRequest) -> Result<JobInfo> {
@@ -98,10 +98,9 @@ pub async fn cancel(state: &AppState, caller: &Caller, id: &str) -> Result<JobIn
     state.jobs.cancel(&caller.account_id, id).await?.ok_or(ServiceError::NotFound("job"))
 }
 
-/// The PNG of one of the caller's finished images.
-pub async fn file(state: &AppState, caller: &Caller, id: &str) -> Result<PathBuf> {
-    let row = stored(state, caller, id).await?;
-    Ok(state.config.storage.images_dir().join(row.file_name))
+/// The picture store's name for one of the caller's finished images.
+pub async fn file(state: &AppState, caller: &Caller, id: &str) -> Result<String> {
+    Ok(stored(state, caller, id).await?.file_name)
 }
 
 pub async fn stored(state: &AppState, caller: &Caller, id: &str) -> Result<ImageRow> {

@@ -7,7 +7,7 @@ use crate::{
     jobs::ImageJobs,
     models::{loader::Engines, ModelSlot},
     service::{limits::Limits, load::ChatSlots, sanitize::PromptPolicy},
-    storage::Database,
+    storage::{Database, Pictures},
     telemetry::Exporter,
 };
 use axum::extract::FromRef;
@@ -23,6 +23,8 @@ pub struct AppState {
     pub engines: Engines,
     /// The image queue in front of the image engine.
     pub jobs: ImageJobs,
+    /// Where pictures are kept (a folder, or an S3-compatible bucket).
+    pub pictures: Pictures,
     /// Shared sessions and rate-limit buckets, when `REDIS_URL` is set.
     pub redis: Option<fred::prelude::Pool>,
     /// Signs share links.

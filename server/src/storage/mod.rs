@@ -8,6 +8,7 @@ mod gallery;
 mod history;
 mod images;
 mod jobs;
+mod pictures;
 pub mod search;
 mod templates;
 mod usage;
@@ -18,6 +19,7 @@ pub use gallery::{GalleryFilter, ShareRow};
 pub use history::{FullMessageRow, SearchRow};
 pub use images::ImageRow;
 pub use jobs::{JobCounts, JobRow, JOB_CHANNEL};
+pub use pictures::{PictureStream, Pictures};
 pub use templates::TemplateRow;
 pub use usage::{day_of, Usage};
 

@@ -7,6 +7,7 @@ pub mod postgres;
 pub mod process;
 pub mod prometheus;
 pub mod redis;
+pub mod s3;
 
 use clap::Parser;
 use server::cli::Cli;
@@ -98,6 +99,50 @@ pub async fn config_on(backend: Backend, data_dir: &Path, extra: &[&str]) -> ser
             config_with_db(data_dir, &url, extra)
         }
     }
+}
+
+/// Where a test's pictures are kept: the data folder, or an S3-compatible server's bucket.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Store {
+    Folder,
+    S3,
+}
+
+impl Store {
+    /// `extra` with this store's server flags added.
+    pub fn flags(self, extra: &[&str]) -> Vec<String> {
+        let mut flags: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
+        if self == Store::S3 {
+            flags.extend(s3::fresh_store());
+        }
+        flags
+    }
+}
+
+/// One async test body, run three times: `NAME::sqlite` and `NAME::postgres` with pictures in the
+/// data folder, and `NAME::postgres_s3` with pictures in an S3-compatible server.
+#[macro_export]
+macro_rules! on_every_store {
+    ($($(#[$meta:meta])* async fn $name:ident($backend:ident, $store:ident) $body:block)*) => {$(
+        $(#[$meta])*
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+            async fn run($backend: common::Backend, $store: common::Store) $body
+            #[tokio::test]
+            async fn sqlite() {
+                run(common::Backend::Sqlite, common::Store::Folder).await
+            }
+            #[tokio::test]
+            async fn postgres() {
+                run(common::Backend::Postgres, common::Store::Folder).await
+            }
+            #[tokio::test]
+            async fn postgres_s3() {
+                run(common::Backend::Postgres, common::Store::S3).await
+            }
+        }
+    )*};
 }
 
 /// One async test body, run twice: `NAME::sqlite` and `NAME::postgres`.

@@ -371,8 +371,8 @@ pub async fn images_generations(
         }
         let prompt = done.parameters.prompt.clone();
         data.push(if b64 {
-            let path = service::images::file(&state, &caller, &done.job_id).await?;
-            let bytes = tokio::fs::read(&path).await.map_err(|e| ServiceError::Engine(e.to_string()))?;
+            let picture = service::images::file(&state, &caller, &done.job_id).await?;
+            let bytes = state.pictures.read(&picture).await?.ok_or(ServiceError::NotFound("image"))?;
             let b64_json = base64::engine::general_purpose::STANDARD.encode(bytes);
             ImageData { url: None, b64_json: Some(b64_json), revised_prompt: prompt }
         } else {
