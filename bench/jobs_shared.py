@@ -142,6 +142,7 @@ def main():
     parser.add_argument("--clients", type=int, default=16, help="submitting at once")
     args = parser.parse_args()
     work = tempfile.mkdtemp(prefix="duet-bench-jobs-")
+    os.chmod(work, 0o755)  # the postgres user (initdb runs as it under root) must reach its folder
     pg = Postgres(work)
     s3, endpoint = start_s3(work)
     try:

@@ -131,3 +131,33 @@ test('studio: settings, progress, then the picture; same seed and vary seed', as
   await expect(varied).not.toContainText('seed 42 ');
   expect(errors).toEqual([]);
 });
+
+test('studio: a page opened while pictures are queued or being drawn shows their progress, then the pictures', async ({ page }, info) => {
+  const errors = pageErrors(page);
+  await signUp(page, mockURL, 'studio-reattach', info);
+  // Asked for elsewhere (an API client, a tab since closed): two pictures, one behind the other.
+  const ids: string[] = [];
+  for (const seed of [7, 8]) {
+    const res = await page.request.post(`${mockURL}/image`, {
+      data: { prompt: `a paper crane ${seed}`, num_inference_steps: 30, width: 256, height: 256, seed },
+    });
+    expect(res.status(), await res.text()).toBe(202);
+    ids.push((await res.json()).job_id);
+  }
+  await open(page, `${mockURL}/studio`);
+  const results = page.getByTestId('studio-result');
+  await expect(results).toHaveCount(2);
+  // Newest first, as the studio lists what it makes: the second waits behind the first.
+  await expect(results.nth(1).getByTestId('studio-status')).toContainText(/Step \d+ of 30/);
+  await expect(results.first().getByTestId('studio-status')).toContainText(/Queued: 0 ahead|Step \d+ of 30/);
+  await expect(results.first()).toContainText('seed 8 · 256×256 · 30 steps');
+  for (const [i, id] of [ids[1], ids[0]].entries()) {
+    const image = results.nth(i).getByTestId('studio-image');
+    await expect(image).toBeVisible({ timeout: 30_000 });
+    await expect(image).toHaveAttribute('src', `/images/${id}.png`);
+  }
+  // Once drawn they are the gallery's: a reload shows the studio empty again.
+  await open(page, `${mockURL}/studio`);
+  await expect(results).toHaveCount(0);
+  expect(errors).toEqual([]);
+});

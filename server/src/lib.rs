@@ -95,7 +95,8 @@ pub async fn build_state(config: Config) -> Result<AppState, StartupError> {
     let chat_slots = Arc::new(ChatSlots::new(config.llm.chat_concurrency));
     let sd_model = config.models.sd_model.to_string();
     let (queue_size, lease_ms) = (config.images.queue_size, config.images.job_lease_ms);
-    let jobs = ImageJobs::new(queue_size, sd_model, config.models.use_mocks, db.clone(), lease_ms);
+    let process: Arc<str> = service::presence::process_name().into();
+    let jobs = ImageJobs::new(queue_size, sd_model, config.models.use_mocks, db.clone(), lease_ms, &process);
     let pictures = storage::Pictures::open(&config.storage).map_err(StartupError::Config)?;
     tracing::info!(store = pictures.place(), "pictures kept here");
     // The image queue's worker starts whenever the image engine does (now, or after a download).
@@ -130,9 +131,17 @@ pub async fn build_state(config: Config) -> Result<AppState, StartupError> {
     let limits = service::limits::Limits::new(config.limits, redis.clone());
     // What the last stop cut off: replies are marked so, pictures wait first in line again.
     if let Database::Sqlite(_) = db {
+        // Every reply in flight was the last process's: marked under the ids they were to have,
+        // then any turn still unanswered (from before replies in flight were recorded).
+        service::chat::mark_orphan_replies(&db, i64::MAX).await.map_err(|e| StartupError::Config(e.to_string()))?;
         service::chat::mark_interrupted(&db).await.map_err(|e| StartupError::Config(e.to_string()))?;
     }
     jobs.resume().await?;
+    service::presence::start(
+        db.clone(),
+        process.clone(),
+        std::time::Duration::from_millis(config.storage.heartbeat_ms),
+    );
     let images = &config.images;
     let prompts =
         service::sanitize::PromptPolicy::load(images.image_prompt_blocklist.as_deref(), &images.image_negative_prompt)
@@ -144,6 +153,7 @@ pub async fn build_state(config: Config) -> Result<AppState, StartupError> {
         sd,
         engines,
         jobs,
+        process,
         pictures,
         redis,
         signing,

@@ -3,7 +3,7 @@
 //! each runs exactly once whichever process took it in; a job drawn by one process is followed,
 //! fetched and cancelled through the other; a process killed (SIGKILL) mid-job leaves it to the
 //! other once its lease runs out; and an account's limit on generations at once holds across
-//! both. Mock engines.
+//! both. Mock engines; and one job each on the fixture models through OpenVINO.
 
 mod common;
 
@@ -29,14 +29,19 @@ async fn start(data: &Path, database: &str, redis: &str, store: &[String], extra
     command
         .args(["--data-dir", data.to_str().unwrap(), "--database-url", database, "--redis-url", redis])
         .args(store)
-        .args(["--auth-required", "false", "--use-mocks", "true"])
+        .args(["--auth-required", "false"])
         .args(["--account-requests-per-minute", "0", "--user-requests-per-minute", "0"])
         .args(extra);
     ServerProcess::start(command, port).await
 }
 
-/// Two processes over a fresh database, with `extra` settings.
+/// Two processes on mock engines over fresh stores, with `extra` settings.
 async fn pair(extra: &[&str]) -> Pair {
+    pair_on(&[&["--use-mocks", "true"], extra].concat()).await
+}
+
+/// Two processes over a fresh database, Redis and bucket, with `extra` settings.
+async fn pair_on(extra: &[&str]) -> Pair {
     let database = common::postgres::fresh_database().await;
     let redis = common::redis::TempRedis::start();
     let store = common::s3::fresh_store();
@@ -204,4 +209,75 @@ async fn an_accounts_limit_on_generations_at_once_holds_across_both_processes() 
         .await
         .unwrap();
     assert_eq!(unfinished, 3);
+}
+
+/// Until both models of `server` are loaded.
+async fn ready(server: &ServerProcess) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let health = server.json("GET", "/health", None).await;
+        if health["models"].as_array().unwrap().iter().all(|m| m["state"] == "ready") {
+            return;
+        }
+        assert!(Instant::now() < deadline, "the models did not load: {health}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn on_the_fixture_models_one_job_each_is_drawn_once_followed_and_fetched_through_the_other() {
+    let models = ["--llm-model", common::LLM_FIXTURE, "--sd-model", common::SD_FIXTURE];
+    let p = pair_on(&models).await;
+    ready(&p.a).await;
+    ready(&p.b).await;
+    // The same recipe through each process: whichever draws it, the same picture.
+    let ids = [submit(&p.a, 5, 8).await, submit(&p.b, 5, 8).await];
+    let mut pictures = Vec::new();
+    for (id, other) in ids.iter().zip([&p.b, &p.a]) {
+        let events = other.send("GET", &format!("/jobs/{id}/events"), None).await.unwrap().text().await.unwrap();
+        let infos: Vec<Value> = common::api::parse_sse(&events).into_iter().map(|(_, v)| v).collect();
+        assert_eq!(infos.last().unwrap()["status"], "done", "{events}");
+        let (worker, attempts) = drawn_by(&p.db, id).await;
+        assert_eq!(attempts, 1);
+        assert!(worker.is_some_and(|w| is_process(&w, &p.a) || is_process(&w, &p.b)));
+        let (status, png) = other.request("GET", &format!("/images/{id}.png"), None).await;
+        assert_eq!(status, 200);
+        assert!(png.starts_with(b"\x89PNG"));
+        pictures.push(png);
+    }
+    assert_eq!(pictures[0], pictures[1], "one recipe, one picture, whichever process drew it");
+}
+
+#[tokio::test]
+async fn a_reply_cut_off_by_a_killed_process_is_marked_interrupted_by_the_other() {
+    let p = pair(&["--mock-token-ms", "50", "--process-heartbeat-ms", "200"]).await;
+    let ask = json!({"user_id": "u1", "message": "tell me a long story, slowly", "stream": true});
+    let mut stream = p.a.send("POST", "/chat", Some(&ask)).await.unwrap();
+    let mut text = String::new();
+    while let Ok(Some(chunk)) = stream.chunk().await {
+        text.push_str(&String::from_utf8_lossy(&chunk));
+        if text.matches("event: reasoning").count() >= 2 {
+            break;
+        }
+    }
+    let started = common::api::parse_sse(&text).into_iter().find(|(e, _)| e == "start").expect("a start event").1;
+    let conversation = started["conversation_id"].as_str().unwrap().to_string();
+    let Pair { a, b, _redis, _dirs, .. } = p;
+    a.kill();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let reply = loop {
+        let detail = b.json("GET", &format!("/conversations/{conversation}"), None).await;
+        if let Some(reply) = detail["messages"].as_array().unwrap().get(1) {
+            break reply.clone();
+        }
+        assert!(Instant::now() < deadline, "the cut-off reply was not marked: {detail}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!((reply["role"].as_str(), reply["finish_reason"].as_str()), (Some("assistant"), Some("interrupted")));
+    assert_eq!(reply["id"], started["message_id"]);
+    // And the conversation goes on, on the process left.
+    let next = b
+        .json("POST", "/chat", Some(json!({"user_id": "u1", "message": "again", "conversation_id": conversation})))
+        .await;
+    assert_eq!(next["reply"], "You said: again");
 }

@@ -2,6 +2,8 @@
 //! "same seed" / "vary seed" to explore around one. `?from={image id}` fills the form from a
 //! gallery picture ("reuse parameters").
 
+#[cfg(feature = "hydrate")]
+use crate::types::JobList;
 use crate::types::{ImageGenerationRequest, ImageParameters, JobInfo, JobStatus};
 use leptos::prelude::*;
 use leptos_router::hooks::use_query_map;
@@ -117,6 +119,33 @@ pub fn StudioPage() -> impl IntoView {
         let _ = id;
     });
 
+    // Pictures asked for before this page was opened (another tab, a reload) and still queued or
+    // being drawn: shown and followed like new ones.
+    Effect::new(move |_| {
+        #[cfg(feature = "hydrate")]
+        leptos::task::spawn_local(async move {
+            let Ok(list) = crate::browser::get_json::<JobList>("/jobs").await else { return };
+            let shown: Vec<String> = made.with_untracked(|m| {
+                m.iter().filter_map(|i| i.job.with_untracked(|j| j.as_ref().map(|j| j.job_id.clone()))).collect()
+            });
+            // Newest first, as the page lists what it makes.
+            for job in list.jobs.into_iter().rev().filter(|j| j.conversation_id.is_none() && !shown.contains(&j.job_id))
+            {
+                next_key.update_value(|k| *k += 1);
+                let item = owner.with_value(|o| {
+                    o.with(|| Made {
+                        key: next_key.get_value(),
+                        job: RwSignal::new(Some(job.clone())),
+                        parameters: RwSignal::new(Some(job.parameters.clone())),
+                        error: RwSignal::new(None),
+                    })
+                });
+                made.update(|m| m.push(item));
+                leptos::task::spawn_local(watch(item, job.job_id));
+            }
+        });
+    });
+
     let generate = move || {
         let request = form.request();
         if request.prompt.as_deref().is_none_or(|p| p.trim().is_empty()) {
@@ -214,9 +243,15 @@ async fn follow(item: Made, request: ImageGenerationRequest) {
         Err(e) => return item.error.set(Some(e)),
     };
     item.parameters.set(Some(queued.parameters.clone()));
+    watch(item, queued.job_id).await;
+}
+
+/// Follow a job's progress until it ends.
+#[cfg(feature = "hydrate")]
+async fn watch(item: Made, job_id: String) {
     let Some(abort) = crate::browser::new_abort() else { return };
     let mut reader = crate::ui::sse::SseReader::default();
-    let url = format!("/jobs/{}/events", queued.job_id);
+    let url = format!("/jobs/{job_id}/events");
     let watched = crate::browser::stream("GET", &url, None, &abort, |bytes| {
         for event in reader.push(bytes) {
             if let Ok(info) = serde_json::from_str::<JobInfo>(&event.data) {

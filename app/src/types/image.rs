@@ -128,4 +128,14 @@ pub struct JobInfo {
     pub created_at: i64,
     pub started_at: Option<i64>,
     pub finished_at: Option<i64>,
+    /// The conversation whose reply asked for the picture; none for `POST /image` and the studio.
+    #[serde(default)]
+    pub conversation_id: Option<String>,
+}
+
+/// Answer of `GET /jobs`: the caller's image jobs still queued or being drawn, oldest first.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+pub struct JobList {
+    pub jobs: Vec<JobInfo>,
 }

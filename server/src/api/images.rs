@@ -2,10 +2,10 @@
 
 use super::{
     error::{ApiError, Result},
-    json::ApiJson,
+    json::{ApiJson, ApiQuery},
 };
 use crate::{auth::Caller, service::images, service::AppState};
-use app::types::{ErrorBody, ImageGenerationRequest, ImageGenerationResponse, JobInfo};
+use app::types::{ErrorBody, ImageGenerationRequest, ImageGenerationResponse, JobInfo, JobList};
 use axum::{
     extract::{Path, RawQuery, State},
     http::{header, StatusCode},
@@ -62,6 +62,25 @@ fn wait_flag(query: Option<&str>) -> Result<bool> {
         }
     }
     Ok(wait)
+}
+
+#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct JobsQuery {
+    /// Only this end user's jobs.
+    pub user_id: Option<String>,
+}
+
+/// `GET /jobs[?user_id=…]`: the caller's image jobs still queued or being drawn (on any process
+/// sharing the database), oldest first, so a page opened meanwhile can follow them.
+#[utoipa::path(get, path = "/jobs", tag = "images", params(JobsQuery),
+    responses((status = 200, description = "Jobs queued or being drawn, with their places and progress", body = JobList), (status = 422, description = "`user_id` is invalid", body = ErrorBody)))]
+pub async fn list_jobs(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiQuery(query): ApiQuery<JobsQuery>,
+) -> Result<Json<JobList>> {
+    Ok(Json(JobList { jobs: images::unfinished(&state, &caller, query.user_id).await? }))
 }
 
 /// `GET /jobs/{id}`: queued (position, ETA), running (step/total), done, failed or cancelled.

@@ -57,6 +57,7 @@ pub fn routes() -> Routes {
         .routes(routes!(templates::delete))
         .routes(routes!(chat::post_chat))
         .routes(routes!(images::post_image))
+        .routes(routes!(images::list_jobs))
         .routes(routes!(images::get_job, images::delete_job))
         .routes(routes!(images::job_events))
         .routes(routes!(images::get_image))

@@ -46,6 +46,12 @@ pub struct StorageConfig {
     /// default, which MinIO, SeaweedFS, Ceph and the like expect).
     #[arg(long, env = "S3_VIRTUAL_HOSTED", default_value_t = false, global = true)]
     pub s3_virtual_hosted: bool,
+
+    /// How often this process writes that it is alive to the database; a process silent for
+    /// three of these counts as gone, and its replies cut off are marked interrupted (Postgres).
+    #[arg(long = "process-heartbeat-ms", env = "PROCESS_HEARTBEAT_MS", default_value_t = 10_000,
+          value_parser = clap::value_parser!(u64).range(100..), global = true)]
+    pub heartbeat_ms: u64,
 }
 
 /// Where pictures are kept.

@@ -91,15 +91,6 @@ pub fn parameters(request: &ImageRequest, model: &str) -> ImageParameters {
     }
 }
 
-/// A name for this process in the rows it claims: host, process id and a random part (a
-/// restarted process with the same pid is someone else).
-fn process_name() -> String {
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
-    let host = Some(host.trim().to_string()).filter(|h| !h.is_empty()).unwrap_or_else(|| "host".into());
-    let random = uuid::Uuid::new_v4().simple().to_string();
-    format!("{host}:{}:{}", std::process::id(), &random[..8])
-}
-
 /// Why `submit` did not insert a job.
 enum Refused<E> {
     Full(i64),
@@ -109,14 +100,15 @@ enum Refused<E> {
 impl ImageJobs {
     /// A queue of at most `capacity` waiting jobs over `db`; `model` names the images' model, and
     /// a claimed job's lease lasts `lease_ms` unless renewed.
-    pub fn new(capacity: usize, model: String, mock: bool, db: Database, lease_ms: u64) -> Self {
+    /// `me` names this process in the rows it claims.
+    pub fn new(capacity: usize, model: String, mock: bool, db: Database, lease_ms: u64, me: &str) -> Self {
         let inner = Inner {
             capacity,
             model,
             mock,
             db,
             lease_ms,
-            me: process_name(),
+            me: me.to_string(),
             wake: Notify::new(),
             followers: Followers::default(),
             speed: Mutex::new(SpeedEstimate::default()),
@@ -212,6 +204,17 @@ impl ImageJobs {
             Some(row) => Ok(Some(self.view(&row).await?)),
             None => Ok(None),
         }
+    }
+
+    /// The account's jobs (its end user's, when named) queued or drawing now, oldest first.
+    pub async fn unfinished(&self, account: &str, user: Option<&str>) -> Result<Vec<JobInfo>, StorageError> {
+        let mut jobs = Vec::new();
+        for row in self.inner.db.unfinished_jobs().await? {
+            if row.account_id == account && user.is_none_or(|u| row.user_id == u) {
+                jobs.push(self.view(&row).await?);
+            }
+        }
+        Ok(jobs)
     }
 
     /// One of the account's jobs now and a receiver of its later changes (closed after its last).
@@ -490,6 +493,7 @@ pub fn info_from_row(row: &JobRow, mock: bool) -> JobInfo {
         created_at: row.created_at,
         started_at: row.started_at,
         finished_at: row.finished_at,
+        conversation_id: row.conversation_id.clone(),
     }
 }
 

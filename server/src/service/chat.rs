@@ -8,6 +8,7 @@ use super::{
     error::{Result, ServiceError},
     image_prompt::{self, StreamFilter},
     limits::{Admission, Generation, Made},
+    presence::ReplyInFlight,
     validate::{self, ValidChat},
 };
 use crate::{
@@ -96,12 +97,15 @@ pub async fn start(state: &AppState, caller: &Caller, request: ChatRequest) -> R
         })
         .await?;
     let (tx, rx) = mpsc::channel(256);
+    let message_id = new_id();
+    let in_flight = ReplyInFlight::start(&state.db, &state.process, &message_id, &conversation_id).await;
     let turn = Turn {
         state: state.clone(),
         account_id: caller.account_id.clone(),
         valid,
         conversation_id,
-        message_id: new_id(),
+        message_id,
+        _in_flight: in_flight,
         handle,
         slot,
         admission: Some((admission, what)),
@@ -136,6 +140,30 @@ pub async fn mark_interrupted(db: &crate::storage::Database) -> Result<usize> {
         tracing::info!(conversations = unanswered.len(), "replies cut off by the last stop marked interrupted");
     }
     Ok(unanswered.len())
+}
+
+/// Mark interrupted the replies whose process has not been seen since `alive_since` (Postgres:
+/// another process died mid-reply): stored under the id the reply was to have, empty, when its
+/// conversation still ends with the user's turn. Each is taken by one process only.
+pub async fn mark_orphan_replies(db: &crate::storage::Database, alive_since: i64) -> Result<usize> {
+    let mut marked = 0;
+    for (message_id, conversation_id) in db.take_orphan_replies(alive_since).await? {
+        let Some((_, role)) = db.last_message(&conversation_id).await? else { continue };
+        if role != "user" {
+            continue;
+        }
+        let reply = NewMessage {
+            id: &message_id,
+            conversation_id: &conversation_id,
+            role: "assistant",
+            content: "",
+            finish_reason: Some(INTERRUPTED),
+            ..Default::default()
+        };
+        db.append_message(&reply).await?;
+        marked += 1;
+    }
+    Ok(marked)
 }
 
 /// The turns sent with a new message: at most `CONTEXT_TURNS`, the window moving in blocks
@@ -315,6 +343,8 @@ struct Turn {
     /// This turn counted against the caller's limits: the chat reply while it is written, or for
     /// `/imagine` the image job it hands this to.
     admission: Option<(Admission, Generation)>,
+    /// Recorded while the reply is written, so a reply cut off by this process dying is marked.
+    _in_flight: ReplyInFlight,
 }
 
 /// What the model (or `/imagine`) answered.

@@ -37,6 +37,12 @@ pub fn response(state: &AppState, info: JobInfo) -> ImageGenerationResponse {
     }
 }
 
+/// The caller's jobs (of one end user, when named) still queued or drawing, on any process.
+pub async fn unfinished(state: &AppState, caller: &Caller, user_id: Option<String>) -> Result<Vec<JobInfo>> {
+    let user = validate::user_id("user_id", user_id)?;
+    Ok(state.jobs.unfinished(&caller.account_id, user.as_deref()).await?)
+}
+
 /// Wait until the job ends, at most `timeout`.
 pub async fn wait(state: &AppState, caller: &Caller, id: &str, timeout: Duration) -> Result<JobInfo> {
     let Some((mut last, mut updates)) = state.jobs.watch(&caller.account_id, id).await? else {
@@ -128,6 +134,7 @@ fn finished_info(row: &ImageRow, mock: bool) -> JobInfo {
         created_at: row.created_at,
         started_at: None,
         finished_at: Some(row.created_at),
+        conversation_id: row.conversation_id.clone(),
     }
 }
 

@@ -12,6 +12,7 @@ pub mod images;
 pub mod limits;
 pub mod load;
 pub mod metrics;
+pub mod presence;
 pub mod sanitize;
 pub mod state;
 pub mod templates;

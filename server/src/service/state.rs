@@ -23,6 +23,8 @@ pub struct AppState {
     pub engines: Engines,
     /// The image queue in front of the image engine.
     pub jobs: ImageJobs,
+    /// This process's name among those sharing the database (`service::presence`).
+    pub process: Arc<str>,
     /// Where pictures are kept (a folder, or an S3-compatible bucket).
     pub pictures: Pictures,
     /// Shared sessions and rate-limit buckets, when `REDIS_URL` is set.

@@ -9,6 +9,7 @@ mod history;
 mod images;
 mod jobs;
 mod pictures;
+mod presence;
 pub mod search;
 mod templates;
 mod usage;

@@ -134,6 +134,7 @@ mod tests {
             s3_access_key_id: None,
             s3_secret_access_key: None,
             s3_virtual_hosted: false,
+            heartbeat_ms: 10_000,
         };
         let pictures = Pictures::open(&config).unwrap();
         // A file an older version wrote is read as it is.

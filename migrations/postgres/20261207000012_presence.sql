@@ -1,0 +1,14 @@
+-- Processes sharing the database say they are alive (a heartbeat), and each chat reply being
+-- written names its process, so a reply whose process died is marked interrupted by another.
+CREATE TABLE processes (
+    name        TEXT PRIMARY KEY NOT NULL,
+    started_at  BIGINT NOT NULL,
+    seen_at     BIGINT NOT NULL
+);
+CREATE TABLE replies_in_flight (
+    -- the id the reply will be stored under
+    message_id       TEXT PRIMARY KEY NOT NULL,
+    conversation_id  TEXT NOT NULL,
+    process          TEXT NOT NULL,
+    started_at       BIGINT NOT NULL
+);

@@ -1,0 +1,73 @@
+//! This process among the others sharing the database: its name (in the image jobs it claims and
+//! the replies it writes), a heartbeat every `PROCESS_HEARTBEAT_MS`, and, on Postgres, a sweep
+//! that marks interrupted the replies of processes silent for three heartbeats (their process
+//! died mid-reply). On SQLite one process owns the file: a restart marks them at start instead.
+
+use crate::storage::{now_ms, Database};
+use std::{sync::Arc, time::Duration};
+
+/// Heartbeats missed before a process counts as gone.
+const MISSED_BEATS: u32 = 3;
+
+/// A name for this process: host, process id and a random part (a restarted process with the
+/// same pid is someone else).
+pub fn process_name() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    let host = Some(host.trim().to_string()).filter(|h| !h.is_empty()).unwrap_or_else(|| "host".into());
+    let random = uuid::Uuid::new_v4().simple().to_string();
+    format!("{host}:{}:{}", std::process::id(), &random[..8])
+}
+
+/// Say this process is alive every `every`, and (Postgres) mark the replies of gone ones.
+pub fn start(db: Database, name: Arc<str>, every: Duration) {
+    let started_at = now_ms();
+    tokio::spawn(async move {
+        let mut beat = tokio::time::interval(every);
+        loop {
+            beat.tick().await;
+            let now = now_ms();
+            if let Err(err) = db.heartbeat(&name, started_at, now).await {
+                tracing::warn!(error = %err, "could not write this process's heartbeat");
+                continue;
+            }
+            if let Database::Postgres(_) = db {
+                let alive_since = now - (every * MISSED_BEATS).as_millis() as i64;
+                match super::chat::mark_orphan_replies(&db, alive_since).await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(replies = n, "replies of a process that stopped marked interrupted"),
+                    Err(err) => tracing::warn!(error = %err, "could not mark the replies of stopped processes"),
+                }
+            }
+        }
+    });
+}
+
+/// A chat reply being written by this process, from its turn's start until it is dropped (the
+/// reply stored, or the turn ended without one).
+pub struct ReplyInFlight {
+    db: Database,
+    message_id: String,
+}
+
+impl ReplyInFlight {
+    pub async fn start(db: &Database, process: &str, message_id: &str, conversation_id: &str) -> ReplyInFlight {
+        // Without the row, only a crash goes unmarked: the reply itself goes ahead.
+        if let Err(err) = db.reply_started(message_id, conversation_id, process, now_ms()).await {
+            tracing::warn!(error = %err, "could not record a reply in flight");
+        }
+        ReplyInFlight { db: db.clone(), message_id: message_id.to_string() }
+    }
+}
+
+impl Drop for ReplyInFlight {
+    fn drop(&mut self) {
+        let (db, id) = (self.db.clone(), std::mem::take(&mut self.message_id));
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                if let Err(err) = db.reply_ended(&id).await {
+                    tracing::warn!(error = %err, "could not clear a reply in flight");
+                }
+            });
+        }
+    }
+}
