@@ -5,7 +5,9 @@ finish (claim with FOR UPDATE SKIP LOCKED, a step, the mock picture put into S3,
 NOTIFY), over a throwaway Postgres and SeaweedFS, mock engines drawing 1-step pictures with no
 pause, so the figures are the queue's and the stores', not a model's.
 
-Run through `bench/run.sh jobs [--jobs N] [--clients N]` (it builds the release server first).
+Run through `bench/run.sh jobs [--jobs N] [--clients N]` (it builds the release server first;
+BENCH_LOG sets the servers' RUST_LOG). Keep a few GB of disk free: SeaweedFS stops taking writes
+on a nearly full disk.
 Prints, for 1 and for 2 processes: submissions/s (all clients at once, alternating processes)
 and jobs finished/s (from the first claim to the last end, read from the rows). Standard library
 only; needs Postgres's server binaries and .venv-s3 (scripts/setup.sh test installs both)."""
@@ -101,7 +103,7 @@ def start_server(work, name, database, endpoint, prefix, jobs):
             "--s3-region", "us-east-1", "--s3-access-key-id", "bench", "--s3-secret-access-key", "bench"]
     os.makedirs(data)
     log = open(os.path.join(data, "server.log"), "w")
-    proc = subprocess.Popen(args, cwd=ROOT, env=dict(os.environ, RUST_LOG="warn"), stdout=log, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(args, cwd=ROOT, env=dict(os.environ, RUST_LOG=os.environ.get("BENCH_LOG", "warn")), stdout=log, stderr=subprocess.STDOUT)
     wait_for(name, lambda: urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2).status == 200)
     return proc, port
 
@@ -126,7 +128,13 @@ def run(pg, endpoint, work, processes, jobs, clients, label):
         if any(s != 202 for s in statuses):
             sys.exit(f"not every job was accepted: {sorted(set(statuses))}")
         db = label
-        wait_for("the jobs", lambda: pg.sql(db, "SELECT COUNT(*) FROM image_jobs WHERE status = 'done'") == str(jobs), 600)
+        done = lambda: pg.sql(db, "SELECT COUNT(*) FROM image_jobs WHERE status = 'done'") == str(jobs)  # noqa: E731
+        deadline = time.time() + 600
+        while not done():
+            if time.time() > deadline:
+                states = pg.sql(db, "SELECT status, COUNT(*) FROM image_jobs GROUP BY status")
+                sys.exit(f"not every job was drawn within 600 s: {states}; logs in {work}")
+            time.sleep(0.1)
         first, last, attempts = pg.sql(db, "SELECT MIN(started_at), MAX(finished_at), MAX(attempts) FROM image_jobs").split("|")
         drained = (int(last) - int(first)) / 1000
         return jobs / submitted, jobs / drained, int(attempts)
@@ -146,16 +154,16 @@ def main():
     pg = Postgres(work)
     s3, endpoint = start_s3(work)
     try:
-        print(f"{args.jobs} one-step mock jobs, {args.clients} clients submitting, Postgres + SeaweedFS")
+        print(f"{args.jobs} one-step mock jobs, {args.clients} clients submitting, Postgres + SeaweedFS", flush=True)
         print(f"{'processes':>9} {'submitted/s':>12} {'finished/s':>11} {'max attempts':>13}")
         for processes in (1, 2):
             sub, fin, attempts = run(pg, endpoint, work, processes, args.jobs, args.clients, f"p{processes}")
-            print(f"{processes:>9} {sub:>12.0f} {fin:>11.0f} {attempts:>13}")
+            print(f"{processes:>9} {sub:>12.0f} {fin:>11.0f} {attempts:>13}", flush=True)
     finally:
-        s3.terminate()
+        s3.kill()
         s3.wait()
         pg.stop()
-        shutil.rmtree(work, ignore_errors=True)
+    shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":
