@@ -128,7 +128,7 @@ pub async fn build_state(config: Config) -> Result<AppState, StartupError> {
         Some(url) => Some(auth::sessions::connect_redis(url.expose()).await.map_err(StartupError::Config)?),
         None => None,
     };
-    let limits = service::limits::Limits::new(config.limits, redis.clone());
+    let limits = service::limits::Limits::new(config.limits, redis.clone()).for_process(process.clone());
     // What the last stop cut off: replies are marked so, pictures wait first in line again.
     if let Database::Sqlite(_) = db {
         // Every reply in flight was the last process's: marked under the ids they were to have,

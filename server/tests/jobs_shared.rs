@@ -281,3 +281,36 @@ async fn a_reply_cut_off_by_a_killed_process_is_marked_interrupted_by_the_other(
         .await;
     assert_eq!(next["reply"], "You said: again");
 }
+
+#[tokio::test]
+async fn replies_being_written_on_one_process_count_against_the_account_on_the_other() {
+    let p = pair(&["--mock-token-ms", "100", "--account-concurrent-generations", "2"]).await;
+    let mut streams = Vec::new();
+    for user in ["u1", "u2"] {
+        let ask = json!({"user_id": user, "message": "tell me a long story, slowly", "stream": true});
+        let mut stream = p.a.send("POST", "/chat", Some(&ask)).await.unwrap();
+        assert_eq!(stream.status(), 200);
+        stream.chunk().await.unwrap().expect("the reply began");
+        streams.push(stream);
+    }
+    // Two replies are being written on A: B lets in neither a third reply nor a picture.
+    let (status, body) = p.b.request("POST", "/chat", Some(&json!({"user_id": "u3", "message": "hi"}))).await;
+    assert_eq!(status, 429, "{}", String::from_utf8_lossy(&body));
+    let body: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(body["error"]["param"], "account.concurrent_generations", "{body}");
+    assert_eq!(p.b.request("POST", "/image", Some(&recipe(1, 2))).await.0, 429);
+    let quota = p.b.json("GET", "/quota", None).await;
+    assert_eq!(quota["account"]["concurrent_generations"]["used"], 2, "{quota}");
+    // Hung up, the replies stop and their places come back on B.
+    drop(streams);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (status, _) = p.b.request("POST", "/chat", Some(&json!({"user_id": "u3", "message": "hi"}))).await;
+        if status == 200 {
+            break;
+        }
+        assert_eq!(status, 429);
+        assert!(Instant::now() < deadline, "the places did not come back");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

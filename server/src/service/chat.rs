@@ -21,7 +21,7 @@ use crate::{
     },
     jobs::Origin,
     service::AppState,
-    storage::{ChatSettingsRow, MessageRow, NewMessage},
+    storage::{ChatSettingsRow, MessageRow, NewMessage, ReplyStarted},
 };
 use app::types::{ChatEvent, ChatRequest, ChatResponse, ChatSettings, ErrorDetail, ImageJob, JobInfo, Timings, Usage};
 use tokio::sync::{mpsc, OwnedSemaphorePermit};
@@ -98,7 +98,15 @@ pub async fn start(state: &AppState, caller: &Caller, request: ChatRequest) -> R
         .await?;
     let (tx, rx) = mpsc::channel(256);
     let message_id = new_id();
-    let in_flight = ReplyInFlight::start(&state.db, &state.process, &message_id, &conversation_id).await;
+    let reply = ReplyStarted {
+        message_id: &message_id,
+        conversation_id: &conversation_id,
+        account_id: &caller.account_id,
+        user_id: &valid.user_id,
+        process: &state.process,
+        at: 0,
+    };
+    let in_flight = ReplyInFlight::start(&state.db, reply).await;
     let turn = Turn {
         state: state.clone(),
         account_id: caller.account_id.clone(),

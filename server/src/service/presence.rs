@@ -3,7 +3,7 @@
 //! that marks interrupted the replies of processes silent for three heartbeats (their process
 //! died mid-reply). On SQLite one process owns the file: a restart marks them at start instead.
 
-use crate::storage::{now_ms, Database};
+use crate::storage::{now_ms, Database, ReplyStarted};
 use std::{sync::Arc, time::Duration};
 
 /// Heartbeats missed before a process counts as gone.
@@ -50,12 +50,14 @@ pub struct ReplyInFlight {
 }
 
 impl ReplyInFlight {
-    pub async fn start(db: &Database, process: &str, message_id: &str, conversation_id: &str) -> ReplyInFlight {
-        // Without the row, only a crash goes unmarked: the reply itself goes ahead.
-        if let Err(err) = db.reply_started(message_id, conversation_id, process, now_ms()).await {
+    /// Record `reply` (its `at` is set here).
+    pub async fn start(db: &Database, reply: ReplyStarted<'_>) -> ReplyInFlight {
+        // Without the row only a crash goes unmarked, and other processes do not count the
+        // reply against its owner's limits: the reply itself goes ahead.
+        if let Err(err) = db.reply_started(&ReplyStarted { at: now_ms(), ..reply }).await {
             tracing::warn!(error = %err, "could not record a reply in flight");
         }
-        ReplyInFlight { db: db.clone(), message_id: message_id.to_string() }
+        ReplyInFlight { db: db.clone(), message_id: reply.message_id.to_string() }
     }
 }
 

@@ -251,11 +251,12 @@ impl Database {
         Ok(on_pool!(self, |pool| sqlx::query_as(&sql).fetch_all(pool).await?))
     }
 
-    /// The newest jobs drawn to the end, for learning how long drawing takes.
+    /// The newest jobs drawn to the end, for learning how long drawing takes (newest by when they
+    /// were asked for: that order walks the `(status, created_at)` index, however long the history).
     pub async fn recent_done_jobs(&self, limit: i64) -> Result<Vec<JobRow>, StorageError> {
         let sql = format!(
             "SELECT {COLUMNS} FROM image_jobs WHERE status = 'done' AND started_at IS NOT NULL \
-             ORDER BY finished_at DESC LIMIT $1"
+             ORDER BY created_at DESC LIMIT $1"
         );
         Ok(on_pool!(self, |pool| sqlx::query_as(&sql).bind(limit).fetch_all(pool).await?))
     }

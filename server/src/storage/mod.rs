@@ -10,6 +10,7 @@ mod images;
 mod jobs;
 mod pictures;
 mod presence;
+pub use presence::ReplyStarted;
 pub mod search;
 mod templates;
 mod usage;

@@ -3,6 +3,17 @@
 
 use super::{on_pool, Database, StorageError};
 
+/// A chat reply that began being written.
+pub struct ReplyStarted<'a> {
+    pub message_id: &'a str,
+    pub conversation_id: &'a str,
+    pub account_id: &'a str,
+    /// The account's end user (`""`: none named).
+    pub user_id: &'a str,
+    pub process: &'a str,
+    pub at: i64,
+}
+
 impl Database {
     /// This process is alive now.
     pub async fn heartbeat(&self, process: &str, started_at: i64, now: i64) -> Result<(), StorageError> {
@@ -17,25 +28,34 @@ impl Database {
         Ok(())
     }
 
-    /// A reply is being written by `process`, to be stored as `message_id`.
-    pub async fn reply_started(
-        &self,
-        message_id: &str,
-        conversation_id: &str,
-        process: &str,
-        at: i64,
-    ) -> Result<(), StorageError> {
-        const SQL: &str =
-            "INSERT INTO replies_in_flight (message_id, conversation_id, process, started_at) VALUES ($1, $2, $3, $4)";
+    /// A reply of `account`'s end user `user` is being written by `process`, to be stored as
+    /// `message_id`.
+    pub async fn reply_started(&self, reply: &ReplyStarted<'_>) -> Result<(), StorageError> {
+        const SQL: &str = "INSERT INTO replies_in_flight (message_id, conversation_id, account_id, user_id, process, \
+                           started_at) VALUES ($1, $2, $3, $4, $5, $6)";
         on_pool!(self, |pool| sqlx::query(SQL)
-            .bind(message_id)
-            .bind(conversation_id)
-            .bind(process)
-            .bind(at)
+            .bind(reply.message_id)
+            .bind(reply.conversation_id)
+            .bind(reply.account_id)
+            .bind(reply.user_id)
+            .bind(reply.process)
+            .bind(reply.at)
             .execute(pool)
             .await
             .map(drop)?);
         Ok(())
+    }
+
+    /// Replies being written by processes other than `process`: (the account's, its end user's).
+    pub async fn replies_elsewhere(
+        &self,
+        account: &str,
+        user: &str,
+        process: &str,
+    ) -> Result<(i64, i64), StorageError> {
+        const SQL: &str = "SELECT COUNT(*), COALESCE(SUM(CASE WHEN user_id = $2 THEN 1 ELSE 0 END), 0) \
+                           FROM replies_in_flight WHERE account_id = $1 AND process <> $3";
+        Ok(on_pool!(self, |pool| sqlx::query_as(SQL).bind(account).bind(user).bind(process).fetch_one(pool).await?))
     }
 
     /// The reply was stored (or its turn ended without one).

@@ -117,6 +117,28 @@ pub struct Limits {
     rates: Arc<dyn RateStore>,
     in_flight: InFlight,
     sockets: OpenSockets,
+    /// This process's name: the replies other processes are writing count from their rows.
+    process: Arc<str>,
+}
+
+/// What an owner holds beyond this process's own generations: image jobs queued or drawing on
+/// any process (their rows), and chat replies other processes are writing (their rows in flight).
+#[derive(Clone, Copy, Debug, Default)]
+struct Elsewhere {
+    jobs: JobCounts,
+    /// (the account's, its end user's)
+    replies: (i64, i64),
+}
+
+impl Elsewhere {
+    /// (generations, images) of a scope.
+    fn of(&self, scope: Scope) -> (u32, u32) {
+        let (jobs, replies) = match scope {
+            Scope::Account => (self.jobs.account, self.replies.0),
+            Scope::User => (self.jobs.of_user, self.replies.1),
+        };
+        ((jobs + replies) as u32, jobs as u32)
+    }
 }
 
 impl Limits {
@@ -126,7 +148,20 @@ impl Limits {
             Some(pool) => Arc::new(RedisRates { pool }),
             None => Arc::new(MemoryRates::default()),
         };
-        Limits { config, rates, in_flight: InFlight::default(), sockets: OpenSockets::default() }
+        Limits { config, rates, in_flight: InFlight::default(), sockets: OpenSockets::default(), process: "".into() }
+    }
+
+    /// These limits for the process named `process` (`service::presence`).
+    pub fn for_process(self, process: Arc<str>) -> Limits {
+        Limits { process, ..self }
+    }
+
+    /// What the owner holds beyond this process's own generations.
+    async fn elsewhere(&self, db: &Database, account: &str, user: Option<&str>) -> Result<Elsewhere, StorageError> {
+        let user = user.unwrap_or("");
+        let jobs = db.unfinished_job_counts(account, user).await?;
+        let replies = db.replies_elsewhere(account, user, &self.process).await?;
+        Ok(Elsewhere { jobs, replies })
     }
 
     /// A place for one more WebSocket of the account (`ACCOUNT_WEBSOCKETS`), or 429.
@@ -226,13 +261,14 @@ impl Limits {
     }
 
     /// Each scope's limits and what it holds now: generations of this process in flight
-    /// (`local`) plus image jobs queued or running on any process (`jobs`, from their rows).
+    /// (`local`) plus image jobs queued or running on any process and chat replies other
+    /// processes are writing (`elsewhere`, from their rows).
     fn quotas(
         &self,
         account: &str,
         user: Option<&str>,
         used: &[Usage],
-        jobs: JobCounts,
+        elsewhere: Elsewhere,
         local: &dyn Fn(&str) -> (u32, u32),
     ) -> Vec<ScopeQuota> {
         Self::scopes(account, user)
@@ -241,17 +277,14 @@ impl Limits {
             .map(|((scope, key), used)| {
                 let limits = ScopeLimits::of(&self.config, *scope);
                 let (running, images) = local(key);
-                let jobs = match scope {
-                    Scope::Account => jobs.account,
-                    Scope::User => jobs.of_user,
-                } as u32;
+                let (running_elsewhere, images_elsewhere) = elsewhere.of(*scope);
                 ScopeQuota {
                     scope: *scope,
                     concurrent: limits.concurrent,
                     images_per_day: limits.images_per_day,
                     tokens_per_day: limits.tokens_per_day,
-                    running: running + jobs,
-                    images_in_flight: images + jobs,
+                    running: running + running_elsewhere,
+                    images_in_flight: images + images_elsewhere,
                     used: *used,
                 }
             })
@@ -269,10 +302,10 @@ impl Limits {
         what: Generation,
     ) -> Result<(Admission, Option<u64>), ServiceError> {
         let used = Self::used(db, account, user).await?;
-        let jobs = db.unfinished_job_counts(account, user.unwrap_or("")).await?;
+        let elsewhere = self.elsewhere(db, account, user).await?;
         let keys: Vec<String> = Self::scopes(account, user).into_iter().map(|(_, key)| key).collect();
         let (tokens_left, held) = self.in_flight.admit_with(&keys, what, |local| {
-            quota::admit(&self.quotas(account, user, &used, jobs, local), what, now_ms())
+            quota::admit(&self.quotas(account, user, &used, elsewhere, local), what, now_ms())
         })?;
         let meter = UsageMeter { db: db.clone(), account: account.to_string(), user: user.map(String::from) };
         Ok((Admission { _held: held, meter }, tokens_left))
@@ -280,7 +313,8 @@ impl Limits {
 
     /// The check a new image job passes, against the jobs of its owner queued or running on
     /// every process, counted when its row is inserted (`ImageJobs::submit`), so two processes
-    /// cannot both let in the last one. Today's use is read now.
+    /// cannot both let in the last one. Today's use and the replies other processes are writing
+    /// are read now.
     pub async fn image_gate(
         &self,
         db: &Database,
@@ -288,13 +322,20 @@ impl Limits {
         user: Option<&str>,
     ) -> Result<ImageGate, ServiceError> {
         let used = Self::used(db, account, user).await?;
-        Ok(ImageGate { limits: self.clone(), account: account.to_string(), user: user.map(String::from), used })
+        let replies = self.elsewhere(db, account, user).await?.replies;
+        Ok(ImageGate {
+            limits: self.clone(),
+            account: account.to_string(),
+            user: user.map(String::from),
+            used,
+            replies,
+        })
     }
 
     /// Usage and limits for `GET /quota`.
     pub async fn report(&self, db: &Database, account: &str, user: Option<&str>) -> Result<QuotaReport, StorageError> {
         let today = day_of(now_ms());
-        let jobs = db.unfinished_job_counts(account, user.unwrap_or("")).await?;
+        let elsewhere = self.elsewhere(db, account, user).await?;
         let mut scopes = Vec::new();
         for (scope, key) in Self::scopes(account, user) {
             let limits = ScopeLimits::of(&self.config, scope);
@@ -302,11 +343,8 @@ impl Limits {
             let used = db.usage(account, user, today).await?;
             let left = self.rates.left(&key, limits.rpm).await?;
             let (running, images_in_flight) = self.in_flight.of(&key);
-            let jobs = match scope {
-                Scope::Account => jobs.account,
-                Scope::User => jobs.of_user,
-            } as u32;
-            let (running, images_in_flight) = (running + jobs, images_in_flight + jobs);
+            let (running_elsewhere, images_elsewhere) = elsewhere.of(scope);
+            let (running, images_in_flight) = (running + running_elsewhere, images_in_flight + images_elsewhere);
             scopes.push(QuotaScope {
                 requests_per_minute: limit(limits.rpm.into(), (limits.rpm as f64 - left).max(0.0).round() as u64),
                 concurrent_generations: limit(limits.concurrent.into(), running.into()),
@@ -333,13 +371,15 @@ pub struct ImageGate {
     account: String,
     user: Option<String>,
     used: Vec<Usage>,
+    replies: (i64, i64),
 }
 
 impl ImageGate {
     pub fn check(&self, jobs: JobCounts) -> Result<(), ServiceError> {
         let (account, user) = (self.account.as_str(), self.user.as_deref());
         let local = |key: &str| self.limits.in_flight.of(key);
-        quota::admit(&self.limits.quotas(account, user, &self.used, jobs, &local), Generation::Image, now_ms())?;
+        let elsewhere = Elsewhere { jobs, replies: self.replies };
+        quota::admit(&self.limits.quotas(account, user, &self.used, elsewhere, &local), Generation::Image, now_ms())?;
         Ok(())
     }
 }
@@ -392,6 +432,7 @@ mod tests {
             rates: memory.clone(),
             in_flight: InFlight::default(),
             sockets: OpenSockets::default(),
+            process: "".into(),
         };
         limits.auth_request("attacker").await.unwrap();
         limits.auth_request("attacker").await.unwrap();
