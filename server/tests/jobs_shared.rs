@@ -314,3 +314,25 @@ async fn replies_being_written_on_one_process_count_against_the_account_on_the_o
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+#[tokio::test]
+async fn a_follower_on_one_process_sees_its_place_move_up_as_both_processes_draw() {
+    let p = pair(&["--mock-image-step-ms", "100"]).await;
+    let mut ids = Vec::new();
+    for seed in 0..4 {
+        let server = if seed % 2 == 0 { &p.a } else { &p.b };
+        ids.push(submit(server, seed, 10).await);
+    }
+    // Two drawing (one per process), two waiting: the last is second in line.
+    let last = p.b.until_job(&ids[3], 10, |j| j["status"] == "queued" && j["position"] == 1).await;
+    assert!(last["eta_ms"].is_u64() || last["eta_ms"].is_null(), "{last}");
+    let events = p.b.send("GET", &format!("/jobs/{}/events", ids[3]), None).await.unwrap().text().await.unwrap();
+    let infos: Vec<Value> = common::api::parse_sse(&events).into_iter().map(|(_, v)| v).collect();
+    let mut places: Vec<u64> = infos.iter().filter_map(|i| i["position"].as_u64()).collect();
+    places.dedup();
+    assert_eq!(places, [1, 0], "its place moved up as jobs ended: {events}");
+    let states: Vec<&str> = infos.iter().map(|i| i["status"].as_str().unwrap()).collect();
+    let first_running = states.iter().position(|s| *s == "running").expect("it was drawn");
+    assert!(states[..first_running].iter().all(|s| *s == "queued"), "{states:?}");
+    assert_eq!(states.last(), Some(&"done"));
+}

@@ -249,24 +249,32 @@ impl ImageJobs {
 
     /// A job as its row tells it, with its standing in the shared queue while it waits or draws.
     pub async fn view(&self, row: &JobRow) -> Result<JobInfo, StorageError> {
-        let mut info = info_from_row(row, self.inner.mock);
+        let info = info_from_row(row, self.inner.mock);
         if info.status.is_final() {
             return Ok(info);
         }
         let queue = self.inner.db.unfinished_jobs().await?;
+        Ok(self.view_in(row, &queued_jobs(&queue)))
+    }
+
+    /// A job waiting or drawing as its row tells it, with its standing in `queue` (the shared
+    /// queue as read once for several jobs).
+    fn view_in(&self, row: &JobRow, queue: &[QueuedJob<'_>]) -> JobInfo {
+        let mut info = info_from_row(row, self.inner.mock);
         let speed = *self.speed();
         match info.status {
             JobStatus::Queued => {
-                if let Some(standing) = speed.standing(&queued_jobs(&queue), &row.id) {
+                if let Some(standing) = speed.standing(queue, &row.id) {
                     (info.position, info.eta_ms) = (Some(standing.position), standing.eta_ms);
                 }
             }
-            _ => {
+            JobStatus::Running => {
                 let (request, _) = recipe_of(row);
                 info.eta_ms = speed.remaining_ms(&request, info.step);
             }
+            _ => {}
         }
-        Ok(info)
+        info
     }
 
     /// When a place in the queue is likely to free up.
@@ -350,13 +358,18 @@ impl ImageJobs {
         if followed.is_empty() {
             return;
         }
-        let queue = match self.inner.db.unfinished_jobs().await {
-            Ok(queue) => queue,
+        let rows = match self.inner.db.unfinished_jobs().await {
+            Ok(rows) => rows,
             Err(err) => return tracing::warn!(error = %err, "could not read the image queue"),
         };
+        // One read of the queue for every followed job in it; the others (ended, perhaps while
+        // announcements were missed) are read one by one.
+        let queue = queued_jobs(&rows);
         for id in followed {
-            if all || queue.iter().any(|row| row.id == id) {
-                self.refresh(&id).await;
+            match rows.iter().find(|row| row.id == id) {
+                Some(row) => self.inner.followers.publish(self.view_in(row, &queue)),
+                None if all => self.refresh(&id).await,
+                None => {}
             }
         }
     }
