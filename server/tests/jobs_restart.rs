@@ -7,7 +7,6 @@ mod common;
 
 use common::process::{free_port, server_command, ServerProcess};
 use serde_json::{json, Value};
-use std::time::{Duration, Instant};
 
 fn start_command(data: &std::path::Path, port: u16, engines: &[&str]) -> std::process::Command {
     let mut command = server_command(port);
@@ -22,20 +21,8 @@ fn start_command(data: &std::path::Path, port: u16, engines: &[&str]) -> std::pr
 async fn start(data: &std::path::Path, engines: &[&str]) -> ServerProcess {
     let port = free_port();
     let server = ServerProcess::start(start_command(data, port, engines), port).await;
-    wait_until_ready(&server).await;
+    server.until_models_ready(60).await;
     server
-}
-
-async fn wait_until_ready(server: &ServerProcess) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let health = server.json("GET", "/health", None).await;
-        if health["models"].as_array().unwrap().iter().all(|m| m["state"] == "ready") {
-            return;
-        }
-        assert!(Instant::now() < deadline, "the models did not load: {health}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 fn recipe(seed: u32, steps: u32) -> Value {

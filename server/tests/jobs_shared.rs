@@ -211,25 +211,12 @@ async fn an_accounts_limit_on_generations_at_once_holds_across_both_processes() 
     assert_eq!(unfinished, 3);
 }
 
-/// Until both models of `server` are loaded.
-async fn ready(server: &ServerProcess) {
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        let health = server.json("GET", "/health", None).await;
-        if health["models"].as_array().unwrap().iter().all(|m| m["state"] == "ready") {
-            return;
-        }
-        assert!(Instant::now() < deadline, "the models did not load: {health}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 #[tokio::test]
 async fn on_the_fixture_models_one_job_each_is_drawn_once_followed_and_fetched_through_the_other() {
     let models = ["--llm-model", common::LLM_FIXTURE, "--sd-model", common::SD_FIXTURE];
     let p = pair_on(&models).await;
-    ready(&p.a).await;
-    ready(&p.b).await;
+    p.a.until_models_ready(120).await;
+    p.b.until_models_ready(120).await;
     // The same recipe through each process: whichever draws it, the same picture.
     let ids = [submit(&p.a, 5, 8).await, submit(&p.b, 5, 8).await];
     let mut pictures = Vec::new();

@@ -206,15 +206,12 @@ impl ImageJobs {
         }
     }
 
-    /// The account's jobs (its end user's, when named) queued or drawing now, oldest first.
-    pub async fn unfinished(&self, account: &str, user: Option<&str>) -> Result<Vec<JobInfo>, StorageError> {
-        let mut jobs = Vec::new();
-        for row in self.inner.db.unfinished_jobs().await? {
-            if row.account_id == account && user.is_none_or(|u| row.user_id == u) {
-                jobs.push(self.view(&row).await?);
-            }
-        }
-        Ok(jobs)
+    /// The jobs queued or drawing now that `keep` picks, oldest first, each with its row and its
+    /// standing (one read of the shared queue for all of them).
+    pub async fn unfinished(&self, keep: impl Fn(&JobRow) -> bool) -> Result<Vec<(JobRow, JobInfo)>, StorageError> {
+        let rows = self.inner.db.unfinished_jobs().await?;
+        let queue = queued_jobs(&rows);
+        Ok(rows.iter().filter(|row| keep(row)).map(|row| (row.clone(), self.view_in(row, &queue))).collect())
     }
 
     /// One of the account's jobs now and a receiver of its later changes (closed after its last).

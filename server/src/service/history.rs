@@ -4,7 +4,7 @@ use super::error::{Result, ServiceError};
 use crate::{
     auth::Caller,
     service::AppState,
-    storage::{search, ConversationRow, FullMessageRow, MessageRow},
+    storage::{search, ConversationRow, FullMessageRow, JobRow, MessageRow},
 };
 use app::types::{
     ChatDefaults, ChatSettings, ConversationDetail, ConversationList, ConversationSummary, ConversationUpdate, JobInfo,
@@ -183,12 +183,9 @@ fn summary(row: ConversationRow) -> ConversationSummary {
 /// The conversation's pictures still queued or drawing, by the message that asked, with their
 /// places in the shared queue and estimates.
 async fn unfinished_jobs(state: &AppState, caller: &Caller, id: &str) -> Result<Vec<(String, JobInfo)>> {
-    let mut jobs = Vec::new();
-    for row in state.db.unfinished_jobs_in(id).await? {
-        let Some(message) = row.message_id.clone().filter(|_| row.account_id == caller.account_id) else { continue };
-        jobs.push((message, state.jobs.view(&row).await?));
-    }
-    Ok(jobs)
+    let here = |row: &JobRow| row.conversation_id.as_deref() == Some(id) && row.account_id == caller.account_id;
+    let jobs = state.jobs.unfinished(here).await?;
+    Ok(jobs.into_iter().filter_map(|(row, info)| Some((row.message_id?, info))).collect())
 }
 
 fn message_view(m: FullMessageRow, images: &[(String, String)], jobs: &[(String, JobInfo)]) -> MessageView {

@@ -4,7 +4,12 @@ use super::{
     error::{Result, ServiceError},
     validate,
 };
-use crate::{auth::Caller, jobs::Origin, service::AppState, storage::ImageRow};
+use crate::{
+    auth::Caller,
+    jobs::Origin,
+    service::AppState,
+    storage::{ImageRow, JobRow},
+};
 use app::types::{ImageGenerationRequest, ImageGenerationResponse, ImageParameters, JobInfo, JobStatus};
 use std::time::Duration;
 
@@ -40,7 +45,8 @@ pub fn response(state: &AppState, info: JobInfo) -> ImageGenerationResponse {
 /// The caller's jobs (of one end user, when named) still queued or drawing, on any process.
 pub async fn unfinished(state: &AppState, caller: &Caller, user_id: Option<String>) -> Result<Vec<JobInfo>> {
     let user = validate::user_id("user_id", user_id)?;
-    Ok(state.jobs.unfinished(&caller.account_id, user.as_deref()).await?)
+    let mine = |row: &JobRow| row.account_id == caller.account_id && user.as_ref().is_none_or(|u| row.user_id == *u);
+    Ok(state.jobs.unfinished(mine).await?.into_iter().map(|(_, info)| info).collect())
 }
 
 /// Wait until the job ends, at most `timeout`.

@@ -261,15 +261,6 @@ impl Database {
         Ok(on_pool!(self, |pool| sqlx::query_as(&sql).bind(limit).fetch_all(pool).await?))
     }
 
-    /// The conversation's jobs still queued or drawing, oldest first.
-    pub async fn unfinished_jobs_in(&self, conversation_id: &str) -> Result<Vec<JobRow>, StorageError> {
-        let sql = format!(
-            "SELECT {COLUMNS} FROM image_jobs WHERE conversation_id = $1 AND status IN ('queued', 'running') \
-             ORDER BY created_at, id"
-        );
-        Ok(on_pool!(self, |pool| sqlx::query_as(&sql).bind(conversation_id).fetch_all(pool).await?))
-    }
-
     /// On SQLite, whose file one process owns: what was drawing when that process stopped is
     /// queued again at once (no need to wait for its lease), a cancel asked meanwhile honoured.
     pub async fn requeue_running_jobs(&self, at: i64) -> Result<u64, StorageError> {

@@ -92,6 +92,19 @@ impl ServerProcess {
         }
     }
 
+    /// Until every model of the server is loaded, at most `secs`.
+    pub async fn until_models_ready(&self, secs: u64) {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        loop {
+            let health = self.json("GET", "/health", None).await;
+            if health["models"].as_array().unwrap().iter().all(|m| m["state"] == "ready") {
+                return;
+            }
+            assert!(Instant::now() < deadline, "the models did not load: {health}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     /// SIGKILL: no shutdown code runs.
     pub fn kill(mut self) {
         self.child.kill().unwrap();
