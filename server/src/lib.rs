@@ -65,7 +65,8 @@ pub async fn build_state(config: Config) -> Result<AppState, StartupError> {
         None => None,
     };
     // The runtime first: without it nothing can run, and the error says what to install.
-    let runtime = if config.models.use_mocks {
+    let models_here = config.cluster.local_chat() || config.cluster.local_images();
+    let runtime = if config.models.use_mocks || !models_here {
         None
     } else {
         let runtime = runtime::load(&config.models.runtime_search())?;
@@ -103,9 +104,10 @@ pub async fn build_state(config: Config) -> Result<AppState, StartupError> {
     let start_worker = {
         let (jobs, pictures) = (jobs.clone(), pictures.clone());
         let pause = chat_slots.image_pause(std::time::Duration::from_millis(config.images.yield_ms));
-        move |engine| jobs.start(jobs::Worker { engine, pictures, pause })
+        move |engine| jobs.start(jobs::Worker { engine, pictures: pictures.clone(), pause: pause.clone() })
     };
 
+    let remote = service::cluster::engines(&config, &db).map_err(StartupError::Config)?;
     let (llm, sd, engines) = if config.models.use_mocks {
         let llm = Arc::new(ModelSlot::mock(ModelRole::Llm, config.models.llm_model.clone()));
         let sd = Arc::new(ModelSlot::mock(ModelRole::Sd, config.models.sd_model.clone()));
@@ -114,11 +116,40 @@ pub async fn build_state(config: Config) -> Result<AppState, StartupError> {
             step_time: std::time::Duration::from_millis(config.images.mock_step_ms),
         });
         let chat = MockChat { token_time: std::time::Duration::from_millis(config.llm.mock_token_ms) };
-        start_worker(image.clone());
-        (llm, sd, Engines::new(Some(Arc::new(chat)), Some(image)))
+        let engines = Engines::default();
+        if remote.chat.is_none() {
+            engines.set_llm(Arc::new(chat));
+        }
+        if remote.image.is_none() {
+            engines.set_sd(image.clone());
+            start_worker(image);
+        }
+        (llm, sd, engines)
     } else {
-        start_engines(&config, start_worker)?
+        let local = (remote.chat.is_none(), remote.image.is_none());
+        start_engines(&config, local, start_worker.clone())?
     };
+    // Models answered elsewhere: their slots follow the workers or endpoints.
+    let (llm, sd) = (
+        match (&remote.chat, &remote.remote.chat) {
+            (Some(chat), Some(pool)) => {
+                engines.set_llm(chat.clone());
+                service::cluster::slot(ModelRole::Llm, &config, pool)
+            }
+            _ => llm,
+        },
+        match (&remote.image, &remote.remote.images) {
+            (Some(image), Some(pool)) => {
+                engines.set_sd(image.clone());
+                // Endpoints draw what this process claims; a web process claims nothing.
+                if !config.cluster.image_endpoints.is_empty() {
+                    start_worker(image.clone());
+                }
+                service::cluster::slot(ModelRole::Sd, &config, pool)
+            }
+            _ => sd,
+        },
+    );
     let signing = auth::signing::SigningKey::load(
         config.auth.secret_key.as_ref().map(|s| s.expose()),
         &config.storage.data_dir.join("secret.key"),
@@ -133,19 +164,30 @@ pub async fn build_state(config: Config) -> Result<AppState, StartupError> {
     if let Database::Sqlite(_) = db {
         // Every reply in flight was the last process's: marked under the ids they were to have,
         // then any turn still unanswered (from before replies in flight were recorded).
-        service::chat::mark_orphan_replies(&db, i64::MAX).await.map_err(|e| StartupError::Config(e.to_string()))?;
+        service::chat::mark_orphan_replies(&db, i64::MAX, None)
+            .await
+            .map_err(|e| StartupError::Config(e.to_string()))?;
         service::chat::mark_interrupted(&db).await.map_err(|e| StartupError::Config(e.to_string()))?;
     }
     jobs.resume().await?;
-    service::presence::start(
-        db.clone(),
-        process.clone(),
-        std::time::Duration::from_millis(config.storage.heartbeat_ms),
-    );
+    let role = config.cluster.role;
+    let announce = service::presence::Announce {
+        name: process.clone(),
+        role: role.as_str(),
+        url: (role == config::Role::Worker).then(|| config.cluster.announced_url(config.server.site_addr)),
+    };
     let images = &config.images;
     let prompts =
         service::sanitize::PromptPolicy::load(images.image_prompt_blocklist.as_deref(), &images.image_negative_prompt)
             .map_err(StartupError::Config)?;
+    let prompts = Arc::new(prompts);
+    let recover = service::chat::Recover { engines: engines.clone(), prompts: prompts.clone() };
+    service::presence::start(
+        db.clone(),
+        announce,
+        std::time::Duration::from_millis(config.storage.heartbeat_ms),
+        Some(recover),
+    );
     Ok(AppState {
         config: Arc::new(config),
         db,
@@ -154,11 +196,13 @@ pub async fn build_state(config: Config) -> Result<AppState, StartupError> {
         engines,
         jobs,
         process,
+        remote: remote.remote,
+        serving: Default::default(),
         pictures,
         redis,
         signing,
         limits,
-        prompts: Arc::new(prompts),
+        prompts,
         hashing: auth::password::Hashing::new(),
         zip_slots: Arc::new(tokio::sync::Semaphore::new(service::gallery::ZIP_CONCURRENCY)),
         chat_slots,
@@ -172,6 +216,7 @@ pub async fn build_state(config: Config) -> Result<AppState, StartupError> {
 /// ones in the background when `AUTO_DOWNLOAD_MODELS` is on.
 fn start_engines(
     config: &Config,
+    (chat_here, images_here): (bool, bool),
     start_worker: impl FnOnce(Arc<dyn inference::engine::ImageEngine>) + Send + 'static,
 ) -> Result<(Arc<ModelSlot>, Arc<ModelSlot>, Engines), StartupError> {
     let models_dir = config.models_dir();
@@ -180,7 +225,10 @@ fn start_engines(
     };
     let llm = locate(ModelRole::Llm, &config.models.llm_model, &config.models.llm_revision);
     let sd = locate(ModelRole::Sd, &config.models.sd_model, &config.models.sd_revision);
-    for slot in [&llm, &sd] {
+    for (slot, here) in [(&llm, chat_here), (&sd, images_here)] {
+        if !here {
+            continue;
+        }
         let h = slot.health();
         if let Some(detail) = h.detail.as_deref() {
             tracing::warn!(role = ?h.role, model = %h.id, state = h.state.as_str(), "{detail}");
@@ -191,13 +239,16 @@ fn start_engines(
     let (llm_settings, sd_settings) = service::health::engine_settings(config);
     tracing::info!(settings = %llm_settings, "chat model settings");
     tracing::info!(settings = %sd_settings, "image model settings");
-    if config.models.auto_download_models && llm.to_download().is_some() {
+    if !chat_here {
+        // Answered elsewhere: the slot is replaced by one that follows the workers or endpoints.
+    } else if config.models.auto_download_models && llm.to_download().is_some() {
         let engines = engines.clone();
         models::auto::spawn(llm.clone(), config.hub_options(), move |slot| engines.start_llm(slot, llm_options));
     } else {
         engines.start_llm(&llm, llm_options).map_err(StartupError::Thread)?;
     }
-    if config.models.auto_download_models && sd.to_download().is_some() {
+    if !images_here {
+    } else if config.models.auto_download_models && sd.to_download().is_some() {
         let engines = engines.clone();
         models::auto::spawn(sd.clone(), config.hub_options(), move |slot| {
             engines.start_sd(slot, sd_options, start_worker)
@@ -298,7 +349,16 @@ async fn serve(config: Config, settings: &[config::Setting]) -> Result<(), Start
             }
         });
     }
-    tracing::info!("listening on http://{addr}");
+    if state.config.cluster.role == config::Role::Worker {
+        let url = state.config.cluster.announced_url(addr);
+        tracing::info!("worker listening on http://{addr}, announced as {url}");
+        let router = api::internal::worker_router(state);
+        return axum::serve(listener, router.into_make_service())
+            .with_graceful_shutdown(shutdown_signal())
+            .await
+            .map_err(StartupError::Serve);
+    }
+    tracing::info!(role = state.config.cluster.role.as_str(), "listening on http://{addr}");
     serve_on(listener, state, shutdown_signal()).await.map_err(StartupError::Serve)
 }
 

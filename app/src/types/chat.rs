@@ -90,6 +90,10 @@ pub struct ChatResponse {
     pub mock: bool,
     /// `eos`, `stop`, `length`, `context_limit` or `cancelled`.
     pub finish_reason: String,
+    /// Who generated the reply: `local` (this process), or the URL of the worker or
+    /// OpenAI-compatible endpoint that did.
+    #[serde(default)]
+    pub provider: String,
 }
 
 /// One server-sent event of a streamed chat. The SSE `event:` field is the variant's name.

@@ -192,4 +192,24 @@ pub struct HealthReport {
     pub database: DatabaseHealth,
     /// `None` in mock mode, where OpenVINO is not loaded.
     pub openvino: Option<RuntimeHealth>,
+    /// The engines in other processes this one uses: workers (`ROLE=web`) and OpenAI-compatible
+    /// endpoints (`CHAT_ENDPOINTS`, `IMAGE_ENDPOINTS`); empty when the models run here.
+    #[serde(default)]
+    pub endpoints: Vec<EndpointHealth>,
+}
+
+/// A worker or an OpenAI-compatible endpoint, as this process last found it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+pub struct EndpointHealth {
+    /// What it answers for this process: `llm` (chat) or `sd` (pictures).
+    pub role: ModelRole,
+    /// `worker` (a Duet worker) or `openai` (an OpenAI-compatible server).
+    pub kind: String,
+    /// Its URL (for an admin, or with accounts off).
+    pub url: Option<String>,
+    /// `ok`, or `error` (skipped until it is healthy again).
+    pub state: String,
+    /// Why it is in `error`.
+    pub detail: Option<String>,
 }

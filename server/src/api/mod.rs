@@ -7,6 +7,7 @@ pub mod gallery;
 pub mod health;
 pub mod history;
 pub mod images;
+pub mod internal;
 pub mod json;
 pub mod metrics;
 pub mod middleware;

@@ -3,6 +3,7 @@
 //! server with a message that names the variable and what it accepts.
 
 mod auth;
+mod cluster;
 mod images;
 mod limits;
 mod llm;
@@ -12,6 +13,7 @@ mod storage;
 
 pub use self::{
     auth::AuthConfig,
+    cluster::{ClusterConfig, Role},
     images::ImagesConfig,
     limits::LimitsConfig,
     llm::LlmConfig,
@@ -40,6 +42,8 @@ pub struct Config {
     pub auth: AuthConfig,
     #[command(flatten)]
     pub limits: LimitsConfig,
+    #[command(flatten)]
+    pub cluster: ClusterConfig,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]

@@ -15,6 +15,18 @@ pub use futures::future::BoxFuture;
 /// Text generation: streams of reasoning and answer pieces, cancelled when the handle drops.
 pub trait ChatEngine: Send + Sync + 'static {
     fn generate(&self, request: GenerateRequest) -> Result<GenerationHandle, InferenceError>;
+
+    /// The same for a chat turn whose reply will be stored as `reply_id`: an engine in another
+    /// process finishes it even when this process goes away, and keeps it for `recover`.
+    fn generate_reply(&self, request: GenerateRequest, _reply_id: &str) -> Result<GenerationHandle, InferenceError> {
+        self.generate(request)
+    }
+
+    /// A reply finished elsewhere after the process that asked for it went away (`key`: its
+    /// conversation). In-process engines have none: their replies died with their process.
+    fn recover<'a>(&'a self, _key: &'a str, _reply_id: &'a str) -> BoxFuture<'a, Option<super::llm::Completion>> {
+        Box::pin(async { None })
+    }
 }
 
 /// Image generation, one image at a time.

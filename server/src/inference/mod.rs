@@ -7,6 +7,7 @@ pub mod engine;
 pub mod llm;
 pub mod mock;
 pub mod npy;
+pub mod remote;
 pub mod runtime;
 pub mod weights;
 

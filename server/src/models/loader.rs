@@ -33,6 +33,15 @@ impl Engines {
         engines
     }
 
+    /// Set an engine that needs no loading here (a mock, workers, an endpoint).
+    pub fn set_llm(&self, engine: Arc<dyn ChatEngine>) {
+        let _ = self.llm.set(engine);
+    }
+
+    pub fn set_sd(&self, engine: Arc<dyn ImageEngine>) {
+        let _ = self.sd.set(engine);
+    }
+
     pub fn llm(&self) -> Option<Arc<dyn ChatEngine>> {
         self.llm.get().cloned()
     }

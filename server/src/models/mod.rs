@@ -93,12 +93,18 @@ impl ModelSlot {
 
     /// A slot answered by a mock engine: nothing to load.
     pub fn mock(role: ModelRole, spec: ModelSpec) -> ModelSlot {
+        ModelSlot::elsewhere(role, spec, "mock")
+    }
+
+    /// A slot whose engine needs nothing loaded here (a mock, workers, an endpoint); `device`
+    /// says which.
+    pub fn elsewhere(role: ModelRole, spec: ModelSpec, device: &str) -> ModelSlot {
         let status = Status::new(ModelState::Ready, None, None);
         ModelSlot {
             role,
             spec,
             revision: "main".into(),
-            device: "mock".into(),
+            device: device.into(),
             status: RwLock::new(status),
             activity: OnceLock::new(),
         }

@@ -70,10 +70,13 @@ pub async fn start(state: &AppState, caller: &Caller, request: ChatRequest) -> R
         },
     };
     let history = opened.or_undo(recent_turns(state, &conversation_id, before).await).await?;
+    let message_id = new_id();
     let handle = match &engine {
         Some(engine) => {
             let system = system_prompt(settings.system_prompt.as_deref());
-            Some(opened.or_undo(admit(engine.as_ref(), &valid, &system, &conversation_id, &history).await).await?)
+            let turn =
+                TurnPrompt { valid: &valid, system: &system, conversation_id: &conversation_id, history: &history };
+            Some(opened.or_undo(admit(engine.as_ref(), turn, &message_id).await).await?)
         }
         None => None,
     };
@@ -97,7 +100,6 @@ pub async fn start(state: &AppState, caller: &Caller, request: ChatRequest) -> R
         })
         .await?;
     let (tx, rx) = mpsc::channel(256);
-    let message_id = new_id();
     let reply = ReplyStarted {
         message_id: &message_id,
         conversation_id: &conversation_id,
@@ -150,28 +152,88 @@ pub async fn mark_interrupted(db: &crate::storage::Database) -> Result<usize> {
     Ok(unanswered.len())
 }
 
-/// Mark interrupted the replies whose process has not been seen since `alive_since` (Postgres:
-/// another process died mid-reply): stored under the id the reply was to have, empty, when its
-/// conversation still ends with the user's turn. Each is taken by one process only.
-pub async fn mark_orphan_replies(db: &crate::storage::Database, alive_since: i64) -> Result<usize> {
+/// What a sweep needs to store a reply a worker finished after its web process went away.
+#[derive(Clone)]
+pub struct Recover {
+    pub engines: crate::models::loader::Engines,
+    pub prompts: std::sync::Arc<super::sanitize::PromptPolicy>,
+}
+
+/// Store the replies whose process has not been seen since `alive_since` (Postgres: another
+/// process died mid-reply), under the id the reply was to have, when its conversation still ends
+/// with the user's turn: the reply as the worker that generated it finished it, when one did,
+/// otherwise empty and marked interrupted. Each is taken by one process only.
+pub async fn mark_orphan_replies(
+    db: &crate::storage::Database,
+    alive_since: i64,
+    recover: Option<&Recover>,
+) -> Result<usize> {
     let mut marked = 0;
     for (message_id, conversation_id) in db.take_orphan_replies(alive_since).await? {
+        let engine = recover.and_then(|r| r.engines.llm());
+        let finished = match &engine {
+            Some(engine) => engine.recover(&conversation_id, &message_id).await,
+            None => None,
+        };
         let Some((_, role)) = db.last_message(&conversation_id).await? else { continue };
         if role != "user" {
             continue;
         }
-        let reply = NewMessage {
+        let reply = match (finished, recover) {
+            (Some(completion), Some(recover)) => {
+                tracing::info!(message = %message_id, provider = ?completion.provider, "a reply finished by a worker stored");
+                let (text, image_prompt) = answer_parts(&completion.answer, || None, &recover.prompts);
+                Recovered { text, image_prompt, completion: Some(completion) }
+            }
+            _ => Recovered { text: String::new(), image_prompt: None, completion: None },
+        };
+        let c = reply.completion.as_ref();
+        db.append_message(&NewMessage {
             id: &message_id,
             conversation_id: &conversation_id,
             role: "assistant",
-            content: "",
-            finish_reason: Some(INTERRUPTED),
+            content: &reply.text,
+            reasoning: c.map(|c| c.reasoning.trim()).filter(|r| !r.is_empty()),
+            image_prompt: reply.image_prompt.as_deref(),
+            prompt_tokens: c.map(|c| c.prompt_tokens as i32),
+            completion_tokens: c.map(|c| c.completion_tokens as i32),
+            ttft_ms: c.map(|c| c.ttft_ms as i64),
+            total_ms: c.map(|c| c.total_ms as i64),
+            finish_reason: Some(c.map_or(INTERRUPTED, |c| c.finish_reason.as_str())),
             ..Default::default()
-        };
-        db.append_message(&reply).await?;
+        })
+        .await?;
         marked += 1;
     }
     Ok(marked)
+}
+
+struct Recovered {
+    text: String,
+    image_prompt: Option<String>,
+    completion: Option<Completion>,
+}
+
+/// A reply's text and the picture it asks for (its block's, or else `wanted`'s) once the prompt
+/// policy has passed it; a refused prompt is said in the reply.
+fn answer_parts(
+    answer: &str,
+    wanted: impl FnOnce() -> Option<String>,
+    prompts: &super::sanitize::PromptPolicy,
+) -> (String, Option<String>) {
+    let extracted = image_prompt::extract(answer);
+    let mut reply = extracted.reply;
+    let image_prompt = match extracted.prompt.or_else(wanted).map(|prompt| prompts.check(&prompt)) {
+        Some(Ok(prompt)) => Some(prompt).filter(|p| !p.is_empty()),
+        Some(Err(blocked)) => {
+            tracing::info!(rule = %blocked.rule, "the reply's image prompt was refused");
+            let sep = if reply.is_empty() { "" } else { "\n\n" };
+            reply.push_str(&format!("{sep}(No picture: its prompt was {blocked}.)"));
+            None
+        }
+        None => None,
+    };
+    (reply, image_prompt)
 }
 
 /// The turns sent with a new message: at most `CONTEXT_TURNS`, the window moving in blocks
@@ -188,21 +250,23 @@ async fn recent_turns(state: &AppState, conversation_id: &str, before: i32) -> R
 
 /// Hand the prompt to the chat engine and wait until it has taken it: its context fitted, or
 /// refused (too long even alone: the caller's `message` to shorten).
-async fn admit(
-    engine: &dyn ChatEngine,
-    valid: &ValidChat,
-    system: &str,
-    conversation_id: &str,
-    history: &[MessageRow],
-) -> Result<GenerationHandle> {
+async fn admit(engine: &dyn ChatEngine, turn: TurnPrompt<'_>, reply_id: &str) -> Result<GenerationHandle> {
     let request = GenerateRequest {
-        conversation: Some(conversation_id.to_string()),
-        prompt: Prompt::Messages(context(system, history, &valid.message)),
-        params: valid.params.clone(),
+        conversation: Some(turn.conversation_id.to_string()),
+        prompt: Prompt::Messages(context(turn.system, turn.history, &turn.valid.message)),
+        params: turn.valid.params.clone(),
     };
-    let mut handle = engine.generate(request).map_err(|e| ServiceError::Engine(e.to_string()))?;
+    let mut handle = engine.generate_reply(request, reply_id).map_err(|e| ServiceError::Engine(e.to_string()))?;
     handle.admitted().await.map_err(|f| ServiceError::from_failure(f, "message"))?;
     Ok(handle)
+}
+
+/// What a turn's prompt is made of.
+struct TurnPrompt<'a> {
+    valid: &'a ValidChat,
+    system: &'a str,
+    conversation_id: &'a str,
+    history: &'a [MessageRow],
 }
 
 /// A conversation opened for a turn that may still be refused: one made for it goes again.
@@ -365,6 +429,8 @@ struct Reply {
     /// How long the model reasoned before its answer began.
     thought_ms: Option<i64>,
     finish_reason: String,
+    /// Who generated it: `local`, or a worker's or endpoint's URL.
+    provider: String,
 }
 
 impl Turn {
@@ -386,6 +452,7 @@ impl Turn {
                 timings: Timings::default(),
                 thought_ms: None,
                 finish_reason: "image".into(),
+                provider: "local".into(),
             },
             (None, Some(handle)) => match self.generate(handle, &mut out).await {
                 Ok((completion, thought_ms)) => self.reply_from(completion, thought_ms),
@@ -436,6 +503,7 @@ impl Turn {
             model: state.config.models.llm_model.to_string(),
             mock: state.config.models.use_mocks,
             finish_reason: reply.finish_reason,
+            provider: reply.provider,
         };
         out.send(ChatEvent::Done { response }).await;
     }
@@ -501,23 +569,12 @@ impl Turn {
     }
 
     fn reply_from(&self, c: Completion, thought_ms: Option<i64>) -> Reply {
-        let extracted = image_prompt::extract(&c.answer);
         // The caller asked for a picture but the model wrote no block: draw what the user said.
-        let wanted = extracted.prompt.or_else(|| {
+        let wanted = || {
             let options = self.valid.image.as_ref()?;
             Some(options.prompt.clone().unwrap_or_else(|| self.valid.message.clone()))
-        });
-        let mut reply = extracted.reply;
-        let image_prompt = match wanted.map(|prompt| self.state.prompts.check(&prompt)) {
-            Some(Ok(prompt)) => Some(prompt).filter(|p| !p.is_empty()),
-            Some(Err(blocked)) => {
-                tracing::info!(rule = %blocked.rule, "the reply's image prompt was refused");
-                let sep = if reply.is_empty() { "" } else { "\n\n" };
-                reply.push_str(&format!("{sep}(No picture: its prompt was {blocked}.)"));
-                None
-            }
-            None => None,
         };
+        let (reply, image_prompt) = answer_parts(&c.answer, wanted, &self.state.prompts);
         Reply {
             reply,
             reasoning: c.reasoning.trim().to_string(),
@@ -530,6 +587,7 @@ impl Turn {
             timings: Timings { ttft_ms: c.ttft_ms, total_ms: c.total_ms },
             thought_ms,
             finish_reason: c.finish_reason.as_str().to_string(),
+            provider: c.provider.unwrap_or_else(|| "local".into()),
         }
     }
 

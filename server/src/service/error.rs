@@ -64,6 +64,7 @@ impl ServiceError {
             FailureKind::ContextLength => ServiceError::TooLong { field: field.into(), message: failure.message },
             FailureKind::Invalid => ServiceError::invalid(field, failure.message),
             FailureKind::Cancelled | FailureKind::Internal => ServiceError::Engine(failure.message),
+            FailureKind::Unavailable => ServiceError::Unavailable { message: failure.message, retry_after_s: Some(5) },
         }
     }
 }

@@ -51,6 +51,7 @@ pub async fn report(state: &AppState, audience: Audience) -> HealthReport {
         cached_models,
         models,
         database: DatabaseHealth { backend: state.db.backend().to_string(), ok: database_ok },
+        endpoints: super::cluster::health(&state.remote, audience == Audience::Admin),
         openvino: state.runtime.as_ref().map(|rt| RuntimeHealth {
             version: rt.version.clone(),
             library: (audience == Audience::Admin).then(|| rt.library.display().to_string()),

@@ -2,6 +2,7 @@
 
 pub mod accounts;
 pub mod chat;
+pub mod cluster;
 pub mod completions;
 pub mod error;
 pub mod gallery;
@@ -14,6 +15,7 @@ pub mod load;
 pub mod metrics;
 pub mod presence;
 pub mod sanitize;
+pub mod serving;
 pub mod state;
 pub mod templates;
 pub mod validate;

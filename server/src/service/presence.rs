@@ -1,9 +1,10 @@
 //! This process among the others sharing the database: its name (in the image jobs it claims and
 //! the replies it writes), a heartbeat every `PROCESS_HEARTBEAT_MS`, and, on Postgres, a sweep
-//! that marks interrupted the replies of processes silent for three heartbeats (their process
-//! died mid-reply). On SQLite one process owns the file: a restart marks them at start instead.
+//! that stores the replies of processes silent for three heartbeats (their process died
+//! mid-reply): as a worker finished them, or marked interrupted. On SQLite one process owns the
+//! file: a restart marks them at start instead.
 
-use crate::storage::{now_ms, Database, ReplyStarted};
+use crate::storage::{now_ms, Database, ProcessInfo, ReplyStarted};
 use std::{sync::Arc, time::Duration};
 
 /// Heartbeats missed before a process counts as gone.
@@ -18,28 +19,50 @@ pub fn process_name() -> String {
     format!("{host}:{}:{}", std::process::id(), &random[..8])
 }
 
-/// Say this process is alive every `every`, and (Postgres) mark the replies of gone ones.
-pub fn start(db: Database, name: Arc<str>, every: Duration) {
+/// What this process announces: its name, role and (a worker) URL.
+#[derive(Clone, Debug)]
+pub struct Announce {
+    pub name: Arc<str>,
+    pub role: &'static str,
+    pub url: Option<String>,
+}
+
+/// Say this process is alive every `every`; on Postgres also look, as often, for replies of
+/// processes gone silent and store them (fetched from the worker that finished them, or marked
+/// interrupted; `super::chat::mark_orphan_replies`).
+pub fn start(db: Database, me: Announce, every: Duration, recover: Option<super::chat::Recover>) {
     let started_at = now_ms();
+    let heartbeat_db = db.clone();
     tokio::spawn(async move {
         let mut beat = tokio::time::interval(every);
         loop {
             beat.tick().await;
-            let now = now_ms();
-            if let Err(err) = db.heartbeat(&name, started_at, now).await {
+            let info = ProcessInfo { name: &me.name, role: me.role, url: me.url.as_deref() };
+            if let Err(err) = heartbeat_db.heartbeat(&info, started_at, now_ms()).await {
                 tracing::warn!(error = %err, "could not write this process's heartbeat");
-                continue;
-            }
-            if let Database::Postgres(_) = db {
-                let alive_since = now - (every * MISSED_BEATS).as_millis() as i64;
-                match super::chat::mark_orphan_replies(&db, alive_since).await {
-                    Ok(0) => {}
-                    Ok(n) => tracing::info!(replies = n, "replies of a process that stopped marked interrupted"),
-                    Err(err) => tracing::warn!(error = %err, "could not mark the replies of stopped processes"),
-                }
             }
         }
     });
+    if let Database::Postgres(_) = db {
+        // Apart from the heartbeat: fetching a finished reply may wait for it to end.
+        tokio::spawn(async move {
+            let mut round = tokio::time::interval(every);
+            loop {
+                round.tick().await;
+                let alive_since = now_ms() - (every * MISSED_BEATS).as_millis() as i64;
+                match super::chat::mark_orphan_replies(&db, alive_since, recover.as_ref()).await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(replies = n, "replies of a process that stopped stored"),
+                    Err(err) => tracing::warn!(error = %err, "could not store the replies of stopped processes"),
+                }
+            }
+        });
+    }
+}
+
+/// Processes silent for longer than this are gone.
+pub fn alive_since(every: Duration) -> i64 {
+    now_ms() - (every * MISSED_BEATS).as_millis() as i64
 }
 
 /// A chat reply being written by this process, from its turn's start until it is dropped (the

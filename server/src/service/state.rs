@@ -25,6 +25,10 @@ pub struct AppState {
     pub jobs: ImageJobs,
     /// This process's name among those sharing the database (`service::presence`).
     pub process: Arc<str>,
+    /// Workers and endpoints answering for models that do not run here.
+    pub remote: super::cluster::Remote,
+    /// A worker's generations for web processes.
+    pub serving: super::serving::Serving,
     /// Where pictures are kept (a folder, or an S3-compatible bucket).
     pub pictures: Pictures,
     /// Shared sessions and rate-limit buckets, when `REDIS_URL` is set.

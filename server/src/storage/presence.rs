@@ -3,6 +3,15 @@
 
 use super::{on_pool, Database, StorageError};
 
+/// What a process announces about itself.
+pub struct ProcessInfo<'a> {
+    pub name: &'a str,
+    /// `all`, `web` or `worker`.
+    pub role: &'a str,
+    /// Where web processes reach a worker.
+    pub url: Option<&'a str>,
+}
+
 /// A chat reply that began being written.
 pub struct ReplyStarted<'a> {
     pub message_id: &'a str,
@@ -15,17 +24,24 @@ pub struct ReplyStarted<'a> {
 }
 
 impl Database {
-    /// This process is alive now.
-    pub async fn heartbeat(&self, process: &str, started_at: i64, now: i64) -> Result<(), StorageError> {
-        const SQL: &str = "INSERT INTO processes (name, started_at, seen_at) VALUES ($1, $2, $3) \
-                           ON CONFLICT (name) DO UPDATE SET seen_at = $3";
+    /// This process is alive now; `role` and (a worker's) `url` say what it is and where.
+    pub async fn heartbeat(&self, me: &ProcessInfo<'_>, started_at: i64, now: i64) -> Result<(), StorageError> {
+        const SQL: &str = "INSERT INTO processes (name, started_at, seen_at, role, url) VALUES ($1, $2, $3, $4, $5) \
+                           ON CONFLICT (name) DO UPDATE SET seen_at = $3, role = $4, url = $5";
         // Processes silent for a day are long gone: their rows only take room.
         const FORGET: &str = "DELETE FROM processes WHERE seen_at < $1";
         on_pool!(self, |pool| {
-            sqlx::query(SQL).bind(process).bind(started_at).bind(now).execute(pool).await?;
+            sqlx::query(SQL).bind(me.name).bind(started_at).bind(now).bind(me.role).bind(me.url).execute(pool).await?;
             sqlx::query(FORGET).bind(now - 86_400_000).execute(pool).await?;
         });
         Ok(())
+    }
+
+    /// Workers seen since `alive_since` that announced a URL: (name, url), by name.
+    pub async fn live_workers(&self, alive_since: i64) -> Result<Vec<(String, String)>, StorageError> {
+        const SQL: &str = "SELECT name, url FROM processes WHERE role = 'worker' AND url IS NOT NULL \
+                           AND seen_at >= $1 ORDER BY name";
+        Ok(on_pool!(self, |pool| sqlx::query_as(SQL).bind(alive_since).fetch_all(pool).await?))
     }
 
     /// A reply of `account`'s end user `user` is being written by `process`, to be stored as

@@ -148,6 +148,7 @@ mod tests {
             model: "x".into(),
             mock: true,
             finish_reason: "eos".into(),
+            provider: "local".into(),
         };
         e.apply(&ChatEvent::Done { response }, 1700.0);
         assert!(!e.streaming.get_untracked());

@@ -37,7 +37,7 @@ impl SamplingParams {
 
 /// Sampling settings a caller chose; what is left out comes from the model's
 /// `generation_config.json` (see `files::GenerationDefaults::resolve`).
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct SamplingOverrides {
     /// 0 means greedy.
     pub temperature: Option<f32>,

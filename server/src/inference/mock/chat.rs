@@ -78,6 +78,7 @@ impl ChatEngine for MockChat {
                 completion_tokens: 0,
                 dropped_messages: 0,
                 seed: params.sampling.seed.unwrap_or(0),
+                provider: None,
                 ttft_ms: 0.0,
                 total_ms: 0.0,
             };
