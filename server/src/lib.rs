@@ -186,7 +186,7 @@ pub async fn build_state(config: Config) -> Result<AppState, StartupError> {
         db.clone(),
         announce,
         std::time::Duration::from_millis(config.storage.heartbeat_ms),
-        Some(recover),
+        (role != config::Role::Worker).then_some(recover),
     );
     Ok(AppState {
         config: Arc::new(config),

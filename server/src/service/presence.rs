@@ -29,7 +29,7 @@ pub struct Announce {
 
 /// Say this process is alive every `every`; on Postgres also look, as often, for replies of
 /// processes gone silent and store them (fetched from the worker that finished them, or marked
-/// interrupted; `super::chat::mark_orphan_replies`).
+/// interrupted; `super::chat::mark_orphan_replies`), unless `recover` is `None` (a worker).
 pub fn start(db: Database, me: Announce, every: Duration, recover: Option<super::chat::Recover>) {
     let started_at = now_ms();
     let heartbeat_db = db.clone();
@@ -43,14 +43,15 @@ pub fn start(db: Database, me: Announce, every: Duration, recover: Option<super:
             }
         }
     });
-    if let Database::Postgres(_) = db {
+    // Workers do not look: a web process stores their replies, fetched from them.
+    if let (Database::Postgres(_), Some(recover)) = (&db, recover) {
         // Apart from the heartbeat: fetching a finished reply may wait for it to end.
         tokio::spawn(async move {
             let mut round = tokio::time::interval(every);
             loop {
                 round.tick().await;
                 let alive_since = now_ms() - (every * MISSED_BEATS).as_millis() as i64;
-                match super::chat::mark_orphan_replies(&db, alive_since, recover.as_ref()).await {
+                match super::chat::mark_orphan_replies(&db, alive_since, Some(&recover)).await {
                     Ok(0) => {}
                     Ok(n) => tracing::info!(replies = n, "replies of a process that stopped stored"),
                     Err(err) => tracing::warn!(error = %err, "could not store the replies of stopped processes"),

@@ -2,6 +2,7 @@
 #![allow(dead_code)] // each test binary uses a different subset
 
 pub mod api;
+pub mod haproxy;
 pub mod hub;
 pub mod postgres;
 pub mod process;

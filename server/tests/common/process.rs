@@ -21,7 +21,10 @@ pub fn server_command(port: u16) -> Command {
         .env_remove("RUST_LOG")
         .args(["--addr", &format!("127.0.0.1:{port}")])
         .stdout(Stdio::null())
-        .stderr(Stdio::null());
+        .stderr(if std::env::var_os("DUET_TEST_SERVER_LOGS").is_some() { Stdio::inherit() } else { Stdio::null() });
+    if let Some(filter) = std::env::var_os("DUET_TEST_SERVER_LOGS") {
+        command.env("RUST_LOG", filter);
+    }
     command
 }
 
