@@ -7,6 +7,9 @@
 #   bench/run.sh load [--fixture-models] [options]
 #                                 the HTTP API under many chat sessions, mock engines or the
 #                                 fixture models on OpenVINO (bench/load/)
+#   bench/run.sh load --cluster [options]
+#                                 the same through HAProxy in front of 1 and then 2 web processes,
+#                                 2 mock workers, Postgres and Redis (bench/cluster_load.py)
 #   bench/run.sh load --metrics-compare [--rounds N] [options]
 #                                 the mock load with Prometheus metrics off and on, side by side
 #                                 (bench/load_metrics.py)
@@ -73,6 +76,13 @@ case "$what" in
     stage "build the server and the load tool (release)"
     cargo build --release -p server -p duet-load
     stage_end
+    if [ "$what" = load ] && [ "${1:-}" = --cluster ]; then
+      shift
+      ensure_postgres
+      ensure_redis
+      ensure_haproxy
+      exec python3 bench/cluster_load.py "$@"
+    fi
     if [ "$what" = load ] && [ "${1:-}" = --metrics-compare ]; then
       shift
       exec python3 bench/load_metrics.py "$@"

@@ -125,7 +125,7 @@ done
 
 if [ "$check" = true ]; then
   stage "check: a chat turn and a picture through HAProxy"
-  AUTH_REQUIRED_CHECK=1 python3 - "http://127.0.0.1:$port" <<'PY'
+  python3 - "http://127.0.0.1:$port" <<'PY'
 import json, sys, time, urllib.request
 base = sys.argv[1]
 def call(method, path, body=None, cookie=None):

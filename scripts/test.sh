@@ -7,7 +7,7 @@ source "$(dirname "$0")/lib.sh"
 cd "$ROOT"
 trap print_stage_times EXIT
 
-stage "setup: build tools, OpenVINO runtime, Chromium, PostgreSQL, Redis, Prometheus, Playwright"
+stage "setup: build tools, OpenVINO runtime, Chromium, PostgreSQL, Redis, Prometheus, HAProxy, Playwright"
 check_disk_space "$([ -d target/debug/deps ] && echo 8 || echo 22)"
 ensure_build_tools
 ensure_openvino
@@ -39,6 +39,9 @@ if ! .venv-clients/bin/python scripts/clients/openai_check.py "http://127.0.0.1:
   cat "$client_data/server.log"; kill $client_server; exit 1
 fi
 kill $client_server; wait $client_server 2>/dev/null || true; rm -rf "$client_data"
+
+stage "a whole cluster from scripts/cluster.sh (HAProxy, 2 web processes, 2 workers on the fixture models), checked"
+scripts/cluster.sh --debug --check --port "$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
 
 stage "API fuzzing (schemathesis against /api/openapi.json for ${FUZZ_SECONDS:-120} s, mock mode, accounts on)"
 scripts/fuzz-api.sh
