@@ -71,6 +71,7 @@ def main():
         if not os.path.exists(exe):
             sys.exit(f"{exe} missing: run through bench/run.sh load --cluster (it builds both)")
     work = tempfile.mkdtemp(prefix="duet-bench-cluster-")
+    os.chmod(work, 0o755)  # Postgres runs as its own user when this runs as root
     pg = Postgres(work)
     redis_port = free_port()
     redis = subprocess.Popen(["redis-server", "--port", str(redis_port), "--bind", "127.0.0.1", "--save", "",
@@ -96,13 +97,18 @@ def main():
             results.append((size, report))
             stop(haproxy)
         print("\n==> summary: chat sessions through HAProxy, mock workers")
-        print(f"{'webs':>4} {'req/s':>8} {'JSON p50':>9} {'JSON p95':>9} {'TTFT p50':>9} {'TTFT p95':>9}  statuses / errors")
+        # Replies/s counts the 200s only: a refusal (503) is quick, and would flatter requests/s.
+        print(f"{'webs':>4} {'req/s':>8} {'replies/s':>10} {'JSON p50':>9} {'JSON p95':>9} {'TTFT p50':>9} {'TTFT p95':>9}"
+              "  statuses / errors")
+        replies = []
         for size, r in results:
             plain, ttft = r["plain_latency_ms"], r["stream_ttft_ms"]
-            print(f"{size:>4} {r['throughput_rps']:>8.1f} {plain['p50']:>9.1f} {plain['p95']:>9.1f} {ttft['p50']:>9.1f} "
-                  f"{ttft['p95']:>9.1f}  {r['by_status']} / {r['errors'] or 'none'}")
+            replies.append(r["by_status"].get("200", 0) * r["throughput_rps"] / max(r["requests"], 1))
+            print(f"{size:>4} {r['throughput_rps']:>8.1f} {replies[-1]:>10.1f} {plain['p50']:>9.1f} {plain['p95']:>9.1f} "
+                  f"{ttft['p50']:>9.1f} {ttft['p95']:>9.1f}  {r['by_status']} / {r['errors'] or 'none'}")
         if len(results) == 2:
-            print(f"2 web processes / 1: {results[1][1]['throughput_rps'] / results[0][1]['throughput_rps']:.2f}x requests/s")
+            print(f"2 web processes / 1: {results[1][1]['throughput_rps'] / results[0][1]['throughput_rps']:.2f}x requests/s, "
+                  f"{replies[1] / max(replies[0], 1e-9):.2f}x replies/s")
     finally:
         for proc in reversed(procs):
             stop(proc)

@@ -176,19 +176,13 @@ pub async fn build_state(config: Config) -> Result<AppState, StartupError> {
         role: role.as_str(),
         url: (role == config::Role::Worker).then(|| config.cluster.announced_url(config.server.site_addr)),
     };
+    service::presence::start(db.clone(), announce, std::time::Duration::from_millis(config.storage.heartbeat_ms));
     let images = &config.images;
     let prompts =
         service::sanitize::PromptPolicy::load(images.image_prompt_blocklist.as_deref(), &images.image_negative_prompt)
             .map_err(StartupError::Config)?;
     let prompts = Arc::new(prompts);
-    let recover = service::chat::Recover { engines: engines.clone(), prompts: prompts.clone() };
-    service::presence::start(
-        db.clone(),
-        announce,
-        std::time::Duration::from_millis(config.storage.heartbeat_ms),
-        (role != config::Role::Worker).then_some(recover),
-    );
-    Ok(AppState {
+    let state = AppState {
         config: Arc::new(config),
         db,
         llm,
@@ -209,7 +203,12 @@ pub async fn build_state(config: Config) -> Result<AppState, StartupError> {
         runtime,
         metrics,
         leptos,
-    })
+    };
+    // Workers do not look: a web process stores their replies, fetched from them.
+    if role != config::Role::Worker {
+        service::presence::sweep(state.clone(), std::time::Duration::from_millis(state.config.storage.heartbeat_ms));
+    }
+    Ok(state)
 }
 
 /// Find the models, start an engine for each one whose files are there, and fetch the missing

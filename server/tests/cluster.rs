@@ -253,7 +253,8 @@ async fn until_answer_starts(response: &mut reqwest::Response) -> (String, Strin
 #[tokio::test]
 async fn a_web_process_killed_mid_reply_leaves_the_reply_stored_for_the_retry() {
     let mut c = Cluster::start(true).await;
-    let words = (0..60).map(|i| format!("word{i}")).collect::<Vec<_>>().join(" ");
+    // A reply that asks for a picture ("draw"): its picture is queued when the reply is stored.
+    let words = format!("draw {}", (0..60).map(|i| format!("word{i}")).collect::<Vec<_>>().join(" "));
     let body = json!({"user_id": "u", "message": words, "stream": true});
     let mut stream = c
         .front
@@ -290,6 +291,24 @@ async fn a_web_process_killed_mid_reply_leaves_the_reply_stored_for_the_retry() 
     assert_eq!(reply["id"].as_str(), Some(message.as_str()), "stored under the id its stream announced");
     assert_eq!(reply["content"].as_str(), Some(format!("You said: {words}").as_str()), "{reply}");
     assert_eq!(reply["finish_reason"], "eos", "{reply}");
+    assert_eq!(reply["image_prompt"].as_str(), Some(words.as_str()), "{reply}");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let status: Option<(String,)> = sqlx::query_as("SELECT status FROM image_jobs WHERE message_id = $1")
+            .bind(&message)
+            .fetch_optional(&c.db)
+            .await
+            .unwrap();
+        if status.as_ref().is_some_and(|(s,)| s == "done") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the reply's picture was not drawn: {status:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // Its tokens count against the day's quota.
+    let (tokens,): (i64,) =
+        sqlx::query_as("SELECT COALESCE(SUM(tokens), 0)::BIGINT FROM usage_daily").fetch_one(&c.db).await.unwrap();
+    assert!(tokens > 60, "{tokens} tokens counted");
     drop(c.redis);
 }
 

@@ -152,45 +152,39 @@ pub async fn mark_interrupted(db: &crate::storage::Database) -> Result<usize> {
     Ok(unanswered.len())
 }
 
-/// What a sweep needs to store a reply a worker finished after its web process went away.
-#[derive(Clone)]
-pub struct Recover {
-    pub engines: crate::models::loader::Engines,
-    pub prompts: std::sync::Arc<super::sanitize::PromptPolicy>,
-}
-
 /// Store the replies whose process has not been seen since `alive_since` (Postgres: another
 /// process died mid-reply), under the id the reply was to have, when its conversation still ends
-/// with the user's turn: the reply as the worker that generated it finished it, when one did,
-/// otherwise empty and marked interrupted. Each is taken by one process only.
+/// with the user's turn: with `state`, the reply as the worker that generated it finished it when
+/// one did (its tokens counted, its picture queued), otherwise empty and marked interrupted. Each
+/// is taken by one process only.
 pub async fn mark_orphan_replies(
     db: &crate::storage::Database,
     alive_since: i64,
-    recover: Option<&Recover>,
+    state: Option<&AppState>,
 ) -> Result<usize> {
     let mut marked = 0;
-    for (message_id, conversation_id) in db.take_orphan_replies(alive_since).await? {
-        let engine = recover.and_then(|r| r.engines.llm());
+    for orphan in db.take_orphan_replies(alive_since).await? {
+        let engine = state.and_then(|s| s.engines.llm());
         let finished = match &engine {
-            Some(engine) => engine.recover(&conversation_id, &message_id).await,
+            Some(engine) => engine.recover(&orphan.conversation_id, &orphan.message_id).await,
             None => None,
         };
-        let Some((_, role)) = db.last_message(&conversation_id).await? else { continue };
+        let Some((_, role)) = db.last_message(&orphan.conversation_id).await? else { continue };
         if role != "user" {
             continue;
         }
-        let reply = match (finished, recover) {
-            (Some(completion), Some(recover)) => {
-                tracing::info!(message = %message_id, provider = ?completion.provider, "a reply finished by a worker stored");
-                let (text, image_prompt) = answer_parts(&completion.answer, || None, &recover.prompts);
+        let reply = match (finished, state) {
+            (Some(completion), Some(state)) => {
+                tracing::info!(message = %orphan.message_id, provider = ?completion.provider, "a reply finished by a worker stored");
+                let (text, image_prompt) = answer_parts(&completion.answer, || None, &state.prompts);
                 Recovered { text, image_prompt, completion: Some(completion) }
             }
             _ => Recovered { text: String::new(), image_prompt: None, completion: None },
         };
         let c = reply.completion.as_ref();
         db.append_message(&NewMessage {
-            id: &message_id,
-            conversation_id: &conversation_id,
+            id: &orphan.message_id,
+            conversation_id: &orphan.conversation_id,
             role: "assistant",
             content: &reply.text,
             reasoning: c.map(|c| c.reasoning.trim()).filter(|r| !r.is_empty()),
@@ -204,8 +198,62 @@ pub async fn mark_orphan_replies(
         })
         .await?;
         marked += 1;
+        if let (Some(state), Some(c)) = (state, c) {
+            let meter = state.limits.meter(&state.db, &orphan.account_id, &orphan.user_id);
+            if let Err(err) = meter.count(Made::tokens(c.completion_tokens as u64)).await {
+                tracing::warn!(error = %err, "could not count a recovered reply against the daily quota");
+            }
+            if let Some(prompt) = &reply.image_prompt {
+                let origin = Origin {
+                    account_id: orphan.account_id.clone(),
+                    user_id: orphan.user_id.clone(),
+                    conversation_id: Some(orphan.conversation_id.clone()),
+                    message_id: Some(orphan.message_id.clone()),
+                };
+                queue_picture(state, origin, &Default::default(), prompt, false).await;
+            }
+        }
     }
     Ok(marked)
+}
+
+/// Queue the picture a reply asked for, drawn with `options`. A full queue or a used-up quota
+/// gives a job that failed at once (the reply itself is fine and already stored). `admitted`: the
+/// owner's limits were checked already (an `/imagine` turn); otherwise they are checked here.
+async fn queue_picture(
+    state: &AppState,
+    origin: Origin,
+    options: &app::types::ImageGenerationRequest,
+    prompt: &str,
+    admitted: bool,
+) -> Option<JobInfo> {
+    let engine = match state.image_engine() {
+        Ok(engine) => engine,
+        Err(err) => {
+            tracing::warn!(error = %err, "the reply asked for a picture but the image model is not ready");
+            return None;
+        }
+    };
+    let request = match validate::image(options, Some(prompt), engine.default_scheduler(), "image.", &state.prompts) {
+        Ok(request) => request,
+        Err(err) => {
+            tracing::warn!(error = %err, "the reply's image prompt was not usable");
+            return None;
+        }
+    };
+    let result = if admitted {
+        state.jobs.submit(request.clone(), origin.clone(), |_| Ok(())).await
+    } else {
+        let user = Some(origin.user_id.as_str());
+        match state.limits.image_gate(&state.db, &origin.account_id, user).await {
+            Ok(gate) => state.jobs.submit(request.clone(), origin.clone(), |jobs| gate.check(jobs)).await,
+            Err(err) => Err(err),
+        }
+    };
+    Some(match result {
+        Ok(info) => info,
+        Err(err) => state.jobs.reject(request, origin, err.to_string()).await,
+    })
 }
 
 struct Recovered {
@@ -615,26 +663,9 @@ impl Turn {
         Ok(())
     }
 
-    /// Queue the picture the reply asked for. A full queue or a used-up quota gives a job that
-    /// failed at once (the reply itself is fine and already stored).
+    /// Queue the picture the reply asked for (see `queue_picture`).
     async fn queue_image(&mut self, reply: &Reply) -> Option<JobInfo> {
         let prompt = reply.image_prompt.as_deref()?;
-        let engine = match self.state.image_engine() {
-            Ok(engine) => engine,
-            Err(err) => {
-                tracing::warn!(error = %err, "the reply asked for a picture but the image model is not ready");
-                return None;
-            }
-        };
-        let options = self.valid.image.clone().unwrap_or_default();
-        let policy = &self.state.prompts;
-        let request = match validate::image(&options, Some(prompt), engine.default_scheduler(), "image.", policy) {
-            Ok(request) => request,
-            Err(err) => {
-                tracing::warn!(error = %err, "the reply's image prompt was not usable");
-                return None;
-            }
-        };
         let origin = Origin {
             account_id: self.account_id.clone(),
             user_id: self.valid.user_id.clone(),
@@ -642,23 +673,10 @@ impl Turn {
             message_id: Some(self.message_id.clone()),
         };
         // An "imagine" turn was let in as an image: its job goes in with no second look at its
-        // owner's limits (the job's row counts against them from now on). A picture a reply
-        // asked for is checked like any other.
-        let result = match self.admission.take() {
-            Some((_, Generation::Image)) => self.state.jobs.submit(request.clone(), origin.clone(), |_| Ok(())).await,
-            _ => {
-                let limits = &self.state.limits;
-                let user = Some(self.valid.user_id.as_str());
-                match limits.image_gate(&self.state.db, &self.account_id, user).await {
-                    Ok(gate) => self.state.jobs.submit(request.clone(), origin.clone(), |jobs| gate.check(jobs)).await,
-                    Err(err) => Err(err),
-                }
-            }
-        };
-        Some(match result {
-            Ok(info) => info,
-            Err(err) => self.state.jobs.reject(request, origin, err.to_string()).await,
-        })
+        // owner's limits (the job's row counts against them from now on).
+        let admitted = matches!(self.admission.take(), Some((_, Generation::Image)));
+        let options = self.valid.image.clone().unwrap_or_default();
+        queue_picture(&self.state, origin, &options, prompt, admitted).await
     }
 
     /// Relay the job's progress until it ends; cancel it if the caller leaves first.

@@ -27,38 +27,40 @@ pub struct Announce {
     pub url: Option<String>,
 }
 
-/// Say this process is alive every `every`; on Postgres also look, as often, for replies of
-/// processes gone silent and store them (fetched from the worker that finished them, or marked
-/// interrupted; `super::chat::mark_orphan_replies`), unless `recover` is `None` (a worker).
-pub fn start(db: Database, me: Announce, every: Duration, recover: Option<super::chat::Recover>) {
+/// Say this process is alive every `every`.
+pub fn start(db: Database, me: Announce, every: Duration) {
     let started_at = now_ms();
-    let heartbeat_db = db.clone();
     tokio::spawn(async move {
         let mut beat = tokio::time::interval(every);
         loop {
             beat.tick().await;
             let info = ProcessInfo { name: &me.name, role: me.role, url: me.url.as_deref() };
-            if let Err(err) = heartbeat_db.heartbeat(&info, started_at, now_ms()).await {
+            if let Err(err) = db.heartbeat(&info, started_at, now_ms()).await {
                 tracing::warn!(error = %err, "could not write this process's heartbeat");
             }
         }
     });
-    // Workers do not look: a web process stores their replies, fetched from them.
-    if let (Database::Postgres(_), Some(recover)) = (&db, recover) {
-        // Apart from the heartbeat: fetching a finished reply may wait for it to end.
-        tokio::spawn(async move {
-            let mut round = tokio::time::interval(every);
-            loop {
-                round.tick().await;
-                let alive_since = now_ms() - (every * MISSED_BEATS).as_millis() as i64;
-                match super::chat::mark_orphan_replies(&db, alive_since, Some(&recover)).await {
-                    Ok(0) => {}
-                    Ok(n) => tracing::info!(replies = n, "replies of a process that stopped stored"),
-                    Err(err) => tracing::warn!(error = %err, "could not store the replies of stopped processes"),
-                }
-            }
-        });
+}
+
+/// On Postgres, look every `every` for replies of processes gone silent and store them (fetched
+/// from the worker that finished them, or marked interrupted;
+/// `super::chat::mark_orphan_replies`). Apart from the heartbeat: fetching a finished reply may
+/// wait for it to end.
+pub fn sweep(state: super::AppState, every: Duration) {
+    if !matches!(state.db, Database::Postgres(_)) {
+        return;
     }
+    tokio::spawn(async move {
+        let mut round = tokio::time::interval(every);
+        loop {
+            round.tick().await;
+            match super::chat::mark_orphan_replies(&state.db, alive_since(every), Some(&state)).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(replies = n, "replies of a process that stopped stored"),
+                Err(err) => tracing::warn!(error = %err, "could not store the replies of stopped processes"),
+            }
+        }
+    });
 }
 
 /// Processes silent for longer than this are gone.

@@ -10,7 +10,7 @@ mod images;
 mod jobs;
 mod pictures;
 mod presence;
-pub use presence::{ProcessInfo, ReplyStarted};
+pub use presence::{OrphanReply, ProcessInfo, ReplyStarted};
 pub mod search;
 mod templates;
 mod usage;

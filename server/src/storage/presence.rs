@@ -3,6 +3,16 @@
 
 use super::{on_pool, Database, StorageError};
 
+/// A reply whose process stopped while writing it.
+#[derive(Debug, sqlx::FromRow)]
+pub struct OrphanReply {
+    pub message_id: String,
+    pub conversation_id: String,
+    pub account_id: String,
+    /// The account's end user (`""`: none named).
+    pub user_id: String,
+}
+
 /// What a process announces about itself.
 pub struct ProcessInfo<'a> {
     pub name: &'a str,
@@ -82,10 +92,11 @@ impl Database {
     }
 
     /// Take the replies in flight of processes not seen since `alive_since` (each taken by one
-    /// caller only): (message id, conversation id).
-    pub async fn take_orphan_replies(&self, alive_since: i64) -> Result<Vec<(String, String)>, StorageError> {
+    /// caller only).
+    pub async fn take_orphan_replies(&self, alive_since: i64) -> Result<Vec<OrphanReply>, StorageError> {
         const SQL: &str = "DELETE FROM replies_in_flight WHERE process NOT IN \
-                           (SELECT name FROM processes WHERE seen_at >= $1) RETURNING message_id, conversation_id";
+                           (SELECT name FROM processes WHERE seen_at >= $1) \
+                           RETURNING message_id, conversation_id, account_id, user_id";
         Ok(on_pool!(self, |pool| sqlx::query_as(SQL).bind(alive_since).fetch_all(pool).await?))
     }
 
