@@ -17,6 +17,10 @@ use std::{
     sync::{OnceLock, RwLock},
 };
 
+/// The `device` of a model answered by Duet workers, or by an OpenAI-compatible endpoint.
+pub const DEVICE_WORKERS: &str = "workers";
+pub const DEVICE_ENDPOINT: &str = "endpoint";
+
 /// One configured model and its current state; shared between the loader, the downloader and
 /// `/health`.
 pub struct ModelSlot {
@@ -108,6 +112,11 @@ impl ModelSlot {
             status: RwLock::new(status),
             activity: OnceLock::new(),
         }
+    }
+
+    /// Whether workers or endpoints answer for this model (its state follows them).
+    pub fn answered_elsewhere(&self) -> bool {
+        matches!(self.device.as_str(), DEVICE_WORKERS | DEVICE_ENDPOINT)
     }
 
     pub fn state(&self) -> ModelState {

@@ -57,7 +57,7 @@ pub fn engines(config: &Config, db: &Database) -> Result<RemoteEngines, String> 
     let client = remote::client();
     // A web process's workers: read from the database, probed for their models being ready.
     let workers = (cluster.role == Role::Web).then(|| {
-        let pool = Pool::new(Probe::Worker, None);
+        let pool = Pool::new(Probe::Worker, secret.map(String::from));
         let every = Duration::from_millis(config.storage.heartbeat_ms);
         watch_workers(db.clone(), pool.clone(), every, client.clone());
         pool
@@ -97,8 +97,8 @@ pub fn slot(role: ModelRole, config: &Config, pool: &Pool) -> Arc<ModelSlot> {
         ModelRole::Sd => config.models.sd_model.clone(),
     };
     let device = match pool.probe {
-        Probe::Worker => "workers",
-        Probe::OpenAi => "endpoint",
+        Probe::Worker => crate::models::DEVICE_WORKERS,
+        Probe::OpenAi => crate::models::DEVICE_ENDPOINT,
     };
     let slot = Arc::new(ModelSlot::elsewhere(role, spec, device));
     let (watched, pool) = (slot.clone(), pool.clone());

@@ -60,6 +60,10 @@ fn ready(slot: &ModelSlot, what: &str) -> Result<(), ServiceError> {
             Err(unavailable(format!("the {what} model is downloading{pct}; try again later"), Some(30)))
         }
         ModelState::Missing => Err(unavailable(format!("the {what} model is missing: {detail}"), None)),
+        // Workers or endpoints come back by themselves: worth trying again.
+        ModelState::Error if slot.answered_elsewhere() => {
+            Err(unavailable(format!("the {what} model is not reachable: {detail}"), Some(5)))
+        }
         ModelState::Error => Err(unavailable(format!("the {what} model failed to load: {detail}"), None)),
     }
 }

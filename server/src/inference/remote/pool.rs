@@ -36,9 +36,13 @@ pub enum Probe {
 pub struct Pool {
     members: Arc<Mutex<Vec<Member>>>,
     pub probe: Probe,
-    /// Sent to OpenAI-compatible servers.
+    /// Sent to OpenAI-compatible servers as their API key, to workers as the shared secret.
     pub api_key: Option<String>,
 }
+
+/// Why a worker that answers is skipped: its secret is not this process's.
+pub const REFUSED_SECRET: &str =
+    "it refuses this process's WORKER_SECRET (set the same on every web process and worker)";
 
 impl Pool {
     pub fn new(probe: Probe, api_key: Option<String>) -> Pool {
@@ -128,6 +132,15 @@ impl Pool {
             let health: serde_json::Value = serde_json::from_slice(&body).map_err(|e| e.to_string())?;
             if health["status"] != "ok" {
                 return Err("its models are not ready yet".into());
+            }
+            // A route that needs the secret and answers at once (404: no such reply kept).
+            let mut check = client.get(format!("{}/internal/replies/probe", node.url)).timeout(Duration::from_secs(5));
+            if let Some(secret) = &self.api_key {
+                check = check.header(super::wire::SECRET_HEADER, secret);
+            }
+            let status = check.send().await.map_err(|e| format!("unreachable: {}", super::cause(&e)))?.status();
+            if status == reqwest::StatusCode::UNAUTHORIZED {
+                return Err(REFUSED_SECRET.into());
             }
         }
         Ok(())

@@ -67,6 +67,11 @@ impl WorkerChat {
                 .await;
             let response = match sent {
                 Ok(r) if r.status().is_success() => r,
+                Ok(r) if r.status() == reqwest::StatusCode::UNAUTHORIZED => {
+                    refused.push(format!("{}: {}", node.url, super::pool::REFUSED_SECRET));
+                    self.pool.mark(&node, Err(super::pool::REFUSED_SECRET.into()));
+                    continue;
+                }
                 Ok(r) if r.status() == reqwest::StatusCode::SERVICE_UNAVAILABLE => {
                     // Busy or still loading: the next worker may take it; this one stays up.
                     refused.push(format!("{} is busy", node.url));

@@ -311,16 +311,16 @@ impl Limits {
         Ok((Admission { _held: held, meter }, tokens_left))
     }
 
-    /// The check a new image job passes, against the jobs of its owner queued or running on
-    /// every process, counted when its row is inserted (`ImageJobs::submit`), so two processes
-    /// cannot both let in the last one. Today's use and the replies other processes are writing
-    /// are read now.
     /// Counts what `account`'s end user `user` made against the day's quota, outside an
     /// admission (a reply stored after its process went away).
     pub fn meter(&self, db: &Database, account: &str, user: &str) -> quota::UsageMeter {
         quota::UsageMeter { db: db.clone(), account: account.to_string(), user: Some(user.to_string()) }
     }
 
+    /// The check a new image job passes, against the jobs of its owner queued or running on
+    /// every process, counted when its row is inserted (`ImageJobs::submit`), so two processes
+    /// cannot both let in the last one. Today's use and the replies other processes are writing
+    /// are read now.
     pub async fn image_gate(
         &self,
         db: &Database,
