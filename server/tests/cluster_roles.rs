@@ -166,3 +166,56 @@ async fn the_stop_button_and_the_openai_api_work_through_workers() {
     let text = String::from_utf8_lossy(&bytes);
     assert!(text.contains("ping") && text.trim_end().ends_with("data: [DONE]"), "{text}");
 }
+
+#[tokio::test]
+async fn a_worker_lost_mid_reply_fails_that_turn_and_the_next_goes_to_the_other() {
+    let database = common::postgres::fresh_database().await;
+    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let slow = ["--mock-token-ms", "300"];
+    let mut workers = [
+        Some(duet("worker", SECRET, dirs[0].path(), &database, &slow).await),
+        Some(duet("worker", SECRET, dirs[1].path(), &database, &slow).await),
+    ];
+    let web = duet("web", SECRET, dirs[2].path(), &database, &[]).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while web.json("GET", "/health", None).await["endpoints"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["state"] == "ok")
+        .count()
+        < 4
+    {
+        assert!(Instant::now() < deadline, "the workers were not found");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let mut stream =
+        web.send("POST", "/chat", Some(&json!({"user_id": "u", "message": "hi", "stream": true}))).await.unwrap();
+    let mut seen = String::new();
+    while !seen.contains("event: reasoning") {
+        seen.push_str(&String::from_utf8_lossy(&stream.chunk().await.unwrap().expect("more of the stream")));
+    }
+    let conversation = seen
+        .lines()
+        .filter_map(|l| l.strip_prefix("data:"))
+        .find_map(|d| serde_json::from_str::<Value>(d.trim()).ok()?["conversation_id"].as_str().map(String::from))
+        .unwrap();
+    // The worker the conversation hashes to (every web process ranks alike): killed mid-reply.
+    let db = sqlx::PgPool::connect(&database).await.unwrap();
+    let rows: Vec<(String, String)> =
+        sqlx::query_as("SELECT name, url FROM processes WHERE role = 'worker'").fetch_all(&db).await.unwrap();
+    let first = server::inference::remote::rendezvous::rank(&conversation, &rows, |(name, _)| name.as_str())[0].clone();
+    let index = workers.iter().position(|w| w.as_ref().unwrap().url("") == first.1).expect("one of the workers");
+    workers[index].take().unwrap().kill();
+    while let Ok(Some(chunk)) = stream.chunk().await {
+        seen.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    assert!(seen.contains("event: error") && seen.contains(&first.1), "the error names the worker: {seen}");
+    // The next turn of the same conversation: the other worker, from the stored history.
+    let next = web
+        .json("POST", "/chat", Some(json!({"user_id": "u", "message": "again", "conversation_id": conversation})))
+        .await;
+    let other = workers.iter().flatten().next().unwrap().url("");
+    assert_eq!(next["provider"].as_str(), Some(other.as_str()), "{next}");
+    assert_eq!(next["reply"], "You said: again");
+}

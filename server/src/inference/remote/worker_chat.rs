@@ -52,6 +52,7 @@ impl WorkerChat {
             Err(err) => return drop(tx.send(GenerationEvent::Failed(Failure::internal(err.to_string())))),
         };
         let mut refused = Vec::new();
+        let mut started = false;
         for node in self.pool.ranked(&key) {
             if cancel.load(Ordering::Relaxed) || tx.is_closed() {
                 let failure = Failure::new(FailureKind::Cancelled, "cancelled before a worker took it");
@@ -94,7 +95,11 @@ impl WorkerChat {
                     continue;
                 }
             };
-            return self.relay(&node, &call.id, response, tx, cancel).await;
+            match self.relay(&node, &call.id, response, &tx, &cancel, &mut started).await {
+                Relayed::Ended => return,
+                // Gone before it wrote anything: the next worker runs the prompt again.
+                Relayed::LostBeforeText(why) => refused.push(why),
+            }
         }
         let message = if refused.is_empty() {
             "no chat worker is up; start one with ROLE=worker".to_string()
@@ -104,17 +109,20 @@ impl WorkerChat {
         let _ = tx.send(GenerationEvent::Failed(Failure::new(FailureKind::Unavailable, message)));
     }
 
+    /// Pass the worker's events on; `started`: the admission was passed on already (by a worker
+    /// lost before it wrote anything), so another is not.
     async fn relay(
         &self,
         node: &Node,
         id: &str,
         response: reqwest::Response,
-        tx: UnboundedSender<GenerationEvent>,
-        cancel: Arc<AtomicBool>,
-    ) {
+        tx: &UnboundedSender<GenerationEvent>,
+        cancel: &AtomicBool,
+        started: &mut bool,
+    ) -> Relayed {
         let mut body = response.bytes_stream();
         let mut lines = Lines::default();
-        let mut asked_to_stop = false;
+        let (mut asked_to_stop, mut wrote) = (false, false);
         let mut check = tokio::time::interval(Duration::from_millis(50));
         loop {
             tokio::select! {
@@ -124,11 +132,11 @@ impl WorkerChat {
                         Some(Err(err)) => {
                             let message = format!("worker {} went away mid-reply: {}", node.url, super::cause(&err));
                             self.pool.mark(node, Err(message.clone()));
-                            return drop(tx.send(GenerationEvent::Failed(Failure::internal(message))));
+                            return self.lost(message, wrote || asked_to_stop, tx);
                         }
                         None => {
                             let message = format!("worker {} ended the reply without its result", node.url);
-                            return drop(tx.send(GenerationEvent::Failed(Failure::internal(message))));
+                            return self.lost(message, wrote || asked_to_stop, tx);
                         }
                     };
                     for line in lines.push(&chunk).into_iter().filter(|l| !l.is_empty()) {
@@ -141,10 +149,15 @@ impl WorkerChat {
                                 "worker {} sent an unreadable event: {err}", node.url
                             ))),
                         };
+                        match &event {
+                            GenerationEvent::Started { .. } if std::mem::replace(started, true) => continue,
+                            GenerationEvent::Delta { .. } => wrote = true,
+                            _ => {}
+                        }
                         let last = matches!(event, GenerationEvent::Done(_) | GenerationEvent::Failed(_));
                         let _ = tx.send(event);
                         if last {
-                            return;
+                            return Relayed::Ended;
                         }
                     }
                 }
@@ -162,6 +175,18 @@ impl WorkerChat {
                     tracing::warn!(worker = %node.url, error = %super::cause(&err), "could not stop a generation");
                 }
             }
+        }
+    }
+
+    /// The worker went away: the turn fails, unless nothing of it was written yet (then the
+    /// next worker may run it from the start).
+    fn lost(&self, message: String, too_late: bool, tx: &UnboundedSender<GenerationEvent>) -> Relayed {
+        if too_late {
+            let _ = tx.send(GenerationEvent::Failed(Failure::internal(message)));
+            Relayed::Ended
+        } else {
+            tracing::warn!(reason = %message, "a worker went away before the reply began: trying the next");
+            Relayed::LostBeforeText(message)
         }
     }
 
@@ -203,6 +228,14 @@ impl ChatEngine for WorkerChat {
     }
 }
 
+/// How relaying one worker's answer ended.
+enum Relayed {
+    /// The generation's end (or failure) was passed on.
+    Ended,
+    /// The worker went away before any text: why.
+    LostBeforeText(String),
+}
+
 /// What a request is routed by: its conversation (whose KV cache a worker keeps), or for a
 /// one-off request its prompt.
 pub fn routing_key(request: &GenerateRequest) -> String {
@@ -213,6 +246,125 @@ pub fn routing_key(request: &GenerateRequest) -> String {
             let bytes =
                 messages.iter().flat_map(|m| m.role.bytes().chain([0xff]).chain(m.content.bytes()).chain([0xff]));
             format!("messages:{:016x}", fnv1a(FNV_OFFSET, bytes))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::inference::llm::{FinishReason, GenerationParams, Part};
+    use axum::{body::Body, routing::post, Router};
+
+    /// A fake worker answering every generation with `lines`, then ending the body with an error
+    /// when `broken` (a process gone mid-stream).
+    async fn fake_worker(lines: Vec<GenerationEvent>, broken: bool) -> String {
+        let app = Router::new().route(
+            "/internal/generate",
+            post(move || {
+                let lines = lines.clone();
+                async move {
+                    let mut items: Vec<Result<String, std::io::Error>> =
+                        lines.iter().map(|e| Ok(format!("{}\n", serde_json::to_string(e).unwrap()))).collect();
+                    if broken {
+                        items.push(Err(std::io::Error::other("killed")));
+                    }
+                    // Each line gets out before the next (and before the break).
+                    let paced = futures::stream::iter(items).then(|item| async move {
+                        tokio::time::sleep(Duration::from_millis(30)).await;
+                        item
+                    });
+                    Body::from_stream(paced)
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        url
+    }
+
+    fn started() -> GenerationEvent {
+        GenerationEvent::Started { prompt_tokens: 3, reused_tokens: 0, dropped_messages: 0 }
+    }
+
+    fn done(answer: &str) -> GenerationEvent {
+        GenerationEvent::Done(Completion {
+            token_ids: vec![1],
+            text: answer.into(),
+            reasoning: String::new(),
+            answer: answer.into(),
+            finish_reason: FinishReason::Eos,
+            prompt_tokens: 3,
+            reused_tokens: 0,
+            completion_tokens: 1,
+            dropped_messages: 0,
+            seed: 0,
+            ttft_ms: 1.0,
+            total_ms: 1.0,
+            provider: None,
+        })
+    }
+
+    /// A conversation key that ranks `first` above the other node.
+    fn key_preferring(first: &Node, nodes: &[Node]) -> String {
+        (0..)
+            .map(|i| format!("conversation-{i}"))
+            .find(|k| super::super::rendezvous::rank(k, nodes, |n| n.name.as_str())[0] == first)
+            .unwrap()
+    }
+
+    async fn answer(chat: &WorkerChat, key: &str) -> (Vec<GenerationEvent>, Option<Completion>) {
+        let request = GenerateRequest {
+            conversation: Some(key.into()),
+            prompt: Prompt::Messages(vec![crate::inference::llm::ChatMessage::new("user", "hi")]),
+            params: GenerationParams::default(),
+        };
+        let mut handle = chat.generate(request).unwrap();
+        let mut events = Vec::new();
+        while let Some(event) = handle.next().await {
+            if let GenerationEvent::Done(c) = &event {
+                return (events, Some(c.clone()));
+            }
+            let failed = matches!(event, GenerationEvent::Failed(_));
+            events.push(event);
+            if failed {
+                break;
+            }
+        }
+        (events, None)
+    }
+
+    #[tokio::test]
+    async fn a_worker_gone_before_any_text_hands_the_turn_to_the_next_but_not_after() {
+        let delta = GenerationEvent::Delta { part: Part::Answer, text: "Hel".into() };
+        let gone_early = fake_worker(vec![started()], true).await;
+        let gone_late = fake_worker(vec![started(), delta.clone()], true).await;
+        let good = fake_worker(
+            vec![started(), GenerationEvent::Delta { part: Part::Answer, text: "Hi".into() }, done("Hi")],
+            false,
+        )
+        .await;
+        let node = |url: &String| Node { name: url.clone(), url: url.clone() };
+
+        let nodes = vec![node(&gone_early), node(&good)];
+        let pool = Pool::new(super::super::Probe::Worker, None);
+        pool.set_nodes(nodes.clone());
+        let chat = WorkerChat::new(pool.clone(), "secret");
+        let (events, completion) = answer(&chat, &key_preferring(&nodes[0], &nodes)).await;
+        let completion = completion.expect("the next worker answered");
+        assert_eq!((completion.answer.as_str(), completion.provider.as_deref()), ("Hi", Some(good.as_str())));
+        let starts = events.iter().filter(|e| matches!(e, GenerationEvent::Started { .. })).count();
+        assert_eq!(starts, 1, "one admission passed on: {events:?}");
+        assert!(!pool.ranked("any").iter().any(|n| n.url == gone_early), "the lost worker is marked down");
+
+        let nodes = vec![node(&gone_late), node(&good)];
+        pool.set_nodes(nodes.clone());
+        let (events, completion) = answer(&chat, &key_preferring(&nodes[0], &nodes)).await;
+        assert!(completion.is_none(), "text was written: the turn fails instead of starting over");
+        match events.last() {
+            Some(GenerationEvent::Failed(f)) => assert!(f.message.contains(&gone_late), "{f:?}"),
+            other => panic!("{other:?}"),
         }
     }
 }
