@@ -21,6 +21,9 @@
 #                                 the shared image queue: jobs/s accepted and drawn by 1 and by 2
 #                                 processes over Postgres and SeaweedFS, mock engines
 #                                 (bench/jobs_shared.py)
+#   bench/run.sh serve [--users 1,4,8,16] [--rate R] [--requests N]
+#                                 many conversations at once: Duet's engine and openvino-genai's
+#                                 ContinuousBatchingPipeline on one request stream (bench/serve.py)
 #   bench/run.sh share [options]  chat time to first token with and without an image rendering,
 #                                 on the full-size models (bench/load/, --mode share)
 # Run on an idle machine: a build or test run beside a benchmark can triple its times.
@@ -63,6 +66,14 @@ case "$what" in
     cargo build --release -p server
     stage_end
     exec python3 bench/chat_turns.py "$@"
+    ;;
+  serve)
+    ensure_fixture_venv
+    ensure_openvino
+    stage "build the server (release)"
+    cargo build --release -p server
+    stage_end
+    exec python3 bench/serve.py "$@"
     ;;
   jobs)
     ensure_postgres
@@ -122,5 +133,5 @@ case "$what" in
     http_get "http://127.0.0.1:$port/health" | grep -q '"status":"ok"' || die "the server did not become ready"
     target/release/duet-load --url "http://127.0.0.1:$port" "${load_args[@]}" "$@"
     ;;
-  *) die "usage: bench/run.sh llm|sd|chat-turns|load|share [options]" ;;
+  *) die "usage: bench/run.sh llm|sd|chat-turns|load|share|jobs|serve [options]" ;;
 esac

@@ -168,6 +168,20 @@ pub enum BenchCommand {
     Sd(BenchSdArgs),
     /// Time per check of the NSFW filter (the SD safety checker) on one picture.
     Safety(BenchSafetyArgs),
+    /// The chat engine under a stream of requests (bench/serve.py writes the trace).
+    Serve(BenchServeArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct BenchServeArgs {
+    #[arg(long)]
+    pub model: PathBuf,
+    /// JSON list of {prompt_ids, max_new_tokens, arrival_s?} (bench/serve_trace.py).
+    #[arg(long)]
+    pub trace: PathBuf,
+    /// Closed loop: this many requests at once; unset: each at its `arrival_s`.
+    #[arg(long)]
+    pub users: Option<usize>,
 }
 
 #[derive(Args, Debug, Clone)]

@@ -18,6 +18,7 @@ pub fn run(config: &Config, command: BenchCommand) -> Result<(), String> {
         BenchCommand::Llm(args) => llm(config, args),
         BenchCommand::Sd(args) => super::bench_sd::run(config, args),
         BenchCommand::Safety(args) => super::bench_safety::run(config, args),
+        BenchCommand::Serve(args) => super::bench_serve::run(config, args),
     }
 }
 

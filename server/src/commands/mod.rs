@@ -3,6 +3,7 @@
 pub mod bench;
 mod bench_safety;
 mod bench_sd;
+mod bench_serve;
 mod bench_turns;
 pub mod generate;
 pub mod imagine;

@@ -1,0 +1,86 @@
+#!/usr/bin/env python3
+"""The serving benchmark (issue 27): the same request stream (bench/serve_trace.py) through
+Duet's chat engine (`server bench serve`) and openvino-genai's ContinuousBatchingPipeline
+(bench/serve_genai.py), each in its own process, alternating, on the same model folder; prints
+output tokens/s, requests/s, TTFT and time per output token P50/P95 and peak memory with the ratio
+Duet / GenAI for every closed-loop level (`--users 1,4,8,16`) and, with `--rate`, an open loop.
+
+    bench/run.sh serve --users 1,4 --requests 16          # after scripts/make-fixtures.sh --full
+    bench/run.sh serve --rate 0.3 --requests 32
+Run on an idle machine."""
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from serve_trace import arrivals, trace  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+SERVER = ROOT / "target/release/server"
+PYTHON = ROOT / ".venv-fixtures/bin/python"
+DEFAULT_MODEL = ROOT / "data/bench-models/llm/deepseek-r1-distill-qwen-1.5b-arch-int4-cw-ov"
+
+
+def last_json(cmd):
+    out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+    if out.returncode != 0:
+        sys.exit(f"{cmd[0]} failed ({out.returncode}):\n{out.stderr[-2000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", type=Path, default=DEFAULT_MODEL)
+    parser.add_argument("--users", default="1,4", help="closed-loop levels, comma-separated")
+    parser.add_argument("--rate", type=float, help="also an open loop at this many requests/s")
+    parser.add_argument("--requests", type=int, default=16)
+    parser.add_argument("--seed", type=int, default=2026)
+    parser.add_argument("--scale", type=float, default=1.0)
+    parser.add_argument("--shared-prefix", type=int, default=0)
+    args = parser.parse_args()
+    if not args.model.is_dir():
+        sys.exit(f"no model at {args.model}: run scripts/make-fixtures.sh --full first")
+    requests = trace(args.requests, args.seed, args.shared_prefix, scale=args.scale)
+    runs = [("users", int(n)) for n in args.users.split(",") if n.strip()]
+    if args.rate:
+        for r, at in zip(requests, arrivals(len(requests), args.rate, args.seed)):
+            r["arrival_s"] = at
+        runs.append(("rate", args.rate))
+    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
+        json.dump(requests, f)
+        trace_file = f.name
+    rows = []
+    try:
+        for kind, value in runs:
+            duet_cmd = [str(SERVER), "bench", "serve", "--model", str(args.model), "--trace", trace_file]
+            genai_cmd = [str(PYTHON), "bench/serve_genai.py", "--model", str(args.model), "--trace", trace_file]
+            if kind == "users":
+                duet_cmd += ["--users", str(value)]
+                genai_cmd += ["--users", str(value)]
+            else:
+                genai_cmd += ["--rate", str(value)]
+            print(f"==> {kind} {value}: Duet, then GenAI", flush=True)
+            rows.append((f"{kind}={value}", last_json(duet_cmd), last_json(genai_cmd)))
+    finally:
+        os.unlink(trace_file)
+    print(f"\n{len(requests)} requests; ratio = Duet / GenAI (tokens/s: higher is better; times: lower)")
+    print(f"{'load':<10} {'metric':<22} {'Duet':>10} {'GenAI':>10} {'ratio':>7}")
+    for name, duet, genai in rows:
+        metrics = [("output tokens/s", lambda r: r["output_tokens_per_s"]),
+                   ("TTFT P50 ms", lambda r: r["ttft_ms"]["p50"]), ("TTFT P95 ms", lambda r: r["ttft_ms"]["p95"]),
+                   ("TPOT P50 ms", lambda r: r["tpot_ms"]["p50"]), ("TPOT P95 ms", lambda r: r["tpot_ms"]["p95"]),
+                   ("peak memory MiB", lambda r: r["peak_rss_mb"])]
+        for label, get in metrics:
+            d, g = get(duet), get(genai)
+            d, g = (float("nan") if v is None else v for v in (d, g))
+            ratio = d / g if g == g and g else float("nan")
+            print(f"{name:<10} {label:<22} {d:>10.1f} {g:>10.1f} {ratio:>7.3f}")
+
+
+if __name__ == "__main__":
+    main()
