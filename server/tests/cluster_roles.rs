@@ -39,6 +39,20 @@ async fn until_chat(web: &ServerProcess, state: &str) -> Value {
     }
 }
 
+/// Read a chat stream until `event` appears: its conversation id, and what was read.
+async fn read_until(stream: &mut reqwest::Response, event: &str) -> (String, String) {
+    let mut seen = String::new();
+    while !seen.contains(event) {
+        seen.push_str(&String::from_utf8_lossy(&stream.chunk().await.unwrap().expect("more of the stream")));
+    }
+    let conversation = seen
+        .lines()
+        .filter_map(|l| l.strip_prefix("data:"))
+        .find_map(|d| serde_json::from_str::<Value>(d.trim()).ok()?["conversation_id"].as_str().map(String::from))
+        .unwrap();
+    (conversation, seen)
+}
+
 #[test]
 fn a_web_process_says_what_it_is_missing() {
     let (code, _, err) = common::run_server(&["--role", "web", "--worker-secret", SECRET, "--use-mocks", "true"]);
@@ -128,15 +142,7 @@ async fn the_stop_button_and_the_openai_api_work_through_workers() {
     let words = (0..80).map(|i| format!("w{i}")).collect::<Vec<_>>().join(" ");
     let mut stream =
         web.send("POST", "/chat", Some(&json!({"user_id": "u", "message": words, "stream": true}))).await.unwrap();
-    let mut seen = String::new();
-    while !seen.contains("event: answer") {
-        seen.push_str(&String::from_utf8_lossy(&stream.chunk().await.unwrap().expect("more of the stream")));
-    }
-    let conversation = seen
-        .lines()
-        .filter_map(|l| l.strip_prefix("data:"))
-        .find_map(|d| serde_json::from_str::<Value>(d.trim()).ok()?["conversation_id"].as_str().map(String::from))
-        .unwrap();
+    let (conversation, _) = read_until(&mut stream, "event: answer").await;
     let started = Instant::now();
     drop(stream);
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -191,15 +197,7 @@ async fn a_worker_lost_mid_reply_fails_that_turn_and_the_next_goes_to_the_other(
     }
     let mut stream =
         web.send("POST", "/chat", Some(&json!({"user_id": "u", "message": "hi", "stream": true}))).await.unwrap();
-    let mut seen = String::new();
-    while !seen.contains("event: reasoning") {
-        seen.push_str(&String::from_utf8_lossy(&stream.chunk().await.unwrap().expect("more of the stream")));
-    }
-    let conversation = seen
-        .lines()
-        .filter_map(|l| l.strip_prefix("data:"))
-        .find_map(|d| serde_json::from_str::<Value>(d.trim()).ok()?["conversation_id"].as_str().map(String::from))
-        .unwrap();
+    let (conversation, mut seen) = read_until(&mut stream, "event: reasoning").await;
     // The worker the conversation hashes to (every web process ranks alike): killed mid-reply.
     let db = sqlx::PgPool::connect(&database).await.unwrap();
     let rows: Vec<(String, String)> =

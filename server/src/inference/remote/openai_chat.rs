@@ -75,14 +75,7 @@ impl OpenAiChat {
         };
         let mut refused = Vec::new();
         for node in self.pool.ranked(&routing_key(&request)) {
-            let mut call = self
-                .client
-                .post(format!("{}/chat/completions", node.url))
-                .header(reqwest::header::CONTENT_TYPE, "application/json")
-                .body(body.clone());
-            if let Some(key) = &self.pool.api_key {
-                call = call.bearer_auth(key);
-            }
+            let call = self.pool.post_json(&self.client, &node, "chat/completions", body.clone());
             let submitted = Instant::now();
             match call.send().await {
                 Ok(r) if r.status().is_success() => {

@@ -52,14 +52,7 @@ impl OpenAiImage {
         let key = format!("{}:{}", request.seed, request.prompt);
         let mut refused = Vec::new();
         for node in self.pool.ranked(&key) {
-            let mut call = self
-                .client
-                .post(format!("{}/images/generations", node.url))
-                .header(reqwest::header::CONTENT_TYPE, "application/json")
-                .body(body.clone());
-            if let Some(key) = &self.pool.api_key {
-                call = call.bearer_auth(key);
-            }
+            let call = self.pool.post_json(&self.client, &node, "images/generations", body.clone());
             // Cancelling drops the request: the server sees its client leave.
             let response = tokio::select! {
                 r = call.send() => r,

@@ -105,6 +105,24 @@ impl Pool {
         }
     }
 
+    /// `POST {node}/{path}` with a JSON body and, for endpoints, their API key.
+    pub fn post_json(
+        &self,
+        client: &reqwest::Client,
+        node: &Node,
+        path: &str,
+        body: String,
+    ) -> reqwest::RequestBuilder {
+        let call = client
+            .post(format!("{}/{path}", node.url))
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(body);
+        match &self.api_key {
+            Some(key) => call.bearer_auth(key),
+            None => call,
+        }
+    }
+
     /// Probe every node now.
     pub async fn probe_all(&self, client: &reqwest::Client) {
         for member in self.members() {
