@@ -436,3 +436,27 @@ async fn streamed_text_equals_decoding_all_tokens_at_once() {
     }
     assert!(multibyte > 0, "no multi-byte character was generated: the test checked nothing");
 }
+
+#[tokio::test]
+async fn a_new_conversation_with_a_known_system_prompt_runs_only_what_is_new() {
+    let (warm, _cache) = engine(EngineOptions::default());
+    let system = "You are Duet, a helpful assistant who answers briefly and plainly. ".repeat(6);
+    let chat = |text: &str| Prompt::Messages(vec![ChatMessage::new("system", &system), ChatMessage::new("user", text)]);
+    let params = GenerationParams { ignore_eos: true, ..greedy(12) };
+    let first = run(&warm, Some("first"), chat("Hello"), params.clone()).await;
+    assert!(first.prompt_tokens > 96, "the system prompt spans several blocks: {}", first.prompt_tokens);
+    assert_eq!(first.reused_tokens, 0);
+    let second = run(&warm, Some("second"), chat("Tell me a joke"), params.clone()).await;
+    assert!(second.reused_tokens >= 64, "the system prompt's full blocks are shared: {}", second.reused_tokens);
+    assert!(second.reused_tokens < second.prompt_tokens - 2, "the new message runs");
+    // One-off requests (no conversation key) share it too, and the first one's blocks stay idle.
+    let oneoff = run(&warm, None, chat("Tell me a joke"), params.clone()).await;
+    assert!(oneoff.reused_tokens >= second.reused_tokens, "{}", oneoff.reused_tokens);
+    let stats = settled(&warm).await;
+    assert!(stats.shared_prefix_tokens >= (second.reused_tokens + oneoff.reused_tokens) as u64, "{stats:?}");
+    // Shared blocks change nothing: the same turn on an engine that has run nothing else.
+    let (cold_engine, _cold_cache) = engine(EngineOptions::default());
+    let cold = run(&cold_engine, None, chat("Tell me a joke"), params).await;
+    assert_eq!(cold.reused_tokens, 0);
+    assert_eq!((second.token_ids.clone(), oneoff.token_ids), (cold.token_ids.clone(), cold.token_ids));
+}

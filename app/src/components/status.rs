@@ -74,6 +74,12 @@ pub fn engine_lines(e: &EngineActivity) -> Vec<String> {
         lines
             .push(format!("KV cache: {} of {} tokens in use ({percent:.0}%)", e.kv_tokens_used, e.kv_tokens_allocated));
     }
+    if e.shared_prefix_tokens > 0 {
+        lines.push(format!(
+            "{} of prompts taken from other conversations' cache (not run again)",
+            plural(e.shared_prefix_tokens, "token", "tokens")
+        ));
+    }
     if e.batched_steps > 0 {
         lines.push(format!(
             "{} decoded several replies at once (up to {})",
@@ -248,6 +254,8 @@ mod tests {
             kept_conversations: 3,
             kv_tokens_used: 512,
             kv_tokens_allocated: 2048,
+            kv_tokens_idle: 64,
+            shared_prefix_tokens: 96,
             batched_steps: 40,
             max_batch: 2,
             mixed_steps: 5,
@@ -259,6 +267,7 @@ mod tests {
             [
                 "1 reply running · 3 conversations kept for their next turn",
                 "KV cache: 512 of 2048 tokens in use (25%)",
+                "96 tokens of prompts taken from other conversations' cache (not run again)",
                 "40 steps decoded several replies at once (up to 2)",
                 "1 idle conversation dropped to make room (their next turn runs again in full)",
             ]

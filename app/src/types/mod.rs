@@ -116,6 +116,14 @@ pub struct EngineActivity {
     /// `LLM_KV_CACHE_MB`); both 0 on the stateful graph.
     pub kv_tokens_used: u64,
     pub kv_tokens_allocated: u64,
+    /// Paged attention: tokens in blocks no conversation holds, kept because they hold a prompt
+    /// prefix a new conversation may start with (handed out first when room is needed).
+    #[serde(default)]
+    pub kv_tokens_idle: u64,
+    /// Prompt tokens new prompts took from blocks other conversations had already run (a shared
+    /// system prompt, a regenerated reply, a client resending history).
+    #[serde(default)]
+    pub shared_prefix_tokens: u64,
     /// Steps that decoded several replies at once, and the most at once.
     pub batched_steps: u64,
     pub max_batch: u64,

@@ -121,6 +121,8 @@ fn activity(stats: EngineStats) -> EngineActivity {
         kept_conversations: stats.kept_conversations as u64,
         kv_tokens_used: stats.kv_tokens_used as u64,
         kv_tokens_allocated: stats.kv_tokens_allocated as u64,
+        kv_tokens_idle: stats.kv_tokens_idle as u64,
+        shared_prefix_tokens: stats.shared_prefix_tokens,
         batched_steps: stats.batched_steps,
         max_batch: stats.max_batch as u64,
         mixed_steps: stats.mixed_steps,

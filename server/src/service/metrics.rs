@@ -7,8 +7,8 @@ use super::{
     AppState,
 };
 use crate::telemetry::catalogue::{
-    CHAT_BATCHED_STEPS, CHAT_EVICTED, CHAT_KEPT, CHAT_KV_ALLOCATED, CHAT_KV_USED, CHAT_MIXED_STEPS, DB_CONNECTIONS,
-    IMAGE_QUEUE_DEPTH, IMAGE_RUNNING, MODEL_STATE, SESSIONS, WEBSOCKETS,
+    CHAT_BATCHED_STEPS, CHAT_EVICTED, CHAT_KEPT, CHAT_KV_ALLOCATED, CHAT_KV_IDLE, CHAT_KV_USED, CHAT_MIXED_STEPS,
+    CHAT_SHARED_PREFIX, DB_CONNECTIONS, IMAGE_QUEUE_DEPTH, IMAGE_RUNNING, MODEL_STATE, SESSIONS, WEBSOCKETS,
 };
 use app::types::{ModelRole, ModelState};
 use metrics::{counter, gauge};
@@ -28,10 +28,12 @@ pub async fn render(state: &AppState) -> Result<String> {
         if let (ModelRole::Llm, Some(engine)) = (health.role, health.engine) {
             gauge!(CHAT_KV_USED).set(engine.kv_tokens_used as f64);
             gauge!(CHAT_KV_ALLOCATED).set(engine.kv_tokens_allocated as f64);
+            gauge!(CHAT_KV_IDLE).set(engine.kv_tokens_idle as f64);
             gauge!(CHAT_KEPT).set(engine.kept_conversations as f64);
             // The engine counts these itself; they only ever grow.
             counter!(CHAT_BATCHED_STEPS).absolute(engine.batched_steps);
             counter!(CHAT_MIXED_STEPS).absolute(engine.mixed_steps);
+            counter!(CHAT_SHARED_PREFIX).absolute(engine.shared_prefix_tokens);
             counter!(CHAT_EVICTED, "reason" => "room").absolute(engine.evicted_for_room);
             counter!(CHAT_EVICTED, "reason" => "limit").absolute(engine.evicted_for_limit);
         }

@@ -57,6 +57,8 @@ pub const CHAT_RUNNING: &str = "duet_chat_replies_running";
 pub const CHAT_WAITING: &str = "duet_chat_replies_waiting";
 pub const CHAT_KV_USED: &str = "duet_chat_kv_cache_tokens_used";
 pub const CHAT_KV_ALLOCATED: &str = "duet_chat_kv_cache_tokens_allocated";
+pub const CHAT_KV_IDLE: &str = "duet_chat_kv_cache_tokens_idle";
+pub const CHAT_SHARED_PREFIX: &str = "duet_chat_shared_prefix_tokens_total";
 pub const CHAT_KEPT: &str = "duet_chat_conversations_kept";
 pub const CHAT_EVICTED: &str = "duet_chat_conversations_evicted_total";
 pub const CHAT_BATCHED_STEPS: &str = "duet_chat_batched_steps_total";
@@ -116,6 +118,8 @@ pub const METRICS: &[Metric] = &[
     metric(CHAT_WAITING, Gauge, &[], "Replies admitted by the chat engine whose prompt it has not started yet"),
     metric(CHAT_KV_USED, Gauge, &[], "Tokens held in the KV block pool (paged attention; 0 otherwise)"),
     metric(CHAT_KV_ALLOCATED, Gauge, &[], "Tokens the KV block pool could hold as allocated now (paged attention; 0 otherwise)"),
+    metric(CHAT_KV_IDLE, Gauge, &[], "Tokens in KV blocks no conversation holds, kept for the prompt prefix they hold (paged attention)"),
+    metric(CHAT_SHARED_PREFIX, Counter, &[], "Prompt tokens taken from KV blocks other conversations had run, not run again (paged attention)"),
     metric(CHAT_KEPT, Gauge, &[], "Idle conversations whose KV cache is kept for their next turn"),
     metric(CHAT_EVICTED, Counter, &["reason"], "Kept KV caches dropped: `room` (the block pool was full), `limit` (past LLM_KV_SESSIONS or LLM_KV_CACHE_MB)"),
     metric(CHAT_BATCHED_STEPS, Counter, &[], "Engine steps that decoded several replies at once (paged attention)"),

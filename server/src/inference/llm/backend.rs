@@ -9,7 +9,10 @@
 use super::{
     kv::KvLayout,
     model::{CompileOptions, LlmModel},
-    paged::{blocks::Sequence, Feed, PagedModel},
+    paged::{
+        sequence::{Plan, Sequence},
+        Feed, PagedModel,
+    },
 };
 use crate::inference::InferenceError;
 use openvino::{Core, InferRequest};
@@ -26,9 +29,18 @@ pub enum Attention {
     Stateful,
 }
 
+/// What the paged block pool holds, in tokens.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct KvTokens {
+    pub used: usize,
+    pub idle: usize,
+    pub allocated: usize,
+}
+
 pub enum Backend {
     Stateful(LlmModel),
-    Paged(PagedModel),
+    // Boxed: the block pool's bookkeeping makes it much larger than the stateful variant.
+    Paged(Box<PagedModel>),
 }
 
 /// One conversation's KV cache.
@@ -50,7 +62,7 @@ impl Backend {
     ) -> Result<Backend, InferenceError> {
         if attention != Attention::Stateful {
             match PagedModel::load(core, dir, options, kv_bytes, min_tokens) {
-                Ok(model) => return Ok(Backend::Paged(model)),
+                Ok(model) => return Ok(Backend::Paged(Box::new(model))),
                 Err(err) if attention == Attention::Auto => {
                     tracing::warn!(error = %err, "paged attention unavailable; using the stateful model")
                 }
@@ -82,17 +94,15 @@ impl Backend {
         })
     }
 
-    /// Keep what `cache` holds of `prompt` and return (tokens reused, tokens still to run).
-    pub fn plan(&mut self, cache: &mut Cache, prompt: &[u32]) -> (usize, Vec<u32>) {
+    /// Keep what `cache` holds of `prompt` (paged: or what other conversations' blocks hold) and
+    /// say what is left to run.
+    pub fn plan(&mut self, cache: &mut Cache, prompt: &[u32]) -> Plan {
         match (self, cache) {
             (_, Cache::Stateful { layout, .. }) => {
                 let plan = layout.plan(prompt);
-                (plan.first_position, plan.feed)
+                Plan { reused: plan.first_position, shared: 0, feed: plan.feed }
             }
-            (Backend::Paged(model), Cache::Paged(seq)) => {
-                let plan = seq.plan(prompt, &mut model.pool);
-                (plan.reused, plan.feed)
-            }
+            (Backend::Paged(model), Cache::Paged(seq)) => seq.plan(prompt, &mut model.pool),
             (Backend::Stateful(_), Cache::Paged(_)) => unreachable!("caches come from their backend"),
         }
     }
@@ -115,15 +125,20 @@ impl Backend {
         Ok(logits)
     }
 
-    /// Paged attention: tokens the block pool holds now, and could hold as allocated; (0, 0)
-    /// for the stateful graph, whose caches live in its requests.
-    pub fn kv_tokens(&self) -> (usize, usize) {
+    /// Paged attention: tokens in the blocks conversations hold, in idle blocks kept for the
+    /// prefixes they hold, and room as allocated; all 0 for the stateful graph, whose caches
+    /// live in its requests.
+    pub fn kv_tokens(&self) -> KvTokens {
         match self {
             Backend::Paged(model) => {
                 let (pool, size) = (&model.pool, model.pool.block_size());
-                ((pool.total() - pool.free()) * size, pool.total() * size)
+                KvTokens {
+                    used: (pool.total() - pool.free()) * size,
+                    idle: pool.idle() * size,
+                    allocated: pool.total() * size,
+                }
             }
-            Backend::Stateful(_) => (0, 0),
+            Backend::Stateful(_) => KvTokens::default(),
         }
     }
 
@@ -159,7 +174,7 @@ impl Backend {
         let logits = model.forward(&feeds)?;
         for (cache, ids, _) in items.iter_mut() {
             if let Cache::Paged(seq) = &mut **cache {
-                seq.append(ids, &model.pool);
+                seq.append(ids, &mut model.pool);
             }
         }
         Ok(logits)

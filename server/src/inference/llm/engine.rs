@@ -102,6 +102,11 @@ pub struct EngineStats {
     /// Paged attention: tokens the KV block pool holds now, and could hold as allocated.
     pub kv_tokens_used: usize,
     pub kv_tokens_allocated: usize,
+    /// Paged attention: tokens in blocks no conversation holds, kept for the prompt prefix they
+    /// hold (handed out when the pool needs room).
+    pub kv_tokens_idle: usize,
+    /// Prompt tokens that new prompts took from blocks other conversations published.
+    pub shared_prefix_tokens: u64,
     /// Steps that decoded several generations at once (paged attention only).
     pub batched_steps: u64,
     /// Steps that ran a prompt chunk together with decoding generations (paged attention only).
@@ -453,7 +458,9 @@ impl Worker {
     fn publish(&mut self) {
         self.stats.running = self.active.len();
         self.stats.kept_conversations = self.sessions.len();
-        (self.stats.kv_tokens_used, self.stats.kv_tokens_allocated) = self.backend.kv_tokens();
+        let kv = self.backend.kv_tokens();
+        (self.stats.kv_tokens_used, self.stats.kv_tokens_idle, self.stats.kv_tokens_allocated) =
+            (kv.used, kv.idle, kv.allocated);
         *self.published.lock().unwrap_or_else(|e| e.into_inner()) = self.stats;
     }
 
@@ -542,14 +549,15 @@ impl Worker {
                 self.backend.new_cache().map_err(|e| Failure::internal(e.to_string()))?
             }
         };
-        let (reused, feed) = self.backend.plan(&mut cache, &prompt);
+        let plan = self.backend.plan(&mut cache, &prompt);
+        self.stats.shared_prefix_tokens += plan.shared as u64;
         let sampling = self.files.defaults.resolve(&params.sampling, fresh_seed());
         Ok(Generation::new(
             Setup {
                 key: request.conversation,
                 cache,
-                feed,
-                first_position: reused,
+                feed: plan.feed,
+                first_position: plan.reused,
                 prompt_tokens: prompt.len(),
                 dropped_messages,
                 params,

@@ -1,15 +1,46 @@
-//! Which cache blocks hold which tokens, for paged attention.
+//! The pool of KV cache blocks, shared by every conversation.
 //!
-//! The KV cache is one pool of fixed-size blocks per layer, shared by every conversation. A
-//! sequence owns a list of blocks; token `i` of it lives in block `blocks[i / block_size]`. Unlike
-//! a stateful request's cache, this one can be cut anywhere: a diverged prompt (edited message,
-//! regenerated reply, the reasoning the template drops) keeps its common prefix and overwrites the
-//! rest in place, so nothing is masked and nothing leaks memory.
+//! The KV cache is one pool of fixed-size blocks per layer. A sequence (`sequence.rs`) holds a
+//! list of blocks; token `i` of it lives in block `blocks[i / block_size]`. A full block is
+//! published under a digest of every token up to its end, so another sequence whose prompt
+//! starts with the same tokens (a shared system prompt, a regenerated reply, a client resending
+//! history) takes the block instead of running those tokens again. Blocks are counted by the
+//! sequences holding them; one nobody holds but that still holds a known prefix stays, idle,
+//! until a prompt wants it again or the pool needs it (least recently used first). A sequence
+//! about to write into a block it shares gets its own copy first (the pool records the copy for
+//! the cache tensors, `PagedModel` makes it).
 
-/// The free blocks of the pool.
+use hashlink::LinkedHashSet;
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+
+/// Digest of a token prefix that ends at a block boundary (128 bits of SHA-256 over the
+/// previous block's digest and this block's tokens).
+pub type Prefix = [u8; 16];
+
+/// The digest of the prefix that is `parent`'s prefix followed by `tokens`.
+pub fn extend_prefix(parent: Option<&Prefix>, tokens: &[u32]) -> Prefix {
+    let mut hash = Sha256::new();
+    hash.update(parent.copied().unwrap_or_default());
+    for token in tokens {
+        hash.update(token.to_le_bytes());
+    }
+    hash.finalize()[..16].try_into().expect("16 of 32 bytes")
+}
+
 #[derive(Debug)]
 pub struct BlockPool {
+    /// Blocks nobody holds and that hold nothing worth keeping.
     free: Vec<u32>,
+    /// Blocks nobody holds that still hold a published prefix, least recently used first.
+    idle: LinkedHashSet<u32>,
+    /// Sequences holding each block.
+    refs: Vec<u32>,
+    /// The prefix each published block holds.
+    prefix_of: Vec<Option<Prefix>>,
+    published: HashMap<Prefix, u32>,
+    /// Block copies the cache tensors still owe, `(from, to)`, made before the next step.
+    copies: Vec<(u32, u32)>,
     total: usize,
     block_size: usize,
 }
@@ -17,8 +48,17 @@ pub struct BlockPool {
 impl BlockPool {
     pub fn new(total: usize, block_size: usize) -> Self {
         assert!(block_size > 0, "a block holds at least one token");
-        // Reversed, so blocks are handed out from 0 up (easier to read in tests and dumps).
-        BlockPool { free: (0..total as u32).rev().collect(), total, block_size }
+        BlockPool {
+            // Reversed, so blocks are handed out from 0 up (easier to read in tests and dumps).
+            free: (0..total as u32).rev().collect(),
+            idle: LinkedHashSet::new(),
+            refs: vec![0; total],
+            prefix_of: vec![None; total],
+            published: HashMap::new(),
+            copies: Vec::new(),
+            total,
+            block_size,
+        }
     }
 
     pub fn block_size(&self) -> usize {
@@ -29,98 +69,110 @@ impl BlockPool {
         self.total
     }
 
+    /// Blocks that can be handed out: the free ones and the idle ones (which are then forgotten).
     pub fn free(&self) -> usize {
+        self.free.len() + self.idle.len()
+    }
+
+    /// Blocks that can be handed out without forgetting a prefix.
+    pub fn unused(&self) -> usize {
         self.free.len()
+    }
+
+    /// Blocks nobody holds that keep a prefix for a later prompt.
+    pub fn idle(&self) -> usize {
+        self.idle.len()
     }
 
     /// Add blocks `total..new_total` (the cache tensors have grown).
     pub fn grow(&mut self, new_total: usize) {
+        if new_total <= self.total {
+            return;
+        }
         // Below the free blocks already there, which are handed out first.
         let fresh: Vec<u32> = (self.total as u32..new_total as u32).rev().collect();
         self.free.splice(0..0, fresh);
-        self.total = self.total.max(new_total);
+        self.refs.resize(new_total, 0);
+        self.prefix_of.resize(new_total, None);
+        self.total = new_total;
     }
 
     /// Blocks needed to hold `tokens` tokens.
     pub fn blocks_for(&self, tokens: usize) -> usize {
         tokens.div_ceil(self.block_size)
     }
-}
 
-/// One conversation's cached tokens and the blocks that hold them.
-#[derive(Debug, Default, PartialEq)]
-pub struct Sequence {
-    tokens: Vec<u32>,
-    blocks: Vec<u32>,
-}
-
-/// What to run for a new prompt: `feed` goes in at positions `reused..`.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Plan {
-    pub reused: usize,
-    pub feed: Vec<u32>,
-}
-
-#[derive(Debug, PartialEq, Eq, thiserror::Error)]
-#[error("the KV cache is full: {needed} more blocks needed, {free} free")]
-pub struct OutOfBlocks {
-    pub needed: usize,
-    pub free: usize,
-}
-
-impl Sequence {
-    pub fn new() -> Self {
-        Self::default()
+    /// The copies owed to the cache tensors, `(from, to)`, in order.
+    pub fn take_copies(&mut self) -> Vec<(u32, u32)> {
+        std::mem::take(&mut self.copies)
     }
 
-    /// Tokens whose keys and values are in the cache, in order.
-    pub fn tokens(&self) -> &[u32] {
-        &self.tokens
+    /// How many sequences hold `block`.
+    pub fn holders(&self, block: u32) -> u32 {
+        self.refs[block as usize]
     }
 
-    pub fn blocks(&self) -> &[u32] {
-        &self.blocks
+    /// The published block holding `prefix`, if any.
+    pub fn find(&self, prefix: &Prefix) -> Option<u32> {
+        self.published.get(prefix).copied()
     }
 
-    /// Keep the longest cached prefix of `prompt` (non-empty), but always re-run its last token,
-    /// whose logits start the reply; release blocks past what the kept prefix needs.
-    pub fn plan(&mut self, prompt: &[u32], pool: &mut BlockPool) -> Plan {
-        assert!(!prompt.is_empty(), "a prompt has at least one token");
-        let common = self.tokens.iter().zip(prompt).take_while(|(a, b)| a == b).count();
-        let keep = common.min(prompt.len() - 1);
-        self.truncate(keep, pool);
-        Plan { reused: keep, feed: prompt[keep..].to_vec() }
+    /// A block for a sequence to write into: a free one, else the least recently used idle one.
+    pub(super) fn take(&mut self) -> Option<u32> {
+        let block = match self.free.pop() {
+            Some(block) => block,
+            None => {
+                let block = self.idle.pop_front()?;
+                self.unpublish(block);
+                block
+            }
+        };
+        self.refs[block as usize] = 1;
+        Some(block)
     }
 
-    /// Make room for `more` tokens after the cached ones (blocks only; call `append` once they ran).
-    pub fn reserve(&mut self, more: usize, pool: &mut BlockPool) -> Result<(), OutOfBlocks> {
-        let needed = pool.blocks_for(self.tokens.len() + more).saturating_sub(self.blocks.len());
-        if needed > pool.free.len() {
-            return Err(OutOfBlocks { needed, free: pool.free.len() });
+    /// One more sequence holds `block`.
+    pub(super) fn hold(&mut self, block: u32) {
+        if self.refs[block as usize] == 0 {
+            self.idle.remove(&block);
         }
-        let at = pool.free.len() - needed;
-        self.blocks.extend(pool.free.drain(at..).rev());
-        Ok(())
+        self.refs[block as usize] += 1;
     }
 
-    /// Record tokens that have just been run (their blocks reserved before).
-    pub fn append(&mut self, tokens: &[u32], pool: &BlockPool) {
-        self.tokens.extend_from_slice(tokens);
-        debug_assert!(pool.blocks_for(self.tokens.len()) <= self.blocks.len(), "append without reserve");
-    }
-
-    /// Forget everything after the first `len` tokens and give back the blocks that frees.
-    pub fn truncate(&mut self, len: usize, pool: &mut BlockPool) {
-        self.tokens.truncate(len);
-        let keep = pool.blocks_for(len);
-        if self.blocks.len() > keep {
-            pool.free.extend(self.blocks.drain(keep..).rev());
+    /// One sequence lets go of `block`; the last one leaves it idle if it holds a published
+    /// prefix (most recently used), free otherwise.
+    pub(super) fn let_go(&mut self, block: u32) {
+        let refs = &mut self.refs[block as usize];
+        debug_assert!(*refs > 0, "block {block} let go more often than held");
+        *refs = refs.saturating_sub(1);
+        if *refs == 0 {
+            match self.prefix_of[block as usize] {
+                Some(_) => {
+                    self.idle.insert(block);
+                }
+                None => self.free.push(block),
+            }
         }
     }
 
-    /// Give every block back (eviction, or the conversation is gone).
-    pub fn release(&mut self, pool: &mut BlockPool) {
-        self.truncate(0, pool);
+    /// Publish a full block under its prefix, unless another block already holds it.
+    pub(super) fn publish(&mut self, block: u32, prefix: Prefix) {
+        if self.prefix_of[block as usize].is_none() && !self.published.contains_key(&prefix) {
+            self.published.insert(prefix, block);
+            self.prefix_of[block as usize] = Some(prefix);
+        }
+    }
+
+    /// `block` is about to be written over: it no longer holds its prefix.
+    pub(super) fn unpublish(&mut self, block: u32) {
+        if let Some(prefix) = self.prefix_of[block as usize].take() {
+            self.published.remove(&prefix);
+        }
+    }
+
+    /// `to` (just taken) gets a copy of `from`'s contents before the next step.
+    pub(super) fn owe_copy(&mut self, from: u32, to: u32) {
+        self.copies.push((from, to));
     }
 }
 
@@ -128,72 +180,65 @@ impl Sequence {
 mod tests {
     use super::*;
 
-    fn ran(seq: &mut Sequence, tokens: &[u32], pool: &mut BlockPool) {
-        seq.reserve(tokens.len(), pool).unwrap();
-        seq.append(tokens, pool);
+    #[test]
+    fn a_prefix_digest_depends_on_every_token_before_it() {
+        let a = extend_prefix(None, &[1, 2]);
+        assert_eq!(a, extend_prefix(None, &[1, 2]));
+        assert_ne!(a, extend_prefix(None, &[2, 1]));
+        assert_ne!(extend_prefix(Some(&a), &[3, 4]), extend_prefix(Some(&extend_prefix(None, &[1, 9])), &[3, 4]));
     }
 
     #[test]
-    fn blocks_follow_the_token_count() {
-        let mut pool = BlockPool::new(4, 2);
-        let mut seq = Sequence::new();
-        assert_eq!(seq.plan(&[1, 2, 3], &mut pool), Plan { reused: 0, feed: vec![1, 2, 3] });
-        ran(&mut seq, &[1, 2, 3], &mut pool);
-        assert_eq!((seq.blocks(), pool.free()), (&[0, 1][..], 2));
-        ran(&mut seq, &[4], &mut pool); // fills block 1
-        assert_eq!(seq.blocks(), &[0, 1]);
-        ran(&mut seq, &[5], &mut pool); // opens block 2
-        assert_eq!((seq.blocks(), pool.free()), (&[0, 1, 2][..], 1));
+    fn the_last_holder_leaves_a_published_block_idle_and_others_free() {
+        let mut pool = BlockPool::new(3, 2);
+        let (a, b) = (pool.take().unwrap(), pool.take().unwrap());
+        assert_eq!((a, b, pool.free()), (0, 1, 1));
+        pool.publish(a, [7; 16]);
+        pool.hold(a);
+        pool.let_go(a);
+        assert_eq!((pool.holders(a), pool.idle()), (1, 0));
+        pool.let_go(a);
+        pool.let_go(b);
+        assert_eq!((pool.idle(), pool.unused(), pool.free()), (1, 2, 3));
+        assert_eq!(pool.find(&[7; 16]), Some(a));
+        // Held again, it leaves the idle list.
+        pool.hold(a);
+        assert_eq!((pool.idle(), pool.free()), (0, 2));
     }
 
     #[test]
-    fn a_diverged_prompt_keeps_the_prefix_and_frees_the_rest() {
-        let mut pool = BlockPool::new(8, 2);
-        let mut seq = Sequence::new();
-        ran(&mut seq, &[1, 2, 3, 7, 8, 9], &mut pool);
-        assert_eq!(seq.blocks(), &[0, 1, 2]);
-        // The template dropped the reasoning [7]: keep [1 2 3], overwrite from position 3.
-        let plan = seq.plan(&[1, 2, 3, 8, 4], &mut pool);
-        assert_eq!(plan, Plan { reused: 3, feed: vec![8, 4] });
-        assert_eq!((seq.tokens(), seq.blocks(), pool.free()), (&[1, 2, 3][..], &[0, 1][..], 6));
-        ran(&mut seq, &plan.feed, &mut pool);
-        assert_eq!(seq.tokens(), &[1, 2, 3, 8, 4]);
-        assert_eq!(seq.blocks(), &[0, 1, 2]);
+    fn free_blocks_go_first_then_the_least_recently_used_idle_one_forgotten() {
+        let mut pool = BlockPool::new(3, 1);
+        let blocks: Vec<u32> = (0..3).map(|_| pool.take().unwrap()).collect();
+        for (i, &block) in blocks.iter().enumerate() {
+            pool.publish(block, [i as u8; 16]);
+        }
+        pool.let_go(blocks[1]);
+        pool.let_go(blocks[0]);
+        assert_eq!(pool.take(), Some(blocks[1]), "the first to go idle is the first taken");
+        assert_eq!(pool.find(&[1; 16]), None, "and its prefix is forgotten");
+        assert_eq!(pool.find(&[0; 16]), Some(blocks[0]));
+        assert_eq!(pool.take(), Some(blocks[0]));
+        assert_eq!(pool.take(), None);
     }
 
     #[test]
-    fn the_same_prompt_again_reruns_its_last_token() {
-        let mut pool = BlockPool::new(8, 4);
-        let mut seq = Sequence::new();
-        ran(&mut seq, &[1, 2, 3, 7, 8], &mut pool);
-        assert_eq!(seq.plan(&[1, 2, 3], &mut pool), Plan { reused: 2, feed: vec![3] });
-        assert_eq!(seq.blocks(), &[0]);
-    }
-
-    #[test]
-    fn a_full_pool_refuses_without_taking_anything() {
-        let mut pool = BlockPool::new(2, 2);
-        let mut seq = Sequence::new();
-        ran(&mut seq, &[1, 2, 3], &mut pool);
-        assert_eq!(seq.reserve(3, &mut pool), Err(OutOfBlocks { needed: 1, free: 0 }));
-        assert_eq!(seq.blocks().len(), 2);
-        let mut other = Sequence::new();
-        assert_eq!(other.reserve(1, &mut pool), Err(OutOfBlocks { needed: 1, free: 0 }));
-        seq.release(&mut pool);
-        assert_eq!(pool.free(), 2);
-        other.reserve(4, &mut pool).unwrap();
-        assert_eq!(other.blocks(), &[0, 1]);
+    fn one_prefix_is_published_by_one_block() {
+        let mut pool = BlockPool::new(2, 1);
+        let (a, b) = (pool.take().unwrap(), pool.take().unwrap());
+        pool.publish(a, [1; 16]);
+        pool.publish(b, [1; 16]);
+        assert_eq!(pool.find(&[1; 16]), Some(a));
+        pool.let_go(b);
+        assert_eq!((pool.unused(), pool.idle()), (1, 0), "the duplicate is simply free");
     }
 
     #[test]
     fn a_grown_pool_hands_out_the_old_free_blocks_first() {
-        let mut pool = BlockPool::new(3, 1);
-        let mut seq = Sequence::new();
-        ran(&mut seq, &[1, 2], &mut pool);
-        pool.grow(5);
-        assert_eq!((pool.total(), pool.free()), (5, 3));
-        ran(&mut seq, &[3, 4, 5], &mut pool);
-        assert_eq!(seq.blocks(), &[0, 1, 2, 3, 4]);
-        assert_eq!(seq.reserve(1, &mut pool), Err(OutOfBlocks { needed: 1, free: 0 }));
+        let mut pool = BlockPool::new(2, 1);
+        assert_eq!(pool.take(), Some(0));
+        pool.grow(4);
+        assert_eq!((pool.total(), pool.free()), (4, 3));
+        assert_eq!([pool.take(), pool.take(), pool.take(), pool.take()], [Some(1), Some(2), Some(3), None]);
     }
 }

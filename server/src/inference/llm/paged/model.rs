@@ -4,7 +4,8 @@
 //! length and block list, and returns one row of logits per sequence.
 
 use super::{
-    blocks::{BlockPool, OutOfBlocks, Sequence},
+    blocks::BlockPool,
+    sequence::{OutOfBlocks, Sequence},
     shim,
 };
 use crate::inference::{
@@ -96,23 +97,35 @@ impl PagedModel {
         Ok(model)
     }
 
-    /// Blocks for `more` tokens after `seq`'s, growing the cache tensors when the pool runs out.
-    /// Fails with `CacheFull` at the budget; the caller can free idle sequences and retry.
+    /// Blocks for `more` tokens after `seq`'s, growing the cache tensors before forgetting idle
+    /// prefixes; makes the block copies a shared block's writer needs. Fails with `CacheFull` at
+    /// the budget; the caller can free idle sequences and retry.
     pub fn reserve(&mut self, seq: &mut Sequence, more: usize) -> Result<(), InferenceError> {
-        loop {
-            match seq.reserve(more, &mut self.pool) {
-                Ok(()) => return Ok(()),
-                Err(OutOfBlocks { needed, free }) => {
-                    let total = self.pool.total();
-                    if total >= self.max_blocks {
-                        return Err(InferenceError::CacheFull(format!(
-                            "{needed} more KV blocks needed, {free} free of {total} (LLM_KV_CACHE_MB)"
-                        )));
-                    }
-                    self.grow((total * 2).max(total + needed - free).min(self.max_blocks))?;
-                }
+        let short = seq.blocks_needed(more, &self.pool).saturating_sub(self.pool.unused());
+        let total = self.pool.total();
+        if short > 0 && total < self.max_blocks {
+            self.grow((total * 2).max(total + short).min(self.max_blocks))?;
+        }
+        seq.reserve(more, &mut self.pool).map_err(|OutOfBlocks { needed, free }| {
+            InferenceError::CacheFull(format!(
+                "{needed} more KV blocks needed, {free} free of {} (LLM_KV_CACHE_MB)",
+                self.pool.total()
+            ))
+        })?;
+        self.make_copies()
+    }
+
+    /// Copy blocks the pool owes (a block is contiguous: the leading axis of every cache tensor).
+    fn make_copies(&mut self) -> Result<(), InferenceError> {
+        for (from, to) in self.pool.take_copies() {
+            for (cache, tensor) in &mut self.caches {
+                let tensor = tensor.as_mut().expect("cache tensors are allocated at load");
+                let data = tensor.get_raw_data_mut().ov(|| format!("copying a block of {}", cache.name))?;
+                let size = cache.bytes_per_block;
+                data.copy_within(from as usize * size..(from as usize + 1) * size, to as usize * size);
             }
         }
+        Ok(())
     }
 
     /// Reallocate every cache tensor with `blocks` blocks, keeping the contents of the old ones
