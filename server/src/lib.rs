@@ -34,7 +34,7 @@ use inference::{
 use jobs::ImageJobs;
 use leptos::prelude::LeptosOptions;
 use models::{loader::Engines, ModelSlot};
-use service::load::ChatSlots;
+use service::load::{ChatSlots, QueueBounds};
 use std::sync::Arc;
 use storage::{Database, StorageError};
 
@@ -93,7 +93,11 @@ pub async fn build_state(config: Config) -> Result<AppState, StartupError> {
         .site_pkg_dir("pkg")
         .site_addr(config.server.site_addr)
         .build();
-    let chat_slots = Arc::new(ChatSlots::new(config.llm.chat_concurrency));
+    let bounds = QueueBounds {
+        max_waiting: config.llm.chat_queue,
+        max_wait: std::time::Duration::from_secs(config.llm.chat_queue_max_wait_s),
+    };
+    let chat_slots = Arc::new(ChatSlots::new(config.llm.chat_concurrency, bounds));
     let sd_model = config.models.sd_model.to_string();
     let (queue_size, lease_ms) = (config.images.queue_size, config.images.job_lease_ms);
     let process: Arc<str> = service::presence::process_name().into();

@@ -244,8 +244,10 @@ async fn hanging_up_stops_the_reply_and_keeps_what_was_said(backend) {
 async fn overload_and_timeouts_answer_503_and_504(backend) {
     let dir = tempfile::tempdir().unwrap();
     let state =
-        mock_state_on(backend, dir.path(), &["--mock-token-ms", "20", "--chat-concurrency", "1", "--request-timeout-secs", "1"])
-            .await;
+        mock_state_on(backend, dir.path(), &[
+            "--mock-token-ms", "20", "--chat-concurrency", "1", "--chat-queue", "0", "--request-timeout-secs", "1",
+        ])
+        .await;
     let long = "word ".repeat(200); // about 4 s of tokens
     let slow = {
         let state = state.clone();
@@ -265,6 +267,54 @@ async fn overload_and_timeouts_answer_503_and_504(backend) {
     let timed_out = slow.await.unwrap();
     assert_eq!(timed_out.error_param(504), None);
     assert!(timed_out.json()["error"]["message"].as_str().unwrap().contains("REQUEST_TIMEOUT_SECS"));
+}
+
+async fn turns_beyond_chat_concurrency_wait_their_turn_and_are_told_their_place(backend) {
+    let dir = tempfile::tempdir().unwrap();
+    let args = ["--mock-token-ms", "20", "--chat-concurrency", "1", "--chat-queue", "2"];
+    let state = mock_state_on(backend, dir.path(), &args).await;
+    let until = |what: &'static str, done: Box<dyn Fn() -> bool>| async move {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while !done() {
+            assert!(std::time::Instant::now() < deadline, "{what} never happened");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    };
+    let spawn_post = |body: Value| {
+        let state = state.clone();
+        tokio::spawn(async move { post(&state, "/chat", body).await })
+    };
+    let first = spawn_post(json!({"user_id": "a", "message": "word ".repeat(50)})); // about 1 s of tokens
+    let slots = state.chat_slots.clone();
+    until("the first turn starting", Box::new(move || slots.in_use() == 1)).await;
+    let second = spawn_post(json!({"user_id": "b", "message": "hi", "stream": true}));
+    let slots = state.chat_slots.clone();
+    until("the second turn queueing", Box::new(move || slots.waiting() == 1)).await;
+    let third = spawn_post(json!({"user_id": "c", "message": "hello"}));
+    let slots = state.chat_slots.clone();
+    until("the third turn queueing", Box::new(move || slots.waiting() == 2)).await;
+    // b already holds its share of the two places (two users wait): its next turn is 429, for b alone.
+    let over = post(&state, "/chat", json!({"user_id": "b", "message": "again"})).await;
+    assert_eq!(over.error_param(429).as_deref(), Some("user.queued_turns"));
+    assert!(over.headers.contains_key("retry-after"));
+    // The queue is full: anyone else is turned away at once, told when to come back.
+    let full = post(&state, "/chat", json!({"user_id": "d", "message": "hi"})).await;
+    assert_eq!(full.error_param(503), None);
+    assert_eq!(full.json()["error"]["code"], "queue_full");
+    assert!(full.headers.contains_key("retry-after"));
+    assert_eq!(first.await.unwrap().status, 200);
+    let streamed = second.await.unwrap();
+    let events = streamed.events();
+    let names: Vec<&str> = events.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(&names[..2], ["queued", "start"], "{names:?}");
+    assert_eq!((events[0].1["position"].as_u64(), events[0].1["waiting"].as_u64()), (Some(1), Some(1)));
+    assert_eq!(names.last(), Some(&"done"));
+    let third = third.await.unwrap();
+    assert_eq!(third.status, 200, "{}", String::from_utf8_lossy(&third.body));
+    assert_eq!(third.json()["reply"], "You said: hello");
+    assert_eq!((state.chat_slots.in_use(), state.chat_slots.waiting()), (0, 0));
+    // Nothing was stored for the refused turns: three turns, two messages each.
+    assert_eq!(count(&state.db, "SELECT COUNT(*) FROM messages").await, 6);
 }
 
 async fn replace_from_edits_or_regenerates_the_last_turn(backend) {

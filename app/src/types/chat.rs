@@ -101,7 +101,12 @@ pub struct ChatResponse {
 #[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum ChatEvent {
-    /// First event: where the reply will be stored.
+    /// The turn waits for the chat engine (which runs `CHAT_CONCURRENCY` replies at once):
+    /// its place in line (1: next), how many wait, and the estimated seconds until it starts
+    /// (none until a reply has finished to estimate from). Sent when the place changes; `start`
+    /// follows once the turn begins.
+    Queued { position: u32, waiting: u32, eta_s: Option<u64> },
+    /// First event of a turn that begins: where the reply will be stored.
     Start { conversation_id: String, message_id: String, model: String, mock: bool },
     /// A piece of the model's reasoning.
     Reasoning { text: String },
@@ -120,6 +125,7 @@ pub enum ChatEvent {
 impl ChatEvent {
     pub fn name(&self) -> &'static str {
         match self {
+            ChatEvent::Queued { .. } => "queued",
             ChatEvent::Start { .. } => "start",
             ChatEvent::Reasoning { .. } => "reasoning",
             ChatEvent::Answer { .. } => "answer",

@@ -78,47 +78,7 @@ impl ApiError {
             ApiError::BadRequest { param, code, message, .. } => {
                 (detail("invalid_request_error", param.clone(), code, message.clone()), None)
             }
-            ApiError::Service(e) => match e {
-                ServiceError::Invalid { field, message } => (
-                    detail(
-                        "invalid_request_error",
-                        Some(field.clone()),
-                        "invalid_field",
-                        format!("{field}: {message}"),
-                    ),
-                    None,
-                ),
-                ServiceError::TooLong { field, message } => (
-                    detail("invalid_request_error", Some(field.clone()), "context_length_exceeded", message.clone()),
-                    None,
-                ),
-                ServiceError::NotFound(_) => (detail("not_found_error", None, "not_found", e.to_string()), None),
-                ServiceError::Busy { retry_after_s, .. } => {
-                    (detail("overloaded_error", None, "queue_full", e.to_string()), Some(*retry_after_s))
-                }
-                ServiceError::Unavailable { retry_after_s, .. } => {
-                    (detail("unavailable_error", None, "model_unavailable", e.to_string()), *retry_after_s)
-                }
-                ServiceError::Timeout(_) => (detail("timeout_error", None, "timeout", e.to_string()), None),
-                ServiceError::Unauthenticated(_) => {
-                    (detail("authentication_error", None, "unauthenticated", e.to_string()), None)
-                }
-                ServiceError::Forbidden(_) => (detail("permission_error", None, "forbidden", e.to_string()), None),
-                ServiceError::Conflict(_) => (detail("invalid_request_error", None, "conflict", e.to_string()), None),
-                ServiceError::Limited { limit, retry_after_s, .. } => (
-                    detail("rate_limit_error", Some(limit.clone()), "rate_limited", e.to_string()),
-                    Some(*retry_after_s),
-                ),
-                ServiceError::Storage(_) | ServiceError::Engine(_) => (
-                    detail(
-                        "server_error",
-                        None,
-                        "internal",
-                        "internal error; the server log has the details (look for this response's x-request-id)".into(),
-                    ),
-                    None,
-                ),
-            },
+            ApiError::Service(e) => e.detail(),
         }
     }
 }

@@ -15,8 +15,10 @@ pub struct LimitsConfig {
     #[arg(long, env = "USER_REQUESTS_PER_MINUTE", default_value_t = 120, global = true)]
     pub user_requests_per_minute: u32,
 
-    /// Generations (chat replies and image jobs) running or queued at once per account (0: no limit).
-    #[arg(long, env = "ACCOUNT_CONCURRENT_GENERATIONS", default_value_t = 8, global = true)]
+    /// Generations (chat replies and image jobs) running or queued at once per account (0: no
+    /// limit, the default: one account may serve many end users, each held to their own limit,
+    /// with the chat queue and `CHAT_CONCURRENCY` bounding the whole).
+    #[arg(long, env = "ACCOUNT_CONCURRENT_GENERATIONS", default_value_t = 0, global = true)]
     pub account_concurrent_generations: u32,
 
     /// Generations running or queued at once per end user (0: no limit).

@@ -60,9 +60,19 @@ pub struct LlmConfig {
           value_parser = clap::value_parser!(u32).range(1..=8192), global = true)]
     pub chat_max_tokens: u32,
 
-    /// Chat replies generated at once; more get 503 with Retry-After.
+    /// Chat replies generated at once; more wait in the chat queue (`CHAT_QUEUE`).
     #[arg(long, env = "CHAT_CONCURRENCY", default_value_t = 8, global = true)]
     pub chat_concurrency: usize,
+
+    /// Chat turns that may wait for the engine, served round-robin by end user (each user may
+    /// hold their share of it); beyond it, 503 with Retry-After. 0: no queue, 503 at once.
+    #[arg(long, env = "CHAT_QUEUE", default_value_t = 256, global = true)]
+    pub chat_queue: usize,
+
+    /// A turn whose estimated wait in the chat queue is longer gets 503 with Retry-After
+    /// instead of waiting.
+    #[arg(long, env = "CHAT_QUEUE_MAX_WAIT_S", default_value_t = 120, global = true)]
+    pub chat_queue_max_wait_s: u64,
 
     /// Longest a non-streaming chat request may take before it gets 504.
     #[arg(long, env = "REQUEST_TIMEOUT_SECS", default_value_t = 600, global = true)]

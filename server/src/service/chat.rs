@@ -8,6 +8,7 @@ use super::{
     error::{Result, ServiceError},
     image_prompt::{self, StreamFilter},
     limits::{Admission, Generation, Made},
+    load::{Entry, Slot, Waited, Waiter},
     presence::ReplyInFlight,
     validate::{self, ValidChat},
 };
@@ -24,7 +25,7 @@ use crate::{
     storage::{ChatSettingsRow, MessageRow, NewMessage, ReplyStarted},
 };
 use app::types::{ChatEvent, ChatRequest, ChatResponse, ChatSettings, ErrorDetail, ImageJob, JobInfo, Timings, Usage};
-use tokio::sync::{mpsc, OwnedSemaphorePermit};
+use tokio::sync::mpsc;
 
 /// Asks for answers without the image block unless a picture is wanted, and for the block's
 /// exact shape when it is. Kept short: every token of it is prefilled on every new conversation.
@@ -35,9 +36,11 @@ Stable Diffusion (subject, setting, style, lighting). Never write that block oth
 
 /// Start a turn. Everything that can fail fast (input, models, room in the queue, the
 /// conversation, a prompt too long for the context window) fails here, before anything is stored
-/// (a conversation made for this turn is removed again).
+/// (a conversation made for this turn is removed again). A turn that must wait for the chat
+/// engine streams its place in the queue (`queued` events) and is checked as it leaves the queue;
+/// a refusal then is its stream's `error` event.
 pub async fn start(state: &AppState, caller: &Caller, request: ChatRequest) -> Result<mpsc::Receiver<ChatEvent>> {
-    let mut valid = validate::chat(request, state.config.llm.chat_max_tokens, &state.prompts)?;
+    let valid = validate::chat(request, state.config.llm.chat_max_tokens, &state.prompts)?;
     let engine = match valid.imagine {
         None => Some(state.chat_engine()?),
         Some(_) => None,
@@ -49,10 +52,80 @@ pub async fn start(state: &AppState, caller: &Caller, request: ChatRequest) -> R
     let what = if valid.imagine.is_some() { Generation::Image } else { Generation::Chat };
     let (admission, tokens_left) =
         state.limits.admit(&state.db, &caller.account_id, Some(&valid.user_id), what).await?;
-    let slot = match engine {
-        Some(_) => Some(state.chat_slots.try_acquire()?),
-        None => None,
-    };
+    let checked = Checked { valid, engine, admission: (admission, what), tokens_left };
+    let fairness = format!("{}/{}", caller.account_id, checked.valid.user_id);
+    match checked.engine.as_ref().map(|_| state.chat_slots.enter(&fairness)).transpose()? {
+        None => begin(state, caller, checked, None).await,
+        Some(Entry::Now(slot)) => begin(state, caller, checked, Some(slot)).await,
+        Some(Entry::Queued(waiter)) => Ok(wait_then_begin(state.clone(), caller.clone(), checked, waiter)),
+    }
+}
+
+/// A turn that passed the checks that need no conversation.
+struct Checked {
+    valid: ValidChat,
+    engine: Option<std::sync::Arc<dyn ChatEngine>>,
+    admission: (Admission, Generation),
+    tokens_left: Option<u64>,
+}
+
+/// Stream the turn's place until the engine has room for it, then begin it and pass its events
+/// on. A caller who goes away while waiting leaves the queue.
+fn wait_then_begin(state: AppState, caller: Caller, checked: Checked, mut waiter: Waiter) -> mpsc::Receiver<ChatEvent> {
+    let (tx, rx) = mpsc::channel(256);
+    tokio::spawn(async move {
+        let slot = loop {
+            let waited = tokio::select! {
+                waited = waiter.next() => waited,
+                _ = tx.closed() => return,
+            };
+            match waited {
+                Some(Waited::Moved(place)) => {
+                    let queued = ChatEvent::Queued {
+                        position: place.ahead as u32 + 1,
+                        waiting: place.waiting as u32,
+                        eta_s: place.eta_s,
+                    };
+                    if tx.send(queued).await.is_err() {
+                        return;
+                    }
+                }
+                Some(Waited::Ready(slot)) => break slot,
+                None => {
+                    let error =
+                        ServiceError::Unavailable { message: "the server is stopping".into(), retry_after_s: None };
+                    let _ = tx.send(ChatEvent::Error { error: error.detail().0 }).await;
+                    return;
+                }
+            }
+        };
+        drop(waiter);
+        match begin(&state, &caller, checked, Some(slot)).await {
+            Ok(mut events) => {
+                // Dropping `events` when the caller has gone tells the turn to stop.
+                while let Some(event) = events.recv().await {
+                    if tx.send(event).await.is_err() {
+                        return;
+                    }
+                }
+            }
+            Err(err) => {
+                err.log_if_internal();
+                let _ = tx.send(ChatEvent::Error { error: err.detail().0 }).await;
+            }
+        }
+    });
+    rx
+}
+
+/// Open (or make) the conversation, fit the prompt, store the user's message and run the turn.
+async fn begin(
+    state: &AppState,
+    caller: &Caller,
+    checked: Checked,
+    slot: Option<Slot>,
+) -> Result<mpsc::Receiver<ChatEvent>> {
+    let Checked { mut valid, engine, admission, tokens_left } = checked;
     let (conversation_id, created, kept) = open_conversation(state, caller, &valid).await?;
     let settings = valid.settings.clone().unwrap_or(kept);
     apply_settings(&mut valid, &settings);
@@ -118,7 +191,7 @@ pub async fn start(state: &AppState, caller: &Caller, request: ChatRequest) -> R
         _in_flight: in_flight,
         handle,
         slot,
-        admission: Some((admission, what)),
+        admission: Some(admission),
     };
     tokio::spawn(turn.run(Events { tx, gone: false }));
     Ok(rx)
@@ -345,7 +418,7 @@ pub async fn finish(mut events: mpsc::Receiver<ChatEvent>) -> Result<ChatRespons
     while let Some(event) = events.recv().await {
         match event {
             ChatEvent::Done { response } => return Ok(response),
-            ChatEvent::Error { error } => return Err(ServiceError::Engine(error.message)),
+            ChatEvent::Error { error } => return Err(ServiceError::from_detail(error)),
             _ => {}
         }
     }
@@ -459,7 +532,7 @@ struct Turn {
     message_id: String,
     /// The chat engine's generation, admitted (none for `/imagine`).
     handle: Option<GenerationHandle>,
-    slot: Option<OwnedSemaphorePermit>,
+    slot: Option<Slot>,
     /// This turn counted against the caller's limits: the chat reply while it is written, or for
     /// `/imagine` the image job it hands this to.
     admission: Option<(Admission, Generation)>,

@@ -6,7 +6,7 @@
 use super::{
     error::{Result, ServiceError},
     limits::{Admission, Generation, Made, UsageMeter},
-    load::Generating,
+    load::{Entry, Generating, Slot},
     validate,
 };
 use crate::{
@@ -21,14 +21,13 @@ use crate::{
     },
     service::AppState,
 };
-use tokio::sync::OwnedSemaphorePermit;
 
 /// A generation in flight, holding its place in the chat engine and in the caller's limits
 /// until dropped. However it ends (done, failed, cancelled, its client gone), what it generated
 /// is counted against the caller's daily quota exactly once, as `next` reads the end.
 pub struct Running {
     handle: GenerationHandle,
-    _slot: OwnedSemaphorePermit,
+    _slot: Slot,
     _generating: Generating,
     _admission: Admission,
     meter: Meter,
@@ -110,7 +109,13 @@ pub async fn start(
     if let Some(left) = tokens_left {
         params.max_new_tokens = params.max_new_tokens.min(left.try_into().unwrap_or(usize::MAX));
     }
-    let slot = state.chat_slots.try_acquire()?;
+    // Waits its turn in the chat queue (quietly: OpenAI's stream has no event for it); a caller
+    // who goes away leaves the queue with this future.
+    let fairness = format!("{}/{}", caller.account_id, user.as_deref().unwrap_or(""));
+    let slot = match state.chat_slots.enter(&fairness)? {
+        Entry::Now(slot) => slot,
+        Entry::Queued(waiter) => waiter.ready().await?,
+    };
     let key = cache_key(&messages, &caller.account_id, user.as_deref().unwrap_or(""));
     let request = GenerateRequest { conversation: Some(key), prompt: Prompt::Messages(messages), params };
     let mut handle = engine.generate(request).map_err(|e| ServiceError::Engine(e.to_string()))?;

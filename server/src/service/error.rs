@@ -11,6 +11,7 @@ use crate::{
     jobs::JobError,
     storage::StorageError,
 };
+use app::types::ErrorDetail;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServiceError {
@@ -65,6 +66,78 @@ impl ServiceError {
             FailureKind::Invalid => ServiceError::invalid(field, failure.message),
             FailureKind::Cancelled | FailureKind::Internal => ServiceError::Engine(failure.message),
             FailureKind::Unavailable => ServiceError::Unavailable { message: failure.message, retry_after_s: Some(5) },
+        }
+    }
+}
+
+impl ServiceError {
+    /// The error as callers see it (OpenAI's shape), and `Retry-After` seconds when waiting
+    /// helps. Server-side failures say only where to look in the log.
+    pub fn detail(&self) -> (ErrorDetail, Option<u64>) {
+        let detail = |kind: &str, param: Option<String>, code: &str, message: String| ErrorDetail {
+            message,
+            kind: kind.into(),
+            param,
+            code: Some(code.into()),
+        };
+        let e = self;
+        match e {
+            ServiceError::Invalid { field, message } => (
+                detail("invalid_request_error", Some(field.clone()), "invalid_field", format!("{field}: {message}")),
+                None,
+            ),
+            ServiceError::TooLong { field, message } => {
+                (detail("invalid_request_error", Some(field.clone()), "context_length_exceeded", message.clone()), None)
+            }
+            ServiceError::NotFound(_) => (detail("not_found_error", None, "not_found", e.to_string()), None),
+            ServiceError::Busy { retry_after_s, .. } => {
+                (detail("overloaded_error", None, "queue_full", e.to_string()), Some(*retry_after_s))
+            }
+            ServiceError::Unavailable { retry_after_s, .. } => {
+                (detail("unavailable_error", None, "model_unavailable", e.to_string()), *retry_after_s)
+            }
+            ServiceError::Timeout(_) => (detail("timeout_error", None, "timeout", e.to_string()), None),
+            ServiceError::Unauthenticated(_) => {
+                (detail("authentication_error", None, "unauthenticated", e.to_string()), None)
+            }
+            ServiceError::Forbidden(_) => (detail("permission_error", None, "forbidden", e.to_string()), None),
+            ServiceError::Conflict(_) => (detail("invalid_request_error", None, "conflict", e.to_string()), None),
+            ServiceError::Limited { limit, retry_after_s, .. } => {
+                (detail("rate_limit_error", Some(limit.clone()), "rate_limited", e.to_string()), Some(*retry_after_s))
+            }
+            ServiceError::Storage(_) | ServiceError::Engine(_) => (
+                detail(
+                    "server_error",
+                    None,
+                    "internal",
+                    "internal error; the server log has the details (look for this response's x-request-id)".into(),
+                ),
+                None,
+            ),
+        }
+    }
+
+    /// The error a stream's `error` event stands for (a turn refused after waiting in the
+    /// queue, or failed while it ran), for callers that get one answer rather than a stream.
+    pub fn from_detail(error: ErrorDetail) -> Self {
+        let field = || error.param.clone().unwrap_or_default();
+        match error.code.as_deref() {
+            Some("invalid_field") => {
+                let message = error.message.strip_prefix(&format!("{}: ", field())).unwrap_or(&error.message);
+                ServiceError::invalid(field(), message)
+            }
+            Some("context_length_exceeded") => ServiceError::TooLong { field: field(), message: error.message },
+            Some("queue_full") => ServiceError::Busy { message: error.message, retry_after_s: 5 },
+            Some("model_unavailable") => ServiceError::Unavailable { message: error.message, retry_after_s: Some(5) },
+            Some("rate_limited") => ServiceError::Limited { limit: field(), message: error.message, retry_after_s: 5 },
+            _ => ServiceError::Engine(error.message),
+        }
+    }
+
+    /// Log a failure of the server itself (callers get no internals).
+    pub fn log_if_internal(&self) {
+        if matches!(self, ServiceError::Storage(_) | ServiceError::Engine(_)) {
+            tracing::error!(error = ?self, "request failed");
         }
     }
 }

@@ -8,7 +8,8 @@ use super::{
 };
 use crate::telemetry::catalogue::{
     CHAT_BATCHED_STEPS, CHAT_EVICTED, CHAT_KEPT, CHAT_KV_ALLOCATED, CHAT_KV_IDLE, CHAT_KV_USED, CHAT_MIXED_STEPS,
-    CHAT_SHARED_PREFIX, DB_CONNECTIONS, IMAGE_QUEUE_DEPTH, IMAGE_RUNNING, MODEL_STATE, SESSIONS, WEBSOCKETS,
+    CHAT_SHARED_PREFIX, CHAT_TURNS_WAITING, DB_CONNECTIONS, IMAGE_QUEUE_DEPTH, IMAGE_RUNNING, MODEL_STATE, SESSIONS,
+    WEBSOCKETS,
 };
 use app::types::{ModelRole, ModelState};
 use metrics::{counter, gauge};
@@ -18,6 +19,7 @@ pub async fn render(state: &AppState) -> Result<String> {
     let Some(exporter) = &state.metrics else {
         return Err(ServiceError::NotFound("metrics (they are off: set METRICS_ADDR)"));
     };
+    gauge!(CHAT_TURNS_WAITING).set(state.chat_slots.waiting() as f64);
     for slot in [&state.llm, &state.sd] {
         let health = slot.health();
         let role = health.role.as_str();

@@ -5,6 +5,7 @@ pub mod chat;
 pub mod cluster;
 pub mod completions;
 pub mod error;
+pub mod fair_queue;
 pub mod gallery;
 pub mod health;
 pub mod history;

@@ -50,6 +50,8 @@ pub const CHAT_TTFT: &str = "duet_chat_time_to_first_token_seconds";
 pub const CHAT_ITL: &str = "duet_chat_inter_token_latency_seconds";
 pub const CHAT_DURATION: &str = "duet_chat_reply_duration_seconds";
 pub const CHAT_QUEUE_WAIT: &str = "duet_chat_queue_wait_seconds";
+pub const CHAT_TURN_WAIT: &str = "duet_chat_turn_wait_seconds";
+pub const CHAT_TURNS_WAITING: &str = "duet_chat_turns_waiting";
 pub const CHAT_PROMPT_TOKENS: &str = "duet_chat_prompt_tokens_total";
 pub const CHAT_GENERATED_TOKENS: &str = "duet_chat_generated_tokens_total";
 pub const CHAT_REPLIES: &str = "duet_chat_replies_total";
@@ -110,6 +112,8 @@ pub const METRICS: &[Metric] = &[
     histogram(CHAT_TTFT, &[], "From a reply's request reaching the chat engine to its first generated token (queue wait and prompt included)", FIRST_TOKEN_SECONDS),
     histogram(CHAT_ITL, &[], "Between two generated tokens of one reply", TOKEN_SECONDS),
     histogram(CHAT_DURATION, &[], "A whole reply, from reaching the chat engine to its last token", REPLY_SECONDS),
+    histogram(CHAT_TURN_WAIT, &[], "A chat turn's wait for a place in the engine (CHAT_CONCURRENCY), in the chat queue; 0 for one that found a place", WAIT_SECONDS),
+    metric(CHAT_TURNS_WAITING, Gauge, &[], "Chat turns waiting in the chat queue for a place in the engine"),
     histogram(CHAT_QUEUE_WAIT, &[], "From a reply reaching the chat engine to the engine starting on its prompt", WAIT_SECONDS),
     metric(CHAT_PROMPT_TOKENS, Counter, &["source"], "Prompt tokens of finished replies: `cache` were found in the conversation's kept KV cache, `computed` were run (hit rate: cache / both)"),
     metric(CHAT_GENERATED_TOKENS, Counter, &[], "Tokens generated (replies that failed included)"),

@@ -27,6 +27,8 @@ pub struct Entry {
     pub finish: RwSignal<Option<String>>,
     pub error: RwSignal<Option<String>>,
     pub streaming: RwSignal<bool>,
+    /// While the turn waits for the chat engine: its place in line, as a sentence.
+    pub queued: RwSignal<Option<String>>,
 }
 
 // `apply` runs only in the browser (and the tests).
@@ -46,6 +48,7 @@ impl Entry {
             finish: RwSignal::new(None),
             error: RwSignal::new(None),
             streaming: RwSignal::new(false),
+            queued: RwSignal::new(None),
         }
     }
 
@@ -64,7 +67,11 @@ impl Entry {
     /// Apply one event of this reply's stream; `elapsed_ms` is the time since the turn began.
     pub fn apply(&self, event: &ChatEvent, elapsed_ms: f64) {
         match event {
+            ChatEvent::Queued { position, waiting, eta_s } => {
+                self.queued.set(Some(queue_line(*position, *waiting, *eta_s)))
+            }
             ChatEvent::Start { message_id, .. } => {
+                self.queued.set(None);
                 self.id.set(Some(message_id.clone()));
                 self.thinking.set(true);
             }
@@ -96,6 +103,7 @@ impl Entry {
                 self.streaming.set(false);
             }
             ChatEvent::Error { error } => {
+                self.queued.set(None);
                 self.stop_thinking(elapsed_ms);
                 self.error.set(Some(error.message.clone()));
                 self.streaming.set(false);
@@ -110,6 +118,30 @@ impl Entry {
                 self.thought_ms.set(Some(elapsed_ms));
             }
         }
+    }
+}
+
+/// "Waiting for the model: 3rd in line of 12, about 40 s".
+pub fn queue_line(position: u32, waiting: u32, eta_s: Option<u64>) -> String {
+    let place = match position {
+        1 => "next in line".to_string(),
+        n => format!("{n}{} in line", ordinal_suffix(n)),
+    };
+    let eta = match eta_s {
+        Some(s) if s >= 90 => format!(", about {} min", s.div_ceil(60)),
+        Some(s) => format!(", about {s} s"),
+        None => String::new(),
+    };
+    format!("Waiting for the model: {place} of {waiting}{eta}")
+}
+
+fn ordinal_suffix(n: u32) -> &'static str {
+    match (n % 10, n % 100) {
+        (_, 11..=13) => "th",
+        (1, _) => "st",
+        (2, _) => "nd",
+        (3, _) => "rd",
+        _ => "th",
     }
 }
 
@@ -168,5 +200,22 @@ mod tests {
         let error = ErrorDetail { message: "boom".into(), kind: "server_error".into(), param: None, code: None };
         e.apply(&ChatEvent::Error { error }, 6.0);
         assert_eq!((e.error.get_untracked().as_deref(), e.streaming.get_untracked()), (Some("boom"), false));
+    }
+
+    #[test]
+    fn a_queued_turn_says_its_place_until_it_starts() {
+        let owner = Owner::new();
+        owner.set();
+        let e = Entry::new(1, Role::Assistant, "");
+        e.apply(&ChatEvent::Queued { position: 3, waiting: 12, eta_s: Some(40) }, 0.0);
+        assert_eq!(e.queued.get_untracked().as_deref(), Some("Waiting for the model: 3rd in line of 12, about 40 s"));
+        e.apply(&ChatEvent::Queued { position: 1, waiting: 2, eta_s: None }, 0.0);
+        assert_eq!(e.queued.get_untracked().as_deref(), Some("Waiting for the model: next in line of 2"));
+        let start =
+            ChatEvent::Start { conversation_id: "c".into(), message_id: "m".into(), model: "x".into(), mock: true };
+        e.apply(&start, 10.0);
+        assert_eq!(e.queued.get_untracked(), None);
+        assert_eq!(queue_line(12, 40, Some(200)), "Waiting for the model: 12th in line of 40, about 4 min");
+        assert_eq!(queue_line(22, 40, Some(5)), "Waiting for the model: 22nd in line of 40, about 5 s");
     }
 }

@@ -141,7 +141,11 @@ fn Reply(entry: Entry, actions: Actions) -> impl IntoView {
         <article class="message assistant" data-testid="assistant-message" aria-busy=move || entry.streaming.get().to_string()>
             <Thinking entry/>
             <div class="answer markdown" inner_html=html></div>
-            <Show when=move || entry.streaming.get() && entry.content.with(String::is_empty) && !entry.thinking.get()>
+            {move || entry.queued.get().map(|line| view! { <p class="muted queued" data-testid="queued" role="status">{line}</p> })}
+            <Show when=move || {
+                entry.streaming.get() && entry.content.with(String::is_empty) && !entry.thinking.get()
+                    && entry.queued.with(Option::is_none)
+            }>
                 <p class="muted typing">"…"</p>
             </Show>
             <JobProgress entry/>

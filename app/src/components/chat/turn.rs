@@ -71,6 +71,7 @@ pub fn run(chat: Chat, text: String, replace: Option<Entry>) {
         .await;
         let stopped = abort.signal().aborted();
         reply.thinking.set(false);
+        reply.queued.set(None);
         reply.streaming.set(false);
         match streamed {
             Err(_) if stopped => reply.finish.set(Some("cancelled".into())),
