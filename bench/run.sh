@@ -4,7 +4,7 @@
 #   bench/run.sh sd [options]     image engine vs openvino-genai Text2ImagePipeline (see bench/sd.py)
 #   bench/run.sh safety [options] what the NSFW filter costs per image: Duet's safety checker vs
 #                                 diffusers' StableDiffusionSafetyChecker (see bench/safety.py)
-#   bench/run.sh load [--fixture-models] [options]
+#   bench/run.sh load [--fixture-models] [--default-limits] [options]
 #                                 the HTTP API under many chat sessions, mock engines or the
 #                                 fixture models on OpenVINO (bench/load/)
 #   bench/run.sh load --cluster [options]
@@ -117,9 +117,18 @@ case "$what" in
       load_args=(--mode share)
     fi
     # The load runs measure the engines and the queues, one caller making many sessions: no
-    # accounts and no per-account limits in the way.
-    server_args+=(--auth-required false --account-requests-per-minute 0 --user-requests-per-minute 0
-                  --account-concurrent-generations 0 --user-concurrent-generations 0)
+    # accounts and no per-account limits in the way; with --default-limits, every limit and queue
+    # as a new install has them (what a user of one API key serving many end users meets).
+    server_args+=(--auth-required false)
+    if [ "${1:-}" = --default-limits ]; then
+      shift
+    else
+      server_args+=(--account-requests-per-minute 0 --user-requests-per-minute 0
+                    --account-concurrent-generations 0 --user-concurrent-generations 0)
+    fi
+    # Extra server flags, e.g. DUET_LOAD_SERVER_ARGS="--mock-token-ms 20".
+    read -r -a extra <<< "${DUET_LOAD_SERVER_ARGS:-}"
+    server_args+=("${extra[@]}")
     RUST_LOG=warn target/release/server --addr "127.0.0.1:$port" --data-dir "$data" "${server_args[@]}" \
       > "$data/server.log" 2>&1 &
     server_pid=$!

@@ -18,7 +18,7 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from serve_trace import arrivals, trace  # noqa: E402
+from serve_trace import arrivals, prefix_trace, trace  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 SERVER = ROOT / "target/release/server"
@@ -42,9 +42,14 @@ def main():
     parser.add_argument("--seed", type=int, default=2026)
     parser.add_argument("--scale", type=float, default=1.0)
     parser.add_argument("--shared-prefix", type=int, default=0)
+    parser.add_argument("--prefix-check", type=int, metavar="TOKENS",
+                        help="instead: conversations one after another, all opening with the same TOKENS-token "
+                             "system prompt; the first runs it cold, the rest find it cached (GenAI with prefix caching)")
     args = parser.parse_args()
     if not args.model.is_dir():
         sys.exit(f"no model at {args.model}: run scripts/make-fixtures.sh --full first")
+    if args.prefix_check:
+        return prefix_check(args)
     requests = trace(args.requests, args.seed, args.shared_prefix, scale=args.scale)
     runs = [("users", int(n)) for n in args.users.split(",") if n.strip()]
     if args.rate:
@@ -80,6 +85,34 @@ def main():
             d, g = (float("nan") if v is None else v for v in (d, g))
             ratio = d / g if g == g and g else float("nan")
             print(f"{name:<10} {label:<22} {d:>10.1f} {g:>10.1f} {ratio:>7.3f}")
+
+
+def prefix_check(args):
+    """TTFT of a new conversation whose system prompt another has run, against the same prompt
+    run cold (the first conversation), Duet and GenAI (prefix caching on), one user."""
+    requests = prefix_trace(max(args.requests, 3), args.prefix_check)
+    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
+        json.dump(requests, f)
+        trace_file = f.name
+    try:
+        print(f"==> {len(requests)} conversations opening with the same {args.prefix_check} tokens: Duet, then GenAI",
+              flush=True)
+        duet = last_json([str(SERVER), "bench", "serve", "--model", str(args.model), "--trace", trace_file,
+                          "--users", "1"])
+        genai = last_json([str(PYTHON), "bench/serve_genai.py", "--model", str(args.model), "--trace", trace_file,
+                           "--users", "1", "--prefix-caching"])
+    finally:
+        os.unlink(trace_file)
+    median = lambda v: sorted(v)[len(v) // 2]  # noqa: E731
+    rows = []
+    for name, run in (("Duet", duet), ("GenAI", genai)):
+        each = run["ttft_each_ms"]
+        rows.append((name, each[0], median(each[1:])))
+        print(f"{name:<6} TTFT each (ms): {', '.join(f'{t:.0f}' for t in each)}")
+    print(f"\n{'':<6} {'cold ms':>9} {'cached ms':>10} {'cached / cold':>14}")
+    for name, cold, warm in rows:
+        print(f"{name:<6} {cold:>9.1f} {warm:>10.1f} {warm / cold:>14.3f}")
+    print(f"Duet / GenAI, cached: {rows[0][2] / rows[1][2]:.3f}")
 
 
 if __name__ == "__main__":

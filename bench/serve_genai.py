@@ -77,6 +77,7 @@ def main():
     pending = list(range(len(requests)))
     live = {}  # request index -> (handle, submitted at, tokens seen, first token at, last token at)
     ttft, tpot, done_tokens = [], [], 0
+    ttft_each = [None] * len(requests)
     t0 = time.perf_counter()
     while pending or live:
         now = time.perf_counter() - t0
@@ -100,6 +101,7 @@ def main():
                     if entry[3] is None:
                         entry[3] = now
                         ttft.append((now - entry[1]) * 1000)
+                        ttft_each[i] = ttft[-1]
                     entry[2] += new
                     entry[4] = now
             if handle.get_status() != ov_genai.GenerationStatus.RUNNING:
@@ -113,7 +115,7 @@ def main():
         "requests": len(requests), "seconds": elapsed, "load_s": load_s,
         "output_tokens_per_s": done_tokens / elapsed, "requests_per_s": len(requests) / elapsed,
         # Queue time is inside TTFT: the pipeline does not say when it first schedules a request.
-        "ttft_ms": percentiles(ttft), "tpot_ms": percentiles(tpot),
+        "ttft_ms": percentiles(ttft), "tpot_ms": percentiles(tpot), "ttft_each_ms": ttft_each,
         "peak_rss_mb": peak_rss_mb(), "prefix_caching": args.prefix_caching,
     }))
 

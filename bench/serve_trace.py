@@ -29,6 +29,16 @@ def trace(n, seed=2026, shared_prefix=0, vocab=150000, scale=1.0):
     return requests
 
 
+def prefix_trace(n, prefix_len, suffix_len=64, output=16, vocab=150000, seed=2026):
+    """`n` conversations opening alike: the same `prefix_len` tokens (a system prompt), then
+    `suffix_len` of their own, `output` tokens each: what a new conversation costs once another
+    has run the same system prompt."""
+    rng = random.Random(seed)
+    prefix = [3 + (i * 7919) % (vocab - 3) for i in range(prefix_len)]
+    return [{"id": i, "prompt_ids": prefix + [3 + rng.randrange(vocab - 3) for _ in range(suffix_len)],
+             "max_new_tokens": output} for i in range(n)]
+
+
 def arrivals(n, rate, seed=2026):
     """Poisson arrivals at `rate` requests/s: offsets in seconds from the start."""
     rng = random.Random(seed + 1)

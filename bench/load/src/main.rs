@@ -151,7 +151,16 @@ async fn run_session(session: usize, client: reqwest::Client, args: Args, deadli
 /// One `POST /chat`; for a stream, the time to its first token too.
 async fn send_chat(client: &reqwest::Client, url: &str, body: &Value, stream: bool) -> Sample {
     let t = Instant::now();
-    let mut sample = Sample { stream, status: 0, latency_ms: 0.0, ttft_ms: None, conversation_id: None, error: None };
+    let mut sample = Sample {
+        stream,
+        status: 0,
+        latency_ms: 0.0,
+        ttft_ms: None,
+        wait_ms: None,
+        queued: false,
+        conversation_id: None,
+        error: None,
+    };
     let res = match client.post(format!("{url}/chat")).json(body).send().await {
         Ok(res) => res,
         Err(err) => {
@@ -182,6 +191,10 @@ async fn send_chat(client: &reqwest::Client, url: &str, body: &Value, stream: bo
         let first = ["event: reasoning", "event: answer", "event: reply"].iter().any(|e| text.contains(e));
         if sample.ttft_ms.is_none() && first {
             sample.ttft_ms = Some(ms(t));
+        }
+        if sample.wait_ms.is_none() && text.contains("event: start") {
+            sample.wait_ms = Some(ms(t));
+            sample.queued = text.contains("event: queued");
         }
         if sample.conversation_id.is_none() {
             sample.conversation_id = conversation_of(&text);

@@ -9,6 +9,10 @@ pub struct Sample {
     pub status: u16,
     pub latency_ms: f64,
     pub ttft_ms: Option<f64>,
+    /// A stream's wait for the chat engine: to its `start` event (after any `queued` ones).
+    pub wait_ms: Option<f64>,
+    /// The stream was told to wait in the chat queue.
+    pub queued: bool,
     pub conversation_id: Option<String>,
     pub error: Option<String>,
 }
@@ -20,6 +24,8 @@ pub struct Report {
     plain: Vec<f64>,
     stream_total: Vec<f64>,
     ttft: Vec<f64>,
+    wait: Vec<f64>,
+    queued: usize,
     errors: BTreeMap<String, usize>,
 }
 
@@ -56,6 +62,8 @@ impl Report {
             plain: sorted(samples.iter().filter(ok).filter(|s| !s.stream).map(|s| s.latency_ms).collect()),
             stream_total: sorted(samples.iter().filter(ok).filter(|s| s.stream).map(|s| s.latency_ms).collect()),
             ttft: sorted(samples.iter().filter(ok).filter_map(|s| s.ttft_ms).collect()),
+            wait: sorted(samples.iter().filter(ok).filter_map(|s| s.wait_ms).collect()),
+            queued: samples.iter().filter(ok).filter(|s| s.queued).count(),
             errors,
         }
     }
@@ -74,6 +82,8 @@ impl Report {
             "errors": self.errors,
             "plain_latency_ms": Self::stats(&self.plain),
             "stream_ttft_ms": Self::stats(&self.ttft),
+            "stream_wait_ms": Self::stats(&self.wait),
+            "streams_queued": self.queued,
             "stream_total_ms": Self::stats(&self.stream_total),
         })
     }
@@ -86,12 +96,21 @@ impl Report {
             self.requests as f64 / self.seconds,
             self.by_status.iter().map(|(k, v)| format!("{k}: {v}")).collect::<Vec<_>>().join(", ")
         );
+        let refused =
+            |code: &str| self.by_status.get(code).copied().unwrap_or(0) as f64 * 100.0 / self.requests.max(1) as f64;
+        out.push_str(&format!(
+            "refused: {:.1}% 429, {:.1}% 503; {} streams waited in the chat queue\n",
+            refused("429"),
+            refused("503"),
+            self.queued
+        ));
         for (e, n) in &self.errors {
             out.push_str(&format!("error x{n}: {e}\n"));
         }
         out.push_str(&format!("{:<34}{:>7}{:>10}{:>10}{:>10}{:>10}\n", "ms", "n", "p50", "p95", "p99", "max"));
         for (name, v) in [
             ("POST /chat (JSON), latency", &self.plain),
+            ("POST /chat (stream), wait to start", &self.wait),
             ("POST /chat (stream), first token", &self.ttft),
             ("POST /chat (stream), whole reply", &self.stream_total),
         ] {

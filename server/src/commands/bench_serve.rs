@@ -30,6 +30,8 @@ struct TraceRequest {
 
 /// One request's times, in ms.
 struct Timed {
+    /// The request's place in the trace.
+    index: usize,
     ttft: f64,
     tpot: f64,
 }
@@ -74,6 +76,7 @@ pub fn run(config: &Config, args: BenchServeArgs) -> Result<(), String> {
                 GenerateRequest { conversation: None, prompt: Prompt::Ids(request.prompt_ids.clone()), params };
             let mut handle = engine.generate(generate).map_err(|e| e.to_string())?;
             let done = done_tx.clone();
+            let index = next;
             std::thread::spawn(move || {
                 let mut admitted = submitted;
                 let result = loop {
@@ -82,6 +85,7 @@ pub fn run(config: &Config, args: BenchServeArgs) -> Result<(), String> {
                         Some(GenerationEvent::Done(c)) => {
                             let decoded = c.completion_tokens.saturating_sub(1).max(1) as f64;
                             break Ok(Timed {
+                                index,
                                 ttft: admitted - submitted + c.ttft_ms,
                                 tpot: (c.total_ms - c.ttft_ms) / decoded,
                             });
@@ -105,6 +109,8 @@ pub fn run(config: &Config, args: BenchServeArgs) -> Result<(), String> {
     let ttft: Vec<f64> = results.iter().map(|t| t.ttft).collect();
     let tpot: Vec<f64> = results.iter().map(|t| t.tpot).collect();
     let tokens: usize = trace.iter().map(|r| r.max_new_tokens).sum();
+    results.sort_by_key(|t| t.index);
+    let ttft_each: Vec<f64> = results.iter().map(|t| t.ttft).collect();
     let mode = match args.users {
         Some(n) => format!("users={n}"),
         None => "rate".to_string(),
@@ -114,7 +120,8 @@ pub fn run(config: &Config, args: BenchServeArgs) -> Result<(), String> {
         serde_json::json!({
             "engine": "duet", "mode": mode, "requests": trace.len(), "seconds": seconds, "load_s": info.load_ms / 1000.0,
             "output_tokens_per_s": tokens as f64 / seconds, "requests_per_s": trace.len() as f64 / seconds,
-            "ttft_ms": percentiles(ttft), "tpot_ms": percentiles(tpot), "peak_rss_mb": peak_rss_mb(),
+            "ttft_ms": percentiles(ttft), "tpot_ms": percentiles(tpot), "ttft_each_ms": ttft_each,
+            "peak_rss_mb": peak_rss_mb(),
         })
     );
     Ok(())

@@ -7,8 +7,10 @@ use clap::Args;
 #[derive(Args, Clone, Copy, Debug, Default)]
 #[command(next_help_heading = "Limits")]
 pub struct LimitsConfig {
-    /// Requests per minute per account (token bucket; 0: no limit).
-    #[arg(long, env = "ACCOUNT_REQUESTS_PER_MINUTE", default_value_t = 600, global = true)]
+    /// Requests per minute per account (token bucket; 0: no limit, the default: one account may
+    /// serve many end users, each held to `USER_REQUESTS_PER_MINUTE`, with the chat queue
+    /// bounding the whole; set it for accounts whose keys are handed out).
+    #[arg(long, env = "ACCOUNT_REQUESTS_PER_MINUTE", default_value_t = 0, global = true)]
     pub account_requests_per_minute: u32,
 
     /// Requests per minute per end user (`user_id`) of an account (0: no limit).
