@@ -35,6 +35,13 @@ pub struct LlmConfig {
           global = true)]
     pub prefill_chunk: usize,
 
+    /// Tokens one engine step runs while several conversations are in flight: each decoding
+    /// reply's next token, and prompt chunks in the rest of the budget (a bigger budget gives
+    /// new prompts their first token sooner and slows each step for the replies decoding).
+    #[arg(id = "llm_step_tokens", long = "llm-step-tokens", env = "LLM_STEP_TOKENS", default_value_t = 256,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(2..=8192), global = true)]
+    pub step_tokens: usize,
+
     /// Idle conversations whose KV cache stays in memory, so their next turn starts fast.
     #[arg(id = "llm_kv_sessions", long = "llm-kv-sessions", env = "LLM_KV_SESSIONS", default_value_t = 8,
           global = true)]

@@ -149,6 +149,7 @@ impl Config {
             max_sessions: llm.kv_sessions,
             max_session_bytes: llm.kv_cache_mb << 20,
             prefill_chunk: (llm.prefill_chunk > 0).then_some(llm.prefill_chunk),
+            shared_prefill_chunk: llm.step_tokens,
             ..Default::default()
         }
     }

@@ -205,6 +205,8 @@ pub(super) enum Step {
 
 pub(super) struct Generation {
     pub key: Option<String>,
+    /// When the request reached the engine.
+    pub submitted: Instant,
     pub cache: Cache,
     pending: Vec<u32>,
     next_input: Option<u32>,
@@ -240,6 +242,7 @@ impl Generation {
         });
         Generation {
             key: s.key,
+            submitted: s.submitted,
             cache: s.cache,
             pending: s.feed,
             next_input: None,
@@ -296,6 +299,15 @@ impl Generation {
     /// Past its prompt: each unit runs one token.
     pub fn is_decoding(&self) -> bool {
         self.next_input.is_some()
+    }
+
+    /// Prompt tokens not run yet (0 once decoding).
+    pub fn prompt_left(&self) -> usize {
+        if self.is_decoding() {
+            0
+        } else {
+            self.pending.len()
+        }
     }
 
     /// Position of the next unit's first token.

@@ -4,11 +4,12 @@
 //!
 //! A unit is either one generation's prompt chunk alone, or, where the backend batches (paged
 //! attention), a shared step: the next token of every decoding generation (up to `MAX_BATCH`)
-//! and, when mixing, the prompt chunk of at most one other riding along. Decoding is bound by
-//! reading the weights, so a step for several costs about what one costs, and a newcomer's
-//! prompt does not stall the replies already running.
+//! and, when mixing, prompt chunks in turn order in the rest of the step's token budget (as
+//! continuous-batching servers' "split-fuse" does). Decoding is bound by reading the weights, so
+//! a step for several costs about what one costs, a newcomer's prompt does not stall the replies
+//! already running, and several short prompts arriving together run in one step, not one each.
 
-use std::collections::VecDeque;
+use std::{collections::VecDeque, time::Instant};
 
 /// Most generations one decoding step runs together.
 pub const MAX_BATCH: usize = 32;
@@ -18,6 +19,10 @@ pub trait InFlight {
     /// Past its prompt: each step gives it one token.
     fn is_decoding(&self) -> bool;
     fn is_cancelled(&self) -> bool;
+    /// Prompt tokens not run yet (0 once decoding).
+    fn prompt_left(&self) -> usize;
+    /// When it reached the engine: prompts are run oldest first.
+    fn arrival(&self) -> Instant;
 }
 
 /// The engine's scheduling settings.
@@ -34,29 +39,51 @@ pub struct Policy {
 }
 
 impl Policy {
-    /// Whether `first`, next in turn, leads a shared step: when decoding, or as a prompt riding
-    /// along decoding ones when mixing. Otherwise its prompt chunk runs alone.
+    /// Whether `first`, next in turn, leads a shared step: when decoding, or as a prompt when
+    /// mixing and anything else is in flight. Otherwise its prompt chunk runs alone.
     pub fn leads_a_step<G: InFlight>(&self, first: &G, others: &VecDeque<G>) -> bool {
-        let can_ride = || self.mixed_steps && others.iter().any(|g| g.is_decoding() && !g.is_cancelled());
-        self.batches && !first.is_cancelled() && (first.is_decoding() || can_ride())
+        let can_share = || self.mixed_steps && others.iter().any(|g| !g.is_cancelled());
+        self.batches && !first.is_cancelled() && (first.is_decoding() || can_share())
     }
 
     /// The step led by `first`: every decoding generation of `others` (up to [`MAX_BATCH`] in
-    /// all) and, when mixing, the first prompt in turn if `first` is not one. Returns the step
-    /// and the generations left waiting, in their order.
-    pub fn join_step<G: InFlight>(&self, first: G, others: VecDeque<G>) -> (Vec<G>, VecDeque<G>) {
-        let mut prompt = !first.is_decoding();
-        let mut step = vec![first];
-        let mut waiting = VecDeque::with_capacity(others.len());
-        for other in others {
-            let fits = step.len() < MAX_BATCH && !other.is_cancelled();
-            if fits && other.is_decoding() {
-                step.push(other);
-            } else if fits && !prompt && self.mixed_steps {
-                prompt = true;
-                step.push(other);
-            } else {
-                waiting.push_back(other);
+    /// all), each for one token, and, when mixing, prompts oldest first for chunks that fill the
+    /// rest of `shared_prefill_chunk` (a prompt leading the step always gets a token). Oldest
+    /// first, a burst of prompts gets first tokens one after another rather than all late.
+    /// Returns the step, each with its tokens, and the generations left waiting, in turn order.
+    pub fn join_step<G: InFlight>(&self, first: G, others: VecDeque<G>) -> (Vec<(G, usize)>, VecDeque<G>) {
+        let mut all: Vec<G> = std::iter::once(first).chain(others).collect();
+        let live = |g: &G| !g.is_cancelled();
+        // A prompt leading the step keeps a place.
+        let places = MAX_BATCH - usize::from(!all[0].is_decoding());
+        let mut tokens = vec![0; all.len()];
+        let mut decoding = 0;
+        for (i, g) in all.iter().enumerate() {
+            if g.is_decoding() && live(g) && decoding < places {
+                tokens[i] = 1;
+                decoding += 1;
+            }
+        }
+        let mut budget = self.shared_prefill_chunk.saturating_sub(decoding);
+        let mut prompts: Vec<usize> = (0..all.len())
+            .filter(|&i| !all[i].is_decoding() && live(&all[i]) && (i == 0 || self.mixed_steps))
+            .collect();
+        prompts.sort_by_key(|&i| all[i].arrival());
+        let mut taken = decoding;
+        for i in prompts {
+            let room = taken < places || i == 0;
+            let n = all[i].prompt_left().min(budget).max(usize::from(i == 0));
+            if room && n > 0 {
+                budget -= n.min(budget);
+                tokens[i] = n;
+                taken += 1;
+            }
+        }
+        let (mut step, mut waiting) = (Vec::with_capacity(taken), VecDeque::with_capacity(all.len() - taken));
+        for (g, n) in all.drain(..).zip(tokens) {
+            match n {
+                0 => waiting.push_back(g),
+                n => step.push((g, n)),
             }
         }
         (step, waiting)
@@ -70,12 +97,6 @@ impl Policy {
             true => self.shared_prefill_chunk,
         }
     }
-
-    /// A prompt's chunk in a shared step with `decoding` decoding generations: the step's tokens
-    /// in all stay at the shared chunk (the prompt gives way to the decoding tokens), at least 1.
-    pub fn shared_chunk(&self, decoding: usize) -> usize {
-        self.shared_prefill_chunk.saturating_sub(decoding).max(1)
-    }
 }
 
 #[cfg(test)]
@@ -87,6 +108,7 @@ mod tests {
         id: usize,
         decoding: bool,
         cancelled: bool,
+        left: usize,
     }
 
     impl InFlight for G {
@@ -96,40 +118,79 @@ mod tests {
         fn is_cancelled(&self) -> bool {
             self.cancelled
         }
+        fn prompt_left(&self) -> usize {
+            self.left
+        }
+        /// Generations arrived in the order of their ids.
+        fn arrival(&self) -> Instant {
+            static BASE: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+            *BASE.get_or_init(Instant::now) + std::time::Duration::from_millis(self.id as u64)
+        }
     }
 
     fn decoding(id: usize) -> G {
-        G { id, decoding: true, cancelled: false }
+        G { id, decoding: true, cancelled: false, left: 0 }
     }
 
+    /// A prompt longer than any step's budget.
     fn prompt(id: usize) -> G {
-        G { id, decoding: false, cancelled: false }
+        G { id, decoding: false, cancelled: false, left: 1000 }
+    }
+
+    fn short(id: usize, left: usize) -> G {
+        G { id, decoding: false, cancelled: false, left }
     }
 
     const PAGED: Policy =
         Policy { batches: true, mixed_steps: true, prefill_chunk: Some(256), shared_prefill_chunk: 64 };
 
-    fn ids(gs: &[G]) -> Vec<usize> {
+    fn ids(gs: &[(G, usize)]) -> Vec<(usize, usize)> {
+        gs.iter().map(|(g, n)| (g.id, *n)).collect()
+    }
+
+    fn waiting(gs: VecDeque<G>) -> Vec<usize> {
         gs.iter().map(|g| g.id).collect()
     }
 
     #[test]
-    fn a_decoding_generation_leads_and_every_decoding_one_joins_with_one_prompt() {
+    fn a_decoding_generation_leads_and_every_decoding_one_joins_with_a_prompt_in_the_budget() {
         let others = VecDeque::from([prompt(1), decoding(2), prompt(3), decoding(4)]);
         assert!(PAGED.leads_a_step(&decoding(0), &others));
-        let (step, waiting) = PAGED.join_step(decoding(0), others);
-        assert_eq!(ids(&step), [0, 1, 2, 4], "decoding ones and the first prompt in turn");
-        assert_eq!(ids(&waiting.into_iter().collect::<Vec<_>>()), [3]);
+        let (step, left) = PAGED.join_step(decoding(0), others);
+        assert_eq!(ids(&step), [(0, 1), (1, 61), (2, 1), (4, 1)], "64 tokens: 3 decoding, 61 of the first prompt");
+        assert_eq!(waiting(left), [3]);
     }
 
     #[test]
-    fn a_prompt_leads_only_beside_decoding_ones_and_then_takes_no_other_prompt() {
-        let none_decoding = VecDeque::from([prompt(1), prompt(2)]);
-        assert!(!PAGED.leads_a_step(&prompt(0), &none_decoding), "it runs alone");
+    fn short_prompts_share_the_budget_in_turn_order() {
+        let others = VecDeque::from([short(1, 20), decoding(2), short(3, 30), prompt(4), short(5, 5)]);
+        let (step, left) = PAGED.join_step(decoding(0), others);
+        // 62 tokens for prompts: 20, 30, then 12 of the long one; the last waits its turn.
+        assert_eq!(ids(&step), [(0, 1), (1, 20), (2, 1), (3, 30), (4, 12)]);
+        assert_eq!(waiting(left), [5]);
+    }
+
+    #[test]
+    fn a_prompt_leads_beside_anything_in_flight_and_always_moves() {
+        assert!(!PAGED.leads_a_step(&prompt(0), &VecDeque::new()), "alone, it runs alone");
         let others = VecDeque::from([prompt(1), decoding(2)]);
         assert!(PAGED.leads_a_step(&prompt(0), &others));
-        let (step, waiting) = PAGED.join_step(prompt(0), others);
-        assert_eq!((ids(&step), ids(&waiting.into_iter().collect::<Vec<_>>())), (vec![0, 2], vec![1]));
+        let (step, left) = PAGED.join_step(prompt(0), others);
+        assert_eq!((ids(&step), waiting(left)), (vec![(0, 63), (2, 1)], vec![1]));
+        // With more decoding than the budget, a leading prompt still gets one token.
+        let crowd: VecDeque<G> = (1..=31).map(decoding).collect();
+        let tight = Policy { shared_prefill_chunk: 16, ..PAGED };
+        let (step, _) = tight.join_step(prompt(0), crowd);
+        assert_eq!((step[0].1, step.len()), (1, 32));
+    }
+
+    #[test]
+    fn prompts_run_oldest_first_whoever_leads() {
+        let others = VecDeque::from([short(1, 100), short(2, 100)]);
+        assert!(PAGED.leads_a_step(&short(5, 100), &others), "prompts batch together too");
+        let (step, left) = PAGED.join_step(short(5, 100), others);
+        assert_eq!(ids(&step), [(5, 1), (1, 64)], "the oldest takes the budget; the leader moves by one");
+        assert_eq!(waiting(left), [2]);
     }
 
     #[test]
@@ -138,7 +199,7 @@ mod tests {
         let others = VecDeque::from([prompt(1), decoding(2)]);
         assert!(!unmixed.leads_a_step(&prompt(0), &others));
         let (step, _) = unmixed.join_step(decoding(0), others.clone());
-        assert_eq!(ids(&step), [0, 2]);
+        assert_eq!(ids(&step), [(0, 1), (2, 1)]);
         let stateful = Policy { batches: false, ..PAGED };
         assert!(!stateful.leads_a_step(&decoding(0), &others));
     }
@@ -148,25 +209,29 @@ mod tests {
         let gone = G { cancelled: true, ..decoding(1) };
         let others = VecDeque::from([gone, decoding(2)]);
         assert!(!PAGED.leads_a_step(&G { cancelled: true, ..decoding(0) }, &others));
-        let (step, waiting) = PAGED.join_step(decoding(0), others);
-        assert_eq!(ids(&step), [0, 2]);
-        assert_eq!(ids(&waiting.into_iter().collect::<Vec<_>>()), [1], "left for the engine to end");
+        let (step, left) = PAGED.join_step(decoding(0), others);
+        assert_eq!(ids(&step), [(0, 1), (2, 1)]);
+        assert_eq!(waiting(left), [1], "left for the engine to end");
     }
 
     #[test]
-    fn a_step_holds_at_most_max_batch_and_the_rest_wait_in_order() {
+    fn a_step_holds_at_most_max_batch_and_prompts_never_push_decoding_out() {
         let others: VecDeque<G> = (1..=40).map(decoding).collect();
-        let (step, waiting) = PAGED.join_step(decoding(0), others);
+        let (step, left) = PAGED.join_step(decoding(0), others);
         assert_eq!(step.len(), MAX_BATCH);
-        assert_eq!(ids(&waiting.into_iter().collect::<Vec<_>>()), (32..=40).collect::<Vec<_>>());
+        assert_eq!(waiting(left), (32..=40).collect::<Vec<_>>());
+        // Prompts first in turn, 33 decoding behind them: the prompts wait, 32 decode.
+        let mut others: VecDeque<G> = (1..=3).map(|i| short(i, 1)).collect();
+        others.extend((4..=36).map(decoding));
+        let (step, left) = Policy { shared_prefill_chunk: 256, ..PAGED }.join_step(decoding(0), others);
+        assert!(step.iter().all(|(g, _)| g.decoding) && step.len() == MAX_BATCH);
+        assert_eq!(waiting(left), [1, 2, 3, 35, 36]);
     }
 
     #[test]
-    fn chunks_give_way_to_waiting_and_decoding_work() {
+    fn a_prompt_alone_runs_whole_or_gives_way_to_waiting_work() {
         assert_eq!(PAGED.solo_chunk(false), 256);
         assert_eq!(PAGED.solo_chunk(true), 64);
         assert_eq!(Policy { prefill_chunk: None, ..PAGED }.solo_chunk(false), usize::MAX);
-        assert_eq!(PAGED.shared_chunk(3), 61, "the step's tokens stay at 64");
-        assert_eq!(PAGED.shared_chunk(100), 1, "a prompt always moves");
     }
 }
