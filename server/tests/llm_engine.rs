@@ -460,3 +460,17 @@ async fn a_new_conversation_with_a_known_system_prompt_runs_only_what_is_new() {
     assert_eq!(cold.reused_tokens, 0);
     assert_eq!((second.token_ids.clone(), oneoff.token_ids), (cold.token_ids.clone(), cold.token_ids));
 }
+
+#[tokio::test]
+async fn with_prefix_sharing_off_a_conversation_reuses_only_its_own_cache() {
+    let (unshared, _cache) = engine(EngineOptions { share_prefixes: false, ..Default::default() });
+    let system = "You are Duet, a helpful assistant who answers briefly and plainly. ".repeat(6);
+    let chat = |text: &str| Prompt::Messages(vec![ChatMessage::new("system", &system), ChatMessage::new("user", text)]);
+    let params = GenerationParams { ignore_eos: true, ..greedy(8) };
+    run(&unshared, Some("first"), chat("Hello"), params.clone()).await;
+    let second = run(&unshared, Some("second"), chat("Tell me a joke"), params.clone()).await;
+    assert_eq!(second.reused_tokens, 0, "another conversation's blocks are not taken");
+    let again = run(&unshared, Some("second"), chat("Tell me a joke"), params).await;
+    assert!(again.reused_tokens > 0, "its own cache still serves it");
+    assert_eq!(settled(&unshared).await.shared_prefix_tokens, 0);
+}

@@ -44,6 +44,8 @@ fn llm(config: &Config, args: BenchLlmArgs) -> Result<(), String> {
         options.shared_prefill_chunk = chunk.max(2);
     }
     override_properties(&mut options.compile.properties, &args.property);
+    // A conversation's cold runs (`--turns`) must be cold: its own cache only, nothing shared.
+    options.share_prefixes &= args.turns.is_none();
     let (engine, info) = start_llm(&args.model, options.clone())?;
     let params = GenerationParams {
         sampling: SamplingOverrides::greedy(),

@@ -42,6 +42,14 @@ pub struct LlmConfig {
           value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(2..=8192), global = true)]
     pub step_tokens: usize,
 
+    /// A new conversation's prompt may start on the KV blocks of another that began the same
+    /// way (paged attention). With accounts, a faster first token then tells that some
+    /// conversation began with the same tokens; set false where that must not be seen.
+    #[arg(id = "llm_share_prefixes", long = "llm-share-prefixes", env = "LLM_SHARE_PREFIXES",
+          default_value = "true", action = clap::ArgAction::Set,
+          value_parser = |s: &str| super::parse_bool("LLM_SHARE_PREFIXES", s), global = true)]
+    pub share_prefixes: bool,
+
     /// Idle conversations whose KV cache stays in memory, so their next turn starts fast.
     #[arg(id = "llm_kv_sessions", long = "llm-kv-sessions", env = "LLM_KV_SESSIONS", default_value_t = 8,
           global = true)]

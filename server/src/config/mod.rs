@@ -150,6 +150,7 @@ impl Config {
             max_session_bytes: llm.kv_cache_mb << 20,
             prefill_chunk: (llm.prefill_chunk > 0).then_some(llm.prefill_chunk),
             shared_prefill_chunk: llm.step_tokens,
+            share_prefixes: llm.share_prefixes,
             ..Default::default()
         }
     }

@@ -96,13 +96,16 @@ impl Backend {
 
     /// Keep what `cache` holds of `prompt` (paged: or what other conversations' blocks hold) and
     /// say what is left to run.
-    pub fn plan(&mut self, cache: &mut Cache, prompt: &[u32]) -> Plan {
+    pub fn plan(&mut self, cache: &mut Cache, prompt: &[u32], share: bool) -> Plan {
         match (self, cache) {
             (_, Cache::Stateful { layout, .. }) => {
                 let plan = layout.plan(prompt);
                 Plan { reused: plan.first_position, shared: 0, feed: plan.feed }
             }
-            (Backend::Paged(model), Cache::Paged(seq)) => seq.plan(prompt, &mut model.pool),
+            (Backend::Paged(model), Cache::Paged(seq)) => match share {
+                true => seq.plan(prompt, &mut model.pool),
+                false => seq.plan_own(prompt, &mut model.pool),
+            },
             (Backend::Stateful(_), Cache::Paged(_)) => unreachable!("caches come from their backend"),
         }
     }

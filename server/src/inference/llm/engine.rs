@@ -60,6 +60,8 @@ pub struct EngineOptions {
     /// instead of 1.08-1.24 s. A chunk that pushed the step one token past 128 made it slower
     /// than the two steps apart (2.0 s and 1.7 s): the CPU kernels work in blocks of tokens.
     pub mixed_steps: bool,
+    /// A new prompt may start on KV blocks other conversations published (paged attention).
+    pub share_prefixes: bool,
 }
 
 impl Default for EngineOptions {
@@ -73,6 +75,7 @@ impl Default for EngineOptions {
             shared_prefill_chunk: 256,
             prefill_chunk: Some(256),
             mixed_steps: true,
+            share_prefixes: true,
         }
     }
 }
@@ -551,7 +554,7 @@ impl Worker {
                 self.backend.new_cache().map_err(|e| Failure::internal(e.to_string()))?
             }
         };
-        let plan = self.backend.plan(&mut cache, &prompt);
+        let plan = self.backend.plan(&mut cache, &prompt, self.options.share_prefixes);
         self.stats.shared_prefix_tokens += plan.shared as u64;
         let sampling = self.files.defaults.resolve(&params.sampling, fresh_seed());
         Ok(Generation::new(

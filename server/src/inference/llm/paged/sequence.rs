@@ -50,9 +50,18 @@ impl Sequence {
     /// but always re-run its last token, whose logits start the reply; let go of blocks past
     /// what the kept prefix needs.
     pub fn plan(&mut self, prompt: &[u32], pool: &mut BlockPool) -> Plan {
+        let published = published_prefix(prompt, pool);
+        self.plan_from(prompt, published, pool)
+    }
+
+    /// [`plan`](Self::plan) with this sequence's own cache only (prefix sharing off).
+    pub fn plan_own(&mut self, prompt: &[u32], pool: &mut BlockPool) -> Plan {
+        self.plan_from(prompt, Vec::new(), pool)
+    }
+
+    fn plan_from(&mut self, prompt: &[u32], published: Vec<(u32, Prefix)>, pool: &mut BlockPool) -> Plan {
         assert!(!prompt.is_empty(), "a prompt has at least one token");
         let own = self.tokens.iter().zip(prompt).take_while(|(a, b)| a == b).count();
-        let published = published_prefix(prompt, pool);
         let size = pool.block_size();
         let mut shared = 0;
         if published.len() * size > own {
