@@ -218,10 +218,15 @@ async fn prometheus_scrapes_what_happened() {
         let query = format!("{name}{{job=\"duet\"}}");
         assert_eq!(p.wait_for(&query, expected).await, Some(expected), "{query}");
     }
-    let cache = "duet_chat_prompt_tokens_total{job=\"duet\",source=\"cache\"}";
-    assert_eq!(p.wait_for(cache, cached as f64).await, Some(cached as f64), "{cache}");
     let all_prompt = "sum(duet_chat_prompt_tokens_total{job=\"duet\"})";
     assert_eq!(p.wait_for(all_prompt, prompt).await, Some(prompt), "{all_prompt}");
+    // From the cache: the second turn's own, and what the later conversations (same system
+    // prompt) took from blocks the first one published.
+    let shared = p.query("duet_chat_shared_prefix_tokens_total{job=\"duet\"}").await.expect("shared prefix counter");
+    assert!(shared > 0.0, "new conversations with the same system prompt shared its blocks");
+    let cache = "duet_chat_prompt_tokens_total{job=\"duet\",source=\"cache\"}";
+    let from_cache = cached as f64 + shared;
+    assert_eq!(p.wait_for(cache, from_cache).await, Some(from_cache), "{cache}");
     let checks = [
         ("duet_image_jobs_total{job=\"duet\",state=\"done\"}", 1.0),
         ("duet_image_jobs_total{job=\"duet\",state=\"failed\"}", 0.0),

@@ -115,7 +115,7 @@ pub const METRICS: &[Metric] = &[
     histogram(CHAT_TURN_WAIT, &[], "A chat turn's wait for a place in the engine (CHAT_CONCURRENCY), in the chat queue; 0 for one that found a place", WAIT_SECONDS),
     metric(CHAT_TURNS_WAITING, Gauge, &[], "Chat turns waiting in the chat queue for a place in the engine"),
     histogram(CHAT_QUEUE_WAIT, &[], "From a reply reaching the chat engine to the engine starting on its prompt", WAIT_SECONDS),
-    metric(CHAT_PROMPT_TOKENS, Counter, &["source"], "Prompt tokens of finished replies: `cache` were found in the conversation's kept KV cache, `computed` were run (hit rate: cache / both)"),
+    metric(CHAT_PROMPT_TOKENS, Counter, &["source"], "Prompt tokens of finished replies: `cache` were found in the KV cache (the conversation's own, or blocks another conversation published), `computed` were run (hit rate: cache / both)"),
     metric(CHAT_GENERATED_TOKENS, Counter, &[], "Tokens generated (replies that failed included)"),
     metric(CHAT_REPLIES, Counter, &["finish_reason"], "Replies ended: `stop` (the model ended or a stop string), `length` (max tokens or the context window), `cancelled` (stopped, or the caller left), `error`"),
     metric(CHAT_RUNNING, Gauge, &[], "Replies the chat engine is working on"),
