@@ -1,7 +1,7 @@
 //! The HTTP layer's error: every failure becomes a status code and the one JSON error body
 //! (OpenAI's shape). Server-side failures are logged in full and answered without internals.
 
-use crate::service::error::ServiceError;
+use crate::service::error::{detail, ServiceError};
 use app::types::{ErrorBody, ErrorDetail};
 use axum::{
     http::{header, HeaderValue, StatusCode},
@@ -68,12 +68,6 @@ impl ApiError {
 
     /// The error body, and `Retry-After` seconds when waiting helps.
     pub fn detail(&self) -> (ErrorDetail, Option<u64>) {
-        let detail = |kind: &str, param: Option<String>, code: &str, message: String| ErrorDetail {
-            message,
-            kind: kind.into(),
-            param,
-            code: Some(code.into()),
-        };
         match self {
             ApiError::BadRequest { param, code, message, .. } => {
                 (detail("invalid_request_error", param.clone(), code, message.clone()), None)

@@ -70,16 +70,15 @@ impl ServiceError {
     }
 }
 
+/// An error body: its type, the field at fault, its code and message.
+pub fn detail(kind: &str, param: Option<String>, code: &str, message: String) -> ErrorDetail {
+    ErrorDetail { message, kind: kind.into(), param, code: Some(code.into()) }
+}
+
 impl ServiceError {
     /// The error as callers see it (OpenAI's shape), and `Retry-After` seconds when waiting
     /// helps. Server-side failures say only where to look in the log.
     pub fn detail(&self) -> (ErrorDetail, Option<u64>) {
-        let detail = |kind: &str, param: Option<String>, code: &str, message: String| ErrorDetail {
-            message,
-            kind: kind.into(),
-            param,
-            code: Some(code.into()),
-        };
         let e = self;
         match e {
             ServiceError::Invalid { field, message } => (
