@@ -12,7 +12,12 @@ memory settings, to show what each buys it alone: "+memory" reads the weights in
 (ENABLE_MMAP=NO; Duet's LLM_WEIGHTS=memory), "+hugepages" runs it with glibc's malloc on huge
 pages (Duet's HUGE_PAGES=true).
 
+With --llamacpp, llama.cpp runs too (llama-cpp-python built for this CPU, the GGUF made from
+the same checkpoint by llama.cpp's own converter and quantized to Q4_K_M: see
+scripts/fixtures/llm_gguf.py), timed around its token stream as a user of the binding sees it.
+
     bench/run.sh llm                         # after scripts/make-fixtures.sh --full
+    bench/run.sh llm --llamacpp              # builds llama-cpp-python and the GGUF when missing
     bench/run.sh llm --prompt-tokens 512 --new-tokens 128 --runs 3 --turns 10
 """
 
@@ -29,6 +34,7 @@ from common import HUGE_PAGES_ENV, peak_rss_mb, require_inputs, run_child  # noq
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_MODEL = ROOT / "data/bench-models/llm/deepseek-r1-distill-qwen-1.5b-arch-int4-cw-ov"
+DEFAULT_GGUF = ROOT / "data/bench-models/llm-gguf/deepseek-r1-distill-qwen-1.5b-arch-Q4_K_M.gguf"
 
 
 def bench_prompt(n, run):
@@ -76,6 +82,40 @@ def genai_worker(args):
         "peak_rss_mb": peak_rss_mb(),
     }))
 
+
+def llamacpp_worker(args):
+    """Runs inside its own process, in the Python that has llama-cpp-python: llama.cpp on the same
+    prompt ids, greedy, all cores, the whole prompt in one batch. TTFT is the wait for the first
+    token of the stream, time per output token the mean gap between the tokens after it."""
+    from llama_cpp import Llama
+
+    threads = os.cpu_count()
+    started = time.perf_counter()
+    llm = Llama(model_path=str(args.gguf), n_ctx=args.prompt_tokens + args.new_tokens + 16,
+                n_batch=max(512, args.prompt_tokens), n_threads=threads, n_threads_batch=threads,
+                verbose=False)
+    load_ms = (time.perf_counter() - started) * 1000
+    ttft, tpot = [], []
+    for run in range(args.runs + 1):
+        ids = bench_prompt(args.prompt_tokens, run)
+        begin = time.perf_counter()
+        stamps = []
+        # generate() never stops by itself (end-of-sequence is ignored, as for the others).
+        for _ in llm.generate(ids, top_k=1, temp=0.0, repeat_penalty=1.0, reset=True):
+            stamps.append(time.perf_counter())
+            if len(stamps) == args.new_tokens:
+                break
+        if run > 0:
+            ttft.append((stamps[0] - begin) * 1000)
+            tpot.append((stamps[-1] - stamps[0]) * 1000 / (len(stamps) - 1))
+    tpot_ms = statistics.median(tpot)
+    print(json.dumps({
+        "ttft_ms": statistics.median(ttft),
+        "tpot_ms": tpot_ms,
+        "tokens_per_s": 1000 / tpot_ms,
+        "load_ms": load_ms,
+        "peak_rss_mb": peak_rss_mb(),
+    }))
 
 
 SWEEP = [
@@ -128,11 +168,18 @@ def main():
                    help="GenAI attention backends to compare against (default = its paged attention; "
                         "+memory: weights read into memory, ENABLE_MMAP=NO, like Duet's; "
                         "+hugepages: malloc on huge pages, like Duet's)")
+    p.add_argument("--llamacpp", action="store_true",
+                   help="also llama.cpp (Q4_K_M GGUF of the same weights, via llama-cpp-python in "
+                        "$LLAMACPP_PYTHON; bench/run.sh llm sets it up)")
+    p.add_argument("--gguf", type=Path, default=DEFAULT_GGUF, help="the GGUF llama.cpp runs")
     p.add_argument("--genai-backend", default="default", help=argparse.SUPPRESS)
     p.add_argument("--genai-worker", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--llamacpp-worker", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.genai_worker:
         return genai_worker(args)
+    if args.llamacpp_worker:
+        return llamacpp_worker(args)
     require_inputs(args)
 
     common = ["--prompt-tokens", str(args.prompt_tokens), "--new-tokens", str(args.new_tokens),
@@ -151,6 +198,12 @@ def main():
                         "--model", str(args.model), *common],
          HUGE_PAGES_ENV if "hugepages" in b.split("+") else None)
         for b in args.genai_backends.split(",")]
+    if args.llamacpp:
+        python = os.environ.get("LLAMACPP_PYTHON")
+        if not python or not args.gguf.is_file():
+            sys.exit("--llamacpp needs $LLAMACPP_PYTHON and the GGUF: run it as bench/run.sh llm --llamacpp")
+        engines.append(("llama.cpp Q4_K_M", [python, __file__, "--llamacpp-worker", "--gguf", str(args.gguf),
+                                             "--model", str(args.model), *common], None))
     print(f"model {args.model.name}, prompt {args.prompt_tokens} tokens, {args.new_tokens} new tokens, "
           f"{args.rounds} rounds x {args.runs} runs (+1 warm-up each), {os.cpu_count()} cores", flush=True)
     # Host speed drifts by 10-20% over minutes on shared machines: rotate which engine goes

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Benchmarks against the reference implementations (bench-only Python stack in .venv-fixtures/).
-#   bench/run.sh llm [options]    chat engine vs openvino-genai LLMPipeline (see bench/llm.py)
+#   bench/run.sh llm [--llamacpp] [options]
+#                                 chat engine vs openvino-genai LLMPipeline (and llama.cpp)
+#                                 (see bench/llm.py)
 #   bench/run.sh sd [options]     image engine vs openvino-genai Text2ImagePipeline (see bench/sd.py)
 #   bench/run.sh safety [options] what the NSFW filter costs per image: Duet's safety checker vs
 #                                 diffusers' StableDiffusionSafetyChecker (see bench/safety.py)
@@ -35,7 +37,13 @@ case "$what" in
   llm)
     ensure_fixture_venv
     ensure_openvino
-    [ -d data/bench-models/llm ] || scripts/make-fixtures.sh --full --only llm
+    case " $* " in
+      *" --llamacpp "*)
+        ensure_llamacpp
+        [ -f data/bench-models/llm-gguf/deepseek-r1-distill-qwen-1.5b-arch-Q4_K_M.gguf ] ||
+          scripts/make-fixtures.sh --full --only llm --gguf ;;
+      *) [ -d data/bench-models/llm ] || scripts/make-fixtures.sh --full --only llm ;;
+    esac
     stage "build the server (release)"
     cargo build --release -p server
     stage_end

@@ -200,6 +200,36 @@ ensure_fixture_venv() {
   ensure_venv .venv-fixtures scripts/requirements-fixtures.txt "fixture Python environment (a few GB)"
 }
 
+# llama-cpp-python built for this CPU, and llama.cpp's GGUF converter from the same source
+# package (bench/run.sh llm --llamacpp, scripts/make-fixtures.sh --gguf). Exports LLAMACPP_PYTHON
+# and LLAMACPP_SRC. AMX is left out: llama.cpp's AMX kernels crashed on the first quantized batch
+# of this model on a Sapphire Rapids Xeon; AVX-512 with VNNI/BF16 is what it runs with there.
+LLAMACPP_SDIST_URL="https://files.pythonhosted.org/packages/ec/e9/e7de2b0463ea3ffbf0ede6cb21b58c1258a8f6521aae45ca773a59fe7cf3/llama_cpp_python-0.3.36.tar.gz"
+LLAMACPP_SDIST_SHA256="832db0699007f1be95a7e41ef12e88926b02ba836461e36a36372db2760c1a2e"
+ensure_llamacpp() {
+  ensure_cxx
+  local flags="-DGGML_NATIVE=ON"
+  if grep -q amx_int8 /proc/cpuinfo; then
+    flags="-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON"
+    flags="$flags -DGGML_AVX512=ON -DGGML_AVX512_VNNI=ON -DGGML_AVX512_BF16=ON -DGGML_AMX_INT8=OFF"
+  fi
+  CMAKE_ARGS="$flags" CMAKE_BUILD_PARALLEL_LEVEL="$(nproc)" \
+    ensure_venv .venv-llamacpp scripts/requirements-llamacpp.txt "llama-cpp-python (built for this CPU)"
+  LLAMACPP_SRC="$ROOT/.venv-llamacpp/src/llama_cpp_python-0.3.36/vendor/llama.cpp"
+  if [ ! -f "$LLAMACPP_SRC/convert_hf_to_gguf.py" ]; then
+    step "llama.cpp's GGUF converter (llama-cpp-python 0.3.36 source package)"
+    python3 - "$LLAMACPP_SDIST_URL" "$LLAMACPP_SDIST_SHA256" "$ROOT/.venv-llamacpp/src" <<'PY'
+import hashlib, io, sys, tarfile, urllib.request
+url, sha, dest = sys.argv[1:]
+data = urllib.request.urlopen(url, timeout=120).read()
+if hashlib.sha256(data).hexdigest() != sha:
+    sys.exit(f"{url}: sha256 does not match the pinned {sha}")
+tarfile.open(fileobj=io.BytesIO(data)).extractall(dest, filter="data")
+PY
+  fi
+  export LLAMACPP_PYTHON="$ROOT/.venv-llamacpp/bin/python" LLAMACPP_SRC
+}
+
 # Print URL's body (empty on any failure); python3 is always here, curl may not be.
 http_get() {
   python3 -c 'import sys, urllib.request

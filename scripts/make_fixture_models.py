@@ -17,7 +17,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from fixtures import llm, llm_reference, sd, sd_reference, sd_safety  # noqa: E402
+from fixtures import llm, llm_gguf, llm_reference, sd, sd_reference, sd_safety  # noqa: E402
 from fixtures.common import scrub_paths  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -28,7 +28,7 @@ SAFETY_NAME = "tiny-sd-safety-checker"
 SEED = 20250120
 
 
-def make_llm(out: Path, full: bool, refs: Path | None):
+def make_llm(out: Path, full: bool, refs: Path | None, gguf: Path | None = None):
     with tempfile.TemporaryDirectory() as tmp:
         hf = Path(tmp) / "hf"
         print(f"[llm] building the {'full-size' if full else 'tiny'} Qwen2 model", flush=True)
@@ -38,6 +38,8 @@ def make_llm(out: Path, full: bool, refs: Path | None):
         print("[llm] exporting with optimum-cli (INT4, channel-wise, symmetric)", flush=True)
         llm.export(hf, out)
         scrub_paths(out, hf, f"duet-fixtures/{out.name}")
+        if gguf:
+            llm_gguf.make(hf, gguf)
     if refs:
         print("[llm] reference outputs (transformers + openvino-genai)", flush=True)
         llm_reference.make(out, refs / "llm.json")
@@ -72,14 +74,20 @@ def main():
     parser.add_argument("--full", action="store_true", help="full-size random-weight models for benchmarks")
     parser.add_argument("--only", choices=["llm", "sd", "safety"], help="make just one of the models")
     parser.add_argument("--out", type=Path, help="output folder (default fixtures/, or data/bench-models/ with --full)")
+    parser.add_argument("--gguf", action="store_true",
+                        help="with --full: also the chat model for llama.cpp (GGUF, Q4_K_M), from the same "
+                             "checkpoint as the OpenVINO export (for bench/run.sh llm --llamacpp)")
     args = parser.parse_args()
+    if args.gguf and not (args.full and args.only in (None, "llm")):
+        parser.error("--gguf goes with --full and the chat model (--only llm or no --only)")
     out = args.out or (ROOT / "data" / "bench-models" if args.full else ROOT / "fixtures")
     refs = None if args.full else out / "reference"
     if refs:
         refs.mkdir(parents=True, exist_ok=True)
     if args.only in (None, "llm"):
         name = "deepseek-r1-distill-qwen-1.5b-arch-int4-cw-ov" if args.full else LLM_NAME
-        make_llm(out / "llm" / name, args.full, refs)
+        gguf = out / "llm-gguf" / "deepseek-r1-distill-qwen-1.5b-arch-Q4_K_M.gguf" if args.gguf else None
+        make_llm(out / "llm" / name, args.full, refs, gguf)
     if args.only in (None, "sd"):
         name = "stable-diffusion-v1-5-arch-int8-ov" if args.full else SD_NAME
         make_sd(out / "sd" / name, args.full, refs)
