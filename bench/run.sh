@@ -23,6 +23,9 @@
 #                                 the shared image queue: jobs/s accepted and drawn by 1 and by 2
 #                                 processes over Postgres and SeaweedFS, mock engines
 #                                 (bench/jobs_shared.py)
+#   bench/run.sh profile-decode [--steps N]
+#                                 where a decode step's time goes: OpenVINO's per-node profile
+#                                 and llama.cpp under perf (bench/profile_decode.py)
 #   bench/run.sh serve [--users 1,4,8,16] [--rate R] [--requests N]
 #                                 many conversations at once: Duet's engine and openvino-genai's
 #                                 ContinuousBatchingPipeline on one request stream (bench/serve.py)
@@ -74,6 +77,15 @@ case "$what" in
     cargo build --release -p server
     stage_end
     exec python3 bench/chat_turns.py "$@"
+    ;;
+  profile-decode)
+    ensure_fixture_venv
+    ensure_openvino
+    ensure_llamacpp
+    command -v perf >/dev/null 2>&1 || apt_install linux-perf
+    [ -f data/bench-models/llm-gguf/deepseek-r1-distill-qwen-1.5b-arch-Q4_K_M.gguf ] ||
+      scripts/make-fixtures.sh --full --only llm --gguf
+    exec .venv-fixtures/bin/python bench/profile_decode.py "$@"
     ;;
   serve)
     ensure_fixture_venv
