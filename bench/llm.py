@@ -95,6 +95,8 @@ def llamacpp_worker(args):
                 n_batch=max(512, args.prompt_tokens), n_threads=threads, n_threads_batch=threads,
                 verbose=False)
     load_ms = (time.perf_counter() - started) * 1000
+    # bench/profile_decode.py samples only the last run's decoding, through perf's control fifo.
+    perf = open(args.perf_control, "w") if args.perf_control else None
     ttft, tpot = [], []
     for run in range(args.runs + 1):
         ids = bench_prompt(args.prompt_tokens, run)
@@ -103,8 +105,14 @@ def llamacpp_worker(args):
         # generate() never stops by itself (end-of-sequence is ignored, as for the others).
         for _ in llm.generate(ids, top_k=1, temp=0.0, repeat_penalty=1.0, reset=True):
             stamps.append(time.perf_counter())
+            if perf and run == args.runs and len(stamps) == 1:
+                perf.write("enable\n")
+                perf.flush()
             if len(stamps) == args.new_tokens:
                 break
+        if perf and run == args.runs:
+            perf.write("disable\n")
+            perf.flush()
         if run > 0:
             ttft.append((stamps[0] - begin) * 1000)
             tpot.append((stamps[-1] - stamps[0]) * 1000 / (len(stamps) - 1))
@@ -175,6 +183,7 @@ def main():
     p.add_argument("--genai-backend", default="default", help=argparse.SUPPRESS)
     p.add_argument("--genai-worker", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--llamacpp-worker", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--perf-control", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.genai_worker:
         return genai_worker(args)

@@ -41,8 +41,10 @@ PARTS = [
 
 def part_of(name, node_type):
     for part, pattern in PARTS:
-        if pattern.search(name) and node_type in ("FullyConnected", "MatMul"):
+        if pattern.search(name) and node_type.startswith(("FullyConnected", "MatMul")):
             return part
+    if node_type.startswith("FullyConnected") and "lm_head" not in name and "proj" not in name:
+        return "other matrix products"
     if node_type in ("ScaledDotProductAttentionWithKVCache", "ScaledDotProductAttention", "PagedAttentionExtension"):
         return "attention"
     return "everything else"
@@ -106,10 +108,13 @@ def llamacpp_profile(args):
     if not python:
         sys.exit("needs $LLAMACPP_PYTHON: run it as bench/run.sh profile-decode")
     with tempfile.TemporaryDirectory() as tmp:
-        data = Path(tmp) / "perf.data"
-        cmd = ["perf", "record", "-q", "-F", "1999", "-o", str(data), "--", python, str(ROOT / "bench/llm.py"),
-               "--llamacpp-worker", "--gguf", str(args.gguf), "--model", str(args.model),
-               "--prompt-tokens", str(args.prompt_tokens), "--new-tokens", str(args.steps), "--runs", "1"]
+        data, control = Path(tmp) / "perf.data", Path(tmp) / "control"
+        os.mkfifo(control)
+        # Sampling starts disabled (-D -1); the worker enables it once its prompt is done.
+        cmd = ["perf", "record", "-q", "-F", "1999", "-D", "-1", "--control", f"fifo:{control}",
+               "-o", str(data), "--", python, str(ROOT / "bench/llm.py"),
+               "--llamacpp-worker", "--gguf", str(args.gguf), "--model", str(args.model), "--perf-control",
+               str(control), "--prompt-tokens", str(args.prompt_tokens), "--new-tokens", str(args.steps), "--runs", "1"]
         out = subprocess.run(cmd, capture_output=True, text=True)
         if out.returncode != 0:
             sys.exit(f"perf record failed (is perf installed? apt install linux-perf):\n{out.stderr[-1500:]}")
@@ -131,29 +136,35 @@ def main():
     p.add_argument("--prompt-tokens", type=int, default=512)
     p.add_argument("--steps", type=int, default=32)
     p.add_argument("--only", choices=["openvino", "llamacpp"])
+    p.add_argument("--wall-ms", type=float, help="OpenVINO's unprofiled time per token, to scale the shares to")
     args = p.parse_args()
     config = json.loads((args.model / "config.json").read_text())
     if args.only in (None, "openvino"):
         ov_result = openvino_profile(args)
         mb = weight_mb(config)
-        print(f"OpenVINO decode step: {ov_result['wall_ms_per_token']:.1f} ms wall per token "
-              f"(profiled; profiling adds a little)")
-        print(f"  {'part':36} {'ms/token':>9} {'weights MB':>11} {'GB/s':>6}")
+        # The plugin's per-node times add up to more than the wall time of a profiled step (they
+        # include waits for the other thread), so they are shown as shares, turned into ms of the
+        # unprofiled step time (--wall-ms, e.g. from bench/run.sh llm) when given.
+        total = sum(ov_result["parts_ms"].values())
+        wall = args.wall_ms or ov_result["wall_ms_per_token"]
+        print(f"OpenVINO decode step: {ov_result['wall_ms_per_token']:.1f} ms wall per token profiled; "
+              f"shares below are of the nodes' summed times, ms/token of {wall:.1f} ms")
+        print(f"  {'part':36} {'share':>6} {'ms/token':>9} {'weights MB':>11} {'GB/s':>6}")
         for part, ms in sorted(ov_result["parts_ms"].items(), key=lambda kv: -kv[1]):
-            size = mb.get(part)
-            rate = f"{size / ms:6.1f}" if size else ""
-            print(f"  {part:36} {ms:9.2f} {size or 0:11.0f} {rate:>6}")
-        print("  heaviest node kinds (part, node type, kernel, ms/token):")
+            size, share = mb.get(part), ms / total
+            rate = f"{size / (share * wall):6.1f}" if size else ""
+            print(f"  {part:36} {share:6.1%} {share * wall:9.2f} {size or 0:11.0f} {rate:>6}")
+        print("  heaviest node kinds (part, node type, kernel, share):")
         for part, node_type, exec_type, ms in ov_result["kernels_ms"]:
-            print(f"    {part:34} {node_type:28} {exec_type:34} {ms:7.2f}")
+            print(f"    {part:34} {node_type:28} {exec_type:24} {ms / total:6.1%}")
     if args.only in (None, "llamacpp"):
         lc = llamacpp_profile(args)
         t = lc["timing"]
         print(f"\nllama.cpp: {t['tpot_ms']:.1f} ms per token, TTFT {t['ttft_ms']:.0f} ms "
-              f"(under perf; samples cover the prompt and the decode)")
-        print("  symbol (gemv / vec_dot: one row at a time, i.e. decode; gemm: the prompt)   share of samples")
+              f"(under perf, which sampled the last run's decoding only)")
+        print(f"  {'symbol':70} share   ms/token")
         for name, pct in lc["symbols"][:14]:
-            print(f"    {name:70} {pct:5.1f}%")
+            print(f"  {name:70} {pct:5.1f}% {pct * t['tpot_ms'] / 100:7.2f}")
 
 
 if __name__ == "__main__":
