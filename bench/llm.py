@@ -43,6 +43,19 @@ def bench_prompt(n, run):
     return [3 + (i * 7919 + 13 + run * 104729) % 937 for i in range(n)]
 
 
+def print_result(ttft, tpot, load_ms):
+    """A reference worker's JSON line: medians of its timed runs, in the shape `server bench llm`
+    prints."""
+    tpot_ms = statistics.median(tpot)
+    print(json.dumps({
+        "ttft_ms": statistics.median(ttft),
+        "tpot_ms": tpot_ms,
+        "tokens_per_s": 1000 / tpot_ms,
+        "load_ms": load_ms,
+        "peak_rss_mb": peak_rss_mb(),
+    }))
+
+
 def genai_worker(args):
     """Runs inside its own process: openvino-genai on the same prompt ids."""
     import numpy as np
@@ -73,14 +86,7 @@ def genai_worker(args):
         if run > 0:
             ttft.append(metrics.get_ttft().mean)
             tpot.append(metrics.get_tpot().mean)
-    tpot_ms = statistics.median(tpot)
-    print(json.dumps({
-        "ttft_ms": statistics.median(ttft),
-        "tpot_ms": tpot_ms,
-        "tokens_per_s": 1000 / tpot_ms,
-        "load_ms": load_ms,
-        "peak_rss_mb": peak_rss_mb(),
-    }))
+    print_result(ttft, tpot, load_ms)
 
 
 def llamacpp_worker(args):
@@ -116,14 +122,7 @@ def llamacpp_worker(args):
         if run > 0:
             ttft.append((stamps[0] - begin) * 1000)
             tpot.append((stamps[-1] - stamps[0]) * 1000 / (len(stamps) - 1))
-    tpot_ms = statistics.median(tpot)
-    print(json.dumps({
-        "ttft_ms": statistics.median(ttft),
-        "tpot_ms": tpot_ms,
-        "tokens_per_s": 1000 / tpot_ms,
-        "load_ms": load_ms,
-        "peak_rss_mb": peak_rss_mb(),
-    }))
+    print_result(ttft, tpot, load_ms)
 
 
 SWEEP = [

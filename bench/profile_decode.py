@@ -28,9 +28,8 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-MODEL = ROOT / "data/bench-models/llm/deepseek-r1-distill-qwen-1.5b-arch-int4-cw-ov"
-GGUF = ROOT / "data/bench-models/llm-gguf/deepseek-r1-distill-qwen-1.5b-arch-Q4_K_M.gguf"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from llm import DEFAULT_GGUF, DEFAULT_MODEL, ROOT  # noqa: E402
 
 PARTS = [
     ("attention projections (q,k,v,o)", re.compile(r"self_attn\.(q|k|v|o)_proj")),
@@ -131,8 +130,8 @@ def llamacpp_profile(args):
 
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", type=Path, default=MODEL)
-    p.add_argument("--gguf", type=Path, default=GGUF)
+    p.add_argument("--model", type=Path, default=DEFAULT_MODEL)
+    p.add_argument("--gguf", type=Path, default=DEFAULT_GGUF)
     p.add_argument("--prompt-tokens", type=int, default=512)
     p.add_argument("--steps", type=int, default=32)
     p.add_argument("--only", choices=["openvino", "llamacpp"])

@@ -36,15 +36,20 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib.sh
 what="${1:-}"; shift || true
+
+# llama.cpp (built for this CPU) and the chat model as its GGUF, made from the same checkpoint.
+ensure_gguf() {
+  ensure_llamacpp
+  [ -f data/bench-models/llm-gguf/deepseek-r1-distill-qwen-1.5b-arch-Q4_K_M.gguf ] ||
+    scripts/make-fixtures.sh --full --only llm --gguf
+}
+
 case "$what" in
   llm)
     ensure_fixture_venv
     ensure_openvino
     case " $* " in
-      *" --llamacpp "*)
-        ensure_llamacpp
-        [ -f data/bench-models/llm-gguf/deepseek-r1-distill-qwen-1.5b-arch-Q4_K_M.gguf ] ||
-          scripts/make-fixtures.sh --full --only llm --gguf ;;
+      *" --llamacpp "*) ensure_gguf ;;
       *) [ -d data/bench-models/llm ] || scripts/make-fixtures.sh --full --only llm ;;
     esac
     stage "build the server (release)"
@@ -81,10 +86,8 @@ case "$what" in
   profile-decode)
     ensure_fixture_venv
     ensure_openvino
-    ensure_llamacpp
+    ensure_gguf
     command -v perf >/dev/null 2>&1 || apt_install linux-perf
-    [ -f data/bench-models/llm-gguf/deepseek-r1-distill-qwen-1.5b-arch-Q4_K_M.gguf ] ||
-      scripts/make-fixtures.sh --full --only llm --gguf
     exec .venv-fixtures/bin/python bench/profile_decode.py "$@"
     ;;
   serve)

@@ -204,7 +204,8 @@ ensure_fixture_venv() {
 # package (bench/run.sh llm --llamacpp, scripts/make-fixtures.sh --gguf). Exports LLAMACPP_PYTHON
 # and LLAMACPP_SRC. AMX is left out: llama.cpp's AMX kernels crashed on the first quantized batch
 # of this model on a Sapphire Rapids Xeon; AVX-512 with VNNI/BF16 is what it runs with there.
-LLAMACPP_SDIST_URL="https://files.pythonhosted.org/packages/ec/e9/e7de2b0463ea3ffbf0ede6cb21b58c1258a8f6521aae45ca773a59fe7cf3/llama_cpp_python-0.3.36.tar.gz"
+LLAMACPP_VERSION=0.3.36  # as pinned in scripts/requirements-llamacpp.txt
+LLAMACPP_SDIST_URL="https://files.pythonhosted.org/packages/ec/e9/e7de2b0463ea3ffbf0ede6cb21b58c1258a8f6521aae45ca773a59fe7cf3/llama_cpp_python-$LLAMACPP_VERSION.tar.gz"
 LLAMACPP_SDIST_SHA256="832db0699007f1be95a7e41ef12e88926b02ba836461e36a36372db2760c1a2e"
 ensure_llamacpp() {
   ensure_cxx
@@ -215,9 +216,9 @@ ensure_llamacpp() {
   fi
   CMAKE_ARGS="$flags" CMAKE_BUILD_PARALLEL_LEVEL="$(nproc)" \
     ensure_venv .venv-llamacpp scripts/requirements-llamacpp.txt "llama-cpp-python (built for this CPU)"
-  LLAMACPP_SRC="$ROOT/.venv-llamacpp/src/llama_cpp_python-0.3.36/vendor/llama.cpp"
+  LLAMACPP_SRC="$ROOT/.venv-llamacpp/src/llama_cpp_python-$LLAMACPP_VERSION/vendor/llama.cpp"
   if [ ! -f "$LLAMACPP_SRC/convert_hf_to_gguf.py" ]; then
-    step "llama.cpp's GGUF converter (llama-cpp-python 0.3.36 source package)"
+    step "llama.cpp's GGUF converter (llama-cpp-python $LLAMACPP_VERSION source package)"
     python3 - "$LLAMACPP_SDIST_URL" "$LLAMACPP_SDIST_SHA256" "$ROOT/.venv-llamacpp/src" <<'PY'
 import hashlib, io, sys, tarfile, urllib.request
 url, sha, dest = sys.argv[1:]
