@@ -275,7 +275,8 @@ check_disk_space() {
   if [ "$free_gib" -lt "$need_gib" ]; then
     printf '\nwarning: %s GiB free under %s; a build and test run from this state needs about %s GiB.\n' \
       "$free_gib" "$ROOT/target" "$need_gib" >&2
-    printf '         If the linker fails with "Bus error", free disk space (e.g. cargo clean) and run again.\n\n' >&2
+    printf '         If the linker fails with "Bus error" or "No space left on device", free disk space (e.g. cargo\n' >&2
+    printf '         clean) and run again.\n\n' >&2
   fi
 }
 

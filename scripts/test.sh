@@ -8,7 +8,7 @@ cd "$ROOT"
 trap print_stage_times EXIT
 
 stage "setup: build tools, OpenVINO runtime, Chromium, PostgreSQL, Redis, Prometheus, HAProxy, Playwright"
-check_disk_space "$([ -d target/debug/deps ] && echo 8 || echo 22)"
+check_disk_space "$([ -d target/debug/deps ] && echo 8 || echo 25)"
 ensure_build_tools
 ensure_openvino
 ensure_test_tools

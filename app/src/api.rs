@@ -55,13 +55,27 @@ pub async fn whoami() -> Result<Option<AccountInfo>, ServerFnError> {
 #[cfg(feature = "ssr")]
 fn answer<T>(result: Result<T, crate::ssr::BackendError>) -> Result<T, ServerFnError> {
     match result {
-        // No 401 status here: the redirect sets the page's own (302).
         Err(e) if e.status == 401 => {
             login_first();
+            // A page (or a form posted without script) gets the redirect's 302; a call from the
+            // browser's client or any other program gets 401, not the 500 of an unset status.
+            if !wants_html() {
+                set_status(401);
+            }
             Err(ServerFnError::new(e.message))
         }
         other => failed(other),
     }
+}
+
+/// Whether the request asked for HTML: a page being rendered, or a plain form post.
+#[cfg(feature = "ssr")]
+fn wants_html() -> bool {
+    use_context::<http::request::Parts>()
+        .and_then(|p| {
+            p.headers.get(http::header::ACCEPT).and_then(|v| v.to_str().ok()).map(|v| v.contains("text/html"))
+        })
+        .unwrap_or(false)
 }
 
 /// Redirect to the log-in page; rendering a page, with `next` to come back to it (called from the
@@ -137,7 +151,8 @@ pub async fn require_access() -> Result<(), ServerFnError> {
     answer(backend().chat_data(session().await?, None).await).map(drop)
 }
 
-#[server]
+// JSON for the same reason: a filter with every field empty would arrive as no `filter`.
+#[server(input = leptos::server_fn::codec::Json)]
 pub async fn load_gallery(filter: GalleryFilterForm) -> Result<GalleryPage, ServerFnError> {
     answer(backend().gallery(session().await?, filter).await)
 }

@@ -66,6 +66,9 @@ test('the header and the footer take one line each; on a phone the pages are beh
   await nav.getByRole('link', { name: 'Gallery' }).click();
   await expect(page).toHaveURL(/\/pictures$/);
   await expect(nav.getByRole('link', { name: 'Gallery' })).toBeHidden();
+  // Reached without a page load: the browser asked the server function for an unfiltered gallery.
+  await expect(page.getByTestId('gallery-empty')).toBeVisible();
+  await expect(page.getByRole('alert')).toHaveCount(0);
   // The conversation gets the rest: the message box sits within the screen.
   await open(page, `${mockURL}/`);
   const box = page.getByLabel('Message', { exact: true });

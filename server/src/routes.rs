@@ -64,7 +64,8 @@ pub fn app_with_backend(state: AppState, backend: SharedBackend) -> Router {
     let pages = Router::new()
         .leptos_routes_with_context(&state, routes, context.clone(), move || app::shell(leptos_options.clone()))
         .fallback(leptos_axum::file_and_error_handler_with_context::<AppState, _>(context, app::shell))
-        .layer(middleware::from_fn_with_state(state.clone(), edge::render::guard_render));
+        .layer(middleware::from_fn_with_state(state.clone(), edge::render::guard_render))
+        .layer(middleware::from_fn(edge::server_fns::bad_arguments));
     let router = public
         .merge(protected)
         .merge(pages)
