@@ -81,12 +81,19 @@ def main():
                    ("requests/s", lambda r: r["requests_per_s"]),
                    *((f"TTFT {p.upper()} ms", lambda r, p=p: r["ttft_ms"][p]) for p in ("p50", "p95", "p99")),
                    *((f"TPOT {p.upper()} ms", lambda r, p=p: r["tpot_ms"][p]) for p in ("p50", "p95", "p99")),
-                   ("peak memory MiB", lambda r: r["peak_rss_mb"])]
+                   ("peak memory MiB", lambda r: r["peak_rss_mb"]),
+                   # How each split its steps between prompts and decoding.
+                   ("steps", lambda r: r["steps"]["count"]),
+                   ("step ms (mean)", lambda r: r["steps"]["mean_ms"]),
+                   ("decode tokens / step", lambda r: r["steps"]["decode_tokens"]),
+                   ("first tokens / step", lambda r: r["steps"]["first_tokens"])]
         for label, get in metrics:
             d, g = get(duet), get(genai)
             d, g = (float("nan") if v is None else v for v in (d, g))
             ratio = d / g if g == g and g else float("nan")
             print(f"{name:<10} {label:<22} {d:>10.1f} {g:>10.1f} {ratio:>7.3f}")
+        print(f"{name:<10} {'prompt tokens / step':<22} {duet['steps']['prompt_tokens']:>10.1f} {'':>10}")
+        print(f"{name:<10} {'prompt seqs / step':<22} {'':>10} {genai['steps']['prompt_sequences']:>10.2f}")
 
 
 def prefix_check(args):

@@ -26,6 +26,20 @@ ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_MODEL = ROOT / "data/bench-models/llm/deepseek-r1-distill-qwen-1.5b-arch-int4-cw-ov"
 
 
+def step_means(steps):
+    """What the pipeline's steps held and cost on average (Duet's `server bench serve` prints the
+    same). GenAI does not say how many prompt tokens a step ran: the sequences it scheduled that
+    gave no decoding token were prompts (those that finished gave their first token)."""
+    n = max(1, len(steps))
+    return {
+        "count": len(steps),
+        "mean_ms": sum(s[0] for s in steps) / n,
+        "decode_tokens": sum(s[2] for s in steps) / n,
+        "prompt_sequences": sum(s[1] - s[2] for s in steps) / n,
+        "first_tokens": sum(s[3] for s in steps) / n,
+    }
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", type=Path, default=DEFAULT_MODEL)
@@ -78,6 +92,7 @@ def main():
     live = {}  # request index -> (handle, submitted at, tokens seen, first token at, last token at)
     ttft, tpot, done_tokens = [], [], 0
     ttft_each = [None] * len(requests)
+    steps = []  # each step: ms, sequences scheduled, decoding tokens, first tokens
     t0 = time.perf_counter()
     while pending or live:
         now = time.perf_counter() - t0
@@ -90,14 +105,19 @@ def main():
         if not live:
             time.sleep(max(0.0, due[pending[0]] - now))
             continue
+        step_started = time.perf_counter()
         pipe.step()
         now = time.perf_counter() - t0
+        steps.append([(time.perf_counter() - step_started) * 1000, pipe.get_metrics().scheduled_requests, 0, 0])
         for i, entry in list(live.items()):
             handle = entry[0]
             if handle.can_read():
                 outputs = handle.read()
                 new = sum(len(o.generated_ids) for o in outputs.values())
                 if new:
+                    first = entry[3] is None
+                    steps[-1][3] += first
+                    steps[-1][2] += new - first
                     if entry[3] is None:
                         entry[3] = now
                         ttft.append((now - entry[1]) * 1000)
@@ -116,7 +136,7 @@ def main():
         "output_tokens_per_s": done_tokens / elapsed, "requests_per_s": len(requests) / elapsed,
         # Queue time is inside TTFT: the pipeline does not say when it first schedules a request.
         "ttft_ms": percentiles(ttft), "tpot_ms": percentiles(tpot), "ttft_each_ms": ttft_each,
-        "peak_rss_mb": peak_rss_mb(), "prefix_caching": args.prefix_caching,
+        "peak_rss_mb": peak_rss_mb(), "prefix_caching": args.prefix_caching, "steps": step_means(steps),
     }))
 
 

@@ -96,6 +96,38 @@ async fn generations_in_flight_decode_in_one_step_and_keep_their_tokens() {
     assert!(stats.mixed_steps > 0, "{stats:?}");
 }
 
+/// Requests sent together start together: the engine, idle, waits a moment for the rest of a
+/// burst, so the first step runs every prompt (not the first alone while the others wait) and
+/// each later step decodes them all. The step counters say exactly that.
+#[tokio::test]
+async fn a_burst_of_requests_starts_in_one_step() {
+    // A wide gap, so a busy test machine cannot split the burst; the default is 2 ms.
+    let options = EngineOptions { burst_gap: std::time::Duration::from_millis(300), ..EngineOptions::default() };
+    let (engine, _cache) = engine(options);
+    let cases = references();
+    let new_tokens = 6;
+    let handles: Vec<_> = cases
+        .iter()
+        .map(|case| {
+            let prompt = Prompt::Ids(ids(&case["prompt_ids"]));
+            engine.generate(GenerateRequest { conversation: None, prompt, params: greedy(new_tokens) }).unwrap()
+        })
+        .collect();
+    let results = futures::future::join_all(handles.into_iter().map(|h| h.completion())).await;
+    for (case, result) in cases.iter().zip(results) {
+        let expected: Vec<u32> = ids(&case["greedy_ids"]).into_iter().take(new_tokens).collect();
+        assert_eq!(result.unwrap().token_ids, expected, "{}", case["name"]);
+    }
+    let steps = settled(&engine).await.steps;
+    let prompt_tokens: usize = cases.iter().map(|c| ids(&c["prompt_ids"]).len()).sum();
+    assert!(prompt_tokens <= EngineOptions::default().shared_prefill_chunk, "{prompt_tokens} prompt tokens");
+    // One step for all prompts (each gives its first token), then one per further token.
+    assert_eq!(steps.count, new_tokens as u64, "{steps:?}");
+    assert_eq!(steps.prompt_tokens, prompt_tokens as u64, "{steps:?}");
+    assert_eq!(steps.prompts_finished, cases.len() as u64, "{steps:?}");
+    assert_eq!(steps.decode_tokens, (cases.len() * (new_tokens - 1)) as u64, "{steps:?}");
+}
+
 /// A prompt that arrives while another conversation replies is run in small chunks inside that
 /// conversation's decoding steps, and both still give GenAI's tokens.
 #[tokio::test]

@@ -11,7 +11,7 @@ use super::{load_runtime, measure::peak_rss_mb, start_llm};
 use crate::{
     cli::BenchServeArgs,
     config::Config,
-    inference::llm::{GenerateRequest, GenerationEvent, GenerationParams, Prompt, SamplingOverrides},
+    inference::llm::{GenerateRequest, GenerationEvent, GenerationParams, Prompt, SamplingOverrides, StepTotals},
 };
 use serde::Deserialize;
 use std::{
@@ -47,6 +47,7 @@ pub fn run(config: &Config, args: BenchServeArgs) -> Result<(), String> {
     let warm = GenerateRequest { conversation: None, prompt: Prompt::Ids((3..67).collect()), params: warm };
     engine.generate(warm).map_err(|e| e.to_string())?.blocking_completion().map_err(|e| e.to_string())?;
     let users = args.users.unwrap_or(usize::MAX).max(1);
+    let before = engine.stats().steps;
     let start = Instant::now();
     let ms = move || start.elapsed().as_secs_f64() * 1000.0;
     let (done_tx, done_rx) = mpsc::channel::<Result<Timed, String>>();
@@ -121,10 +122,24 @@ pub fn run(config: &Config, args: BenchServeArgs) -> Result<(), String> {
             "engine": "duet", "mode": mode, "requests": trace.len(), "seconds": seconds, "load_s": info.load_ms / 1000.0,
             "output_tokens_per_s": tokens as f64 / seconds, "requests_per_s": trace.len() as f64 / seconds,
             "ttft_ms": percentiles(ttft), "tpot_ms": percentiles(tpot), "ttft_each_ms": ttft_each,
-            "peak_rss_mb": peak_rss_mb(),
+            "peak_rss_mb": peak_rss_mb(), "steps": step_means(before, engine.stats().steps),
         })
     );
     Ok(())
+}
+
+/// What the engine's steps held and cost on average during the run: how the schedule split its
+/// work between prompts and decoding (bench/serve_genai.py prints the same for GenAI).
+fn step_means(before: StepTotals, after: StepTotals) -> serde_json::Value {
+    let count = (after.count - before.count).max(1) as f64;
+    let per_step = |a: u64, b: u64| (a - b) as f64 / count;
+    serde_json::json!({
+        "count": after.count - before.count,
+        "mean_ms": per_step(after.micros, before.micros) / 1000.0,
+        "decode_tokens": per_step(after.decode_tokens, before.decode_tokens),
+        "prompt_tokens": per_step(after.prompt_tokens, before.prompt_tokens),
+        "first_tokens": per_step(after.prompts_finished, before.prompts_finished),
+    })
 }
 
 /// Nearest-rank P50/P95/P99, as bench/serve_trace.py computes them.

@@ -24,7 +24,7 @@ pub mod template;
 pub mod window;
 
 pub use backend::Attention;
-pub use engine::{Canceller, EngineInfo, EngineOptions, EngineStats, GenerationHandle, LlmEngine};
+pub use engine::{Canceller, EngineInfo, EngineOptions, EngineStats, GenerationHandle, LlmEngine, StepTotals};
 pub use generation::{
     Completion, Failure, FailureKind, FinishReason, GenerateRequest, GenerationEvent, GenerationParams, Prompt,
 };
