@@ -7,6 +7,7 @@ Duet / GenAI for every closed-loop level (`--users 1,4,8,16`) and, with `--rate`
 
     bench/run.sh serve --users 1,4 --requests 16          # after scripts/make-fixtures.sh --full
     bench/run.sh serve --rate 0.3 --requests 32
+    bench/run.sh serve --users "" --long-burst 4 --each   # 4 long prompts beside 4 replies
 Run on an idle machine."""
 
 import argparse
@@ -18,7 +19,7 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from serve_trace import arrivals, prefix_trace, trace  # noqa: E402
+from serve_trace import arrivals, long_burst, prefix_trace, trace  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 SERVER = ROOT / "target/release/server"
@@ -45,6 +46,9 @@ def main():
     parser.add_argument("--prefix-check", type=int, metavar="TOKENS",
                         help="instead: conversations one after another, all opening with the same TOKENS-token "
                              "system prompt; the first runs it cold, the rest find it cached (GenAI with prefix caching)")
+    parser.add_argument("--long-burst", type=int, metavar="N",
+                        help="also: N replies of 400 tokens, then N 900-token prompts arriving at once 3 s later")
+    parser.add_argument("--each", action="store_true", help="also print every request's TTFT, Duet beside GenAI")
     args = parser.parse_args()
     if not args.model.is_dir():
         sys.exit(f"no model at {args.model}: run scripts/make-fixtures.sh --full first")
@@ -56,23 +60,32 @@ def main():
         for r, at in zip(requests, arrivals(len(requests), args.rate, args.seed)):
             r["arrival_s"] = at
         runs.append(("rate", args.rate))
-    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
-        json.dump(requests, f)
-        trace_file = f.name
+    traces = {"main": requests}
+    if args.long_burst:
+        traces["burst"] = long_burst(args.long_burst)
+        runs.append(("burst", args.long_burst))
+    files = {}
+    for name, reqs in traces.items():
+        with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
+            json.dump(reqs, f)
+            files[name] = f.name
     rows = []
     try:
         for kind, value in runs:
+            trace_file = files["burst" if kind == "burst" else "main"]
             duet_cmd = [str(SERVER), "bench", "serve", "--model", str(args.model), "--trace", trace_file]
             genai_cmd = [str(PYTHON), "bench/serve_genai.py", "--model", str(args.model), "--trace", trace_file]
             if kind == "users":
                 duet_cmd += ["--users", str(value)]
                 genai_cmd += ["--users", str(value)]
             else:
+                # Open loop: the arrival times are in the trace (the rate only names the run).
                 genai_cmd += ["--rate", str(value)]
             print(f"==> {kind} {value}: Duet, then GenAI", flush=True)
             rows.append((f"{kind}={value}", last_json(duet_cmd), last_json(genai_cmd)))
     finally:
-        os.unlink(trace_file)
+        for f in files.values():
+            os.unlink(f)
     print(f"\n{len(requests)} requests; ratio = Duet / GenAI (tokens/s: higher is better; times: lower)")
     print(f"{'load':<10} {'metric':<22} {'Duet':>10} {'GenAI':>10} {'ratio':>7}")
     for name, duet, genai in rows:
@@ -94,6 +107,9 @@ def main():
             print(f"{name:<10} {label:<22} {d:>10.1f} {g:>10.1f} {ratio:>7.3f}")
         print(f"{name:<10} {'prompt tokens / step':<22} {duet['steps']['prompt_tokens']:>10.1f} {'':>10}")
         print(f"{name:<10} {'prompt seqs / step':<22} {'':>10} {genai['steps']['prompt_sequences']:>10.2f}")
+        if args.each:
+            pairs = zip(duet["ttft_each_ms"], genai["ttft_each_ms"])
+            print(f"{name:<10} TTFT each, Duet/GenAI ms: " + ", ".join(f"{d:.0f}/{g:.0f}" for d, g in pairs))
 
 
 def prefix_check(args):

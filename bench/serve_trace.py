@@ -66,3 +66,15 @@ if __name__ == "__main__":
     assert percentiles([1, 2, 3, 4])["p50"] == 2 and percentiles([5])["p99"] == 5
     print(f"prompts: mean {sum(prompts) / len(prompts):.0f}, {percentiles(prompts)}; "
           f"outputs: mean {sum(outputs) / len(outputs):.0f}, {percentiles(outputs)}")
+
+
+def long_burst(n, prompt=900, replies=400, at=3.0, vocab=150000, seed=11):
+    """`n` replies of `replies` tokens starting together, then, `at` seconds later, `n`
+    `prompt`-token prompts arriving at once (8 new tokens each): prompt chunks sharing steps
+    with decoding, the case a tail of first tokens is made of. Open loop (`arrival_s` given)."""
+    rng = random.Random(seed)
+    ids = lambda k: [3 + rng.randrange(vocab - 3) for _ in range(k)]  # noqa: E731
+    requests = [{"id": i, "prompt_ids": ids(50), "max_new_tokens": replies, "arrival_s": 0.0} for i in range(n)]
+    requests += [{"id": n + i, "prompt_ids": ids(prompt), "max_new_tokens": 8, "arrival_s": at} for i in range(n)]
+    return requests
+
