@@ -156,6 +156,11 @@ impl StepTotals {
     }
 }
 
+/// Whether a unit just run was a prompt's last chunk: it has its first token now (or ended on it).
+fn gave_first_token(was_decoding: bool, generation: &Generation, step: &Step) -> bool {
+    !was_decoding && (generation.is_decoding() || matches!(step, Step::Finished))
+}
+
 /// A cheap, cloneable handle to the engine thread.
 #[derive(Clone)]
 pub struct LlmEngine {
@@ -317,8 +322,6 @@ struct Worker {
     /// Where each conversation's window started last time, so the next turn keeps it.
     anchors: hashlink::LruCache<String, u64>,
     active: VecDeque<Generation>,
-    /// Generations taken out of `active` for the step running now: still in flight.
-    stepping: usize,
     stats: EngineStats,
     /// Where `stats` is copied for the handles.
     published: Arc<Mutex<EngineStats>>,
@@ -354,7 +357,6 @@ impl Worker {
             sessions,
             anchors,
             active: VecDeque::new(),
-            stepping: 0,
             stats,
             published,
         })
@@ -395,9 +397,9 @@ impl Worker {
             let (was_decoding, started) = (generation.is_decoding(), Instant::now());
             let step = catch_panic("engine", || generation.step(&mut self.backend, &decoder, chunk));
             if let Ok(done) = &step {
-                let finished_prompt = !was_decoding && (generation.is_decoding() || matches!(done, Step::Finished));
+                let first = usize::from(gave_first_token(was_decoding, &generation, done));
                 let (decoded, prompt) = if was_decoding { (1, 0) } else { (0, more) };
-                self.stats.steps.add(decoded, prompt, usize::from(finished_prompt), started.elapsed());
+                self.stats.steps.add(decoded, prompt, first, started.elapsed());
             }
             match step {
                 Ok(Step::Continue) => self.active.push_back(generation),
@@ -469,9 +471,8 @@ impl Worker {
                 self.stats.mixed_steps += 1;
             }
             // Before any of them can finish, so a caller who saw the end sees this step counted.
-            self.stepping = ready.len();
-            self.publish();
-            self.stepping = 0;
+            // They are out of `active` while the step runs, but still in flight.
+            self.publish_with(ready.len());
         }
         let decoding = ready.iter().filter(|g| g.is_decoding()).count();
         let prompt_tokens: usize =
@@ -497,9 +498,7 @@ impl Worker {
                 for ((mut generation, row), feed) in ready.into_iter().zip(rows).zip(&feeds) {
                     let was_decoding = generation.is_decoding();
                     let step = generation.advance(feed.len(), row, &decoder);
-                    // A prompt whose last chunk ran has its first token (or ended on it).
-                    prompts_finished +=
-                        usize::from(!was_decoding && (generation.is_decoding() || matches!(step, Step::Finished)));
+                    prompts_finished += usize::from(gave_first_token(was_decoding, &generation, &step));
                     match step {
                         Step::Continue => self.active.push_back(generation),
                         Step::Finished => finished.push(generation),
@@ -539,7 +538,12 @@ impl Worker {
 
     /// Let the handles (and `/health`) see the counters and what is held now.
     fn publish(&mut self) {
-        self.stats.running = self.active.len() + self.stepping;
+        self.publish_with(0);
+    }
+
+    /// `publish`, counting `stepping` generations taken out of the queue for a step as running.
+    fn publish_with(&mut self, stepping: usize) {
+        self.stats.running = self.active.len() + stepping;
         self.stats.kept_conversations = self.sessions.len();
         let kv = self.backend.kv_tokens();
         (self.stats.kv_tokens_used, self.stats.kv_tokens_idle, self.stats.kv_tokens_allocated) =
